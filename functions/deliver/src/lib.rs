@@ -1,0 +1,414 @@
+//! deliver: consumes the delivery queue. Honors preferences, suppression and quiet hours,
+//! sends email through SES v2 and SMS/push through SNS, records the outcome per channel.
+//! Throttling becomes a retry later; a permanent rejection goes to the DLQ with its reason.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use herald::config::{ConfigError, Vars};
+use herald::consumer::{BatchHandler, Disposition, QueueMessage};
+use herald::domain::delivery::{decide, Decision, DeliveryJob};
+use herald::domain::notification::Category;
+use herald::ports::{
+    DeliveryRecord, DeliveryState, Directory, Email, EmailSender, MobileSender, OutgoingMessage,
+    QueueSender, SendError,
+};
+use herald::Channel;
+
+/// SQS's longest per-message delay; longer quiet hours re-defer on the next receive.
+const MAX_DELAY_SECONDS: u32 = 900;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub directory_table: String,
+    pub delivery_queue_url: String,
+    pub email_from: String,
+    pub ses_configuration_set: Option<String>,
+    /// Base URL for one-click unsubscribe links in marketing email.
+    pub unsubscribe_url: Option<String>,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            directory_table: vars.required("DIRECTORY_TABLE")?,
+            delivery_queue_url: vars.required("DELIVERY_QUEUE_URL")?,
+            email_from: vars.required("EMAIL_FROM")?,
+            ses_configuration_set: vars.optional("SES_CONFIGURATION_SET"),
+            unsubscribe_url: vars.optional("UNSUBSCRIBE_URL"),
+        })
+    }
+}
+
+pub struct Deliverer {
+    pub directory: Arc<dyn Directory>,
+    pub email: Arc<dyn EmailSender>,
+    pub mobile: Arc<dyn MobileSender>,
+    /// The delivery queue itself, for jobs held back by quiet hours.
+    pub requeue: Arc<dyn QueueSender>,
+    pub unsubscribe_url: Option<String>,
+}
+
+impl Deliverer {
+    pub fn from_aws(config: &Config, aws: &aws_config::SdkConfig) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(aws);
+        Self {
+            directory: Arc::new(herald::aws::directory::DynamoDirectory::new(
+                ddb,
+                &config.directory_table,
+            )),
+            email: Arc::new(herald::aws::ses::SesEmail::new(
+                aws_sdk_sesv2::Client::new(aws),
+                &config.email_from,
+                config.ses_configuration_set.clone(),
+            )),
+            mobile: Arc::new(herald::aws::sns::SnsMobile::new(aws_sdk_sns::Client::new(
+                aws,
+            ))),
+            requeue: Arc::new(herald::aws::sqs::SqsSender::new(
+                aws_sdk_sqs::Client::new(aws),
+                &config.delivery_queue_url,
+            )),
+            unsubscribe_url: config.unsubscribe_url.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl BatchHandler for Deliverer {
+    async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
+        let mut out = Vec::with_capacity(batch.len());
+        for message in batch {
+            let disposition = match serde_json::from_str::<DeliveryJob>(&message.body) {
+                Err(e) => Disposition::Poison(format!("not a delivery job: {e}")),
+                Ok(job) => self.deliver(&job).await,
+            };
+            out.push(disposition);
+        }
+        out
+    }
+}
+
+impl Deliverer {
+    /// One job: skip if already done, decide, send, record.
+    pub async fn deliver(&self, job: &DeliveryJob) -> Disposition {
+        match self.already_done(job).await {
+            Ok(true) => return Disposition::Done,
+            Ok(false) => {}
+            Err(reason) => return Disposition::Retry(reason),
+        }
+        let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
+            Ok(contact) => contact,
+            Err(e) => return Disposition::Retry(e.to_string()),
+        };
+        match decide(contact.as_ref(), job, jiff::Timestamp::now()) {
+            Decision::Skip(reason) => self.record(job, DeliveryState::Skipped, Some(reason)).await,
+            Decision::Defer(seconds) => self.defer(job, seconds).await,
+            Decision::Send(addresses) => match self.send(job, &addresses).await {
+                Ok(Some(provider_id)) => {
+                    self.record(job, DeliveryState::Sent, Some(provider_id))
+                        .await
+                }
+                Ok(None) => {
+                    self.record(
+                        job,
+                        DeliveryState::Skipped,
+                        Some("address suppressed".into()),
+                    )
+                    .await
+                }
+                Err(SendError::Rejected(reason)) => {
+                    let _ = self
+                        .record(job, DeliveryState::Failed, Some(reason.clone()))
+                        .await;
+                    Disposition::Poison(format!("{} rejected: {reason}", job.channel.as_str()))
+                }
+                Err(e) => Disposition::Retry(e.to_string()),
+            },
+        }
+    }
+
+    /// A redelivered job whose channel is already sent or skipped needs nothing more.
+    async fn already_done(&self, job: &DeliveryJob) -> Result<bool, String> {
+        let records = self
+            .directory
+            .delivery_status(&job.tenant, &job.notification_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(records
+            .iter()
+            .any(|r| r.channel == job.channel && r.state != DeliveryState::Failed))
+    }
+
+    /// Sends on the job's channel; `Ok(None)` when the address is suppressed.
+    async fn send(
+        &self,
+        job: &DeliveryJob,
+        addresses: &[String],
+    ) -> Result<Option<String>, SendError> {
+        match job.channel {
+            Channel::Email => {
+                let to = &addresses[0];
+                if self
+                    .directory
+                    .is_suppressed(&job.tenant, to)
+                    .await
+                    .map_err(|e| SendError::Other(e.to_string()))?
+                {
+                    return Ok(None);
+                }
+                let email = Email {
+                    to: to.clone(),
+                    subject: job.title.clone(),
+                    text: job.body.clone(),
+                    list_unsubscribe: self.unsubscribe_link(job),
+                };
+                self.email.send_email(&email).await.map(Some)
+            }
+            Channel::Sms => self
+                .mobile
+                .send_sms(&addresses[0], &format!("{}: {}", job.title, job.body))
+                .await
+                .map(Some),
+            Channel::Push => {
+                // Every device gets it; one dead endpoint must not block the others.
+                let mut sent = Vec::new();
+                let mut last_error = None;
+                for endpoint in addresses {
+                    match self.mobile.send_push(endpoint, &job.title, &job.body).await {
+                        Ok(id) => sent.push(id),
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                match (sent.is_empty(), last_error) {
+                    (true, Some(e)) => Err(e),
+                    _ => Ok(Some(sent.join(","))),
+                }
+            }
+            Channel::Inbox => Ok(Some(String::new())),
+        }
+    }
+
+    fn unsubscribe_link(&self, job: &DeliveryJob) -> Option<String> {
+        let base = self.unsubscribe_url.as_deref()?;
+        (job.category == Category::Marketing)
+            .then(|| format!("{base}?tenant={}&user={}", job.tenant, job.user_id))
+    }
+
+    async fn defer(&self, job: &DeliveryJob, seconds: u32) -> Disposition {
+        let mut message = match OutgoingMessage::json(job.key(), job) {
+            Ok(m) => m,
+            Err(e) => return Disposition::Poison(e.to_string()),
+        };
+        message.delay_seconds = Some(seconds.min(MAX_DELAY_SECONDS) as i32);
+        match self.requeue.send(&[message]).await.pop() {
+            Some(Ok(())) => Disposition::Done,
+            Some(Err(e)) => Disposition::Retry(format!("could not defer: {e}")),
+            None => Disposition::Retry("could not defer".into()),
+        }
+    }
+
+    async fn record(
+        &self,
+        job: &DeliveryJob,
+        state: DeliveryState,
+        detail: Option<String>,
+    ) -> Disposition {
+        let record = DeliveryRecord {
+            notification_id: job.notification_id.clone(),
+            channel: job.channel,
+            state,
+            detail,
+            updated_at: herald::telemetry::now_rfc3339(),
+        };
+        herald::telemetry::emit_metrics("deliver", &[(state_metric(state), 1.0, "Count")]);
+        match self.directory.record_delivery(&job.tenant, &record).await {
+            Ok(()) => Disposition::Done,
+            // The send happened; failing to record it must not resend, so only log.
+            Err(e) if state == DeliveryState::Sent => {
+                tracing::error!(id = %job.notification_id, error = %e, "sent but status not recorded");
+                Disposition::Done
+            }
+            Err(e) => Disposition::Retry(e.to_string()),
+        }
+    }
+}
+
+fn state_metric(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Sent => "DeliveriesSent",
+        DeliveryState::Skipped => "DeliveriesSkipped",
+        DeliveryState::Failed => "DeliveriesFailed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use herald::domain::contact::Contact;
+    use herald::fake::{InMemoryDirectory, RecordingQueue, RecordingSender};
+    use herald::{NotificationId, RoomId, TenantId, UserId};
+
+    use super::*;
+
+    struct World {
+        deliverer: Deliverer,
+        directory: Arc<InMemoryDirectory>,
+        sender: Arc<RecordingSender>,
+        requeue: Arc<RecordingQueue>,
+    }
+
+    fn world() -> World {
+        let directory = Arc::new(InMemoryDirectory::default());
+        let sender = Arc::new(RecordingSender::default());
+        let requeue = Arc::new(RecordingQueue::default());
+        let deliverer = Deliverer {
+            directory: directory.clone(),
+            email: sender.clone(),
+            mobile: sender.clone(),
+            requeue: requeue.clone(),
+            unsubscribe_url: Some("https://example.com/unsub".into()),
+        };
+        World {
+            deliverer,
+            directory,
+            sender,
+            requeue,
+        }
+    }
+
+    fn job(channel: Channel, category: Category) -> DeliveryJob {
+        DeliveryJob {
+            tenant: TenantId::parse("t1", "t").unwrap(),
+            notification_id: NotificationId::parse("n1", "id").unwrap(),
+            user_id: UserId::parse("u1", "u").unwrap(),
+            room_id: RoomId::parse("r1", "r").unwrap(),
+            channel,
+            category,
+            title: "Hi".into(),
+            body: "there".into(),
+            data: None,
+            created_at: "2026-11-23T00:00:00Z".into(),
+        }
+    }
+
+    async fn with_contact(w: &World, contact: Contact) {
+        w.directory
+            .put_contact(
+                &TenantId::parse("t1", "t").unwrap(),
+                &UserId::parse("u1", "u").unwrap(),
+                &contact,
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn email_is_sent_once_even_when_redelivered() {
+        let w = world();
+        with_contact(
+            &w,
+            Contact {
+                email: Some("a@b.co".into()),
+                ..Contact::default()
+            },
+        )
+        .await;
+        let j = job(Channel::Email, Category::Marketing);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        let emails = w.sender.emails.lock().unwrap().clone();
+        assert_eq!(emails.len(), 1);
+        assert_eq!(
+            emails[0].list_unsubscribe.as_deref(),
+            Some("https://example.com/unsub?tenant=t1&user=u1")
+        );
+    }
+
+    #[tokio::test]
+    async fn throttling_is_a_retry_and_nothing_is_recorded() {
+        let w = world();
+        with_contact(
+            &w,
+            Contact {
+                phone: Some("+15555550100".into()),
+                ..Contact::default()
+            },
+        )
+        .await;
+        w.sender.throttle.store(true, Ordering::Relaxed);
+        assert!(matches!(
+            w.deliverer
+                .deliver(&job(Channel::Sms, Category::Transactional))
+                .await,
+            Disposition::Retry(_)
+        ));
+        assert!(w.directory.records.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn suppressed_and_missing_addresses_are_skipped_with_a_record() {
+        let w = world();
+        with_contact(
+            &w,
+            Contact {
+                email: Some("A@b.co".into()),
+                ..Contact::default()
+            },
+        )
+        .await;
+        w.directory
+            .suppressed
+            .lock()
+            .unwrap()
+            .insert("a@b.co".into());
+        assert_eq!(
+            w.deliverer
+                .deliver(&job(Channel::Email, Category::Transactional))
+                .await,
+            Disposition::Done
+        );
+        assert_eq!(
+            w.deliverer
+                .deliver(&job(Channel::Push, Category::Transactional))
+                .await,
+            Disposition::Done
+        );
+        let records = w.directory.records.lock().unwrap().clone();
+        assert!(
+            records.iter().all(|r| r.state == DeliveryState::Skipped),
+            "{records:?}"
+        );
+        assert!(w.sender.emails.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn quiet_hours_requeue_marketing_with_a_delay() {
+        let w = world();
+        let now = jiff::Timestamp::now()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .time();
+        let start = format!("{:02}:00", now.hour());
+        let end = format!("{:02}:00", (now.hour() + 2) % 24);
+        with_contact(
+            &w,
+            Contact {
+                email: Some("a@b.co".into()),
+                quiet_hours: Some(herald::domain::contact::QuietHours { start, end }),
+                ..Contact::default()
+            },
+        )
+        .await;
+        assert_eq!(
+            w.deliverer
+                .deliver(&job(Channel::Email, Category::Marketing))
+                .await,
+            Disposition::Done
+        );
+        let sent = w.requeue.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].delay_seconds, Some(900));
+        assert!(w.sender.emails.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,373 @@
+//! inbox-api: what apps call for a user's inbox: unread counts, the message list, mark a
+//! room or everything read, the user's contact, and a notification's delivery status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herald::config::{ConfigError, Vars};
+use herald::domain::backoff::BackoffPolicy;
+use herald::domain::contact::Contact;
+use herald::domain::counters::{mark_all_read, mark_room_read, Unread};
+use herald::http::{not_found, parse_json, ApiError};
+use herald::ports::{CounterStore, Directory, MessageLog, MessagePage};
+use herald::{FieldError, NotificationId, RoomId, TenantId, UserId, UserKey};
+use serde_json::{json, Value};
+
+pub const DEFAULT_PAGE: u32 = 20;
+pub const MAX_PAGE: u32 = 100;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub inbox_table: String,
+    pub directory_table: String,
+    pub default_tenant: TenantId,
+    pub retention_days: u32,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            inbox_table: vars.required("INBOX_TABLE")?,
+            directory_table: vars.required("DIRECTORY_TABLE")?,
+            default_tenant: vars.default_tenant()?,
+            retention_days: vars.retention_days()?,
+        })
+    }
+}
+
+pub struct Deps {
+    pub counters: Arc<dyn CounterStore>,
+    pub messages: Arc<dyn MessageLog>,
+    pub directory: Arc<dyn Directory>,
+    pub tenant: TenantId,
+    pub policy: BackoffPolicy,
+}
+
+impl Deps {
+    pub fn from_aws(config: &Config, aws: &aws_config::SdkConfig) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(aws);
+        let inbox = Arc::new(herald::aws::dynamodb::DynamoInbox::new(
+            ddb.clone(),
+            &config.inbox_table,
+            config.retention_days,
+        ));
+        Self {
+            counters: inbox.clone(),
+            messages: inbox,
+            directory: Arc::new(herald::aws::directory::DynamoDirectory::new(
+                ddb,
+                &config.directory_table,
+            )),
+            tenant: config.default_tenant.clone(),
+            policy: BackoffPolicy::default(),
+        }
+    }
+
+    fn user(&self, user: &str) -> Result<UserKey, ApiError> {
+        Ok(UserKey {
+            tenant: self.tenant.clone(),
+            user: UserId::parse(user, "user")?,
+        })
+    }
+}
+
+/// The inbox API as Lambda serves it.
+pub fn app(deps: Arc<Deps>) -> Router {
+    routes(deps).fallback(not_found)
+}
+
+/// The routes alone, for the local runner to merge with the other APIs.
+pub fn routes(deps: Arc<Deps>) -> Router {
+    Router::new()
+        .route("/v1/users/{user}/unread", get(unread))
+        .route("/v1/users/{user}/messages", get(messages))
+        .route("/v1/users/{user}/rooms/{room}/read", post(read_room))
+        .route("/v1/users/{user}/read-all", post(read_all))
+        .route(
+            "/v1/users/{user}/contact",
+            get(get_contact).put(put_contact),
+        )
+        .route("/v1/notifications/{id}", get(delivery_status))
+        .with_state(deps)
+}
+
+async fn unread(
+    State(deps): State<Arc<Deps>>,
+    Path(user): Path<String>,
+) -> Result<Json<Unread>, ApiError> {
+    let user = deps.user(&user)?;
+    Ok(Json(deps.counters.read_counters(&user).await?.unread()))
+}
+
+async fn messages(
+    State(deps): State<Arc<Deps>>,
+    Path(user): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let user = deps.user(&user)?;
+    let room = query
+        .get("room")
+        .filter(|r| !r.is_empty())
+        .map(|r| RoomId::parse(r, "room"))
+        .transpose()?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                FieldError::new(
+                    "invalid_value",
+                    "limit",
+                    format!("limit must be an integer 1-{MAX_PAGE}"),
+                )
+            })?,
+    };
+    let cursor = query.get("cursor").filter(|c| !c.is_empty());
+    if cursor
+        .is_some_and(|c| !herald::aws::dynamodb::check_cursor(c) && c.parse::<usize>().is_err())
+    {
+        return Err(FieldError::new(
+            "invalid_cursor",
+            "cursor",
+            "cursor must be a next_cursor this API returned",
+        )
+        .into());
+    }
+    Ok(Json(
+        deps.messages
+            .list_messages(&user, room.as_ref(), limit, cursor.map(String::as_str))
+            .await?,
+    ))
+}
+
+async fn read_room(
+    State(deps): State<Arc<Deps>>,
+    Path((user, room)): Path<(String, String)>,
+) -> Result<Json<Unread>, ApiError> {
+    let user = deps.user(&user)?;
+    let room = RoomId::parse(room, "room")?;
+    Ok(Json(
+        mark_room_read(deps.counters.as_ref(), &user, &room, &deps.policy)
+            .await?
+            .unread(),
+    ))
+}
+
+async fn read_all(
+    State(deps): State<Arc<Deps>>,
+    Path(user): Path<String>,
+) -> Result<Json<Unread>, ApiError> {
+    let user = deps.user(&user)?;
+    Ok(Json(
+        mark_all_read(deps.counters.as_ref(), &user, &deps.policy)
+            .await?
+            .unread(),
+    ))
+}
+
+async fn get_contact(
+    State(deps): State<Arc<Deps>>,
+    Path(user): Path<String>,
+) -> Result<Json<Contact>, ApiError> {
+    let user = deps.user(&user)?;
+    match deps.directory.contact(&user.tenant, &user.user).await? {
+        Some(contact) => Ok(Json(contact)),
+        None => Err(ApiError::NotFound(format!(
+            "user {} has no contact",
+            user.user
+        ))),
+    }
+}
+
+async fn put_contact(
+    State(deps): State<Arc<Deps>>,
+    Path(user): Path<String>,
+    body: Bytes,
+) -> Result<Json<Contact>, ApiError> {
+    let user = deps.user(&user)?;
+    let contact = Contact::parse(&parse_json(&body)?)?;
+    deps.directory
+        .put_contact(&user.tenant, &user.user, &contact)
+        .await?;
+    Ok(Json(contact))
+}
+
+async fn delivery_status(
+    State(deps): State<Arc<Deps>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = NotificationId::parse(id, "id")?;
+    let records = deps.directory.delivery_status(&deps.tenant, &id).await?;
+    if records.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no delivery recorded for notification {id} (yet)"
+        )));
+    }
+    let channels: serde_json::Map<String, Value> = records
+        .into_iter()
+        .map(|r| {
+            (
+                r.channel.as_str().to_owned(),
+                json!({"state": r.state, "detail": r.detail, "updated_at": r.updated_at}),
+            )
+        })
+        .collect();
+    Ok(Json(json!({"id": id, "channels": channels})))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use herald::domain::counters::apply_to_counters;
+    use herald::domain::notification::{parse_notification, IdSource};
+    use herald::fake::{InMemoryDirectory, InMemoryInbox};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn deps() -> (Arc<Deps>, Arc<InMemoryInbox>) {
+        let inbox = Arc::new(InMemoryInbox::default());
+        let deps = Arc::new(Deps {
+            counters: inbox.clone(),
+            messages: inbox.clone(),
+            directory: Arc::new(InMemoryDirectory::default()),
+            tenant: TenantId::parse("t1", "t").unwrap(),
+            policy: BackoffPolicy::default(),
+        });
+        (deps, inbox)
+    }
+
+    async fn call(
+        deps: &Arc<Deps>,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+            .unwrap();
+        let resp = app(deps.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn deliver(inbox: &InMemoryInbox, user: &str, rooms: &[&str]) {
+        let tenant = TenantId::parse("t1", "t").unwrap();
+        let batch = rooms
+            .iter()
+            .enumerate()
+            .map(|(i, room)| {
+                let item = json!({"user_id": user, "room_id": room, "title": "t", "body": "b", "channels": ["inbox"]});
+                (i, parse_notification(&item, i, &tenant, IdSource::Generate, &format!("2026-11-23T00:00:0{i}Z")).unwrap())
+            })
+            .collect();
+        apply_to_counters(inbox, batch, &BackoffPolicy::default()).await;
+    }
+
+    #[tokio::test]
+    async fn unknown_user_has_zero_unread() {
+        let (deps, _) = deps();
+        let (status, body) = call(&deps, "GET", "/v1/users/nobody/unread", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"total": 0, "rooms": {}}));
+    }
+
+    #[tokio::test]
+    async fn read_room_then_read_all() {
+        let (deps, inbox) = deps();
+        deliver(&inbox, "u1", &["r1", "r1", "r2"]).await;
+        let (_, body) = call(&deps, "GET", "/v1/users/u1/unread", None).await;
+        assert_eq!(body, json!({"total": 3, "rooms": {"r1": 2, "r2": 1}}));
+        let (status, body) = call(&deps, "POST", "/v1/users/u1/rooms/r1/read", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"total": 1, "rooms": {"r2": 1}}));
+        let (_, body) = call(&deps, "POST", "/v1/users/u1/read-all", None).await;
+        assert_eq!(body, json!({"total": 0, "rooms": {}}));
+    }
+
+    #[tokio::test]
+    async fn messages_page_newest_first_with_limit_checks() {
+        let (deps, inbox) = deps();
+        deliver(&inbox, "u1", &["r1", "r2", "r1"]).await;
+        let (_, page) = call(&deps, "GET", "/v1/users/u1/messages?limit=2", None).await;
+        assert_eq!(page["messages"].as_array().unwrap().len(), 2);
+        assert_eq!(page["messages"][0]["created_at"], "2026-11-23T00:00:02Z");
+        let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+        let (_, rest) = call(
+            &deps,
+            "GET",
+            &format!("/v1/users/u1/messages?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+        assert_eq!(rest["messages"].as_array().unwrap().len(), 1);
+        let (_, room) = call(&deps, "GET", "/v1/users/u1/messages?room=r2", None).await;
+        assert_eq!(room["messages"].as_array().unwrap().len(), 1);
+        let (status, err) = call(&deps, "GET", "/v1/users/u1/messages?limit=0", None).await;
+        assert_eq!(
+            (status, err["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("limit"))
+        );
+    }
+
+    #[tokio::test]
+    async fn contact_round_trip_and_validation() {
+        let (deps, _) = deps();
+        let (status, _) = call(&deps, "GET", "/v1/users/u1/contact", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, body) = call(
+            &deps,
+            "PUT",
+            "/v1/users/u1/contact",
+            Some(json!({"email": "a@b.co"})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["email"].clone()),
+            (StatusCode::OK, json!("a@b.co"))
+        );
+        let (_, body) = call(&deps, "GET", "/v1/users/u1/contact", None).await;
+        assert_eq!(body["email"], "a@b.co");
+        let (status, body) = call(
+            &deps,
+            "PUT",
+            "/v1/users/u1/contact",
+            Some(json!({"email": "nope"})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("email"))
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_ids_and_routes_are_json_errors() {
+        let (deps, _) = deps();
+        let (status, body) = call(&deps, "GET", "/v1/users/a%23b/unread", None).await;
+        assert_eq!(
+            (status, body["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("user"))
+        );
+        let (status, body) = call(&deps, "GET", "/v2/nothing", None).await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (StatusCode::NOT_FOUND, json!("not_found"))
+        );
+    }
+}

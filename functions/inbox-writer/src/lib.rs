@@ -1,0 +1,273 @@
+//! inbox-writer: consumes the notifications queue. Each notification is stored and counted
+//! exactly once (one transaction per user, see `herald::domain::counters`), then its
+//! delivery jobs go on the delivery queue; committed messages are acked, the rest retried.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use herald::config::{ConfigError, Vars};
+use herald::consumer::{BatchHandler, Disposition, QueueMessage};
+use herald::domain::backoff::BackoffPolicy;
+use herald::domain::counters::{apply_to_counters, ApplyOutcome};
+use herald::domain::delivery::DeliveryJob;
+use herald::ports::{CounterStore, OutgoingMessage, QueueSender};
+use herald::Notification;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub inbox_table: String,
+    pub delivery_queue_url: String,
+    pub retention_days: u32,
+    pub policy: BackoffPolicy,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let budget_ms: u64 = vars.parsed_or("RETRY_BUDGET_MS", 10_000)?;
+        Ok(Self {
+            inbox_table: vars.required("INBOX_TABLE")?,
+            delivery_queue_url: vars.required("DELIVERY_QUEUE_URL")?,
+            retention_days: vars.retention_days()?,
+            policy: BackoffPolicy {
+                budget: std::time::Duration::from_millis(budget_ms),
+                ..BackoffPolicy::default()
+            },
+        })
+    }
+}
+
+/// The handler: the counter store and where delivery jobs go.
+pub struct InboxWriter {
+    pub store: Arc<dyn CounterStore>,
+    pub delivery: Arc<dyn QueueSender>,
+    pub policy: BackoffPolicy,
+}
+
+impl InboxWriter {
+    pub fn from_aws(config: &Config, aws: &aws_config::SdkConfig) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(aws);
+        let sqs = aws_sdk_sqs::Client::new(aws);
+        Self {
+            store: Arc::new(herald::aws::dynamodb::DynamoInbox::new(
+                ddb,
+                &config.inbox_table,
+                config.retention_days,
+            )),
+            delivery: Arc::new(herald::aws::sqs::SqsSender::new(
+                sqs,
+                &config.delivery_queue_url,
+            )),
+            policy: config.policy,
+        }
+    }
+}
+
+#[async_trait]
+impl BatchHandler for InboxWriter {
+    async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
+        let mut dispositions: Vec<Option<Disposition>> = vec![None; batch.len()];
+        let parsed = parse_batch(batch, &mut dispositions);
+        let outcomes = apply_to_counters(self.store.as_ref(), parsed, &self.policy).await;
+
+        let (mut committed, mut duplicates, mut unfinished) = (0, 0, 0);
+        let mut jobs = Vec::new();
+        for (index, notification, outcome) in outcomes {
+            match outcome {
+                ApplyOutcome::Committed | ApplyOutcome::AlreadyApplied => {
+                    if outcome == ApplyOutcome::Committed {
+                        committed += 1
+                    } else {
+                        duplicates += 1
+                    }
+                    // A redelivered duplicate re-enqueues its jobs too: the first attempt may
+                    // have died before enqueueing; deliver skips channels already sent.
+                    jobs.extend(
+                        DeliveryJob::for_notification(&notification)
+                            .into_iter()
+                            .map(|job| (index, job)),
+                    );
+                    dispositions[index] = Some(Disposition::Done);
+                }
+                ApplyOutcome::Unfinished(reason) => {
+                    unfinished += 1;
+                    dispositions[index] = Some(Disposition::Retry(reason));
+                }
+            }
+        }
+        self.enqueue_delivery(jobs, &mut dispositions).await;
+        herald::telemetry::emit_metrics(
+            "inbox-writer",
+            &[
+                ("MessagesCommitted", committed as f64, "Count"),
+                ("DuplicatesDropped", duplicates as f64, "Count"),
+                ("MessagesUnfinished", unfinished as f64, "Count"),
+            ],
+        );
+        dispositions
+            .into_iter()
+            .map(|d| d.unwrap_or_else(|| Disposition::Retry("not processed".into())))
+            .collect()
+    }
+}
+
+/// Parses each body; unparsable ones are poison and never reach the store.
+fn parse_batch(
+    batch: &[QueueMessage],
+    dispositions: &mut [Option<Disposition>],
+) -> Vec<(usize, Notification)> {
+    let mut parsed = Vec::with_capacity(batch.len());
+    for (index, message) in batch.iter().enumerate() {
+        match serde_json::from_str::<Notification>(&message.body) {
+            Ok(n) => parsed.push((index, n)),
+            Err(e) => {
+                dispositions[index] = Some(Disposition::Poison(format!("not a notification: {e}")))
+            }
+        }
+    }
+    parsed
+}
+
+impl InboxWriter {
+    /// Puts the jobs on the delivery queue; a message whose jobs did not all make it is
+    /// retried (its redelivery is a duplicate for the counters and re-enqueues the jobs).
+    async fn enqueue_delivery(
+        &self,
+        jobs: Vec<(usize, DeliveryJob)>,
+        dispositions: &mut [Option<Disposition>],
+    ) {
+        let mut messages = Vec::with_capacity(jobs.len());
+        for (i, (_, job)) in jobs.iter().enumerate() {
+            match OutgoingMessage::json(i.to_string(), job) {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    dispositions[jobs[i].0] =
+                        Some(Disposition::Poison(format!("delivery job: {e}")));
+                }
+            }
+        }
+        let results = self.delivery.send(&messages).await;
+        for (message, result) in messages.iter().zip(results) {
+            if let (Err(reason), Ok(i)) = (result, message.id.parse::<usize>()) {
+                dispositions[jobs[i].0] = Some(Disposition::Retry(format!(
+                    "delivery enqueue failed: {reason}"
+                )));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald::domain::counters::UserKey;
+    use herald::fake::{Faults, InMemoryInbox, RecordingQueue};
+    use herald::ports::CounterStore;
+    use herald::{TenantId, UserId};
+    use serde_json::json;
+
+    use super::*;
+
+    fn message(id: &str, user: &str, room: &str, channels: &[&str]) -> QueueMessage {
+        let body = json!({"tenant": "t1", "id": id, "user_id": user, "room_id": room, "title": "Hi", "body": "b",
+            "channels": channels, "created_at": "2026-11-23T00:00:00Z"});
+        QueueMessage {
+            message_id: format!("m-{id}"),
+            receipt_handle: "h".into(),
+            body: body.to_string(),
+            receive_count: 1,
+        }
+    }
+
+    fn writer(faults: Faults) -> (InboxWriter, Arc<InMemoryInbox>, Arc<RecordingQueue>) {
+        let store = Arc::new(InMemoryInbox::new(faults));
+        let delivery = Arc::new(RecordingQueue::default());
+        let w = InboxWriter {
+            store: store.clone(),
+            delivery: delivery.clone(),
+            policy: BackoffPolicy::default(),
+        };
+        (w, store, delivery)
+    }
+
+    fn key(user: &str) -> UserKey {
+        UserKey {
+            tenant: TenantId::parse("t1", "t").unwrap(),
+            user: UserId::parse(user, "u").unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_once_and_enqueues_delivery_jobs() {
+        let (w, store, delivery) = writer(Faults::default());
+        let batch = vec![
+            message("n1", "u1", "r1", &["inbox", "email"]),
+            message("n2", "u1", "r1", &["inbox"]),
+        ];
+        assert_eq!(
+            w.handle(&batch).await,
+            vec![Disposition::Done, Disposition::Done]
+        );
+        assert_eq!(
+            w.handle(&batch).await,
+            vec![Disposition::Done, Disposition::Done],
+            "redelivery is acked"
+        );
+        let counters = store.read_counters(&key("u1")).await.unwrap();
+        assert_eq!(counters.unread().total, 2);
+        let jobs: Vec<DeliveryJob> = delivery
+            .bodies()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect();
+        assert!(jobs
+            .iter()
+            .all(|j| j.channel == herald::Channel::Email && j.notification_id.as_str() == "n1"));
+        assert_eq!(
+            jobs.len(),
+            2,
+            "the duplicate re-enqueued its email job; deliver dedups it"
+        );
+    }
+
+    #[tokio::test]
+    async fn poison_is_isolated_from_the_rest_of_the_batch() {
+        let (w, store, _) = writer(Faults::default());
+        let mut bad = message("x", "u1", "r1", &["inbox"]);
+        bad.body = "{not json".into();
+        let out = w
+            .handle(&[bad, message("n1", "u1", "r1", &["inbox"])])
+            .await;
+        assert!(matches!(&out[0], Disposition::Poison(r) if r.contains("not a notification")));
+        assert_eq!(out[1], Disposition::Done);
+        assert_eq!(
+            store.read_counters(&key("u1")).await.unwrap().total.unread,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn constant_conflicts_end_as_retries_not_losses() {
+        let (mut w, store, _) = writer(Faults {
+            conflict: 1.0,
+            ..Faults::default()
+        });
+        w.policy.budget = std::time::Duration::from_millis(50);
+        let out = w.handle(&[message("n1", "u1", "r1", &["inbox"])]).await;
+        assert!(
+            matches!(&out[0], Disposition::Retry(r) if r.contains("budget")),
+            "{out:?}"
+        );
+        assert_eq!(store.message_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn failed_delivery_enqueue_retries_the_message() {
+        let (w, _, delivery) = writer(Faults::default());
+        delivery
+            .fail_all
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let out = w
+            .handle(&[message("n1", "u1", "r1", &["inbox", "sms"])])
+            .await;
+        assert!(matches!(&out[0], Disposition::Retry(r) if r.contains("delivery enqueue")));
+    }
+}

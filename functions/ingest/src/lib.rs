@@ -1,0 +1,317 @@
+//! ingest: `POST /v1/notifications` validates, assigns ids and puts each accepted
+//! notification on the notifications queue; answers 202 with per-item results.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use herald::config::{ConfigError, Vars};
+use herald::domain::notification::{
+    check_idempotency_key, parse_notification, IdSource, MAX_ITEMS_PER_REQUEST,
+};
+use herald::http::{not_found, parse_json, ApiError};
+use herald::ports::{OutgoingMessage, QueueSender};
+use herald::{FieldError, Notification, TenantId};
+use serde_json::{json, Value};
+
+/// Environment of the ingest function.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub notifications_queue_url: String,
+    pub default_tenant: TenantId,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            notifications_queue_url: vars.required("NOTIFICATIONS_QUEUE_URL")?,
+            default_tenant: vars.default_tenant()?,
+        })
+    }
+}
+
+/// What the handler needs, built once at cold start.
+pub struct Deps {
+    pub queue: Arc<dyn QueueSender>,
+    pub tenant: TenantId,
+}
+
+impl Deps {
+    pub fn from_aws(config: &Config, aws: &aws_config::SdkConfig) -> Self {
+        let sqs = aws_sdk_sqs::Client::new(aws);
+        Self {
+            queue: Arc::new(herald::aws::sqs::SqsSender::new(
+                sqs,
+                &config.notifications_queue_url,
+            )),
+            tenant: config.default_tenant.clone(),
+        }
+    }
+}
+
+/// The ingest API as Lambda serves it.
+pub fn app(deps: Arc<Deps>) -> Router {
+    routes(deps).fallback(not_found)
+}
+
+/// The routes alone, for the local runner to merge with the other APIs.
+pub fn routes(deps: Arc<Deps>) -> Router {
+    Router::new()
+        .route("/v1/notifications", post(accept_notifications))
+        .with_state(deps)
+}
+
+async fn accept_notifications(
+    State(deps): State<Arc<Deps>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request = parse_json(&body)?;
+    let items = notification_items(&request)?;
+    let ids = idempotency_source(&headers)?;
+    let created_at = herald::telemetry::now_rfc3339();
+
+    let mut valid: Vec<(usize, Notification)> = Vec::new();
+    let mut rejected: Vec<(usize, FieldError)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match parse_notification(item, index, &deps.tenant, ids, &created_at) {
+            Ok(n) => valid.push((index, n)),
+            Err(e) => rejected.push((index, e)),
+        }
+    }
+    if valid.is_empty() {
+        // Nothing valid: a plain 400 naming the first bad field; nothing was enqueued.
+        let (_, first) = rejected.swap_remove(0);
+        return Err(first.into());
+    }
+
+    let messages = to_queue_messages(&valid)?;
+    let results = deps.queue.send(&messages).await;
+    let mut accepted = Vec::new();
+    for ((index, n), result) in valid.iter().zip(results) {
+        match result {
+            Ok(()) => accepted.push(json!({"index": index, "id": n.id})),
+            Err(reason) => {
+                tracing::error!(id = %n.id, %reason, "enqueue failed");
+                rejected.push((
+                    *index,
+                    FieldError::body(
+                        "enqueue_failed",
+                        "could not queue this notification; retry it",
+                    ),
+                ));
+            }
+        }
+    }
+    if accepted.is_empty() {
+        return Err(ApiError::Unavailable(
+            "notifications queue unavailable".into(),
+        ));
+    }
+    rejected.sort_by_key(|(i, _)| *i);
+    let rejected: Vec<Value> = rejected
+        .into_iter()
+        .map(|(index, error)| json!({"index": index, "error": error}))
+        .collect();
+    herald::telemetry::emit_metrics(
+        "ingest",
+        &[
+            ("NotificationsAccepted", accepted.len() as f64, "Count"),
+            ("NotificationsRejected", rejected.len() as f64, "Count"),
+        ],
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": accepted, "rejected": rejected})),
+    ))
+}
+
+fn notification_items(request: &Value) -> Result<&Vec<Value>, ApiError> {
+    let items = request
+        .get("notifications")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            FieldError::new(
+                "missing_field",
+                "notifications",
+                "body must be {\"notifications\": [ ... ]}",
+            )
+        })?;
+    if items.is_empty() || items.len() > MAX_ITEMS_PER_REQUEST {
+        return Err(FieldError::new(
+            "invalid_length",
+            "notifications",
+            format!(
+                "notifications must hold 1-{MAX_ITEMS_PER_REQUEST} items; got {}",
+                items.len()
+            ),
+        )
+        .into());
+    }
+    Ok(items)
+}
+
+fn idempotency_source(headers: &HeaderMap) -> Result<IdSource<'_>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(IdSource::Generate),
+        Some(value) => {
+            let key = value.to_str().map_err(|_| {
+                FieldError::new(
+                    "invalid_id",
+                    "Idempotency-Key",
+                    "Idempotency-Key must be ASCII",
+                )
+            })?;
+            check_idempotency_key(key)?;
+            Ok(IdSource::IdempotencyKey(key))
+        }
+    }
+}
+
+fn to_queue_messages(valid: &[(usize, Notification)]) -> Result<Vec<OutgoingMessage>, ApiError> {
+    valid
+        .iter()
+        .map(|(index, n)| {
+            OutgoingMessage::json(index.to_string(), n)
+                .map_err(|e| ApiError::Store(herald::StoreError::Fatal(e.to_string())))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use herald::fake::RecordingQueue;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn deps() -> (Arc<Deps>, Arc<RecordingQueue>) {
+        let queue = Arc::new(RecordingQueue::default());
+        let deps = Arc::new(Deps {
+            queue: queue.clone(),
+            tenant: TenantId::parse("t1", "t").unwrap(),
+        });
+        (deps, queue)
+    }
+
+    async fn post(deps: Arc<Deps>, body: Value, key: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::post("/v1/notifications").header("content-type", "application/json");
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        let resp = app(deps)
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn item(user: &str) -> Value {
+        json!({"user_id": user, "room_id": "r1", "title": "Hi", "body": "b", "channels": ["inbox"]})
+    }
+
+    #[tokio::test]
+    async fn accepts_valid_items_and_enqueues_them() {
+        let (deps, queue) = deps();
+        let (status, body) = post(
+            deps,
+            json!({"notifications": [item("u1"), item("u2")]}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(body["accepted"].as_array().unwrap().len(), 2);
+        let sent: Vec<Notification> = queue
+            .bodies()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect();
+        assert_eq!(sent[1].user_id.as_str(), "u2");
+        assert_eq!(body["accepted"][1]["id"], json!(sent[1].id));
+    }
+
+    #[tokio::test]
+    async fn all_invalid_is_a_400_naming_the_field_and_enqueues_nothing() {
+        let (deps, queue) = deps();
+        let (status, body) = post(deps, json!({"notifications": [item("bad user")]}), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["field"], "notifications[0].user_id");
+        assert!(queue.bodies().is_empty());
+    }
+
+    #[tokio::test]
+    async fn mixed_batch_accepts_the_valid_and_lists_the_rejected() {
+        let (deps, queue) = deps();
+        let (status, body) = post(
+            deps,
+            json!({"notifications": [item("ok"), {"user_id": "u"}]}),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(body["rejected"][0]["index"], 1);
+        assert_eq!(
+            body["rejected"][0]["error"]["field"],
+            "notifications[1].room_id"
+        );
+        assert_eq!(queue.bodies().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn malformed_bodies_are_400s() {
+        for body in [
+            json!({}),
+            json!({"notifications": []}),
+            json!({"notifications": "x"}),
+        ] {
+            let (deps, _) = deps();
+            let (status, resp) = post(deps, body, None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(resp["error"]["field"], "notifications");
+        }
+        let (deps, _) = deps();
+        let resp = app(deps)
+            .oneshot(
+                Request::post("/v1/notifications")
+                    .body(Body::from("{oops"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn idempotency_key_makes_ids_stable() {
+        let (deps, _) = deps();
+        let (_, a) = post(
+            deps.clone(),
+            json!({"notifications": [item("u1")]}),
+            Some("req-1"),
+        )
+        .await;
+        let (_, b) = post(deps, json!({"notifications": [item("u1")]}), Some("req-1")).await;
+        assert_eq!(a["accepted"][0]["id"], "req-1.0");
+        assert_eq!(a["accepted"], b["accepted"]);
+    }
+
+    #[tokio::test]
+    async fn queue_outage_is_a_503_not_an_acceptance() {
+        let (deps, queue) = deps();
+        queue
+            .fail_all
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let (status, body) = post(deps, json!({"notifications": [item("u1")]}), None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.get("accepted").is_none());
+    }
+}

@@ -1,0 +1,74 @@
+//! SNS adapter: SMS to phone numbers, push to platform endpoints (GCM/APNS).
+
+use async_trait::async_trait;
+use aws_sdk_sns::Client;
+use serde_json::json;
+
+use super::{describe, is_transient};
+use crate::ports::{MobileSender, SendError};
+
+#[derive(Debug, Clone)]
+pub struct SnsMobile {
+    client: Client,
+}
+
+impl SnsMobile {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn send_error<E, R>(e: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> SendError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = describe(&e);
+    if is_transient(&e) || text.starts_with("KMSThrottling") {
+        SendError::Throttled(text)
+    } else if text.starts_with("EndpointDisabled")
+        || text.starts_with("InvalidParameter")
+        || text.starts_with("OptedOut")
+    {
+        SendError::Rejected(text)
+    } else {
+        SendError::Other(text)
+    }
+}
+
+#[async_trait]
+impl MobileSender for SnsMobile {
+    async fn send_sms(&self, phone: &str, text: &str) -> Result<String, SendError> {
+        let out = self
+            .client
+            .publish()
+            .phone_number(phone)
+            .message(text)
+            .send()
+            .await
+            .map_err(send_error)?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+
+    async fn send_push(
+        &self,
+        endpoint_arn: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<String, SendError> {
+        // One payload per platform; `default` for the rest.
+        let gcm = json!({"notification": {"title": title, "body": body}}).to_string();
+        let apns = json!({"aps": {"alert": {"title": title, "body": body}}}).to_string();
+        let message = json!({"default": format!("{title}: {body}"), "GCM": gcm, "APNS": apns, "APNS_SANDBOX": apns});
+        let out = self
+            .client
+            .publish()
+            .target_arn(endpoint_arn)
+            .message_structure("json")
+            .message(message.to_string())
+            .send()
+            .await
+            .map_err(send_error)?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+}

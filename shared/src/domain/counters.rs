@@ -1,0 +1,357 @@
+//! The counter algorithm: exactly-once unread counts per room and in total.
+//!
+//! A batch is grouped by user; each user's share becomes one TransactWriteItems
+//! (message Puts that double as idempotency records + coalesced room ADDs + one TOTAL ADD),
+//! split so no transaction exceeds DynamoDB's 100-item limit. Duplicates found from the
+//! cancellation reasons are dropped and the rest retried; conflicts and throttling back off
+//! with full jitter until the time budget is spent, then the work is reported as unfinished.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use super::backoff::BackoffPolicy;
+use super::ids::{NotificationId, RoomId, TenantId, UserId};
+use super::notification::{Channel, Notification};
+use crate::error::StoreError;
+use crate::ports::{CommitError, CounterStore};
+
+/// DynamoDB's limit on items per transaction.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// Whose counters: the partition of one user in one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserKey {
+    pub tenant: TenantId,
+    pub user: UserId,
+}
+
+impl UserKey {
+    pub fn of(n: &Notification) -> Self {
+        Self {
+            tenant: n.tenant.clone(),
+            user: n.user_id.clone(),
+        }
+    }
+}
+
+/// One counter item: its unread count and the version used for optimistic locking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub unread: u64,
+    pub version: u64,
+}
+
+/// A user's counters as stored: TOTAL and every room item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub total: Counter,
+    pub rooms: BTreeMap<RoomId, Counter>,
+}
+
+impl Counters {
+    /// The API view: rooms with 0 unread are omitted.
+    pub fn unread(&self) -> Unread {
+        Unread {
+            total: self.total.unread,
+            rooms: self
+                .rooms
+                .iter()
+                .filter(|(_, c)| c.unread > 0)
+                .map(|(r, c)| (r.to_string(), c.unread))
+                .collect(),
+        }
+    }
+
+    /// TOTAL minus the sum of rooms; 0 when consistent.
+    pub fn drift(&self) -> i64 {
+        let rooms: u64 = self.rooms.values().map(|c| c.unread).sum();
+        self.total.unread as i64 - rooms as i64
+    }
+}
+
+/// `{"total": n, "rooms": {...}}` as the API answers it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Unread {
+    pub total: u64,
+    pub rooms: BTreeMap<String, u64>,
+}
+
+/// One message waiting to be committed, with the keys (e.g. SQS message ids) it answers for.
+#[derive(Debug, Clone)]
+pub struct PendingMessage<K> {
+    pub keys: Vec<K>,
+    pub notification: Notification,
+}
+
+/// The work of one TransactWriteItems for one user.
+#[derive(Debug, Clone)]
+pub struct UserTransaction<K> {
+    pub user: UserKey,
+    pub messages: Vec<PendingMessage<K>>,
+}
+
+/// Same-room increments coalesced: only inbox messages count as unread.
+pub fn room_increments<'a>(
+    messages: impl IntoIterator<Item = &'a Notification>,
+) -> BTreeMap<RoomId, u64> {
+    let mut rooms = BTreeMap::new();
+    for n in messages.into_iter().filter(|n| n.wants(Channel::Inbox)) {
+        *rooms.entry(n.room_id.clone()).or_insert(0) += 1;
+    }
+    rooms
+}
+
+/// Items one transaction touches: Puts, room Updates and the TOTAL Update.
+pub fn transaction_items(messages: &[Notification]) -> usize {
+    let rooms = room_increments(messages).len();
+    messages.len() + rooms + usize::from(rooms > 0)
+}
+
+impl<K> UserTransaction<K> {
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.messages
+            .iter()
+            .map(|m| m.notification.clone())
+            .collect()
+    }
+
+    pub fn item_count(&self) -> usize {
+        transaction_items(&self.notifications())
+    }
+}
+
+/// Groups a batch by user, drops in-batch repeats of an id (a transaction cannot touch one
+/// item twice; the repeat answers with its twin) and splits groups over the item limit.
+pub fn plan_transactions<K>(batch: Vec<(K, Notification)>) -> Vec<UserTransaction<K>> {
+    let mut by_user: BTreeMap<UserKey, Vec<PendingMessage<K>>> = BTreeMap::new();
+    for (key, n) in batch {
+        let group = by_user.entry(UserKey::of(&n)).or_default();
+        match group.iter_mut().find(|m| m.notification.id == n.id) {
+            Some(twin) => twin.keys.push(key),
+            None => group.push(PendingMessage {
+                keys: vec![key],
+                notification: n,
+            }),
+        }
+    }
+    let mut plans = Vec::new();
+    for (user, messages) in by_user {
+        let mut current = UserTransaction {
+            user: user.clone(),
+            messages: Vec::new(),
+        };
+        for m in messages {
+            current.messages.push(m);
+            if current.item_count() > MAX_TRANSACTION_ITEMS {
+                let overflow = current.messages.pop().into_iter().collect();
+                plans.push(current);
+                current = UserTransaction {
+                    user: user.clone(),
+                    messages: overflow,
+                };
+            }
+        }
+        plans.push(current);
+    }
+    plans
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Stored and counted now.
+    Committed,
+    /// Stored and counted by an earlier delivery: nothing changed.
+    AlreadyApplied,
+    /// Not committed (budget spent or store failure): must be redelivered.
+    Unfinished(String),
+}
+
+/// Applies a batch to the store and returns each key's outcome, in no particular order.
+pub async fn apply_to_counters<K: Clone>(
+    store: &dyn CounterStore,
+    batch: Vec<(K, Notification)>,
+    policy: &BackoffPolicy,
+) -> Vec<(K, Notification, ApplyOutcome)> {
+    let mut outcomes = Vec::new();
+    for tx in plan_transactions(batch) {
+        commit_user_transaction(store, tx, policy, &mut outcomes).await;
+    }
+    outcomes
+}
+
+async fn commit_user_transaction<K: Clone>(
+    store: &dyn CounterStore,
+    mut tx: UserTransaction<K>,
+    policy: &BackoffPolicy,
+    outcomes: &mut Vec<(K, Notification, ApplyOutcome)>,
+) {
+    let mut record = |m: &PendingMessage<K>, outcome: ApplyOutcome| {
+        for key in &m.keys {
+            outcomes.push((key.clone(), m.notification.clone(), outcome.clone()));
+        }
+    };
+    let mut retry = policy.start();
+    while !tx.messages.is_empty() {
+        match store.commit(&tx.user, &tx.notifications()).await {
+            Ok(()) => {
+                tx.messages
+                    .iter()
+                    .for_each(|m| record(m, ApplyOutcome::Committed));
+                return;
+            }
+            Err(CommitError::Duplicates(ids)) => {
+                // Already-applied messages leave; the rest retries at once (no conflict).
+                let ids: HashSet<NotificationId> = ids.into_iter().collect();
+                let (dups, rest): (Vec<_>, Vec<_>) = tx
+                    .messages
+                    .into_iter()
+                    .partition(|m| ids.contains(&m.notification.id));
+                if dups.is_empty() {
+                    // The store named no message of ours: treat as a conflict, not a loop.
+                    tx.messages = rest;
+                    if !retry.wait().await {
+                        break;
+                    }
+                    continue;
+                }
+                dups.iter()
+                    .for_each(|m| record(m, ApplyOutcome::AlreadyApplied));
+                tx.messages = rest;
+            }
+            Err(CommitError::Retryable(reason)) => {
+                if !retry.wait().await {
+                    let reason = format!(
+                        "retry budget spent after {} attempts: {reason}",
+                        retry.attempts()
+                    );
+                    tx.messages
+                        .iter()
+                        .for_each(|m| record(m, ApplyOutcome::Unfinished(reason.clone())));
+                    return;
+                }
+            }
+            Err(CommitError::Fatal(reason)) => {
+                tx.messages
+                    .iter()
+                    .for_each(|m| record(m, ApplyOutcome::Unfinished(reason.clone())));
+                return;
+            }
+        }
+    }
+    let reason = format!("retry budget spent after {} attempts", retry.attempts());
+    tx.messages
+        .iter()
+        .for_each(|m| record(m, ApplyOutcome::Unfinished(reason.clone())));
+}
+
+/// Most room items zeroed in one transaction (plus TOTAL = 100).
+const MAX_ROOMS_PER_READ: usize = MAX_TRANSACTION_ITEMS - 1;
+
+/// Marks one room read: zero the room at the version seen and subtract the same amount from
+/// TOTAL in one transaction; on a lost race re-read and retry. Returns the counters after.
+pub async fn mark_room_read(
+    store: &dyn CounterStore,
+    user: &UserKey,
+    room: &RoomId,
+    policy: &BackoffPolicy,
+) -> Result<Counters, StoreError> {
+    let mut retry = policy.start();
+    loop {
+        let counters = store.read_counters(user).await?;
+        let seen = counters.rooms.get(room).copied().unwrap_or_default();
+        if seen.unread == 0 {
+            return Ok(counters);
+        }
+        match store.zero_rooms(user, &[(room.clone(), seen)]).await {
+            Ok(()) => return store.read_counters(user).await,
+            Err(err) => backoff_or_fail(&mut retry, err).await?,
+        }
+    }
+}
+
+/// Marks every room read, in transactions of up to 99 rooms each.
+pub async fn mark_all_read(
+    store: &dyn CounterStore,
+    user: &UserKey,
+    policy: &BackoffPolicy,
+) -> Result<Counters, StoreError> {
+    let mut retry = policy.start();
+    loop {
+        let counters = store.read_counters(user).await?;
+        let unread: Vec<(RoomId, Counter)> = counters
+            .rooms
+            .iter()
+            .filter(|(_, c)| c.unread > 0)
+            .map(|(r, c)| (r.clone(), *c))
+            .collect();
+        if unread.is_empty() {
+            return Ok(counters);
+        }
+        for chunk in unread.chunks(MAX_ROOMS_PER_READ) {
+            if let Err(err) = store.zero_rooms(user, chunk).await {
+                backoff_or_fail(&mut retry, err).await?;
+                break;
+            }
+        }
+    }
+}
+
+async fn backoff_or_fail(
+    retry: &mut super::backoff::Retry,
+    err: CommitError,
+) -> Result<(), StoreError> {
+    match err {
+        CommitError::Fatal(reason) => Err(StoreError::Fatal(reason)),
+        CommitError::Retryable(_) | CommitError::Duplicates(_) => {
+            if retry.wait().await {
+                Ok(())
+            } else {
+                Err(StoreError::Transient(format!(
+                    "counters kept changing; gave up after {} attempts",
+                    retry.attempts()
+                )))
+            }
+        }
+    }
+}
+
+/// Result of reconciling one user's TOTAL against its rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    /// TOTAL minus the sum of rooms before repair.
+    pub drift: i64,
+    pub repaired: bool,
+}
+
+/// Recomputes TOTAL from the rooms and repairs it under the version condition.
+pub async fn reconcile_user(
+    store: &dyn CounterStore,
+    user: &UserKey,
+    policy: &BackoffPolicy,
+) -> Result<Reconciled, StoreError> {
+    let mut retry = policy.start();
+    let mut first_drift = None;
+    loop {
+        let counters = store.read_counters(user).await?;
+        let drift = counters.drift();
+        let first = *first_drift.get_or_insert(drift);
+        if drift == 0 {
+            return Ok(Reconciled {
+                drift: first,
+                repaired: first != 0,
+            });
+        }
+        let rooms: u64 = counters.rooms.values().map(|c| c.unread).sum();
+        match store.set_total(user, counters.total, rooms).await {
+            Ok(()) => {
+                return Ok(Reconciled {
+                    drift: first,
+                    repaired: true,
+                })
+            }
+            Err(err) => backoff_or_fail(&mut retry, err).await?,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The domain: model, validation, counter algebra and backoff. No AWS imports here.
+
+pub mod backoff;
+pub mod contact;
+pub mod counters;
+pub mod delivery;
+pub mod ids;
+pub mod notification;

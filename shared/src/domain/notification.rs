@@ -1,0 +1,356 @@
+//! Notifications as clients send them, validated into what flows through the queues.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ids::{check_id, NotificationId, RoomId, TenantId, UserId};
+use crate::error::FieldError;
+
+/// Most notifications one `POST /v1/notifications` may carry.
+pub const MAX_ITEMS_PER_REQUEST: usize = 500;
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_BODY_CHARS: usize = 4_000;
+/// Keeps one queue message well under SQS's 256 KiB.
+pub const MAX_DATA_BYTES: usize = 8 * 1024;
+
+/// How a notification reaches its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Inbox,
+    Email,
+    Sms,
+    Push,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [Channel::Inbox, Channel::Email, Channel::Sms, Channel::Push];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Inbox => "inbox",
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Push => "push",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == value)
+    }
+}
+
+/// Transactional messages ignore marketing opt-outs and quiet hours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    #[default]
+    Transactional,
+    Marketing,
+}
+
+/// One notification after validation: what ingest puts on the notifications queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub tenant: TenantId,
+    pub id: NotificationId,
+    pub user_id: UserId,
+    pub room_id: RoomId,
+    pub title: String,
+    pub body: String,
+    pub channels: Vec<Channel>,
+    #[serde(default)]
+    pub category: Category,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// RFC 3339 UTC, assigned at ingest.
+    pub created_at: String,
+}
+
+impl Notification {
+    pub fn wants(&self, channel: Channel) -> bool {
+        self.channels.contains(&channel)
+    }
+}
+
+/// Where a notification's id comes from when the client gives none.
+#[derive(Debug, Clone, Copy)]
+pub enum IdSource<'a> {
+    /// No id and no Idempotency-Key: a fresh ULID.
+    Generate,
+    /// `Idempotency-Key` header: item `i` gets `<key>.<i>`, stable across retries.
+    IdempotencyKey(&'a str),
+}
+
+/// Validates one JSON item of the request; `index` locates it in error field paths.
+pub fn parse_notification(
+    item: &Value,
+    index: usize,
+    tenant: &TenantId,
+    ids: IdSource<'_>,
+    created_at: &str,
+) -> Result<Notification, FieldError> {
+    let at = |name: &str| format!("notifications[{index}].{name}");
+    let Some(obj) = item.as_object() else {
+        return Err(FieldError::new(
+            "invalid_type",
+            &format!("notifications[{index}]"),
+            "each notification must be a JSON object",
+        ));
+    };
+    const KNOWN: [&str; 8] = [
+        "id", "user_id", "room_id", "title", "body", "channels", "category", "data",
+    ];
+    if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(FieldError::new(
+            "unknown_field",
+            &at(unknown),
+            format!(
+                "unknown field {unknown:?}; expected one of {}",
+                KNOWN.join(", ")
+            ),
+        ));
+    }
+    let text = |name: &str, required: bool| -> Result<Option<String>, FieldError> {
+        match obj.get(name) {
+            None | Some(Value::Null) if !required => Ok(None),
+            None | Some(Value::Null) => Err(FieldError::new(
+                "missing_field",
+                &at(name),
+                format!("{} is required", at(name)),
+            )),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(FieldError::new(
+                "invalid_type",
+                &at(name),
+                format!("{} must be a string", at(name)),
+            )),
+        }
+    };
+    let required = |name: &str| text(name, true).map(Option::unwrap_or_default);
+
+    let id = match (text("id", false)?, ids) {
+        (Some(id), _) => NotificationId::parse(id, &at("id"))?,
+        (None, IdSource::IdempotencyKey(key)) => {
+            NotificationId::parse(format!("{key}.{index}"), "Idempotency-Key")?
+        }
+        (None, IdSource::Generate) => NotificationId::generate(),
+    };
+    let user_id = UserId::parse(required("user_id")?, &at("user_id"))?;
+    let room_id = RoomId::parse(required("room_id")?, &at("room_id"))?;
+    let title = required("title")?;
+    check_text(&title, &at("title"), MAX_TITLE_CHARS)?;
+    let body = required("body")?;
+    check_text(&body, &at("body"), MAX_BODY_CHARS)?;
+    let channels = parse_channels(obj.get("channels"), &at("channels"))?;
+    let category = match text("category", false)?.as_deref() {
+        None | Some("transactional") => Category::Transactional,
+        Some("marketing") => Category::Marketing,
+        Some(other) => {
+            return Err(FieldError::new(
+                "invalid_value",
+                &at("category"),
+                format!("category {other:?} is not one of transactional, marketing"),
+            ))
+        }
+    };
+    let data = match obj.get("data") {
+        None | Some(Value::Null) => None,
+        Some(data @ Value::Object(_)) => {
+            let size = data.to_string().len();
+            if size > MAX_DATA_BYTES {
+                return Err(FieldError::new(
+                    "too_large",
+                    &at("data"),
+                    format!("data is {size} bytes serialised; at most {MAX_DATA_BYTES}"),
+                ));
+            }
+            Some(data.clone())
+        }
+        Some(_) => {
+            return Err(FieldError::new(
+                "invalid_type",
+                &at("data"),
+                "data must be a JSON object",
+            ))
+        }
+    };
+    Ok(Notification {
+        tenant: tenant.clone(),
+        id,
+        user_id,
+        room_id,
+        title,
+        body,
+        channels,
+        category,
+        data,
+        created_at: created_at.to_owned(),
+    })
+}
+
+fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
+    let chars = value.chars().count();
+    if value.trim().is_empty() {
+        return Err(FieldError::new(
+            "empty",
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if chars > max {
+        return Err(FieldError::new(
+            "too_long",
+            field,
+            format!("{field} has {chars} characters; at most {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_channels(value: Option<&Value>, field: &str) -> Result<Vec<Channel>, FieldError> {
+    let Some(Value::Array(items)) = value else {
+        return Err(FieldError::new(
+            if value.is_none() {
+                "missing_field"
+            } else {
+                "invalid_type"
+            },
+            field,
+            format!("{field} must be a non-empty array of inbox, email, sms, push"),
+        ));
+    };
+    let mut channels = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let channel = item.as_str().and_then(Channel::parse).ok_or_else(|| {
+            FieldError::new(
+                "invalid_value",
+                &format!("{field}[{i}]"),
+                format!("{item} is not a channel; expected inbox, email, sms or push"),
+            )
+        })?;
+        if !channels.contains(&channel) {
+            channels.push(channel);
+        }
+    }
+    if channels.is_empty() {
+        return Err(FieldError::new(
+            "empty",
+            field,
+            format!("{field} must name at least one channel"),
+        ));
+    }
+    channels.sort();
+    Ok(channels)
+}
+
+/// Checks an `Idempotency-Key` header so derived ids stay within the id contract.
+pub fn check_idempotency_key(key: &str) -> Result<(), FieldError> {
+    check_id(key, "Idempotency-Key")?;
+    if key.len() > 120 {
+        return Err(FieldError::new(
+            "invalid_id",
+            "Idempotency-Key",
+            "Idempotency-Key must be at most 120 characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn tenant() -> TenantId {
+        TenantId::parse("t1", "tenant").unwrap()
+    }
+
+    fn parse(item: Value) -> Result<Notification, FieldError> {
+        parse_notification(
+            &item,
+            3,
+            &tenant(),
+            IdSource::Generate,
+            "2026-11-23T00:00:00Z",
+        )
+    }
+
+    fn valid() -> Value {
+        json!({"user_id":"u1","room_id":"r1","title":"Hi","body":"there","channels":["email","inbox","email"]})
+    }
+
+    #[test]
+    fn valid_item_parses_with_defaults_and_deduplicated_channels() {
+        let n = parse(valid()).unwrap();
+        assert_eq!(n.user_id.as_str(), "u1");
+        assert_eq!(n.channels, vec![Channel::Inbox, Channel::Email]);
+        assert_eq!(n.category, Category::Transactional);
+        assert_eq!(n.id.as_str().len(), 26, "a ULID");
+    }
+
+    #[test]
+    fn each_bad_field_is_named_with_its_index() {
+        let cases = [
+            ("user_id", json!(null), "missing_field"),
+            ("room_id", json!(7), "invalid_type"),
+            ("title", json!("  "), "empty"),
+            ("body", json!("x".repeat(MAX_BODY_CHARS + 1)), "too_long"),
+            ("channels", json!([]), "empty"),
+            ("category", json!("promo"), "invalid_value"),
+            ("data", json!([1]), "invalid_type"),
+            ("id", json!("a b"), "invalid_id"),
+        ];
+        for (field, value, code) in cases {
+            let mut item = valid();
+            item[field] = value;
+            let err = parse(item).unwrap_err();
+            assert_eq!(err.code, code, "{field}");
+            assert_eq!(
+                err.field.as_deref(),
+                Some(format!("notifications[3].{field}").as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_channel_names_its_position() {
+        let mut item = valid();
+        item["channels"] = json!(["inbox", "fax"]);
+        let err = parse(item).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("notifications[3].channels[1]"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let mut item = valid();
+        item["titel"] = json!("typo");
+        assert_eq!(parse(item).unwrap_err().code, "unknown_field");
+    }
+
+    #[test]
+    fn idempotency_key_gives_stable_ids_and_explicit_id_wins() {
+        let key = IdSource::IdempotencyKey("order-42");
+        let a = parse_notification(&valid(), 0, &tenant(), key, "t").unwrap();
+        let b = parse_notification(&valid(), 0, &tenant(), key, "t").unwrap();
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.id.as_str(), "order-42.0");
+        let mut item = valid();
+        item["id"] = json!("mine");
+        assert_eq!(
+            parse_notification(&item, 0, &tenant(), key, "t")
+                .unwrap()
+                .id
+                .as_str(),
+            "mine"
+        );
+    }
+
+    #[test]
+    fn queue_message_round_trips() {
+        let n = parse(valid()).unwrap();
+        let back: Notification = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        assert_eq!(back, n);
+    }
+}

@@ -1,0 +1,50 @@
+//! Errors shared by every crate: field-level validation errors that map to HTTP 4xx.
+
+use serde::Serialize;
+
+/// A validation error about one field (or the whole body when `field` is None).
+/// Serialises as the `error` object of the API's problem JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct FieldError {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl FieldError {
+    pub fn new(code: &str, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
+    /// An error about the request as a whole.
+    pub fn body(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+/// Failures of a storage or messaging adapter, classified for retry decisions.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttling, transaction conflicts, timeouts: worth retrying with backoff.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Anything else: a bug, missing table, bad permissions.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}

@@ -1,0 +1,398 @@
+//! In-memory adapters for fast tests and simulations, with injectable faults and latency.
+//! They keep DynamoDB's semantics that matter here: a transaction is all-or-nothing, a
+//! duplicate Put cancels it, conditions compare versions.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+
+use crate::domain::contact::Contact;
+use crate::domain::counters::{room_increments, Counter, Counters, UserKey};
+use crate::domain::ids::{NotificationId, RoomId, TenantId, UserId};
+use crate::domain::notification::{Channel, Notification};
+use crate::error::StoreError;
+use crate::ports::*;
+
+/// Faults a fake injects, as probabilities per call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Fail before applying (TransactionConflict / throttling).
+    pub conflict: f64,
+    /// Apply, then fail anyway: the caller cannot tell it committed (a timeout after commit).
+    pub lost_ack: f64,
+    /// Simulated round trip per call.
+    pub latency: Duration,
+}
+
+#[derive(Default)]
+struct InboxState {
+    messages: HashMap<(UserKey, NotificationId), Notification>,
+    rooms: BTreeMap<(UserKey, RoomId), Counter>,
+    totals: BTreeMap<UserKey, Counter>,
+}
+
+/// An in-memory inbox table.
+#[derive(Default)]
+pub struct InMemoryInbox {
+    state: Mutex<InboxState>,
+    faults: Faults,
+    /// Calls that reached the store (for scaling simulations).
+    pub calls: AtomicU64,
+}
+
+impl InMemoryInbox {
+    pub fn new(faults: Faults) -> Self {
+        Self {
+            faults,
+            ..Self::default()
+        }
+    }
+
+    async fn enter(&self) -> Result<bool, String> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if !self.faults.latency.is_zero() {
+            tokio::time::sleep(self.faults.latency).await;
+        }
+        let mut rng = rand::rng();
+        if rng.random_bool(self.faults.conflict.clamp(0.0, 1.0)) {
+            return Err("injected TransactionConflict".into());
+        }
+        Ok(rng.random_bool(self.faults.lost_ack.clamp(0.0, 1.0)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every user with a TOTAL item.
+    pub fn users(&self) -> Vec<UserKey> {
+        self.lock().totals.keys().cloned().collect()
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.lock().messages.len()
+    }
+}
+
+#[async_trait]
+impl CounterStore for InMemoryInbox {
+    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError> {
+        let lose_ack = self.enter().await.map_err(CommitError::Retryable)?;
+        let mut state = self.lock();
+        let ids: HashSet<&NotificationId> = messages.iter().map(|m| &m.id).collect();
+        if ids.len() != messages.len() {
+            return Err(CommitError::Fatal(
+                "ValidationException: two operations on one item".into(),
+            ));
+        }
+        let dups: Vec<NotificationId> = messages
+            .iter()
+            .filter(|m| state.messages.contains_key(&(user.clone(), m.id.clone())))
+            .map(|m| m.id.clone())
+            .collect();
+        if !dups.is_empty() {
+            return Err(CommitError::Duplicates(dups));
+        }
+        for m in messages {
+            state
+                .messages
+                .insert((user.clone(), m.id.clone()), m.clone());
+        }
+        let rooms = room_increments(messages);
+        let total: u64 = rooms.values().sum();
+        for (room, n) in rooms {
+            let c = state.rooms.entry((user.clone(), room)).or_default();
+            c.unread += n;
+            c.version += 1;
+        }
+        if total > 0 {
+            let t = state.totals.entry(user.clone()).or_default();
+            t.unread += total;
+            t.version += 1;
+        }
+        if lose_ack {
+            return Err(CommitError::Retryable(
+                "injected timeout after commit".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
+        self.enter().await.map_err(StoreError::Transient)?;
+        let state = self.lock();
+        Ok(Counters {
+            total: state.totals.get(user).copied().unwrap_or_default(),
+            rooms: state
+                .rooms
+                .iter()
+                .filter(|((u, _), _)| u == user)
+                .map(|((_, r), c)| (r.clone(), *c))
+                .collect(),
+        })
+    }
+
+    async fn zero_rooms(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError> {
+        let lose_ack = self.enter().await.map_err(CommitError::Retryable)?;
+        let mut state = self.lock();
+        let sum: u64 = rooms.iter().map(|(_, c)| c.unread).sum();
+        let versions_hold = rooms.iter().all(|(r, seen)| {
+            state
+                .rooms
+                .get(&(user.clone(), r.clone()))
+                .is_some_and(|c| c.version == seen.version)
+        });
+        let total = state.totals.get(user).copied().unwrap_or_default();
+        if !versions_hold || total.unread < sum {
+            return Err(CommitError::Retryable("ConditionalCheckFailed".into()));
+        }
+        for (r, _) in rooms {
+            if let Some(c) = state.rooms.get_mut(&(user.clone(), r.clone())) {
+                c.unread = 0;
+                c.version += 1;
+            }
+        }
+        let t = state.totals.entry(user.clone()).or_default();
+        t.unread -= sum;
+        t.version += 1;
+        if lose_ack {
+            return Err(CommitError::Retryable(
+                "injected timeout after commit".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn set_total(
+        &self,
+        user: &UserKey,
+        seen: Counter,
+        unread: u64,
+    ) -> Result<(), CommitError> {
+        self.enter().await.map_err(CommitError::Retryable)?;
+        let mut state = self.lock();
+        let t = state.totals.entry(user.clone()).or_default();
+        if t.version != seen.version {
+            return Err(CommitError::Retryable("ConditionalCheckFailed".into()));
+        }
+        t.unread = unread;
+        t.version += 1;
+        Ok(())
+    }
+
+    async fn users_page(
+        &self,
+        _cursor: Option<String>,
+    ) -> Result<(Vec<UserKey>, Option<String>), StoreError> {
+        Ok((self.users(), None))
+    }
+}
+
+#[async_trait]
+impl MessageLog for InMemoryInbox {
+    async fn list_messages(
+        &self,
+        user: &UserKey,
+        room: Option<&RoomId>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<MessagePage, StoreError> {
+        let state = self.lock();
+        let mut mine: Vec<&Notification> = state
+            .messages
+            .iter()
+            .filter(|((u, _), n)| {
+                u == user && n.wants(Channel::Inbox) && room.is_none_or(|r| &n.room_id == r)
+            })
+            .map(|(_, n)| n)
+            .collect();
+        mine.sort_by(|a, b| (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id)));
+        let start = cursor.and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
+        let page: Vec<MessageView> = mine
+            .iter()
+            .skip(start)
+            .take(limit as usize)
+            .map(|n| MessageView {
+                id: n.id.to_string(),
+                room_id: n.room_id.to_string(),
+                title: n.title.clone(),
+                body: n.body.clone(),
+                created_at: n.created_at.clone(),
+                read: false,
+                data: n.data.clone(),
+            })
+            .collect();
+        let end = start + page.len();
+        Ok(MessagePage {
+            messages: page,
+            next_cursor: (end < mine.len()).then(|| end.to_string()),
+        })
+    }
+}
+
+/// A queue that records what was sent; `fail_every` > 0 fails every n-th message.
+#[derive(Default)]
+pub struct RecordingQueue {
+    pub sent: Mutex<Vec<OutgoingMessage>>,
+    pub fail_all: std::sync::atomic::AtomicBool,
+}
+
+impl RecordingQueue {
+    pub fn bodies(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .map(|s| s.iter().map(|m| m.body.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl QueueSender for RecordingQueue {
+    async fn send(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), String>> {
+        if self.fail_all.load(Ordering::Relaxed) {
+            return vec![Err("injected queue outage".into()); messages.len()];
+        }
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.extend_from_slice(messages);
+        }
+        vec![Ok(()); messages.len()]
+    }
+}
+
+/// Contacts, delivery records and suppressions in memory.
+#[derive(Default)]
+pub struct InMemoryDirectory {
+    contacts: Mutex<HashMap<(TenantId, UserId), Contact>>,
+    pub records: Mutex<Vec<DeliveryRecord>>,
+    pub suppressed: Mutex<HashSet<String>>,
+}
+
+#[async_trait]
+impl Directory for InMemoryDirectory {
+    async fn contact(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<Contact>, StoreError> {
+        Ok(self
+            .contacts
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&(tenant.clone(), user.clone())).cloned()))
+    }
+
+    async fn put_contact(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        contact: &Contact,
+    ) -> Result<(), StoreError> {
+        if let Ok(mut c) = self.contacts.lock() {
+            c.insert((tenant.clone(), user.clone()), contact.clone());
+        }
+        Ok(())
+    }
+
+    async fn delivery_status(
+        &self,
+        _tenant: &TenantId,
+        id: &NotificationId,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(self
+            .records
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| &r.notification_id == id)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn record_delivery(
+        &self,
+        _tenant: &TenantId,
+        record: &DeliveryRecord,
+    ) -> Result<(), StoreError> {
+        if let Ok(mut r) = self.records.lock() {
+            r.retain(|x| {
+                !(x.notification_id == record.notification_id && x.channel == record.channel)
+            });
+            r.push(record.clone());
+        }
+        Ok(())
+    }
+
+    async fn is_suppressed(&self, _tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .suppressed
+            .lock()
+            .is_ok_and(|s| s.contains(&address.to_ascii_lowercase())))
+    }
+}
+
+/// Records emails, SMS and pushes; `throttle` makes every send fail as throttled.
+#[derive(Default)]
+pub struct RecordingSender {
+    pub emails: Mutex<Vec<Email>>,
+    pub sms: Mutex<Vec<(String, String)>>,
+    pub pushes: Mutex<Vec<(String, String)>>,
+    pub throttle: std::sync::atomic::AtomicBool,
+}
+
+impl RecordingSender {
+    fn check(&self) -> Result<(), SendError> {
+        if self.throttle.load(Ordering::Relaxed) {
+            return Err(SendError::Throttled(
+                "injected TooManyRequestsException".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EmailSender for RecordingSender {
+    async fn send_email(&self, email: &Email) -> Result<String, SendError> {
+        self.check()?;
+        self.emails.lock().map(|mut e| e.push(email.clone())).ok();
+        Ok(ulid::Ulid::new().to_string())
+    }
+}
+
+#[async_trait]
+impl MobileSender for RecordingSender {
+    async fn send_sms(&self, phone: &str, text: &str) -> Result<String, SendError> {
+        self.check()?;
+        self.sms
+            .lock()
+            .map(|mut s| s.push((phone.into(), text.into())))
+            .ok();
+        Ok(ulid::Ulid::new().to_string())
+    }
+
+    async fn send_push(
+        &self,
+        endpoint_arn: &str,
+        title: &str,
+        _body: &str,
+    ) -> Result<String, SendError> {
+        self.check()?;
+        self.pushes
+            .lock()
+            .map(|mut p| p.push((endpoint_arn.into(), title.into())))
+            .ok();
+        Ok(ulid::Ulid::new().to_string())
+    }
+}

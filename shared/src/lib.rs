@@ -1,0 +1,17 @@
+//! herald's shared library: domain (model, validation, counter algorithm), ports and their
+//! AWS and in-memory adapters, the SQS consumer core, config, telemetry and HTTP edge helpers.
+
+pub mod aws;
+pub mod config;
+pub mod consumer;
+pub mod domain;
+pub mod error;
+pub mod fake;
+pub mod http;
+pub mod ports;
+pub mod telemetry;
+
+pub use domain::counters::{Unread, UserKey};
+pub use domain::ids::{NotificationId, RoomId, TenantId, UserId};
+pub use domain::notification::{Channel, Notification};
+pub use error::{FieldError, StoreError};

@@ -1,0 +1,197 @@
+//! Ports: the small traits the domain and handlers use; `aws` implements them against AWS,
+//! `fake` in memory for unit tests.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::contact::Contact;
+use crate::domain::counters::{Counter, Counters, UserKey};
+use crate::domain::ids::{NotificationId, RoomId, TenantId, UserId};
+use crate::domain::notification::{Channel, Notification};
+use crate::error::StoreError;
+
+/// Why a counter transaction did not commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitError {
+    /// These messages are already stored (their Put's attribute_not_exists failed).
+    Duplicates(Vec<NotificationId>),
+    /// Conflict, version mismatch or throttling: back off and retry.
+    Retryable(String),
+    Fatal(String),
+}
+
+/// Unread counters and the message log, one user partition at a time.
+#[async_trait]
+pub trait CounterStore: Send + Sync {
+    /// One TransactWriteItems for one user: Put each message (attribute_not_exists) and ADD
+    /// the coalesced increments to the rooms and TOTAL.
+    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError>;
+    /// TOTAL and every room, strongly consistent.
+    async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError>;
+    /// Sets each room to 0 if its version is still the one seen, and subtracts the sum from
+    /// TOTAL, in one transaction.
+    async fn zero_rooms(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError>;
+    /// Sets TOTAL to `unread` if its version is still `seen.version`.
+    async fn set_total(
+        &self,
+        user: &UserKey,
+        seen: Counter,
+        unread: u64,
+    ) -> Result<(), CommitError>;
+    /// Every user that has a TOTAL item (for reconcile), one page at a time.
+    async fn users_page(
+        &self,
+        cursor: Option<String>,
+    ) -> Result<(Vec<UserKey>, Option<String>), StoreError>;
+}
+
+/// One message in a user's inbox as the API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub id: String,
+    pub room_id: String,
+    pub title: String,
+    pub body: String,
+    pub created_at: String,
+    pub read: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// A page of messages, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Reading the message log.
+#[async_trait]
+pub trait MessageLog: Send + Sync {
+    /// Newest first; `cursor` is the opaque `next_cursor` of the previous page.
+    async fn list_messages(
+        &self,
+        user: &UserKey,
+        room: Option<&RoomId>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<MessagePage, StoreError>;
+}
+
+/// Contacts, delivery status and suppression: everything `deliver` looks up.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    async fn contact(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<Contact>, StoreError>;
+    async fn put_contact(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        contact: &Contact,
+    ) -> Result<(), StoreError>;
+    /// Status of one notification on every channel it has a record for.
+    async fn delivery_status(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn record_delivery(
+        &self,
+        tenant: &TenantId,
+        record: &DeliveryRecord,
+    ) -> Result<(), StoreError>;
+    async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError>;
+}
+
+/// What happened to one notification on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub notification_id: NotificationId,
+    pub channel: Channel,
+    pub state: DeliveryState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Sent,
+    /// Not sent on purpose: no address, opted out, suppressed.
+    Skipped,
+    Failed,
+}
+
+/// A message for a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Unique within one send call (SQS batch entry id).
+    pub id: String,
+    pub body: String,
+    pub attributes: Vec<(String, String)>,
+    pub delay_seconds: Option<i32>,
+}
+
+impl OutgoingMessage {
+    pub fn json<T: Serialize>(id: impl Into<String>, value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            id: id.into(),
+            body: serde_json::to_string(value)?,
+            attributes: Vec::new(),
+            delay_seconds: None,
+        })
+    }
+}
+
+/// Sending to one queue. Returns, per message in order, whether the queue accepted it.
+#[async_trait]
+pub trait QueueSender: Send + Sync {
+    async fn send(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), String>>;
+}
+
+/// An email ready for SES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    /// One-click unsubscribe for marketing mail (RFC 8058).
+    pub list_unsubscribe: Option<String>,
+}
+
+/// Why a send failed: throttled (retry later) or rejected for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("throttled: {0}")]
+    Throttled(String),
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+#[async_trait]
+pub trait EmailSender: Send + Sync {
+    /// Returns the provider's message id.
+    async fn send_email(&self, email: &Email) -> Result<String, SendError>;
+}
+
+/// SMS and mobile push, both through SNS.
+#[async_trait]
+pub trait MobileSender: Send + Sync {
+    async fn send_sms(&self, phone: &str, text: &str) -> Result<String, SendError>;
+    async fn send_push(
+        &self,
+        endpoint_arn: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<String, SendError>;
+}

@@ -1,0 +1,119 @@
+//! Test harness: a fresh, uniquely named stack per test, and helpers to look at its state.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value;
+
+use crate::emulator::test_endpoint;
+use crate::stack::Stack;
+use crate::template::Template;
+
+/// A stack of the project's template with its own tables and queues.
+pub async fn test_stack(overrides: &[(&str, &str)]) -> Result<Stack> {
+    let endpoint = test_endpoint()?;
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    let prefix = format!("t{}", &id[id.len() - 10..]);
+    Stack::provision(&endpoint, &prefix, Template::project()?, overrides).await
+}
+
+/// Visible + in-flight + delayed messages of a queue of the stack.
+pub async fn queue_depth(stack: &Stack, logical_id: &str) -> Result<u64> {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(&stack.resource(logical_id)?.reference)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await?;
+    let attrs = out.attributes.unwrap_or_default();
+    let count = |name: QueueAttributeName| {
+        attrs
+            .get(&name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(count(QueueAttributeName::ApproximateNumberOfMessages)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if started.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One real HTTP call (blocking client on a worker thread): (status, JSON body or Null).
+pub async fn http(method: &str, url: &str, body: Option<Value>) -> Result<(u16, Value)> {
+    let (method, url) = (method.to_owned(), url.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let req = ureq::request(&method, &url).timeout(Duration::from_secs(30));
+        let result = match body {
+            Some(b) => req
+                .set("content-type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(anyhow::Error::from(e)),
+        };
+        let status = response.status();
+        let text = response.into_string()?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    })
+    .await?
+}
+
+/// Emails moto recorded as sent (Simple and Raw) to `address`.
+pub fn emails_to(endpoint: &str, address: &str) -> Result<Vec<Value>> {
+    let data = crate::emulator::sent_data(endpoint)?;
+    let mut out = Vec::new();
+    for m in data["ses"]["Message"].as_array().into_iter().flatten() {
+        if m["destinations"]["ToAddresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t == address))
+        {
+            out.push(m.clone());
+        }
+    }
+    for m in data["ses"]["RawMessage"].as_array().into_iter().flatten() {
+        let to_me = m["destinations"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t == address))
+            || m["raw_data"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("To: {address}")));
+        if to_me {
+            out.push(m.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// SMS moto recorded as sent to `phone`.
+pub fn sms_to(endpoint: &str, phone: &str) -> Result<Vec<Value>> {
+    let data = crate::emulator::sent_data(endpoint)?;
+    Ok(data["sns"]["SMS"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["phone_number"] == phone)
+        .cloned()
+        .collect())
+}

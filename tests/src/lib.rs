@@ -1,0 +1,19 @@
+//! herald's test kit, shared by the integration tests and `cargo xtask`:
+//! the local AWS emulator (moto), template-driven provisioning (template.yaml is the one
+//! list of tables, queues and topics), each function's environment resolved from the
+//! template, and the local runner that serves the APIs and runs the queue workers.
+
+pub mod emulator;
+pub mod harness;
+pub mod runner;
+pub mod stack;
+pub mod template;
+pub mod tools;
+
+use std::path::PathBuf;
+
+/// The workspace root (where template.yaml lives).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}

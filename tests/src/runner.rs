@@ -1,0 +1,111 @@
+//! The local runner: the same handler code the Lambdas run, wired to a local stack. HTTP APIs
+//! are served from one router; queue consumers run as long-polling workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use axum::Router;
+use herald::consumer::{run_worker, BatchHandler, QueueBinding};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::stack::Stack;
+
+/// Every function of the template, built from the environment the template gives it.
+pub struct LocalApp {
+    pub ingest: Arc<ingest::Deps>,
+    pub inbox_api: Arc<inbox_api::Deps>,
+    pub writer: Arc<inbox_writer::InboxWriter>,
+    pub deliverer: Arc<deliver::Deliverer>,
+    pub notifications: QueueBinding,
+    pub delivery: QueueBinding,
+}
+
+impl LocalApp {
+    pub fn new(stack: &Stack) -> Result<Self> {
+        let sdk = &stack.sdk;
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let ingest_vars = stack.function_vars("IngestFunction")?;
+        let api_vars = stack.function_vars("InboxApiFunction")?;
+        let writer_vars = stack.function_vars("InboxWriterFunction")?;
+        let deliver_vars = stack.function_vars("DeliverFunction")?;
+        let mut notifications = QueueBinding::from_vars(
+            &writer_vars,
+            sqs.clone(),
+            "NOTIFICATIONS_QUEUE_URL",
+            "NOTIFICATIONS_DLQ_URL",
+        )?;
+        let mut delivery =
+            QueueBinding::from_vars(&deliver_vars, sqs, "DELIVERY_QUEUE_URL", "DELIVERY_DLQ_URL")?;
+        // Locally, retries come back within a second rather than after minutes.
+        for binding in [&mut notifications, &mut delivery] {
+            binding.retry_base = Duration::from_secs(1);
+            binding.retry_cap = Duration::from_secs(2);
+        }
+        Ok(Self {
+            ingest: Arc::new(ingest::Deps::from_aws(
+                &ingest::Config::from_vars(&ingest_vars)?,
+                sdk,
+            )),
+            inbox_api: Arc::new(inbox_api::Deps::from_aws(
+                &inbox_api::Config::from_vars(&api_vars)?,
+                sdk,
+            )),
+            writer: Arc::new(inbox_writer::InboxWriter::from_aws(
+                &inbox_writer::Config::from_vars(&writer_vars)?,
+                sdk,
+            )),
+            deliverer: Arc::new(deliver::Deliverer::from_aws(
+                &deliver::Config::from_vars(&deliver_vars)?,
+                sdk,
+            )),
+            notifications,
+            delivery,
+        })
+    }
+
+    /// Both HTTP APIs on one router, as API Gateway routes them.
+    pub fn router(&self) -> Router {
+        ingest::routes(self.ingest.clone())
+            .merge(inbox_api::routes(self.inbox_api.clone()))
+            .fallback(herald::http::not_found)
+    }
+
+    /// `workers` long-polling consumers per queue, until `shutdown`.
+    pub fn spawn_workers(
+        &self,
+        workers: usize,
+        wait_seconds: i32,
+        shutdown: &CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        let pairs: [(Arc<dyn BatchHandler>, &QueueBinding); 2] = [
+            (self.writer.clone(), &self.notifications),
+            (self.deliverer.clone(), &self.delivery),
+        ];
+        let mut handles = Vec::new();
+        for (handler, binding) in pairs {
+            for _ in 0..workers {
+                handles.push(tokio::spawn(run_worker(
+                    handler.clone(),
+                    binding.clone(),
+                    wait_seconds,
+                    shutdown.clone(),
+                )));
+            }
+        }
+        handles
+    }
+
+    /// Serves the router on `listener` until `shutdown`.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! A local stack: the template's tables, queues (with DLQs), topics and email identities,
+//! created in the emulator under a name prefix so every test and dev session is isolated.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, Context, Result};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use herald::config::Vars;
+use serde_json::json;
+use serde_yaml::Value;
+
+use crate::emulator::{ACCOUNT, REGION};
+use crate::template::{resolve, scalar, Intrinsic, Template};
+
+/// What one template resource became locally.
+#[derive(Debug, Clone, Default)]
+pub struct Physical {
+    /// Table / queue / topic name, or the email address of an identity.
+    pub name: String,
+    /// What `!Ref` gives: table name, queue URL, topic ARN, identity.
+    pub reference: String,
+    pub arn: String,
+}
+
+pub struct Stack {
+    pub prefix: String,
+    pub endpoint: String,
+    pub sdk: aws_config::SdkConfig,
+    pub template: Template,
+    pub parameters: BTreeMap<String, String>,
+    pub resources: BTreeMap<String, Physical>,
+}
+
+impl Stack {
+    /// Creates every resource of `template` in the emulator at `endpoint`, names prefixed.
+    /// `overrides` replace parameter defaults (like `--parameter-overrides`).
+    pub async fn provision(
+        endpoint: &str,
+        prefix: &str,
+        template: Template,
+        overrides: &[(&str, &str)],
+    ) -> Result<Stack> {
+        let mut parameters = template.parameter_defaults();
+        for (k, v) in overrides {
+            parameters.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let mut stack = Stack {
+            prefix: prefix.to_owned(),
+            endpoint: endpoint.to_owned(),
+            sdk: crate::emulator::sdk_config(endpoint).await,
+            template,
+            parameters,
+            resources: BTreeMap::new(),
+        };
+        stack.create_tables().await?;
+        stack.create_queues().await?;
+        stack.create_topics().await?;
+        stack.create_identities().await?;
+        Ok(stack)
+    }
+
+    fn physical_name(&self, logical_id: &str) -> String {
+        format!("{}-{logical_id}", self.prefix)
+    }
+
+    /// Resolves `!Ref` / `!GetAtt` against this stack.
+    pub fn lookup(&self, i: &Intrinsic) -> Option<String> {
+        match i {
+            Intrinsic::Ref(name) => match name.as_str() {
+                "AWS::Region" => Some(REGION.into()),
+                "AWS::AccountId" => Some(ACCOUNT.into()),
+                "AWS::Partition" => Some("aws".into()),
+                _ => self
+                    .parameters
+                    .get(name)
+                    .or_else(|| self.resources.get(name).map(|r| &r.reference))
+                    .cloned(),
+            },
+            Intrinsic::GetAtt(res, att) => {
+                let r = self.resources.get(res)?;
+                match att.as_str() {
+                    "Arn" => Some(r.arn.clone()),
+                    "QueueName" | "TopicName" => Some(r.name.clone()),
+                    "QueueUrl" => Some(r.reference.clone()),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, v: &Value) -> Result<String> {
+        resolve(v, &|i| self.lookup(i))
+    }
+
+    /// The environment the template gives a function, resolved to local resources.
+    pub fn function_vars(&self, logical_id: &str) -> Result<Vars> {
+        let mut vars = BTreeMap::new();
+        for (k, v) in self.template.function_env(logical_id)? {
+            vars.insert(
+                k.clone(),
+                self.resolve(&v)
+                    .with_context(|| format!("{logical_id}: {k}"))?,
+            );
+        }
+        Ok(Vars(vars.into_iter().collect()))
+    }
+
+    /// `--env-vars` file content for `sam local invoke`: every function's variables.
+    pub fn sam_env_json(&self) -> Result<serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for f in self.template.functions()? {
+            let vars: BTreeMap<String, String> =
+                self.function_vars(&f.logical_id)?.0.into_iter().collect();
+            out.insert(f.logical_id, json!(vars));
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+
+    pub fn resource(&self, logical_id: &str) -> Result<&Physical> {
+        self.resources
+            .get(logical_id)
+            .ok_or_else(|| anyhow!("no local resource {logical_id}"))
+    }
+
+    async fn create_tables(&mut self) -> Result<()> {
+        let ddb = aws_sdk_dynamodb::Client::new(&self.sdk);
+        for (id, props) in self.template.resources_of("AWS::DynamoDB::Table") {
+            let name = self.physical_name(&id);
+            let key_schema = |v: Option<&Value>| -> Result<Vec<KeySchemaElement>> {
+                seq(v)
+                    .iter()
+                    .map(|k| {
+                        let kind = if str_of(k, "KeyType") == "HASH" {
+                            KeyType::Hash
+                        } else {
+                            KeyType::Range
+                        };
+                        Ok(KeySchemaElement::builder()
+                            .attribute_name(str_of(k, "AttributeName"))
+                            .key_type(kind)
+                            .build()?)
+                    })
+                    .collect()
+            };
+            let mut create = ddb
+                .create_table()
+                .table_name(&name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .set_key_schema(Some(key_schema(props.get("KeySchema"))?));
+            for a in &seq(props.get("AttributeDefinitions")) {
+                let kind = match str_of(a, "AttributeType").as_str() {
+                    "N" => ScalarAttributeType::N,
+                    "B" => ScalarAttributeType::B,
+                    _ => ScalarAttributeType::S,
+                };
+                create = create.attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(str_of(a, "AttributeName"))
+                        .attribute_type(kind)
+                        .build()?,
+                );
+            }
+            for index in &seq(props.get("LocalSecondaryIndexes")) {
+                let projection = match index
+                    .get("Projection")
+                    .map(|p| str_of(p, "ProjectionType"))
+                    .as_deref()
+                {
+                    Some("KEYS_ONLY") => ProjectionType::KeysOnly,
+                    _ => ProjectionType::All,
+                };
+                create = create.local_secondary_indexes(
+                    LocalSecondaryIndex::builder()
+                        .index_name(str_of(index, "IndexName"))
+                        .set_key_schema(Some(key_schema(index.get("KeySchema"))?))
+                        .projection(Projection::builder().projection_type(projection).build())
+                        .build()?,
+                );
+            }
+            create
+                .send()
+                .await
+                .with_context(|| format!("creating table {name}"))?;
+            if let Some(ttl) = props.get("TimeToLiveSpecification") {
+                let spec = TimeToLiveSpecification::builder()
+                    .attribute_name(str_of(ttl, "AttributeName"))
+                    .enabled(true)
+                    .build()?;
+                ddb.update_time_to_live()
+                    .table_name(&name)
+                    .time_to_live_specification(spec)
+                    .send()
+                    .await?;
+            }
+            let arn = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}");
+            self.resources.insert(
+                id,
+                Physical {
+                    reference: name.clone(),
+                    name,
+                    arn,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn create_queues(&mut self) -> Result<()> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        // Dead-letter queues first: the others' redrive policies point at them.
+        let mut queues = self.template.resources_of("AWS::SQS::Queue");
+        queues.sort_by_key(|(_, p)| p.get("RedrivePolicy").is_some());
+        for (id, props) in queues {
+            let name = self.physical_name(&id);
+            let mut create = sqs.create_queue().queue_name(&name);
+            for (key, attr) in [
+                ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+                (
+                    "MessageRetentionPeriod",
+                    QueueAttributeName::MessageRetentionPeriod,
+                ),
+                ("DelaySeconds", QueueAttributeName::DelaySeconds),
+            ] {
+                if let Some(v) = props.get(key) {
+                    create = create.attributes(attr, self.resolve(v)?);
+                }
+            }
+            if let Some(redrive) = props.get("RedrivePolicy") {
+                let target = self.resolve(
+                    redrive
+                        .get("deadLetterTargetArn")
+                        .ok_or_else(|| anyhow!("{id}: no DLQ"))?,
+                )?;
+                let max: u32 = self
+                    .resolve(redrive.get("maxReceiveCount").unwrap_or(&Value::from(5)))?
+                    .parse()?;
+                let policy = json!({"deadLetterTargetArn": target, "maxReceiveCount": max});
+                create = create.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
+            }
+            let url = create
+                .send()
+                .await
+                .with_context(|| format!("creating queue {name}"))?
+                .queue_url
+                .unwrap_or_default();
+            let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}");
+            self.resources.insert(
+                id,
+                Physical {
+                    name,
+                    reference: url,
+                    arn,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn create_topics(&mut self) -> Result<()> {
+        let sns = aws_sdk_sns::Client::new(&self.sdk);
+        for (id, _) in self.template.resources_of("AWS::SNS::Topic") {
+            let name = self.physical_name(&id);
+            let arn = sns
+                .create_topic()
+                .name(&name)
+                .send()
+                .await?
+                .topic_arn
+                .unwrap_or_default();
+            self.resources.insert(
+                id,
+                Physical {
+                    name,
+                    reference: arn.clone(),
+                    arn,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn create_identities(&mut self) -> Result<()> {
+        let ses = aws_sdk_sesv2::Client::new(&self.sdk);
+        for (id, props) in self.template.resources_of("AWS::SES::EmailIdentity") {
+            let identity = self.resolve(
+                props
+                    .get("EmailIdentity")
+                    .ok_or_else(|| anyhow!("{id}: no EmailIdentity"))?,
+            )?;
+            // Identities are account-wide, not prefixed: creating one twice is fine.
+            let _ = ses
+                .create_email_identity()
+                .email_identity(&identity)
+                .send()
+                .await;
+            let arn = format!("arn:aws:ses:{REGION}:{ACCOUNT}:identity/{identity}");
+            self.resources.insert(
+                id,
+                Physical {
+                    name: identity.clone(),
+                    reference: identity,
+                    arn,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+fn seq(v: Option<&Value>) -> Vec<Value> {
+    v.and_then(Value::as_sequence).cloned().unwrap_or_default()
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v.get(key).and_then(scalar).unwrap_or_default()
+}

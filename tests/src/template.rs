@@ -1,0 +1,177 @@
+//! Reading template.yaml: resources by type, function environments and intrinsic functions
+//! (`!Ref`, `!GetAtt`, and their long forms), resolved against a local stack.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_yaml::Value;
+
+/// A reference the template makes to a parameter or another resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intrinsic {
+    Ref(String),
+    GetAtt(String, String),
+}
+
+/// The parsed SAM template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub doc: Value,
+}
+
+/// One `AWS::Serverless::Function`.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub logical_id: String,
+    /// The workspace binary (`Metadata.BuildProperties.Binary`).
+    pub binary: String,
+    pub properties: Value,
+}
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Self {
+            doc: serde_yaml::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?,
+        })
+    }
+
+    /// The project's template.yaml.
+    pub fn project() -> Result<Self> {
+        Self::load(&crate::workspace_root().join("template.yaml"))
+    }
+
+    /// (logical id, properties) of every resource of `kind`, in template order.
+    pub fn resources_of(&self, kind: &str) -> Vec<(String, Value)> {
+        let Some(resources) = self.doc.get("Resources").and_then(Value::as_mapping) else {
+            return Vec::new();
+        };
+        resources
+            .iter()
+            .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+            .filter_map(|(id, r)| {
+                Some((
+                    id.as_str()?.to_owned(),
+                    r.get("Properties").cloned().unwrap_or(Value::Null),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn functions(&self) -> Result<Vec<FunctionSpec>> {
+        let resources = self
+            .doc
+            .get("Resources")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| anyhow!("no Resources"))?;
+        let mut out = Vec::new();
+        for (id, r) in resources {
+            if r.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let logical_id = id.as_str().unwrap_or_default().to_owned();
+            let binary = r
+                .get("Metadata")
+                .and_then(|m| m.get("BuildProperties"))
+                .and_then(|b| b.get("Binary"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("{logical_id}: Metadata.BuildProperties.Binary missing"))?
+                .to_owned();
+            out.push(FunctionSpec {
+                logical_id,
+                binary,
+                properties: r.get("Properties").cloned().unwrap_or(Value::Null),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Default values of the template's parameters.
+    pub fn parameter_defaults(&self) -> BTreeMap<String, String> {
+        let Some(params) = self.doc.get("Parameters").and_then(Value::as_mapping) else {
+            return BTreeMap::new();
+        };
+        params
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), scalar(v.get("Default")?)?)))
+            .collect()
+    }
+
+    /// A function's variables: Globals first, its own on top (unresolved).
+    pub fn function_env(&self, logical_id: &str) -> Result<BTreeMap<String, Value>> {
+        let vars = |v: Option<&Value>| -> BTreeMap<String, Value> {
+            v.and_then(|e| e.get("Environment"))
+                .and_then(|e| e.get("Variables"))
+                .and_then(Value::as_mapping)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let function = self
+            .doc
+            .get("Resources")
+            .and_then(|r| r.get(logical_id))
+            .ok_or_else(|| anyhow!("no resource {logical_id} in template"))?;
+        let mut env = vars(self.doc.get("Globals").and_then(|g| g.get("Function")));
+        env.extend(vars(function.get("Properties")));
+        Ok(env)
+    }
+}
+
+/// A plain scalar as text.
+pub fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The intrinsic a value is, if any (short `!Ref x` or long `{Ref: x}` form).
+pub fn intrinsic(v: &Value) -> Option<Intrinsic> {
+    let get_att = |target: &Value| -> Option<Intrinsic> {
+        match target {
+            Value::String(s) => {
+                let (res, att) = s.split_once('.')?;
+                Some(Intrinsic::GetAtt(res.to_owned(), att.to_owned()))
+            }
+            Value::Sequence(seq) if seq.len() == 2 => Some(Intrinsic::GetAtt(
+                seq[0].as_str()?.to_owned(),
+                seq[1].as_str()?.to_owned(),
+            )),
+            _ => None,
+        }
+    };
+    match v {
+        Value::Tagged(tagged) => match tagged.tag.to_string().trim_start_matches('!') {
+            "Ref" => Some(Intrinsic::Ref(tagged.value.as_str()?.to_owned())),
+            "GetAtt" => get_att(&tagged.value),
+            _ => None,
+        },
+        Value::Mapping(m) if m.len() == 1 => {
+            if let Some(r) = m.get("Ref") {
+                return Some(Intrinsic::Ref(r.as_str()?.to_owned()));
+            }
+            m.get("Fn::GetAtt").and_then(get_att)
+        }
+        _ => None,
+    }
+}
+
+/// Resolves a scalar or intrinsic with `lookup`.
+pub fn resolve(v: &Value, lookup: &dyn Fn(&Intrinsic) -> Option<String>) -> Result<String> {
+    if let Some(s) = scalar(v) {
+        return Ok(s);
+    }
+    match intrinsic(v) {
+        Some(i) => lookup(&i).ok_or_else(|| anyhow!("cannot resolve {i:?} locally")),
+        None => bail!("unsupported template value {v:?}"),
+    }
+}

@@ -1,0 +1,80 @@
+//! Python tools the project installs for itself into `.venv/` (moto, cfn-lint, cargo-lambda)
+//! and `.venv-sam/` (aws-sam-cli pins boto3 exactly, so it gets its own venv).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Pinned versions: bump deliberately.
+pub const MOTO: &str = "moto[server]==5.2.5";
+pub const CFN_LINT: &str = "cfn-lint==1.58.0";
+pub const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
+pub const SAM_CLI: &str = "aws-sam-cli==1.170.0";
+
+/// A virtualenv under the workspace root.
+pub struct Venv {
+    pub dir: PathBuf,
+}
+
+impl Venv {
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join("bin").join(name)
+    }
+}
+
+/// `.venv/` with moto, cfn-lint and cargo-lambda; created or completed when missing.
+pub fn dev_venv(root: &Path) -> Result<Venv> {
+    ensure_venv(
+        root.join(".venv"),
+        &[MOTO, CFN_LINT, CARGO_LAMBDA],
+        &["moto_server", "cfn-lint", "cargo-lambda"],
+    )
+}
+
+/// `.venv-sam/` with aws-sam-cli.
+pub fn sam_venv(root: &Path) -> Result<Venv> {
+    ensure_venv(root.join(".venv-sam"), &[SAM_CLI], &["sam"])
+}
+
+fn ensure_venv(dir: PathBuf, packages: &[&str], executables: &[&str]) -> Result<Venv> {
+    let venv = Venv { dir };
+    let stamp = venv.dir.join(".herald-packages");
+    let wanted = packages.join("\n");
+    let ready = executables.iter().all(|e| venv.bin(e).exists())
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted);
+    if ready {
+        return Ok(venv);
+    }
+    eprintln!(
+        "installing {} into {} (once)...",
+        packages.join(" "),
+        venv.dir.display()
+    );
+    if !venv.bin("python").exists() {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        run(Command::new(&python).arg("-m").arg("venv").arg(&venv.dir)).with_context(|| {
+            format!("creating a virtualenv with {python}; install Python 3.9+ with venv")
+        })?;
+    }
+    run(Command::new(venv.bin("python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(packages))
+    .context("pip install failed; is PyPI reachable?")?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(venv)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} exited with {status}");
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The HTTP contract three ways: openapi.yaml, the template's HttpApi routes and the routers
+//! the functions serve must name the same (method, path) pairs.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_yaml::Value;
+use testkit::template::Template;
+use tower::ServiceExt;
+
+fn openapi_routes() -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(testkit::workspace_root().join("openapi.yaml")).unwrap();
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let mut routes = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_mapping().unwrap() {
+        for (method, _) in ops.as_mapping().unwrap() {
+            routes.insert((
+                method.as_str().unwrap().to_uppercase(),
+                path.as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    routes
+}
+
+fn template_routes() -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for f in Template::project().unwrap().functions().unwrap() {
+        for (_, event) in f
+            .properties
+            .get("Events")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default()
+        {
+            if event.get("Type").and_then(Value::as_str) == Some("HttpApi") {
+                let props = &event["Properties"];
+                routes.insert((
+                    props["Method"].as_str().unwrap().to_owned(),
+                    props["Path"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn openapi_and_template_declare_the_same_routes() {
+    assert_eq!(openapi_routes(), template_routes());
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let inbox = Arc::new(herald::fake::InMemoryInbox::default());
+    let api = Arc::new(inbox_api::Deps {
+        counters: inbox.clone(),
+        messages: inbox,
+        directory: Arc::new(herald::fake::InMemoryDirectory::default()),
+        tenant: herald::TenantId::parse("t", "t").unwrap(),
+        policy: Default::default(),
+    });
+    let ingest = Arc::new(ingest::Deps {
+        queue: Arc::new(herald::fake::RecordingQueue::default()),
+        tenant: herald::TenantId::parse("t", "t").unwrap(),
+    });
+    let router = ingest::routes(ingest)
+        .merge(inbox_api::routes(api))
+        .fallback(herald::http::not_found);
+    for (method, path) in openapi_routes() {
+        let uri = path
+            .replace("{user}", "u1")
+            .replace("{room}", "r1")
+            .replace("{id}", "n1");
+        let body = if method == "GET" {
+            Body::empty()
+        } else {
+            Body::from("{}")
+        };
+        let response = router
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method.as_str())
+                    .uri(&uri)
+                    .body(body)
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            status != 405 && !text.contains("no such route"),
+            "{method} {path} is not served: {status} {text}"
+        );
+    }
+}

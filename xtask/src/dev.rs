@@ -1,0 +1,87 @@
+//! `cargo xtask dev`: herald running locally against moto.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use testkit::emulator::Emulator;
+use testkit::runner::LocalApp;
+use testkit::stack::Stack;
+use testkit::template::Template;
+use tokio_util::sync::CancellationToken;
+
+use crate::flag;
+
+pub fn run(args: &[String]) -> Result<()> {
+    let port: u16 = match flag(args, "--port")? {
+        Some(p) => p,
+        None => std::env::var("HERALD_EMULATOR_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(4566),
+    };
+    let http_port: u16 = flag(args, "--http-port")?.unwrap_or(3000);
+    let workers: usize = flag(args, "--workers")?.unwrap_or(2);
+    let root = testkit::workspace_root();
+    let venv = testkit::tools::dev_venv(&root)?;
+    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        anyhow::bail!("port {port} is taken; stop what runs there or pass --port N");
+    }
+    std::fs::create_dir_all(root.join(".herald"))?;
+    let log = root.join(".herald/moto.log");
+    let emulator = Emulator::start(&venv, port, &log)?;
+    eprintln!(
+        "emulator: moto on {} (log: {})",
+        emulator.endpoint,
+        log.display()
+    );
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(serve(&emulator.endpoint, http_port, workers));
+    drop(emulator);
+    result
+}
+
+async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
+    herald::telemetry::init_tracing();
+    let stack = Stack::provision(endpoint, "herald", Template::project()?, &[]).await?;
+    let env_file = testkit::workspace_root().join("env.local.json");
+    std::fs::write(
+        &env_file,
+        serde_json::to_string_pretty(&stack.sam_env_json()?)?,
+    )?;
+    for (id, r) in &stack.resources {
+        eprintln!("  {id:<22} {}", r.reference);
+    }
+    eprintln!(
+        "  env for sam local invoke / cargo lambda: {}",
+        env_file.display()
+    );
+
+    let app = std::sync::Arc::new(LocalApp::new(&stack)?);
+    let shutdown = CancellationToken::new();
+    let handles = app.spawn_workers(workers, 2, &shutdown);
+    let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}; pass --http-port N"))?;
+    let server = {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move { app.serve(listener, shutdown).await })
+    };
+    eprintln!(
+        "\nherald is up: API on http://{addr}, {workers} worker(s) per queue. Try:\n\n  \
+         curl -X PUT localhost:{http_port}/v1/users/u1/contact -d '{{\"email\":\"u1@example.com\"}}'\n  \
+         curl -X POST localhost:{http_port}/v1/notifications -d '{{\"notifications\":[{{\"user_id\":\"u1\",\"room_id\":\"r1\",\"title\":\"Hi\",\"body\":\"Hello from herald\",\"channels\":[\"inbox\",\"email\"]}}]}}'\n  \
+         curl localhost:{http_port}/v1/users/u1/unread\n  \
+         curl localhost:{http_port}/v1/users/u1/messages\n  \
+         curl {endpoint}/moto-api/data.json   # what SES/SNS sent\n\nCtrl-C stops everything."
+    );
+    tokio::signal::ctrl_c().await?;
+    eprintln!("\nstopping...");
+    shutdown.cancel();
+    for h in handles {
+        let _ = h.await;
+    }
+    server.await??;
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `cargo xtask test`: the whole suite, emulator included. This is what `.ci/run` calls.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use testkit::emulator::{free_port, Emulator, REGION};
+
+pub fn run(_args: &[String]) -> Result<()> {
+    let root = testkit::workspace_root();
+    let started = Instant::now();
+    let venv = testkit::tools::dev_venv(&root)?;
+
+    step(
+        "cargo fmt --check",
+        Command::new("cargo").args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "cfn-lint template.yaml",
+        Command::new(venv.bin("cfn-lint")).arg(root.join("template.yaml")),
+    )?;
+
+    let port = free_port()?;
+    std::fs::create_dir_all(root.join(".herald"))?;
+    let emulator = Emulator::start(&venv, port, &root.join(".herald/moto-test.log"))?;
+    eprintln!("emulator for tests: {}", emulator.endpoint);
+    let mut tests = Command::new("cargo");
+    tests
+        .args(["test", "--workspace", "--all-targets"])
+        .env("AWS_ENDPOINT_URL", &emulator.endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE");
+    step("cargo test --workspace", &mut tests)?;
+    drop(emulator);
+
+    step(
+        "cargo clippy",
+        Command::new("cargo").args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    eprintln!("\nall checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step(name: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("\n==> {name}");
+    let started = Instant::now();
+    let status = cmd
+        .current_dir(testkit::workspace_root())
+        .status()
+        .with_context(|| format!("running {name}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    eprintln!("<== {name}: ok in {:.1?}", started.elapsed());
+    Ok(())
+}
