@@ -22,7 +22,8 @@ use crate::ports::*;
 pub struct Faults {
     /// Fail before applying (TransactionConflict / throttling).
     pub conflict: f64,
-    /// Apply, then fail anyway: the caller cannot tell it committed (a timeout after commit).
+    /// Commit, then fail anyway: the caller cannot tell the message transaction committed
+    /// (a timeout after commit). Applies to `commit` only.
     pub lost_ack: f64,
     /// Simulated round trip per call.
     pub latency: Duration,
@@ -30,6 +31,8 @@ pub struct Faults {
 
 #[derive(Default)]
 struct InboxState {
+    /// Sum cleared per room by successful mark-reads (to check callers were told the truth).
+    cleared_log: BTreeMap<(UserKey, RoomId), u64>,
     messages: HashMap<(UserKey, NotificationId), Notification>,
     rooms: BTreeMap<(UserKey, RoomId), Counter>,
     totals: BTreeMap<UserKey, Counter>,
@@ -77,6 +80,38 @@ impl InMemoryInbox {
 
     pub fn message_count(&self) -> usize {
         self.lock().messages.len()
+    }
+
+    /// What successful mark-reads cleared in a room, summed.
+    pub fn cleared_total(&self, user: &UserKey, room: &RoomId) -> u64 {
+        self.lock()
+            .cleared_log
+            .get(&(user.clone(), room.clone()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A user's counters without injected faults (for checking results).
+    pub fn snapshot(&self, user: &UserKey) -> Counters {
+        let state = self.lock();
+        Counters {
+            total: state.totals.get(user).copied().unwrap_or_default(),
+            rooms: state
+                .rooms
+                .iter()
+                .filter(|((u, _), _)| u == user)
+                .map(|((_, r), c)| (r.clone(), *c))
+                .collect(),
+        }
+    }
+
+    /// Stored inbox messages of one user in one room.
+    pub fn inbox_messages(&self, user: &UserKey, room: &RoomId) -> u64 {
+        self.lock()
+            .messages
+            .iter()
+            .filter(|((u, _), n)| u == user && &n.room_id == room && n.wants(Channel::Inbox))
+            .count() as u64
     }
 }
 
@@ -143,7 +178,7 @@ impl CounterStore for InMemoryInbox {
         user: &UserKey,
         rooms: &[(RoomId, Counter)],
     ) -> Result<(), CommitError> {
-        let lose_ack = self.enter().await.map_err(CommitError::Retryable)?;
+        self.enter().await.map_err(CommitError::Retryable)?;
         let mut state = self.lock();
         let sum: u64 = rooms.iter().map(|(_, c)| c.unread).sum();
         let versions_hold = rooms.iter().all(|(r, seen)| {
@@ -156,7 +191,11 @@ impl CounterStore for InMemoryInbox {
         if !versions_hold || total.unread < sum {
             return Err(CommitError::Retryable("ConditionalCheckFailed".into()));
         }
-        for (r, _) in rooms {
+        for (r, seen) in rooms {
+            *state
+                .cleared_log
+                .entry((user.clone(), r.clone()))
+                .or_default() += seen.unread;
             if let Some(c) = state.rooms.get_mut(&(user.clone(), r.clone())) {
                 c.unread = 0;
                 c.version += 1;
@@ -165,11 +204,6 @@ impl CounterStore for InMemoryInbox {
         let t = state.totals.entry(user.clone()).or_default();
         t.unread -= sum;
         t.version += 1;
-        if lose_ack {
-            return Err(CommitError::Retryable(
-                "injected timeout after commit".into(),
-            ));
-        }
         Ok(())
     }
 
@@ -394,5 +428,68 @@ impl MobileSender for RecordingSender {
             .map(|mut p| p.push((endpoint_arn.into(), title.into())))
             .ok();
         Ok(ulid::Ulid::new().to_string())
+    }
+}
+
+/// Wraps a real store and fails its first `failures` commits as throttled, before they reach
+/// it: fault injection behind the port, for tests against the emulator (which never
+/// throttles).
+pub struct Flaky {
+    pub inner: std::sync::Arc<dyn CounterStore>,
+    failures: AtomicU64,
+    pub attempts: AtomicU64,
+}
+
+impl Flaky {
+    pub fn new(inner: std::sync::Arc<dyn CounterStore>, failures: u64) -> Self {
+        Self {
+            inner,
+            failures: AtomicU64::new(failures),
+            attempts: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl CounterStore for Flaky {
+    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let left = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if left.is_ok() {
+            return Err(CommitError::Retryable(
+                "injected ThrottlingException".into(),
+            ));
+        }
+        self.inner.commit(user, messages).await
+    }
+
+    async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
+        self.inner.read_counters(user).await
+    }
+
+    async fn zero_rooms(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError> {
+        self.inner.zero_rooms(user, rooms).await
+    }
+
+    async fn set_total(
+        &self,
+        user: &UserKey,
+        seen: Counter,
+        unread: u64,
+    ) -> Result<(), CommitError> {
+        self.inner.set_total(user, seen, unread).await
+    }
+
+    async fn users_page(
+        &self,
+        cursor: Option<String>,
+    ) -> Result<(Vec<UserKey>, Option<String>), StoreError> {
+        self.inner.users_page(cursor).await
     }
 }

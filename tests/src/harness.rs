@@ -117,3 +117,90 @@ pub fn sms_to(endpoint: &str, phone: &str) -> Result<Vec<Value>> {
         .cloned()
         .collect())
 }
+
+/// ReceiveMessage on a queue of the stack, as the consumer core sees messages.
+pub async fn receive(
+    stack: &Stack,
+    logical_id: &str,
+    visibility_seconds: i32,
+) -> Result<Vec<herald::consumer::QueueMessage>> {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let out = sqs
+        .receive_message()
+        .queue_url(&stack.resource(logical_id)?.reference)
+        .max_number_of_messages(10)
+        .visibility_timeout(visibility_seconds)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await?;
+    Ok(out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| herald::consumer::QueueMessage {
+            receive_count: m
+                .attributes()
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                })
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+            message_id: m.message_id.unwrap_or_default(),
+            receipt_handle: m.receipt_handle.unwrap_or_default(),
+            body: m.body.unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The `herald-reason` attributes of `expected` messages on a DLQ (SQS may return fewer
+/// than are there per call, so this keeps receiving; what it read stays hidden for a minute).
+pub async fn dlq_reasons(stack: &Stack, logical_id: &str, expected: usize) -> Result<Vec<String>> {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let url = stack.resource(logical_id)?.reference.clone();
+    let mut reasons = Vec::new();
+    let started = Instant::now();
+    while reasons.len() < expected && started.elapsed() < Duration::from_secs(10) {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        for m in out.messages.unwrap_or_default() {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get(herald::consumer::DLQ_REASON_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .unwrap_or("<no reason attribute>");
+            reasons.push(reason.to_owned());
+        }
+    }
+    Ok(reasons)
+}
+
+/// An SQS event as Lambda would deliver these messages.
+pub fn sqs_event(
+    messages: &[herald::consumer::QueueMessage],
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+            record.message_id = Some(m.message_id.clone());
+            record.receipt_handle = Some(m.receipt_handle.clone());
+            record.body = Some(m.body.clone());
+            record.attributes.insert(
+                "ApproximateReceiveCount".into(),
+                m.receive_count.to_string(),
+            );
+            record
+        })
+        .collect();
+    event
+}

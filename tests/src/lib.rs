@@ -5,7 +5,9 @@
 
 pub mod emulator;
 pub mod harness;
+pub mod meter;
 pub mod runner;
+pub mod sim;
 pub mod stack;
 pub mod template;
 pub mod tools;

@@ -20,7 +20,9 @@ pub fn run(args: &[String]) -> Result<()> {
             .unwrap_or(4566),
     };
     let http_port: u16 = flag(args, "--http-port")?.unwrap_or(3000);
-    let workers: usize = flag(args, "--workers")?.unwrap_or(2);
+    // One worker per queue by default: moto rolls back a cancelled transaction by restoring a
+    // snapshot of the table, which can erase a concurrent worker's commit (AWS does not).
+    let workers: usize = flag(args, "--workers")?.unwrap_or(1);
     let root = testkit::workspace_root();
     let venv = testkit::tools::dev_venv(&root)?;
     if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 
 const USAGE: &str = "usage: cargo xtask <dev|test> [options]
 
-  dev   [--port N] [--http-port N] [--workers N]
+  dev   [--port N] [--http-port N] [--workers N (default 1)]
         run herald locally: moto on 127.0.0.1:N (default 4566, or HERALD_EMULATOR_PORT),
         the template's tables/queues/topics, the HTTP APIs on 127.0.0.1:3000 and the
         queue consumers as long-polling workers. Ctrl-C stops everything.

@@ -155,6 +155,7 @@ async fn read_room(
     Ok(Json(
         mark_room_read(deps.counters.as_ref(), &user, &room, &deps.policy)
             .await?
+            .after
             .unread(),
     ))
 }
@@ -167,6 +168,7 @@ async fn read_all(
     Ok(Json(
         mark_all_read(deps.counters.as_ref(), &user, &deps.policy)
             .await?
+            .after
             .unread(),
     ))
 }

@@ -118,7 +118,13 @@ fn parse_batch(
     let mut parsed = Vec::with_capacity(batch.len());
     for (index, message) in batch.iter().enumerate() {
         match serde_json::from_str::<Notification>(&message.body) {
-            Ok(n) => parsed.push((index, n)),
+            Ok(n) => match n.check() {
+                Ok(()) => parsed.push((index, n)),
+                Err(e) => {
+                    dispositions[index] =
+                        Some(Disposition::Poison(format!("invalid notification: {e}")))
+                }
+            },
             Err(e) => {
                 dispositions[index] = Some(Disposition::Poison(format!("not a notification: {e}")))
             }

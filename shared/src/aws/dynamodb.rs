@@ -201,46 +201,17 @@ impl CounterStore for DynamoInbox {
     }
 
     async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
-        let mut counters = Counters::default();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(user_pk(user)))
-                .expression_attribute_values(":lo", s("R#"))
-                .expression_attribute_values(":hi", s(TOTAL_SK))
-                .projection_expression("sk, unread, version")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(store_error)?;
-            for item in page.items() {
-                let sk = item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    .unwrap_or_default();
-                let counter = Counter {
-                    unread: number(item, "unread"),
-                    version: number(item, "version"),
-                };
-                if sk == TOTAL_SK {
-                    counters.total = counter;
-                } else if let Some(room) = sk.strip_prefix("R#") {
-                    let room = RoomId::parse(room, "room")
-                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
-                    counters.rooms.insert(room, counter);
-                }
+        // A Query is not isolated from concurrent transactions: it may see a room's increment
+        // and not yet TOTAL's. Re-read a few times for a consistent view; drift that persists
+        // is real and left for reconcile to see.
+        let mut counters = self.query_counters(user).await?;
+        for _ in 0..4 {
+            if counters.drift() == 0 {
+                break;
             }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(counters);
-            }
+            counters = self.query_counters(user).await?;
         }
+        Ok(counters)
     }
 
     async fn zero_rooms(
@@ -339,6 +310,52 @@ impl CounterStore for DynamoInbox {
             .filter_map(|item| item.get("pk")?.as_s().ok().and_then(|pk| parse_user_pk(pk)))
             .collect();
         Ok((users, page.last_evaluated_key().map(encode_cursor)))
+    }
+}
+
+impl DynamoInbox {
+    /// One strongly consistent Query of a user's room and TOTAL items.
+    async fn query_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
+        let mut counters = Counters::default();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(user_pk(user)))
+                .expression_attribute_values(":lo", s("R#"))
+                .expression_attribute_values(":hi", s(TOTAL_SK))
+                .projection_expression("sk, unread, version")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(store_error)?;
+            for item in page.items() {
+                let sk = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                let counter = Counter {
+                    unread: number(item, "unread"),
+                    version: number(item, "version"),
+                };
+                if sk == TOTAL_SK {
+                    counters.total = counter;
+                } else if let Some(room) = sk.strip_prefix("R#") {
+                    let room = RoomId::parse(room, "room")
+                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
+                    counters.rooms.insert(room, counter);
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(counters);
+            }
+        }
     }
 }
 

@@ -249,24 +249,64 @@ async fn commit_user_transaction<K: Clone>(
 /// Most room items zeroed in one transaction (plus TOTAL = 100).
 const MAX_ROOMS_PER_READ: usize = MAX_TRANSACTION_ITEMS - 1;
 
+/// What a mark-read did: the counters after, and how much it cleared in each room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOutcome {
+    pub after: Counters,
+    pub cleared: BTreeMap<RoomId, u64>,
+}
+
 /// Marks one room read: zero the room at the version seen and subtract the same amount from
-/// TOTAL in one transaction; on a lost race re-read and retry. Returns the counters after.
+/// TOTAL in one transaction; on a lost race re-read and retry.
 pub async fn mark_room_read(
     store: &dyn CounterStore,
     user: &UserKey,
     room: &RoomId,
     policy: &BackoffPolicy,
-) -> Result<Counters, StoreError> {
+) -> Result<ReadOutcome, StoreError> {
     let mut retry = policy.start();
     loop {
         let counters = store.read_counters(user).await?;
         let seen = counters.rooms.get(room).copied().unwrap_or_default();
         if seen.unread == 0 {
-            return Ok(counters);
+            return Ok(ReadOutcome {
+                after: counters,
+                cleared: BTreeMap::new(),
+            });
         }
         match store.zero_rooms(user, &[(room.clone(), seen)]).await {
-            Ok(()) => return store.read_counters(user).await,
+            Ok(()) => {
+                let cleared = BTreeMap::from([(room.clone(), seen.unread)]);
+                return Ok(ReadOutcome {
+                    after: read_after(store, user, &counters, &cleared).await,
+                    cleared,
+                });
+            }
             Err(err) => backoff_or_fail(&mut retry, err).await?,
+        }
+    }
+}
+
+/// The counters after a successful clear: re-read, or (if that read fails) derived from what
+/// was seen, so a committed clear is never reported as a failure.
+async fn read_after(
+    store: &dyn CounterStore,
+    user: &UserKey,
+    seen: &Counters,
+    cleared: &BTreeMap<RoomId, u64>,
+) -> Counters {
+    match store.read_counters(user).await {
+        Ok(after) => after,
+        Err(e) => {
+            tracing::warn!(error = %e, "re-read after mark-read failed; answering from the commit");
+            let mut after = seen.clone();
+            for (room, n) in cleared {
+                if let Some(c) = after.rooms.get_mut(room) {
+                    c.unread = c.unread.saturating_sub(*n);
+                }
+                after.total.unread = after.total.unread.saturating_sub(*n);
+            }
+            after
         }
     }
 }
@@ -276,10 +316,20 @@ pub async fn mark_all_read(
     store: &dyn CounterStore,
     user: &UserKey,
     policy: &BackoffPolicy,
-) -> Result<Counters, StoreError> {
+) -> Result<ReadOutcome, StoreError> {
     let mut retry = policy.start();
+    let mut cleared: BTreeMap<RoomId, u64> = BTreeMap::new();
+    let mut last_seen = Counters::default();
     loop {
-        let counters = store.read_counters(user).await?;
+        let counters = match store.read_counters(user).await {
+            Ok(c) => c,
+            // Some rooms were cleared already: report them rather than a failure.
+            Err(_) if !cleared.is_empty() => {
+                let after = read_after(store, user, &last_seen, &cleared).await;
+                return Ok(ReadOutcome { after, cleared });
+            }
+            Err(e) => return Err(e),
+        };
         let unread: Vec<(RoomId, Counter)> = counters
             .rooms
             .iter()
@@ -287,12 +337,29 @@ pub async fn mark_all_read(
             .map(|(r, c)| (r.clone(), *c))
             .collect();
         if unread.is_empty() {
-            return Ok(counters);
+            return Ok(ReadOutcome {
+                after: counters,
+                cleared,
+            });
         }
+        last_seen = counters;
         for chunk in unread.chunks(MAX_ROOMS_PER_READ) {
-            if let Err(err) = store.zero_rooms(user, chunk).await {
-                backoff_or_fail(&mut retry, err).await?;
-                break;
+            match store.zero_rooms(user, chunk).await {
+                Ok(()) => {
+                    for (room, seen) in chunk {
+                        *cleared.entry(room.clone()).or_default() += seen.unread;
+                    }
+                }
+                Err(err) => {
+                    if let Err(e) = backoff_or_fail(&mut retry, err).await {
+                        if cleared.is_empty() {
+                            return Err(e);
+                        }
+                        let after = read_after(store, user, &last_seen, &cleared).await;
+                        return Ok(ReadOutcome { after, cleared });
+                    }
+                    break;
+                }
             }
         }
     }
@@ -352,6 +419,43 @@ pub async fn reconcile_user(
                 })
             }
             Err(err) => backoff_or_fail(&mut retry, err).await?,
+        }
+    }
+}
+
+/// What a reconcile pass found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    pub users: u64,
+    /// Users whose TOTAL differed from the sum of their rooms.
+    pub drifted_users: u64,
+    /// Sum of |drift| before repair.
+    pub drift: u64,
+    pub repaired: u64,
+}
+
+/// Reconciles every user with a TOTAL item, page by page.
+pub async fn reconcile_all(
+    store: &dyn CounterStore,
+    policy: &BackoffPolicy,
+) -> Result<ReconcileReport, StoreError> {
+    let mut report = ReconcileReport::default();
+    let mut cursor = None;
+    loop {
+        let (users, next) = store.users_page(cursor).await?;
+        for user in users {
+            let r = reconcile_user(store, &user, policy).await?;
+            report.users += 1;
+            if r.drift != 0 {
+                report.drifted_users += 1;
+                report.drift += r.drift.unsigned_abs();
+                tracing::warn!(tenant = %user.tenant, user = %user.user, drift = r.drift, "counter drift repaired");
+            }
+            report.repaired += u64::from(r.repaired);
+        }
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(report),
         }
     }
 }

@@ -71,6 +71,27 @@ impl Notification {
     pub fn wants(&self, channel: Channel) -> bool {
         self.channels.contains(&channel)
     }
+
+    /// Re-checks what ids' types cannot: for queue messages that did not come through ingest.
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_text(&self.title, "title", MAX_TITLE_CHARS)?;
+        check_text(&self.body, "body", MAX_BODY_CHARS)?;
+        if self.channels.is_empty() {
+            return Err(FieldError::new(
+                "empty",
+                "channels",
+                "channels must name at least one channel",
+            ));
+        }
+        if self
+            .data
+            .as_ref()
+            .is_some_and(|d| d.to_string().len() > MAX_DATA_BYTES)
+        {
+            return Err(FieldError::new("too_large", "data", "data is too large"));
+        }
+        Ok(())
+    }
 }
 
 /// Where a notification's id comes from when the client gives none.
