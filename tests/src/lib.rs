@@ -4,6 +4,7 @@
 //! template, and the local runner that serves the APIs and runs the queue workers.
 
 pub mod emulator;
+pub mod fixtures;
 pub mod harness;
 pub mod meter;
 pub mod runner;

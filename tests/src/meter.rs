@@ -19,9 +19,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Counts {
-    /// "Service.Operation" → operations started.
-    pub operations: BTreeMap<String, u64>,
-    /// "Service.Operation" → HTTP attempts (retries included: that is what is billed).
+    /// "Service.Operation" → HTTP requests sent (retries included: that is what is billed).
     pub attempts: BTreeMap<String, u64>,
     pub dynamodb_write_units: f64,
     /// Items per TransactWriteItems call, in call order.
@@ -30,7 +28,7 @@ pub struct Counts {
 
 impl Counts {
     pub fn operation(&self, name: &str) -> u64 {
-        self.operations.get(name).copied().unwrap_or(0)
+        self.attempts.get(name).copied().unwrap_or(0)
     }
 
     pub fn attempts_of(&self, service: &str) -> u64 {
@@ -76,10 +74,10 @@ impl Intercept for CallMeter {
         context: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let key = Self::key(cfg);
+        // The operation's name is not in the bag yet here; the input is (and is gone later).
+        let _ = cfg;
         let tx = context.input().downcast_ref::<TransactWriteItemsInput>();
         if let Ok(mut counts) = self.counts.lock() {
-            *counts.operations.entry(key).or_default() += 1;
             if let Some(tx) = tx {
                 let items = tx.transact_items();
                 counts.transaction_sizes.push(items.len());

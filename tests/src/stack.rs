@@ -92,32 +92,54 @@ impl Stack {
         }
     }
 
+    /// A property that must have a value.
     fn resolve(&self, v: &Value) -> Result<String> {
-        resolve(v, &|i| self.lookup(i))
+        resolve(&self.template, v, &|i| self.lookup(i))?
+            .ok_or_else(|| anyhow!("{v:?} resolves to no value"))
     }
 
     /// The environment the template gives a function, resolved to local resources.
     pub fn function_vars(&self, logical_id: &str) -> Result<Vars> {
         let mut vars = BTreeMap::new();
         for (k, v) in self.template.function_env(logical_id)? {
-            vars.insert(
-                k.clone(),
-                self.resolve(&v)
-                    .with_context(|| format!("{logical_id}: {k}"))?,
-            );
+            // AWS::NoValue drops the variable, as CloudFormation does.
+            let value = resolve(&self.template, &v, &|i| self.lookup(i))
+                .with_context(|| format!("{logical_id}: {k}"))?;
+            if let Some(value) = value {
+                vars.insert(k, value);
+            }
         }
         Ok(Vars(vars.into_iter().collect()))
     }
 
-    /// `--env-vars` file content for `sam local invoke`: every function's variables.
+    /// `--env-vars` file content for `sam local invoke`: every function's variables, pointed
+    /// at this stack's emulator (the template declares AWS_ENDPOINT_URL for this).
     pub fn sam_env_json(&self) -> Result<serde_json::Value> {
         let mut out = serde_json::Map::new();
         for f in self.template.functions()? {
-            let vars: BTreeMap<String, String> =
+            let mut vars: BTreeMap<String, String> =
                 self.function_vars(&f.logical_id)?.0.into_iter().collect();
+            vars.insert("AWS_ENDPOINT_URL".into(), self.endpoint.clone());
             out.insert(f.logical_id, json!(vars));
         }
         Ok(serde_json::Value::Object(out))
+    }
+
+    /// KEY=VALUE lines for `cargo lambda watch --env-file`: every function's variables (they
+    /// agree where they overlap) plus the endpoint, region and dummy credentials.
+    pub fn dotenv(&self) -> Result<String> {
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        for f in self.template.functions()? {
+            vars.extend(self.function_vars(&f.logical_id)?.0);
+        }
+        vars.insert("AWS_ENDPOINT_URL".into(), self.endpoint.clone());
+        vars.insert("AWS_REGION".into(), REGION.into());
+        vars.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
+        vars.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
+        Ok(vars
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect())
     }
 
     pub fn resource(&self, logical_id: &str) -> Result<&Physical> {

@@ -14,6 +14,23 @@ pub enum Intrinsic {
     GetAtt(String, String),
 }
 
+/// `Fn::If [condition, then, else]`.
+fn if_parts(v: &Value) -> Option<(String, Value, Value)> {
+    let args = match v {
+        Value::Tagged(t) if t.tag.to_string().trim_start_matches('!') == "If" => {
+            t.value.as_sequence()?
+        }
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::If")?.as_sequence()?,
+        _ => return None,
+    };
+    match args.as_slice() {
+        [cond, then, otherwise] => {
+            Some((cond.as_str()?.to_owned(), then.clone(), otherwise.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// The parsed SAM template.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -165,13 +182,81 @@ pub fn intrinsic(v: &Value) -> Option<Intrinsic> {
     }
 }
 
-/// Resolves a scalar or intrinsic with `lookup`.
-pub fn resolve(v: &Value, lookup: &dyn Fn(&Intrinsic) -> Option<String>) -> Result<String> {
+/// Resolves a scalar or intrinsic with `lookup`; `None` for `AWS::NoValue`. `Fn::If`
+/// evaluates the template's `Conditions` (Equals, Not, And, Or).
+pub fn resolve(
+    template: &Template,
+    v: &Value,
+    lookup: &dyn Fn(&Intrinsic) -> Option<String>,
+) -> Result<Option<String>> {
     if let Some(s) = scalar(v) {
-        return Ok(s);
+        return Ok(Some(s));
+    }
+    if let Some((condition, then, otherwise)) = if_parts(v) {
+        let branch = if template.condition(&condition, lookup)? {
+            then
+        } else {
+            otherwise
+        };
+        return resolve(template, &branch, lookup);
     }
     match intrinsic(v) {
-        Some(i) => lookup(&i).ok_or_else(|| anyhow!("cannot resolve {i:?} locally")),
+        Some(Intrinsic::Ref(r)) if r == "AWS::NoValue" => Ok(None),
+        Some(i) => lookup(&i)
+            .map(Some)
+            .ok_or_else(|| anyhow!("cannot resolve {i:?} locally")),
         None => bail!("unsupported template value {v:?}"),
+    }
+}
+
+impl Template {
+    /// Evaluates a named condition.
+    pub fn condition(
+        &self,
+        name: &str,
+        lookup: &dyn Fn(&Intrinsic) -> Option<String>,
+    ) -> Result<bool> {
+        let expr = self
+            .doc
+            .get("Conditions")
+            .and_then(|c| c.get(name))
+            .ok_or_else(|| anyhow!("no condition {name}"))?;
+        self.evaluate(expr, lookup)
+    }
+
+    fn evaluate(
+        &self,
+        expr: &Value,
+        lookup: &dyn Fn(&Intrinsic) -> Option<String>,
+    ) -> Result<bool> {
+        let (op, args) = match expr {
+            Value::Tagged(t) => (
+                format!("Fn::{}", t.tag.to_string().trim_start_matches('!')),
+                t.value.clone(),
+            ),
+            Value::Mapping(m) if m.len() == 1 => {
+                let (k, v) = m.iter().next().ok_or_else(|| anyhow!("empty condition"))?;
+                (k.as_str().unwrap_or_default().to_owned(), v.clone())
+            }
+            _ => bail!("unsupported condition {expr:?}"),
+        };
+        let args = args.as_sequence().cloned().unwrap_or_default();
+        match op.as_str() {
+            "Fn::Equals" if args.len() == 2 => {
+                Ok(resolve(self, &args[0], lookup)? == resolve(self, &args[1], lookup)?)
+            }
+            "Fn::Not" if args.len() == 1 => Ok(!self.evaluate(&args[0], lookup)?),
+            "Fn::And" => args
+                .iter()
+                .try_fold(true, |acc, a| Ok(acc && self.evaluate(a, lookup)?)),
+            "Fn::Or" => args
+                .iter()
+                .try_fold(false, |acc, a| Ok(acc || self.evaluate(a, lookup)?)),
+            "Condition" => self.condition(
+                args.first().and_then(Value::as_str).unwrap_or_default(),
+                lookup,
+            ),
+            _ => bail!("unsupported condition {op}"),
+        }
     }
 }

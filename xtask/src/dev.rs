@@ -51,12 +51,15 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
         &env_file,
         serde_json::to_string_pretty(&stack.sam_env_json()?)?,
     )?;
+    let lambda_env = testkit::workspace_root().join(".herald/lambda.env");
+    std::fs::write(&lambda_env, stack.dotenv()?)?;
     for (id, r) in &stack.resources {
         eprintln!("  {id:<22} {}", r.reference);
     }
+    eprintln!("  env for sam local invoke: {}", env_file.display());
     eprintln!(
-        "  env for sam local invoke / cargo lambda: {}",
-        env_file.display()
+        "  env for cargo lambda watch --env-file: {}",
+        lambda_env.display()
     );
 
     let app = std::sync::Arc::new(LocalApp::new(&stack)?);

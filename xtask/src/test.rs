@@ -33,7 +33,26 @@ pub fn run(_args: &[String]) -> Result<()> {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env_remove("AWS_PROFILE");
     step("cargo test --workspace", &mut tests)?;
+
+    eprintln!("\n==> reconcile every inbox table the tests left");
+    let report = tokio::runtime::Runtime::new()?.block_on(
+        crate::reconcile::reconcile_every_inbox_table(&emulator.endpoint),
+    )?;
+    crate::reconcile::print_report("all test tables", &report);
+    if report.drift != 0 {
+        bail!("counters drifted during the tests: {report:?}");
+    }
     drop(emulator);
+
+    // The SAM check needs a Docker engine; CI (HERALD_REQUIRE_DOCKER=1) never skips it.
+    let require_docker = std::env::var("HERALD_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
+    match crate::sam::docker_unavailable() {
+        Some(why) if require_docker => {
+            bail!("HERALD_REQUIRE_DOCKER=1 but the SAM check cannot run: {why}")
+        }
+        Some(why) => eprintln!("\nSKIPPED the SAM check (sam local invoke / start-api): {why}"),
+        None => crate::sam::run(&root)?,
+    }
 
     step(
         "cargo clippy",

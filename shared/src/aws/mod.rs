@@ -8,6 +8,7 @@ pub mod sns;
 pub mod sqs;
 
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Loads region, credentials and endpoint the standard way.
@@ -29,15 +30,17 @@ const THROTTLING_CODES: [&str; 9] = [
 ];
 
 /// True for errors worth retrying: network, timeouts, throttling, 5xx.
-pub(crate) fn is_transient<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             true
         }
-        SdkError::ServiceError(e) => e
-            .err()
-            .code()
-            .is_some_and(|c| THROTTLING_CODES.contains(&c)),
+        SdkError::ServiceError(e) => {
+            e.raw().status().is_server_error()
+                || e.err()
+                    .code()
+                    .is_some_and(|c| THROTTLING_CODES.contains(&c))
+        }
         _ => false,
     }
 }
@@ -60,11 +63,8 @@ pub(crate) fn describe<
 }
 
 /// Maps an SDK error onto the store error classes.
-pub(crate) fn store_error<
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
->(
-    err: SdkError<E, R>,
+pub(crate) fn store_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, HttpResponse>,
 ) -> crate::error::StoreError {
     if is_transient(&err) {
         crate::error::StoreError::Transient(describe(&err))

@@ -18,10 +18,11 @@ impl SnsMobile {
     }
 }
 
-fn send_error<E, R>(e: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> SendError
+fn send_error<E>(
+    e: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> SendError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let text = describe(&e);
     if is_transient(&e) || text.starts_with("KMSThrottling") {

@@ -1,0 +1,216 @@
+//! The fixtures in events/, the function each belongs to, and what each must do. One
+//! definition serves the in-process fixture test and the `sam local invoke` check, so both
+//! hold every fixture to the same answer and the same effect in the emulator.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, ensure, Context, Result};
+use herald::ports::CounterStore;
+use herald::{TenantId, Unread, UserId, UserKey};
+use serde_json::Value;
+
+use crate::harness::{emails_to, queue_depth, sms_to};
+use crate::stack::Stack;
+
+/// (file in events/, template logical id of its function), in the order they run.
+pub const ORDER: [(&str, &str); 9] = [
+    ("inbox-api-put-contact.json", "InboxApiFunction"),
+    ("ingest-notification.json", "IngestFunction"),
+    ("ingest-invalid.json", "IngestFunction"),
+    ("inbox-writer-batch.json", "InboxWriterFunction"),
+    ("deliver-email.json", "DeliverFunction"),
+    ("deliver-sms.json", "DeliverFunction"),
+    ("inbox-api-unread.json", "InboxApiFunction"),
+    ("inbox-api-messages.json", "InboxApiFunction"),
+    ("inbox-api-read-room.json", "InboxApiFunction"),
+];
+
+pub const FIXTURE_EMAIL: &str = "fixture-user@example.com";
+pub const FIXTURE_PHONE: &str = "+15555550100";
+
+/// A function's answer to a fixture, whichever way it was invoked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Http { status: u16, body: Value },
+    Batch { failures: Vec<String> },
+}
+
+impl Answer {
+    /// Reads a Lambda response: an API Gateway proxy response or an SQS batch response.
+    pub fn from_lambda_response(response: &Value) -> Result<Answer> {
+        if let Some(status) = response.get("statusCode").and_then(Value::as_u64) {
+            let body = response.get("body").and_then(Value::as_str).unwrap_or("");
+            let body = serde_json::from_str(body).unwrap_or(Value::Null);
+            return Ok(Answer::Http {
+                status: status as u16,
+                body,
+            });
+        }
+        if let Some(failures) = response.get("batchItemFailures").and_then(Value::as_array) {
+            let failures = failures
+                .iter()
+                .filter_map(|f| f["itemIdentifier"].as_str().map(String::from))
+                .collect();
+            return Ok(Answer::Batch { failures });
+        }
+        bail!("not an HTTP or SQS batch response: {response}")
+    }
+}
+
+pub fn read(name: &str) -> Result<String> {
+    let path = crate::workspace_root().join("events").join(name);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// What the checks remember between fixtures (counters before a re-invocation, sent counts).
+#[derive(Debug, Default)]
+pub struct Progress {
+    unread_after_batch: Option<Unread>,
+    emails_before: usize,
+    sms_before: usize,
+}
+
+fn fixture_user() -> UserKey {
+    UserKey {
+        tenant: TenantId::parse("default", "tenant").expect("valid"),
+        user: UserId::parse("fixture-user", "user").expect("valid"),
+    }
+}
+
+async fn unread(stack: &Stack) -> Result<Unread> {
+    let table = &stack.resource("InboxTable")?.name;
+    let store = herald::aws::dynamodb::DynamoInbox::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        table,
+        1,
+    );
+    Ok(store.read_counters(&fixture_user()).await?.unread())
+}
+
+impl Progress {
+    /// Call before invoking `name`: notes what the check compares against afterwards.
+    pub fn before(&mut self, stack: &Stack, name: &str) -> Result<()> {
+        match name {
+            "deliver-email.json" => {
+                self.emails_before = emails_to(&stack.endpoint, FIXTURE_EMAIL)?.len()
+            }
+            "deliver-sms.json" => self.sms_before = sms_to(&stack.endpoint, FIXTURE_PHONE)?.len(),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks the answer to `name` and its effect in the emulator.
+    pub async fn check(&mut self, stack: &Stack, name: &str, answer: &Answer) -> Result<()> {
+        let http = |expected: u16| -> Result<&Value> {
+            match answer {
+                Answer::Http { status, body } if *status == expected => Ok(body),
+                other => bail!("{name}: expected HTTP {expected}, got {other:?}"),
+            }
+        };
+        let no_failures = || -> Result<()> {
+            match answer {
+                Answer::Batch { failures } if failures.is_empty() => Ok(()),
+                other => bail!("{name}: expected no batch item failures, got {other:?}"),
+            }
+        };
+        match name {
+            "inbox-api-put-contact.json" => {
+                ensure!(
+                    http(200)?["email"] == FIXTURE_EMAIL,
+                    "{name}: contact not echoed"
+                );
+            }
+            "ingest-notification.json" => {
+                ensure!(
+                    http(202)?["accepted"].as_array().map(Vec::len) == Some(1),
+                    "{name}: not accepted"
+                );
+                ensure!(
+                    queue_depth(stack, "NotificationsQueue").await? == 1,
+                    "{name}: not on the queue"
+                );
+            }
+            "ingest-invalid.json" => {
+                ensure!(
+                    http(400)?["error"]["field"] == "notifications[0].user_id",
+                    "{name}: wrong error"
+                );
+                ensure!(
+                    queue_depth(stack, "NotificationsQueue").await? == 1,
+                    "{name}: enqueued something"
+                );
+            }
+            "inbox-writer-batch.json" => {
+                no_failures()?;
+                let now = unread(stack).await?;
+                match &self.unread_after_batch {
+                    None => {
+                        let rooms = BTreeMap::from([
+                            ("fixture-room".to_owned(), 2),
+                            ("fixture-other-room".to_owned(), 1),
+                        ]);
+                        ensure!(
+                            now == Unread { total: 3, rooms },
+                            "{name}: counters {now:?}"
+                        );
+                        ensure!(
+                            queue_depth(stack, "DeliveryQueue").await? == 1,
+                            "{name}: expected one email job"
+                        );
+                        self.unread_after_batch = Some(now);
+                    }
+                    Some(first) => ensure!(
+                        &now == first,
+                        "{name}: the second delivery changed counters: {now:?}"
+                    ),
+                }
+            }
+            "deliver-email.json" => {
+                no_failures()?;
+                let emails = emails_to(&stack.endpoint, FIXTURE_EMAIL)?;
+                ensure!(
+                    emails.len() == self.emails_before + 1,
+                    "{name}: no email in SES"
+                );
+                ensure!(
+                    emails
+                        .last()
+                        .is_some_and(|e| e["subject"] == "Your receipt"),
+                    "{name}: wrong email"
+                );
+            }
+            "deliver-sms.json" => {
+                no_failures()?;
+                ensure!(
+                    sms_to(&stack.endpoint, FIXTURE_PHONE)?.len() == self.sms_before + 1,
+                    "{name}: no SMS in SNS"
+                );
+            }
+            "inbox-api-unread.json" => {
+                let answered: Unread = serde_json::from_value(http(200)?.clone())?;
+                let stored = unread(stack).await?;
+                ensure!(
+                    answered == stored,
+                    "{name}: answered {answered:?}, emulator holds {stored:?}"
+                );
+            }
+            "inbox-api-messages.json" => {
+                ensure!(
+                    http(200)?["messages"].as_array().map(Vec::len) == Some(3),
+                    "{name}: expected 3 messages"
+                );
+            }
+            "inbox-api-read-room.json" => {
+                let body = http(200)?;
+                ensure!(
+                    body["total"] == 1 && body["rooms"]["fixture-other-room"] == 1,
+                    "{name}: {body}"
+                );
+                ensure!(unread(stack).await?.total == 1, "{name}: not stored");
+            }
+            other => bail!("no expectation for events/{other}: add it to testkit::fixtures"),
+        }
+        Ok(())
+    }
+}
