@@ -161,16 +161,7 @@ impl CounterStore for InMemoryInbox {
 
     async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
         self.enter().await.map_err(StoreError::Transient)?;
-        let state = self.lock();
-        Ok(Counters {
-            total: state.totals.get(user).copied().unwrap_or_default(),
-            rooms: state
-                .rooms
-                .iter()
-                .filter(|((u, _), _)| u == user)
-                .map(|((_, r), c)| (r.clone(), *c))
-                .collect(),
-        })
+        Ok(self.snapshot(user))
     }
 
     async fn zero_rooms(

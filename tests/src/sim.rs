@@ -20,6 +20,8 @@ pub struct SimQueue {
     /// Round trip of one receive or ack call.
     pub latency: Duration,
     pub receives: AtomicU64,
+    /// Messages handed back for another delivery (unfinished work).
+    pub retries: AtomicU64,
     pub poisoned: Mutex<Vec<(String, String)>>,
 }
 
@@ -62,6 +64,7 @@ impl SimQueue {
         match disposition {
             Disposition::Done => {}
             Disposition::Retry(_) => {
+                self.retries.fetch_add(1, Ordering::Relaxed);
                 let mut again = message;
                 again.receive_count += 1;
                 self.lock().push_back(again);

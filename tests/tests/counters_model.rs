@@ -133,6 +133,13 @@ async fn run(s: Scenario) {
         queue.poisoned.lock().unwrap().is_empty(),
         "nothing valid is poison"
     );
+    if s.faults.conflict > 0.0 {
+        let retries = queue.retries.load(Ordering::Relaxed);
+        assert!(
+            retries > 0,
+            "the tight budget handed work back to the queue"
+        );
+    }
     assert_eq!(
         store.message_count(),
         unique_ids.len(),

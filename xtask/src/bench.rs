@@ -77,9 +77,9 @@ fn counters(args: &[String]) -> Result<()> {
         return Ok(());
     }
     herald::telemetry::init_tracing();
-    // ~2,000 on the emulator: its transactions slow down as a table grows, and the
+    // 1,000 on the emulator: its transactions slow down as a table grows, and the
     // per-1,000 ratios do not need more (DESIGN.md, "Speed").
-    let emulator_n: usize = flag(args, "--emulator-notifications")?.unwrap_or(2_000);
+    let emulator_n: usize = flag(args, "--emulator-notifications")?.unwrap_or(1_000);
     let sim_n: usize = flag(args, "--notifications")?.unwrap_or(10_000);
     let root = testkit::workspace_root();
     let venv = testkit::tools::dev_venv(&root)?;
