@@ -95,6 +95,12 @@ impl QueueBinding {
         let mut delete = Vec::new();
         let mut retry = Vec::new();
         let mut poison = Vec::new();
+        // A handler that answers for fewer messages than it got leaves the rest unfinished.
+        let missing = batch.len().saturating_sub(dispositions.len());
+        let dispositions = dispositions.into_iter().chain(std::iter::repeat_n(
+            Disposition::Retry("no disposition from the handler".into()),
+            missing,
+        ));
         for (message, disposition) in batch.iter().zip(dispositions) {
             match disposition {
                 Disposition::Done => delete.push(message),

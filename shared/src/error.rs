@@ -41,6 +41,9 @@ pub enum StoreError {
     /// Anything else: a bug, missing table, bad permissions.
     #[error("{0}")]
     Fatal(String),
+    /// A page cursor this API did not hand out (or for another query): the client's fault.
+    #[error("invalid cursor")]
+    BadCursor,
 }
 
 impl StoreError {

@@ -198,19 +198,20 @@ impl CounterStore for InMemoryInbox {
         Ok(())
     }
 
-    async fn set_total(
-        &self,
-        user: &UserKey,
-        seen: Counter,
-        unread: u64,
-    ) -> Result<(), CommitError> {
+    async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
         self.enter().await.map_err(CommitError::Retryable)?;
         let mut state = self.lock();
+        let rooms_hold = seen.rooms.iter().all(|(r, c)| {
+            state
+                .rooms
+                .get(&(user.clone(), r.clone()))
+                .is_some_and(|now| now.version == c.version)
+        });
         let t = state.totals.entry(user.clone()).or_default();
-        if t.version != seen.version {
+        if !rooms_hold || t.version != seen.total.version {
             return Err(CommitError::Retryable("ConditionalCheckFailed".into()));
         }
-        t.unread = unread;
+        t.unread = seen.rooms.values().map(|c| c.unread).sum();
         t.version += 1;
         Ok(())
     }
@@ -242,7 +243,10 @@ impl MessageLog for InMemoryInbox {
             .map(|(_, n)| n)
             .collect();
         mine.sort_by(|a, b| (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id)));
-        let start = cursor.and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
+        let start = match cursor {
+            None => 0,
+            Some(c) => c.parse::<usize>().map_err(|_| StoreError::BadCursor)?,
+        };
         let page: Vec<MessageView> = mine
             .iter()
             .skip(start)
@@ -352,7 +356,9 @@ impl Directory for InMemoryDirectory {
     ) -> Result<(), StoreError> {
         if let Ok(mut r) = self.records.lock() {
             r.retain(|x| {
-                !(x.notification_id == record.notification_id && x.channel == record.channel)
+                !(x.notification_id == record.notification_id
+                    && x.user_id == record.user_id
+                    && x.channel == record.channel)
             });
             r.push(record.clone());
         }
@@ -468,13 +474,8 @@ impl CounterStore for Flaky {
         self.inner.zero_rooms(user, rooms).await
     }
 
-    async fn set_total(
-        &self,
-        user: &UserKey,
-        seen: Counter,
-        unread: u64,
-    ) -> Result<(), CommitError> {
-        self.inner.set_total(user, seen, unread).await
+    async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
+        self.inner.repair_total(user, seen).await
     }
 
     async fn users_page(

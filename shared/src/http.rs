@@ -38,6 +38,14 @@ impl IntoResponse for ApiError {
                     FieldError::body("unavailable", "temporarily unavailable; retry with backoff"),
                 )
             }
+            ApiError::Store(StoreError::BadCursor) => (
+                StatusCode::BAD_REQUEST,
+                FieldError::new(
+                    "invalid_cursor",
+                    "cursor",
+                    "cursor must be a next_cursor this API returned for the same query",
+                ),
+            ),
             ApiError::Store(StoreError::Fatal(_)) => {
                 tracing::error!(error = %self, "answering 500");
                 (
@@ -70,3 +78,16 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
+
+/// Answers 405 with problem JSON for a known route and the wrong method.
+pub async fn method_not_allowed() -> axum::response::Response {
+    let error = FieldError::body("method_not_allowed", "this route does not take that method");
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "error": error })),
+    )
+        .into_response()
+}
+
+/// Largest request body: Lambda's 6 MB payload limit (500 notifications fit well within).
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;

@@ -35,13 +35,10 @@ pub trait CounterStore: Send + Sync {
         user: &UserKey,
         rooms: &[(RoomId, Counter)],
     ) -> Result<(), CommitError>;
-    /// Sets TOTAL to `unread` if its version is still `seen.version`.
-    async fn set_total(
-        &self,
-        user: &UserKey,
-        seen: Counter,
-        unread: u64,
-    ) -> Result<(), CommitError>;
+    /// Sets TOTAL to the sum of the rooms in `seen`, in one transaction that holds only if
+    /// TOTAL and every room still have the versions seen (reconcile must not act on a torn
+    /// read).
+    async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError>;
     /// Every user that has a TOTAL item (for reconcile), one page at a time.
     async fn users_page(
         &self,
@@ -114,6 +111,8 @@ pub trait Directory: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub notification_id: NotificationId,
+    /// Client-chosen ids are unique per user only, so the user is part of the record's key.
+    pub user_id: UserId,
     pub channel: Channel,
     pub state: DeliveryState,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -73,6 +73,29 @@ async fn enqueue(stack: &Stack, bodies: Vec<String>) {
     assert!(sender.send(&messages).await.iter().all(Result::is_ok));
 }
 
+/// Sets a user's TOTAL behind herald's back (to create drift).
+async fn corrupt_total(stack: &Stack, u: &str, unread: u64) {
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .update_item()
+        .table_name(&stack.resource("InboxTable").unwrap().name)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(herald::aws::dynamodb::user_pk(&user(u))),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("TOTAL".into()),
+        )
+        .update_expression("SET unread = :u")
+        .expression_attribute_values(
+            ":u",
+            aws_sdk_dynamodb::types::AttributeValue::N(unread.to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 fn body(n: &Notification) -> String {
     serde_json::to_string(n).unwrap()
 }
@@ -479,13 +502,12 @@ impl CounterStore for RaceBeforeClear {
         }
         self.inner.zero_rooms(user, rooms).await
     }
-    async fn set_total(
+    async fn repair_total(
         &self,
         user: &UserKey,
-        seen: Counter,
-        unread: u64,
+        seen: &herald::domain::counters::Counters,
     ) -> Result<(), herald::ports::CommitError> {
-        self.inner.set_total(user, seen, unread).await
+        self.inner.repair_total(user, seen).await
     }
     async fn users_page(
         &self,
@@ -557,8 +579,7 @@ async fn mark_read_never_drives_total_negative() {
     )
     .await;
     // Corrupt TOTAL below the room's count: the floor condition must refuse to go below 0.
-    let seen = store.read_counters(&user("kim")).await.unwrap().total;
-    store.set_total(&user("kim"), seen, 1).await.unwrap();
+    corrupt_total(&stack, "kim", 1).await;
     let room = RoomId::parse("r1", "r").unwrap();
     assert!(mark_room_read(store.as_ref(), &user("kim"), &room, &policy)
         .await
@@ -591,11 +612,7 @@ async fn reconcile_repairs_drift_and_then_reports_zero() {
         .collect();
     apply_to_counters(store.as_ref(), batch, &policy).await;
     // Break TOTAL behind herald's back.
-    let seen = store.read_counters(&user("jo")).await.unwrap().total;
-    store
-        .set_total(&user("jo"), Counter { ..seen }, 7)
-        .await
-        .unwrap();
+    corrupt_total(&stack, "jo", 7).await;
     let report = reconcile_all(store.as_ref(), &policy).await.unwrap();
     assert_eq!(
         (

@@ -73,9 +73,12 @@ fn every_queue_is_a_dlq_or_has_one() {
                 .get("VisibilityTimeout")
                 .and_then(Value::as_u64)
                 .unwrap_or(30);
+            let timeout = template.doc["Globals"]["Function"]["Timeout"]
+                .as_u64()
+                .unwrap();
             assert!(
-                visibility >= 6 * 30,
-                "{id}: visibility must cover retries of a 30 s function"
+                visibility >= 6 * timeout,
+                "{id}: visibility must cover retries of a {timeout} s function"
             );
         }
     }

@@ -118,3 +118,78 @@ async fn invalid_input_is_a_400_naming_the_field_and_enqueues_nothing() -> anyho
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn message_pages_follow_dynamodb_cursors_and_reject_foreign_ones() -> anyhow::Result<()> {
+    use herald::domain::counters::apply_to_counters;
+    use tower::ServiceExt;
+
+    let stack = test_stack(&[]).await?;
+    let app = LocalApp::new(&stack)?;
+    let tenant = herald::TenantId::parse("default", "t")?;
+    let batch = (0..5)
+        .map(|i| {
+            let item = json!({"user_id": "pager", "room_id": if i % 2 == 0 { "even" } else { "odd" },
+                "title": format!("m{i}"), "body": "b", "channels": ["inbox"]});
+            let created = format!("2026-11-23T09:00:0{i}.000Z");
+            let n = herald::domain::notification::parse_notification(
+                &item, i, &tenant, herald::domain::notification::IdSource::Generate, &created)?;
+            Ok((i, n))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    apply_to_counters(app.inbox_api.counters.as_ref(), batch, &Default::default()).await;
+    let router = app.router();
+    let get = |uri: String| {
+        let router = router.clone();
+        async move {
+            let response = router
+                .oneshot(axum::http::Request::get(uri).body(axum::body::Body::empty())?)
+                .await?;
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+            anyhow::Ok((status, serde_json::from_slice::<serde_json::Value>(&bytes)?))
+        }
+    };
+    let mut titles = Vec::new();
+    let mut uri = "/v1/users/pager/messages?limit=2".to_owned();
+    loop {
+        let (status, page) = get(uri.clone()).await?;
+        assert_eq!(status, 200, "{page}");
+        titles.extend(
+            page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["title"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                assert!(!cursor.is_empty());
+                uri = format!("/v1/users/pager/messages?limit=2&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        titles,
+        ["m4", "m3", "m2", "m1", "m0"],
+        "newest first, every message once"
+    );
+
+    let (_, even) = get("/v1/users/pager/messages?room=even&limit=2".into()).await?;
+    let titles: Vec<&str> = even["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["m4", "m2"]);
+    // A cursor of the room-filtered query does not continue the unfiltered one.
+    let cursor = even["next_cursor"].as_str().unwrap();
+    let (status, error) = get(format!("/v1/users/pager/messages?cursor={cursor}")).await?;
+    assert_eq!(
+        (status, error["error"]["field"].clone()),
+        (400, json!("cursor"))
+    );
+    Ok(())
+}

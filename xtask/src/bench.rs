@@ -178,13 +178,8 @@ impl CounterStore for Timed {
     ) -> Result<(), CommitError> {
         self.inner.zero_rooms(user, rooms).await
     }
-    async fn set_total(
-        &self,
-        user: &UserKey,
-        seen: Counter,
-        unread: u64,
-    ) -> Result<(), CommitError> {
-        self.inner.set_total(user, seen, unread).await
+    async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
+        self.inner.repair_total(user, seen).await
     }
     async fn users_page(
         &self,

@@ -135,9 +135,9 @@ impl Deliverer {
             .delivery_status(&job.tenant, &job.notification_id)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(records
-            .iter()
-            .any(|r| r.channel == job.channel && r.state != DeliveryState::Failed))
+        Ok(records.iter().any(|r| {
+            r.user_id == job.user_id && r.channel == job.channel && r.state != DeliveryState::Failed
+        }))
     }
 
     /// Sends on the job's channel; `Ok(None)` when the address is suppressed.
@@ -216,6 +216,7 @@ impl Deliverer {
     ) -> Disposition {
         let record = DeliveryRecord {
             notification_id: job.notification_id.clone(),
+            user_id: job.user_id.clone(),
             channel: job.channel,
             state,
             detail,
@@ -324,6 +325,44 @@ mod tests {
             emails[0].list_unsubscribe.as_deref(),
             Some("https://example.com/unsub?tenant=t1&user=u1")
         );
+    }
+
+    #[tokio::test]
+    async fn the_same_client_id_for_two_users_reaches_both() {
+        let w = world();
+        with_contact(
+            &w,
+            Contact {
+                email: Some("a@b.co".into()),
+                ..Contact::default()
+            },
+        )
+        .await;
+        let other = UserId::parse("u2", "u").unwrap();
+        let contact = Contact {
+            email: Some("c@d.co".into()),
+            ..Contact::default()
+        };
+        w.directory
+            .put_contact(&TenantId::parse("t1", "t").unwrap(), &other, &contact)
+            .await
+            .unwrap();
+        let first = job(Channel::Email, Category::Transactional);
+        let second = DeliveryJob {
+            user_id: other,
+            ..first.clone()
+        };
+        assert_eq!(w.deliverer.deliver(&first).await, Disposition::Done);
+        assert_eq!(w.deliverer.deliver(&second).await, Disposition::Done);
+        let to: Vec<String> = w
+            .sender
+            .emails
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.to.clone())
+            .collect();
+        assert_eq!(to, vec!["a@b.co".to_owned(), "c@d.co".to_owned()]);
     }
 
     #[tokio::test]

@@ -92,6 +92,10 @@ pub fn routes(deps: Arc<Deps>) -> Router {
             get(get_contact).put(put_contact),
         )
         .route("/v1/notifications/{id}", get(delivery_status))
+        .method_not_allowed_fallback(herald::http::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            herald::http::MAX_BODY_BYTES,
+        ))
         .with_state(deps)
 }
 
@@ -129,16 +133,7 @@ async fn messages(
             })?,
     };
     let cursor = query.get("cursor").filter(|c| !c.is_empty());
-    if cursor
-        .is_some_and(|c| !herald::aws::dynamodb::check_cursor(c) && c.parse::<usize>().is_err())
-    {
-        return Err(FieldError::new(
-            "invalid_cursor",
-            "cursor",
-            "cursor must be a next_cursor this API returned",
-        )
-        .into());
-    }
+
     Ok(Json(
         deps.messages
             .list_messages(&user, room.as_ref(), limit, cursor.map(String::as_str))
@@ -211,16 +206,28 @@ async fn delivery_status(
             "no delivery recorded for notification {id} (yet)"
         )));
     }
-    let channels: serde_json::Map<String, Value> = records
-        .into_iter()
-        .map(|r| {
-            (
-                r.channel.as_str().to_owned(),
-                json!({"state": r.state, "detail": r.detail, "updated_at": r.updated_at}),
-            )
-        })
+    // Client ids are unique per user: one id may name notifications of several users.
+    let mut users: std::collections::BTreeMap<String, serde_json::Map<String, Value>> =
+        std::collections::BTreeMap::new();
+    for r in records {
+        users.entry(r.user_id.to_string()).or_default().insert(
+            r.channel.as_str().to_owned(),
+            json!({"state": r.state, "detail": r.detail, "updated_at": r.updated_at}),
+        );
+    }
+    let deliveries: Vec<Value> = users
+        .iter()
+        .map(|(user, channels)| json!({"user_id": user, "channels": channels}))
         .collect();
-    Ok(Json(json!({"id": id, "channels": channels})))
+    // `channels` at the top for the usual case of one user per id.
+    let channels = if users.len() == 1 {
+        users.into_values().next()
+    } else {
+        None
+    };
+    Ok(Json(
+        json!({"id": id, "channels": channels, "deliveries": deliveries}),
+    ))
 }
 
 #[cfg(test)]
@@ -370,6 +377,16 @@ mod tests {
         assert_eq!(
             (status, body["error"]["code"].clone()),
             (StatusCode::NOT_FOUND, json!("not_found"))
+        );
+        let (status, body) = call(&deps, "DELETE", "/v1/users/u1/unread", None).await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (StatusCode::METHOD_NOT_ALLOWED, json!("method_not_allowed"))
+        );
+        let (status, body) = call(&deps, "GET", "/v1/users/u1/messages?cursor=nope", None).await;
+        assert_eq!(
+            (status, body["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("cursor"))
         );
     }
 }

@@ -1,7 +1,7 @@
 //! DynamoDB adapter of the directory table: contacts, delivery status and suppression.
 //!
 //! Layout: contact `pk = T#<tenant>#U#<user>, sk = CONTACT`; delivery status
-//! `pk = T#<tenant>#N#<notification>, sk = C#<channel>`; suppression
+//! `pk = T#<tenant>#N#<notification>, sk = U#<user>#C#<channel>`; suppression
 //! `pk = T#<tenant>#S#<address>, sk = SUPPRESSED`.
 
 use std::collections::HashMap;
@@ -127,12 +127,8 @@ impl Directory for DynamoDirectory {
         record: &DeliveryRecord,
     ) -> Result<(), StoreError> {
         let pk = format!("T#{tenant}#N#{}", record.notification_id);
-        self.put_json(
-            pk,
-            format!("C#{}", record.channel.as_str()),
-            to_json(record)?,
-        )
-        .await
+        let sk = format!("U#{}#C#{}", record.user_id, record.channel.as_str());
+        self.put_json(pk, sk, to_json(record)?).await
     }
 
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {

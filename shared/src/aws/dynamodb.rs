@@ -8,14 +8,13 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use base64::Engine;
 
 use super::{describe, is_transient, store_error};
-use crate::domain::counters::{room_increments, Counter, Counters, UserKey};
+use crate::domain::counters::{room_increments, Counter, Counters, UserKey, MAX_TRANSACTION_ITEMS};
 use crate::domain::ids::{RoomId, TenantId, UserId};
 use crate::domain::notification::{Channel, Notification};
 use crate::error::StoreError;
@@ -255,38 +254,47 @@ impl CounterStore for DynamoInbox {
         self.transact(items).await.map_err(|e| commit_error(e, &[]))
     }
 
-    async fn set_total(
-        &self,
-        user: &UserKey,
-        seen: Counter,
-        unread: u64,
-    ) -> Result<(), CommitError> {
-        let mut update = self
-            .client
-            .update_item()
+    async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
+        if seen.rooms.len() >= MAX_TRANSACTION_ITEMS {
+            return Err(CommitError::Fatal(format!(
+                "{} rooms: too many to check in one transaction; drift left for a person",
+                seen.rooms.len()
+            )));
+        }
+        let pk = user_pk(user);
+        let mut items = Vec::with_capacity(seen.rooms.len() + 1);
+        for (room, counter) in &seen.rooms {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s(room_sk(room)))
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(counter.version))
+                .build()
+                .map_err(|e| CommitError::Fatal(e.to_string()))?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        let unread: u64 = seen.rooms.values().map(|c| c.unread).sum();
+        let mut total = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(user_pk(user)))
+            .key("pk", s(&pk))
             .key("sk", s(TOTAL_SK))
             .update_expression("SET unread = :u ADD version :one")
             .expression_attribute_values(":u", n(unread))
             .expression_attribute_values(":one", n(1));
-        update = if seen.version == 0 {
-            update.condition_expression("attribute_not_exists(version)")
+        total = if seen.total.version == 0 {
+            total.condition_expression("attribute_not_exists(version)")
         } else {
-            update
+            total
                 .condition_expression("version = :seen")
-                .expression_attribute_values(":seen", n(seen.version))
+                .expression_attribute_values(":seen", n(seen.total.version))
         };
-        update.send().await.map(|_| ()).map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.code() == Some("ConditionalCheckFailedException"))
-                || is_transient(&e)
-            {
-                CommitError::Retryable(describe(&e))
-            } else {
-                CommitError::Fatal(describe(&e))
-            }
-        })
+        let total = total
+            .build()
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        items.push(TransactWriteItem::builder().update(total).build());
+        // A failed version condition comes back retryable: re-read and try again.
+        self.transact(items).await.map_err(|e| commit_error(e, &[]))
     }
 
     async fn users_page(
@@ -376,7 +384,11 @@ impl MessageLog for DynamoInbox {
             .scan_index_forward(false)
             .limit(limit as i32)
             .expression_attribute_values(":pk", s(&pk))
-            .set_exclusive_start_key(cursor.map(|c| scoped_cursor(c, &pk)).transpose()?);
+            .set_exclusive_start_key(
+                cursor
+                    .map(|c| scoped_cursor(c, &pk, if room.is_some() { "rts" } else { "ts" }))
+                    .transpose()?,
+            );
         query = match room {
             Some(room) => query
                 .index_name(BY_ROOM_INDEX)
@@ -474,8 +486,10 @@ pub fn parse_user_pk(pk: &str) -> Option<UserKey> {
 
 /// Opaque cursor: the string attributes of a LastEvaluatedKey, as URL-safe base64 JSON.
 fn encode_cursor(key: &HashMap<String, AttributeValue>) -> String {
+    // The partition key stays server-side: the cursor is pinned to the caller's own.
     let plain: HashMap<&str, &str> = key
         .iter()
+        .filter(|(k, _)| k.as_str() != "pk")
         .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
         .collect();
     let json = serde_json::to_vec(&plain).unwrap_or_default();
@@ -483,22 +497,26 @@ fn encode_cursor(key: &HashMap<String, AttributeValue>) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let bad = || StoreError::Fatal("invalid cursor".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
-        .map_err(|_| bad())?;
-    let plain: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        .map_err(|_| StoreError::BadCursor)?;
+    let plain: HashMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
     Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
-/// A client's cursor pinned to the caller's own partition.
-fn scoped_cursor(cursor: &str, pk: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
+/// A client's cursor, checked against the query it continues (`index_key` is the index's
+/// sort key) and pinned to the caller's own partition.
+fn scoped_cursor(
+    cursor: &str,
+    pk: &str,
+    index_key: &str,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
     let mut key = decode_cursor(cursor)?;
+    let expected = ["sk", index_key];
+    if key.len() != expected.len() || !expected.iter().all(|k| key.contains_key(*k)) {
+        return Err(StoreError::BadCursor);
+    }
     key.insert("pk".to_owned(), s(pk));
     Ok(key)
-}
-
-/// Checks a client-supplied cursor before it reaches the store (400 instead of 500).
-pub fn check_cursor(cursor: &str) -> bool {
-    decode_cursor(cursor).is_ok()
 }

@@ -175,8 +175,11 @@ pub async fn apply_to_counters<K: Clone>(
     policy: &BackoffPolicy,
 ) -> Vec<(K, Notification, ApplyOutcome)> {
     let mut outcomes = Vec::new();
+    // One budget for the whole batch: it must end before the function's timeout, however
+    // many users the batch holds.
+    let started = std::time::Instant::now();
     for tx in plan_transactions(batch) {
-        commit_user_transaction(store, tx, policy, &mut outcomes).await;
+        commit_user_transaction(store, tx, policy, started, &mut outcomes).await;
     }
     outcomes
 }
@@ -185,6 +188,7 @@ async fn commit_user_transaction<K: Clone>(
     store: &dyn CounterStore,
     mut tx: UserTransaction<K>,
     policy: &BackoffPolicy,
+    batch_started: std::time::Instant,
     outcomes: &mut Vec<(K, Notification, ApplyOutcome)>,
 ) {
     let mut record = |m: &PendingMessage<K>, outcome: ApplyOutcome| {
@@ -192,7 +196,7 @@ async fn commit_user_transaction<K: Clone>(
             outcomes.push((key.clone(), m.notification.clone(), outcome.clone()));
         }
     };
-    let mut retry = policy.start();
+    let mut retry = policy.start_at(batch_started);
     while !tx.messages.is_empty() {
         match store.commit(&tx.user, &tx.notifications()).await {
             Ok(()) => {
@@ -392,33 +396,42 @@ pub struct Reconciled {
     pub repaired: bool,
 }
 
-/// Recomputes TOTAL from the rooms and repairs it under the version condition.
+/// Recomputes TOTAL from the rooms and repairs it under version conditions.
+///
+/// A Query is not isolated from concurrent transactions, so drift seen once may be a torn
+/// read. Drift is acted on only when a second read finds it with TOTAL's version unchanged
+/// since the first: every commit and mark-read bumps TOTAL's version, so an unchanged TOTAL
+/// (checked again by the repair transaction) means the rooms read in between are exact.
 pub async fn reconcile_user(
     store: &dyn CounterStore,
     user: &UserKey,
     policy: &BackoffPolicy,
 ) -> Result<Reconciled, StoreError> {
     let mut retry = policy.start();
-    let mut first_drift = None;
     loop {
-        let counters = store.read_counters(user).await?;
-        let drift = counters.drift();
-        let first = *first_drift.get_or_insert(drift);
-        if drift == 0 {
+        let before = store.read_counters(user).await?;
+        if before.drift() == 0 {
             return Ok(Reconciled {
-                drift: first,
-                repaired: first != 0,
+                drift: 0,
+                repaired: false,
             });
         }
-        let rooms: u64 = counters.rooms.values().map(|c| c.unread).sum();
-        match store.set_total(user, counters.total, rooms).await {
-            Ok(()) => {
-                return Ok(Reconciled {
-                    drift: first,
-                    repaired: true,
-                })
+        let mut counters = store.read_counters(user).await?;
+        if counters.total.version == before.total.version && counters.drift() != 0 {
+            counters.total = before.total;
+            match store.repair_total(user, &counters).await {
+                Ok(()) => {
+                    return Ok(Reconciled {
+                        drift: counters.drift(),
+                        repaired: true,
+                    })
+                }
+                Err(err) => backoff_or_fail(&mut retry, err).await?,
             }
-            Err(err) => backoff_or_fail(&mut retry, err).await?,
+        } else if !retry.wait().await {
+            return Err(StoreError::Transient(
+                "counters kept changing during reconcile".into(),
+            ));
         }
     }
 }

@@ -99,7 +99,8 @@ impl Notification {
 pub enum IdSource<'a> {
     /// No id and no Idempotency-Key: a fresh ULID.
     Generate,
-    /// `Idempotency-Key` header: item `i` gets `<key>.<i>`, stable across retries.
+    /// `Idempotency-Key` header: an item gets `<key>.<hash of its content>`, stable across
+    /// retries of the whole request or of some of its items.
     IdempotencyKey(&'a str),
 }
 
@@ -152,9 +153,12 @@ pub fn parse_notification(
 
     let id = match (text("id", false)?, ids) {
         (Some(id), _) => NotificationId::parse(id, &at("id"))?,
-        (None, IdSource::IdempotencyKey(key)) => {
-            NotificationId::parse(format!("{key}.{index}"), "Idempotency-Key")?
-        }
+        // From the item's content, not its position: a retry of only some items (or in another
+        // order) gets the same ids. Identical items under one key are one notification.
+        (None, IdSource::IdempotencyKey(key)) => NotificationId::parse(
+            format!("{key}.{:016x}", content_hash(item)),
+            "Idempotency-Key",
+        )?,
         (None, IdSource::Generate) => NotificationId::generate(),
     };
     let user_id = UserId::parse(required("user_id")?, &at("user_id"))?;
@@ -208,6 +212,15 @@ pub fn parse_notification(
         data,
         created_at: created_at.to_owned(),
     })
+}
+
+/// FNV-1a over the item's JSON (serde_json sorts object keys, so equal items hash equal).
+fn content_hash(item: &Value) -> u64 {
+    item.to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
@@ -354,9 +367,18 @@ mod tests {
     fn idempotency_key_gives_stable_ids_and_explicit_id_wins() {
         let key = IdSource::IdempotencyKey("order-42");
         let a = parse_notification(&valid(), 0, &tenant(), key, "t").unwrap();
-        let b = parse_notification(&valid(), 0, &tenant(), key, "t").unwrap();
+        // The same item at another position (a partial retry) keeps its id.
+        let b = parse_notification(&valid(), 3, &tenant(), key, "t").unwrap();
         assert_eq!(a.id, b.id);
-        assert_eq!(a.id.as_str(), "order-42.0");
+        assert!(a.id.as_str().starts_with("order-42."));
+        let mut other = valid();
+        other["body"] = json!("different");
+        assert_ne!(
+            parse_notification(&other, 0, &tenant(), key, "t")
+                .unwrap()
+                .id,
+            a.id
+        );
         let mut item = valid();
         item["id"] = json!("mine");
         assert_eq!(
