@@ -33,8 +33,8 @@ pub async fn reconcile_table(sdk: &aws_config::SdkConfig, table: &str) -> Result
 
 pub fn print_report(table: &str, r: &ReconcileReport) {
     eprintln!(
-        "reconcile {table}: {} users, {} drifted, drift {} (repaired {})",
-        r.users, r.drifted_users, r.drift, r.repaired
+        "reconcile {table}: {} users, {} drifted, drift {} (repaired {}), {} errors",
+        r.users, r.drifted_users, r.drift, r.repaired, r.errors
     );
 }
 
@@ -60,6 +60,7 @@ pub async fn reconcile_every_inbox_table(endpoint: &str) -> Result<ReconcileRepo
             total.drifted_users += r.drifted_users;
             total.drift += r.drift;
             total.repaired += r.repaired;
+            total.errors += r.errors;
         }
         start = page.last_evaluated_table_name().map(String::from);
         if start.is_none() {

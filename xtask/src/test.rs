@@ -39,7 +39,7 @@ pub fn run(_args: &[String]) -> Result<()> {
         crate::reconcile::reconcile_every_inbox_table(&emulator.endpoint),
     )?;
     crate::reconcile::print_report("all test tables", &report);
-    if report.drift != 0 {
+    if report.drift != 0 || report.errors != 0 {
         bail!("counters drifted during the tests: {report:?}");
     }
     drop(emulator);

@@ -47,6 +47,7 @@ pub async fn reconcile(store: &dyn CounterStore) -> Result<ReconcileReport, Stor
         &[
             ("CounterDrift", report.drift as f64, "Count"),
             ("UsersReconciled", report.users as f64, "Count"),
+            ("ReconcileErrors", report.errors as f64, "Count"),
         ],
     );
     Ok(report)

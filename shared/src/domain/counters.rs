@@ -445,6 +445,8 @@ pub struct ReconcileReport {
     /// Sum of |drift| before repair.
     pub drift: u64,
     pub repaired: u64,
+    /// Users that could not be checked (store errors); the pass goes on without them.
+    pub errors: u64,
 }
 
 /// Reconciles every user with a TOTAL item, page by page.
@@ -457,7 +459,14 @@ pub async fn reconcile_all(
     loop {
         let (users, next) = store.users_page(cursor).await?;
         for user in users {
-            let r = reconcile_user(store, &user, policy).await?;
+            let r = match reconcile_user(store, &user, policy).await {
+                Ok(r) => r,
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::error!(tenant = %user.tenant, user = %user.user, error = %e, "could not reconcile");
+                    continue;
+                }
+            };
             report.users += 1;
             if r.drift != 0 {
                 report.drifted_users += 1;
