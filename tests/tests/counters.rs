@@ -120,6 +120,11 @@ async fn consume(app: &LocalApp, stack: &Stack) {
     worker.await.unwrap();
 }
 
+/// A user's TOTAL unread, as stored.
+async fn total_unread(store: &dyn CounterStore, u: &str) -> u64 {
+    store.read_counters(&user(u)).await.unwrap().total.unread
+}
+
 fn totals(c: &herald::domain::counters::Counters) -> (u64, BTreeMap<String, u64>) {
     let u = c.unread();
     (u.total, u.rooms)
@@ -160,28 +165,10 @@ async fn a_worker_killed_after_commit_before_delete_does_not_double_count() {
     let batch = receive(&stack, "NotificationsQueue", 1).await.unwrap();
     assert_eq!(batch.len(), 3);
     app.writer.handle(&batch).await;
-    assert_eq!(
-        app.inbox_api
-            .counters
-            .read_counters(&user("u1"))
-            .await
-            .unwrap()
-            .total
-            .unread,
-        3
-    );
+    assert_eq!(total_unread(app.inbox_api.counters.as_ref(), "u1").await, 3);
     tokio::time::sleep(Duration::from_millis(1200)).await; // visibility timeout passes
     consume(&app, &stack).await;
-    assert_eq!(
-        app.inbox_api
-            .counters
-            .read_counters(&user("u1"))
-            .await
-            .unwrap()
-            .total
-            .unread,
-        3
-    );
+    assert_eq!(total_unread(app.inbox_api.counters.as_ref(), "u1").await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,16 +192,7 @@ async fn committed_messages_are_deleted_at_once_and_a_replayed_batch_changes_not
     let response =
         handle_sqs_event(app.writer.as_ref(), &app.notifications, sqs_event(&batch)).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(
-        app.inbox_api
-            .counters
-            .read_counters(&user("u2"))
-            .await
-            .unwrap()
-            .total
-            .unread,
-        4
-    );
+    assert_eq!(total_unread(app.inbox_api.counters.as_ref(), "u2").await, 4);
 }
 
 #[tokio::test]
@@ -267,15 +245,7 @@ async fn groups_over_the_100_item_limit_are_split() {
     let sizes = meter.counts().transaction_sizes;
     assert_eq!(sizes.len(), 2, "{sizes:?}");
     assert!(sizes.iter().all(|s| *s <= 100), "{sizes:?}");
-    assert_eq!(
-        store
-            .read_counters(&user("carol"))
-            .await
-            .unwrap()
-            .total
-            .unread,
-        150
-    );
+    assert_eq!(total_unread(store.as_ref(), "carol").await, 150);
 }
 
 #[tokio::test]
@@ -308,15 +278,7 @@ async fn a_duplicate_inside_a_group_is_dropped_and_the_rest_retried() {
     );
     // First single commit, the cancelled transaction, the retry without the duplicate.
     assert_eq!(meter.counts().transaction_sizes, vec![3, 5, 4]);
-    assert_eq!(
-        store
-            .read_counters(&user("dave"))
-            .await
-            .unwrap()
-            .total
-            .unread,
-        3
-    );
+    assert_eq!(total_unread(store.as_ref(), "dave").await, 3);
 }
 
 #[tokio::test]
@@ -332,15 +294,7 @@ async fn throttling_backs_off_then_commits() {
     .await;
     assert_eq!(outcomes[0].2, ApplyOutcome::Committed);
     assert_eq!(flaky.attempts.load(std::sync::atomic::Ordering::Relaxed), 4);
-    assert_eq!(
-        flaky
-            .read_counters(&user("erin"))
-            .await
-            .unwrap()
-            .total
-            .unread,
-        1
-    );
+    assert_eq!(total_unread(&flaky, "erin").await, 1);
 }
 
 #[tokio::test]
@@ -370,13 +324,7 @@ async fn a_spent_retry_budget_is_a_batch_item_failure_and_the_message_stays_queu
         "not lost: still queued for a retry"
     );
     assert_eq!(
-        app.inbox_api
-            .counters
-            .read_counters(&user("fay"))
-            .await
-            .unwrap()
-            .total
-            .unread,
+        total_unread(app.inbox_api.counters.as_ref(), "fay").await,
         0
     );
 }
@@ -414,13 +362,7 @@ async fn poison_goes_to_the_dlq_with_its_reason_and_never_blocks_the_batch() {
         "{reasons:?}"
     );
     assert_eq!(
-        app.inbox_api
-            .counters
-            .read_counters(&user("gus"))
-            .await
-            .unwrap()
-            .total
-            .unread,
+        total_unread(app.inbox_api.counters.as_ref(), "gus").await,
         1
     );
 }
@@ -585,12 +527,7 @@ async fn mark_read_never_drives_total_negative() {
         .await
         .is_err());
     assert_eq!(
-        store
-            .read_counters(&user("kim"))
-            .await
-            .unwrap()
-            .total
-            .unread,
+        total_unread(store.as_ref(), "kim").await,
         1,
         "unchanged, not negative"
     );
@@ -623,10 +560,7 @@ async fn reconcile_repairs_drift_and_then_reports_zero() {
         ),
         (1, 1, 4, 1)
     );
-    assert_eq!(
-        store.read_counters(&user("jo")).await.unwrap().total.unread,
-        3
-    );
+    assert_eq!(total_unread(store.as_ref(), "jo").await, 3);
     let again = reconcile::reconcile(store.as_ref()).await.unwrap();
     assert_eq!((again.users, again.drift), (1, 0));
 }

@@ -322,9 +322,13 @@ impl CounterStore for DynamoInbox {
 }
 
 impl DynamoInbox {
-    /// One strongly consistent Query of a user's room and TOTAL items.
-    async fn query_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
-        let mut counters = Counters::default();
+    /// Every room item and the TOTAL item of one partition (strongly consistent, all pages).
+    async fn counter_items(
+        &self,
+        pk: &str,
+        projection: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
         let mut start = None;
         loop {
             let page = self
@@ -333,37 +337,59 @@ impl DynamoInbox {
                 .table_name(&self.table)
                 .consistent_read(true)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(user_pk(user)))
+                .expression_attribute_values(":pk", s(pk))
                 .expression_attribute_values(":lo", s("R#"))
                 .expression_attribute_values(":hi", s(TOTAL_SK))
-                .projection_expression("sk, unread, version")
+                .projection_expression(projection)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(store_error)?;
-            for item in page.items() {
-                let sk = item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    .unwrap_or_default();
-                let counter = Counter {
-                    unread: number(item, "unread"),
-                    version: number(item, "version"),
-                };
-                if sk == TOTAL_SK {
-                    counters.total = counter;
-                } else if let Some(room) = sk.strip_prefix("R#") {
-                    let room = RoomId::parse(room, "room")
-                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
-                    counters.rooms.insert(room, counter);
-                }
-            }
+            items.extend(page.items().iter().cloned());
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
-                return Ok(counters);
+                return Ok(items);
             }
         }
+    }
+
+    /// One read of a user's room and TOTAL counters.
+    async fn query_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
+        let mut counters = Counters::default();
+        for item in self
+            .counter_items(&user_pk(user), "sk, unread, version")
+            .await?
+        {
+            let sk = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                .unwrap_or_default();
+            let counter = Counter {
+                unread: number(&item, "unread"),
+                version: number(&item, "version"),
+            };
+            if sk == TOTAL_SK {
+                counters.total = counter;
+            } else if let Some(room) = sk.strip_prefix("R#") {
+                let room =
+                    RoomId::parse(room, "room").map_err(|e| StoreError::Fatal(e.to_string()))?;
+                counters.rooms.insert(room, counter);
+            }
+        }
+        Ok(counters)
+    }
+
+    /// When each room was last marked read (messages created before then show as read).
+    async fn rooms_read_at(&self, pk: &str) -> Result<HashMap<String, String>, StoreError> {
+        let items = self.counter_items(pk, "sk, read_at").await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let room = item.get("sk")?.as_s().ok()?.strip_prefix("R#")?;
+                Some((room.to_owned(), item.get("read_at")?.as_s().ok()?.clone()))
+            })
+            .collect())
     }
 }
 
@@ -431,39 +457,6 @@ impl MessageLog for DynamoInbox {
             messages,
             next_cursor: page.last_evaluated_key().map(encode_cursor),
         })
-    }
-}
-
-impl DynamoInbox {
-    /// When each room was last marked read (messages created before then show as read).
-    async fn rooms_read_at(&self, pk: &str) -> Result<HashMap<String, String>, StoreError> {
-        let mut out = HashMap::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :r)")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":r", s("R#"))
-                .projection_expression("sk, read_at")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(store_error)?;
-            for item in page.items() {
-                let sk = item.get("sk").and_then(|v| v.as_s().ok());
-                let at = item.get("read_at").and_then(|v| v.as_s().ok());
-                if let (Some(sk), Some(at)) = (sk, at) {
-                    out.insert(sk.trim_start_matches("R#").to_owned(), at.clone());
-                }
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
     }
 }
 
