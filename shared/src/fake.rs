@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use rand::Rng;
 
 use crate::domain::contact::Contact;
-use crate::domain::counters::{room_increments, Counter, Counters, UserKey};
+use crate::domain::counters::{room_increments, CommitStamp, Counter, Counters, UserKey};
 use crate::domain::ids::{NotificationId, RoomId, TenantId, UserId};
 use crate::domain::notification::{Channel, Notification};
+use crate::domain::reconcile::change_mark;
 use crate::error::StoreError;
 use crate::ports::*;
 
@@ -33,26 +34,58 @@ pub struct Faults {
 struct InboxState {
     /// Sum cleared per room by successful mark-reads (to check callers were told the truth).
     cleared_log: BTreeMap<(UserKey, RoomId), u64>,
-    messages: HashMap<(UserKey, NotificationId), Notification>,
+    /// Each message with its commit stamp.
+    messages: HashMap<(UserKey, NotificationId), (Notification, u64)>,
     rooms: BTreeMap<(UserKey, RoomId), Counter>,
+    /// Each room's stamp of its last mark-read.
+    read_at: BTreeMap<(UserKey, RoomId), u64>,
     totals: BTreeMap<UserKey, Counter>,
+    /// The TOTAL item's change mark (`reconcile::change_mark`).
+    changed: BTreeMap<UserKey, String>,
+    checkpoints: HashMap<String, String>,
 }
 
 /// An in-memory inbox table.
-#[derive(Default)]
 pub struct InMemoryInbox {
     state: Mutex<InboxState>,
     faults: Faults,
+    /// Users per page of `users_page`: small by default, so reconcile always walks pages.
+    page_size: usize,
     /// Calls that reached the store (for scaling simulations).
     pub calls: AtomicU64,
+}
+
+impl Default for InMemoryInbox {
+    fn default() -> Self {
+        Self::new(Faults::default())
+    }
 }
 
 impl InMemoryInbox {
     pub fn new(faults: Faults) -> Self {
         Self {
+            state: Mutex::default(),
             faults,
-            ..Self::default()
+            page_size: 3,
+            calls: AtomicU64::new(0),
         }
+    }
+
+    /// Moves a user's change mark (as if its last counter write happened at `at`).
+    pub fn mark_changed_at(&self, user: &UserKey, at: jiff::Timestamp) {
+        self.lock()
+            .changed
+            .insert(user.clone(), change_mark(user, at));
+    }
+
+    /// Forgets the user's messages (as the message log's TTL does), leaving counters alone.
+    pub fn expire_messages(&self, user: &UserKey) {
+        self.lock().messages.retain(|(u, _), _| u != user);
+    }
+
+    /// Sets a user's TOTAL behind herald's back (to create drift).
+    pub fn corrupt_total(&self, user: &UserKey, unread: u64) {
+        self.lock().totals.entry(user.clone()).or_default().unread = unread;
     }
 
     async fn enter(&self) -> Result<bool, String> {
@@ -110,7 +143,7 @@ impl InMemoryInbox {
         self.lock()
             .messages
             .iter()
-            .filter(|((u, _), n)| u == user && &n.room_id == room && n.wants(Channel::Inbox))
+            .filter(|((u, _), (n, _))| u == user && &n.room_id == room && n.wants(Channel::Inbox))
             .count() as u64
     }
 }
@@ -134,22 +167,38 @@ impl CounterStore for InMemoryInbox {
         if !dups.is_empty() {
             return Err(CommitError::Duplicates(dups));
         }
+        let stamp = CommitStamp::now();
+        let rooms = room_increments(messages);
+        let ordered = rooms.keys().all(|room| {
+            state
+                .rooms
+                .get(&(user.clone(), room.clone()))
+                .is_none_or(|c| c.stamp < stamp)
+        });
+        if !ordered {
+            return Err(CommitError::Retryable(
+                "ConditionalCheckFailed: room stamp".into(),
+            ));
+        }
         for m in messages {
             state
                 .messages
-                .insert((user.clone(), m.id.clone()), m.clone());
+                .insert((user.clone(), m.id.clone()), (m.clone(), stamp));
         }
-        let rooms = room_increments(messages);
         let total: u64 = rooms.values().sum();
         for (room, n) in rooms {
             let c = state.rooms.entry((user.clone(), room)).or_default();
             c.unread += n;
             c.version += 1;
+            c.stamp = stamp;
         }
         if total > 0 {
             let t = state.totals.entry(user.clone()).or_default();
             t.unread += total;
             t.version += 1;
+            state
+                .changed
+                .insert(user.clone(), change_mark(user, jiff::Timestamp::now()));
         }
         if lose_ack {
             return Err(CommitError::Retryable(
@@ -187,14 +236,20 @@ impl CounterStore for InMemoryInbox {
                 .cleared_log
                 .entry((user.clone(), r.clone()))
                 .or_default() += seen.unread;
+            let stamp = CommitStamp::after(seen.stamp);
             if let Some(c) = state.rooms.get_mut(&(user.clone(), r.clone())) {
                 c.unread = 0;
                 c.version += 1;
+                c.stamp = stamp;
             }
+            state.read_at.insert((user.clone(), r.clone()), stamp);
         }
         let t = state.totals.entry(user.clone()).or_default();
         t.unread -= sum;
         t.version += 1;
+        state
+            .changed
+            .insert(user.clone(), change_mark(user, jiff::Timestamp::now()));
         Ok(())
     }
 
@@ -215,12 +270,53 @@ impl CounterStore for InMemoryInbox {
         t.version += 1;
         Ok(())
     }
+}
 
+#[async_trait]
+impl UserIndex for InMemoryInbox {
     async fn users_page(
         &self,
-        _cursor: Option<String>,
-    ) -> Result<(Vec<UserKey>, Option<String>), StoreError> {
-        Ok((self.users(), None))
+        set: &UserSet,
+        cursor: Option<String>,
+    ) -> Result<UsersPage, StoreError> {
+        self.enter().await.map_err(StoreError::Transient)?;
+        let state = self.lock();
+        let members: Vec<UserKey> = match set {
+            UserSet::Segment { segment, segments } => state
+                .totals
+                .keys()
+                .enumerate()
+                .filter(|(i, _)| *i as u32 % segments == *segment)
+                .map(|(_, u)| u.clone())
+                .collect(),
+            UserSet::Changed { hour, shard } => state
+                .changed
+                .iter()
+                .filter(|(_, mark)| **mark == format!("{hour}#{shard}"))
+                .map(|(u, _)| u.clone())
+                .collect(),
+        };
+        let start = match cursor {
+            None => 0,
+            Some(c) => c.parse::<usize>().map_err(|_| StoreError::BadCursor)?,
+        };
+        let end = (start + self.page_size).min(members.len());
+        Ok(UsersPage {
+            users: members.get(start..end).unwrap_or_default().to_vec(),
+            next: (end < members.len()).then(|| end.to_string()),
+        })
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().checkpoints.get(name).cloned())
+    }
+
+    async fn save_checkpoint(&self, name: &str, json: &str) -> Result<(), StoreError> {
+        self.enter().await.map_err(StoreError::Transient)?;
+        self.lock()
+            .checkpoints
+            .insert(name.to_owned(), json.to_owned());
+        Ok(())
     }
 }
 
@@ -234,42 +330,51 @@ impl MessageLog for InMemoryInbox {
         cursor: Option<&str>,
     ) -> Result<MessagePage, StoreError> {
         let state = self.lock();
-        let mut mine: Vec<&Notification> = state
+        let mut mine: Vec<&(Notification, u64)> = state
             .messages
             .iter()
-            .filter(|((u, _), n)| {
+            .filter(|((u, _), (n, _))| {
                 u == user && n.wants(Channel::Inbox) && room.is_none_or(|r| &n.room_id == r)
             })
-            .map(|(_, n)| n)
+            .map(|(_, m)| m)
             .collect();
-        mine.sort_by(|a, b| (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id)));
+        mine.sort_by(|(a, _), (b, _)| b.log_key().cmp(a.log_key()));
+        // Cursors name their list, as the DynamoDB adapter's do.
+        let list = room.map_or("*", RoomId::as_str);
         let start = match cursor {
             None => 0,
-            Some(c) => c.parse::<usize>().map_err(|_| StoreError::BadCursor)?,
+            Some(c) => c
+                .strip_prefix(list)
+                .and_then(|rest| rest.strip_prefix('|'))
+                .and_then(|i| i.parse::<usize>().ok())
+                .ok_or(StoreError::BadCursor)?,
         };
         let page: Vec<MessageView> = mine
             .iter()
             .skip(start)
             .take(limit as usize)
-            .map(|n| MessageView {
+            .map(|(n, stamp)| MessageView {
                 id: n.id.to_string(),
                 room_id: n.room_id.to_string(),
                 title: n.title.clone(),
                 body: n.body.clone(),
                 created_at: n.created_at.clone(),
-                read: false,
+                read: state
+                    .read_at
+                    .get(&(user.clone(), n.room_id.clone()))
+                    .is_some_and(|at| stamp <= at),
                 data: n.data.clone(),
             })
             .collect();
         let end = start + page.len();
         Ok(MessagePage {
             messages: page,
-            next_cursor: (end < mine.len()).then(|| end.to_string()),
+            next_cursor: (end < mine.len()).then(|| format!("{list}|{end}")),
         })
     }
 }
 
-/// A queue that records what was sent; `fail_every` > 0 fails every n-th message.
+/// A queue that records what was sent; `fail_all` makes every send fail.
 #[derive(Default)]
 pub struct RecordingQueue {
     pub sent: Mutex<Vec<OutgoingMessage>>,
@@ -476,12 +581,5 @@ impl CounterStore for Flaky {
 
     async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
         self.inner.repair_total(user, seen).await
-    }
-
-    async fn users_page(
-        &self,
-        cursor: Option<String>,
-    ) -> Result<(Vec<UserKey>, Option<String>), StoreError> {
-        self.inner.users_page(cursor).await
     }
 }

@@ -39,11 +39,36 @@ pub trait CounterStore: Send + Sync {
     /// TOTAL and every room still have the versions seen (reconcile must not act on a torn
     /// read).
     async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError>;
-    /// Every user that has a TOTAL item (for reconcile), one page at a time.
+}
+
+/// Which users one reconcile partition covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserSet {
+    /// One segment of a parallel Scan over every TOTAL item.
+    Segment { segment: u32, segments: u32 },
+    /// One shard of the users whose counters changed in `hour` (UTC `YYYYMMDDHH`).
+    Changed { hour: String, shard: u32 },
+}
+
+/// One page of users; `next` continues the same set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsersPage {
+    pub users: Vec<UserKey>,
+    pub next: Option<String>,
+}
+
+/// Finding users for reconcile, and where its last run stopped.
+#[async_trait]
+pub trait UserIndex: Send + Sync {
     async fn users_page(
         &self,
+        set: &UserSet,
         cursor: Option<String>,
-    ) -> Result<(Vec<UserKey>, Option<String>), StoreError>;
+    ) -> Result<UsersPage, StoreError>;
+    /// The JSON checkpoint stored under `name`, if any.
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<String>, StoreError>;
+    async fn save_checkpoint(&self, name: &str, json: &str) -> Result<(), StoreError>;
 }
 
 /// One message in a user's inbox as the API lists it.

@@ -22,6 +22,8 @@ pub struct Counts {
     /// "Service.Operation" → HTTP requests sent (retries included: that is what is billed).
     pub attempts: BTreeMap<String, u64>,
     pub dynamodb_write_units: f64,
+    /// Write units of the secondary index entries those writes create or move.
+    pub dynamodb_index_write_units: f64,
     /// Items per TransactWriteItems call, in call order.
     pub transaction_sizes: Vec<usize>,
 }
@@ -82,6 +84,7 @@ impl Intercept for CallMeter {
                 let items = tx.transact_items();
                 counts.transaction_sizes.push(items.len());
                 counts.dynamodb_write_units += items.iter().map(transactional_units).sum::<f64>();
+                counts.dynamodb_index_write_units += items.iter().map(index_units).sum::<f64>();
             }
         }
         Ok(())
@@ -113,6 +116,33 @@ fn transactional_units(item: &aws_sdk_dynamodb::types::TransactWriteItem) -> f64
         item.delete().map_or(0, |d| item_size(d.key()))
     };
     2.0 * bytes.div_ceil(1024).max(1) as f64
+}
+
+/// The inbox table's GSI partition keys (template.yaml): an item carrying one has an entry in
+/// that index, and every write that sets one writes the index too.
+const INDEX_KEYS: [&str; 2] = ["room_pk", "changed"];
+
+/// Index write units of one transaction item: 1 per started KiB of each index entry written
+/// (index writes are standard writes, also inside a transaction). An Update that SETs an
+/// index key is counted as a write even when the value is unchanged (then AWS writes
+/// nothing): an upper bound, the case of a burst that touches each user once.
+fn index_units(item: &aws_sdk_dynamodb::types::TransactWriteItem) -> f64 {
+    if let Some(put) = item.put() {
+        let entries = INDEX_KEYS
+            .iter()
+            .filter(|k| put.item().contains_key(**k))
+            .count();
+        // INCLUDE projections here carry nearly the whole message: size it as the item.
+        (entries * item_size(put.item()).div_ceil(1024).max(1)) as f64
+    } else if let Some(update) = item.update() {
+        let expression = update.update_expression();
+        INDEX_KEYS
+            .iter()
+            .filter(|k| expression.contains(&format!("{k} =")))
+            .count() as f64
+    } else {
+        0.0
+    }
 }
 
 /// DynamoDB's item size: attribute names plus values.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Context, Result};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use herald::config::Vars;
@@ -187,19 +187,20 @@ impl Stack {
                 );
             }
             for index in &seq(props.get("LocalSecondaryIndexes")) {
-                let projection = match index
-                    .get("Projection")
-                    .map(|p| str_of(p, "ProjectionType"))
-                    .as_deref()
-                {
-                    Some("KEYS_ONLY") => ProjectionType::KeysOnly,
-                    _ => ProjectionType::All,
-                };
                 create = create.local_secondary_indexes(
                     LocalSecondaryIndex::builder()
                         .index_name(str_of(index, "IndexName"))
                         .set_key_schema(Some(key_schema(index.get("KeySchema"))?))
-                        .projection(Projection::builder().projection_type(projection).build())
+                        .projection(projection(index.get("Projection")))
+                        .build()?,
+                );
+            }
+            for index in &seq(props.get("GlobalSecondaryIndexes")) {
+                create = create.global_secondary_indexes(
+                    GlobalSecondaryIndex::builder()
+                        .index_name(str_of(index, "IndexName"))
+                        .set_key_schema(Some(key_schema(index.get("KeySchema"))?))
+                        .projection(projection(index.get("Projection")))
                         .build()?,
                 );
             }
@@ -331,6 +332,23 @@ impl Stack {
         }
         Ok(())
     }
+}
+
+/// An index's projection as the template declares it (ALL when it says nothing).
+fn projection(spec: Option<&Value>) -> Projection {
+    let kind = match spec.map(|p| str_of(p, "ProjectionType")).as_deref() {
+        Some("KEYS_ONLY") => ProjectionType::KeysOnly,
+        Some("INCLUDE") => ProjectionType::Include,
+        _ => ProjectionType::All,
+    };
+    let attributes = seq(spec.and_then(|p| p.get("NonKeyAttributes")))
+        .iter()
+        .filter_map(scalar)
+        .collect::<Vec<_>>();
+    Projection::builder()
+        .projection_type(kind)
+        .set_non_key_attributes((!attributes.is_empty()).then_some(attributes))
+        .build()
 }
 
 fn seq(v: Option<&Value>) -> Vec<Value> {

@@ -13,8 +13,9 @@ use herald::aws::dynamodb::DynamoInbox;
 use herald::consumer::{handle_sqs_event, run_worker, BatchHandler, QueueBinding};
 use herald::domain::backoff::BackoffPolicy;
 use herald::domain::counters::{
-    apply_to_counters, mark_all_read, mark_room_read, reconcile_all, ApplyOutcome, Counter,
+    apply_to_counters, mark_all_read, mark_room_read, ApplyOutcome, Counter,
 };
+use herald::domain::reconcile::{reconcile_all, Mode};
 use herald::fake::{Flaky, RecordingQueue};
 use herald::ports::{CounterStore, OutgoingMessage, QueueSender};
 use herald::{Channel, Notification, NotificationId, RoomId, TenantId, UserId, UserKey};
@@ -44,6 +45,7 @@ fn notification(id: &str, u: &str, room: &str) -> Notification {
         category: Default::default(),
         data: None,
         created_at: format!("2026-11-23T09:00:00.000Z#{id}").replace('#', ""),
+        log_key: None,
     }
 }
 
@@ -451,12 +453,6 @@ impl CounterStore for RaceBeforeClear {
     ) -> Result<(), herald::ports::CommitError> {
         self.inner.repair_total(user, seen).await
     }
-    async fn users_page(
-        &self,
-        cursor: Option<String>,
-    ) -> Result<(Vec<UserKey>, Option<String>), herald::StoreError> {
-        self.inner.users_page(cursor).await
-    }
 }
 
 #[tokio::test]
@@ -492,6 +488,18 @@ async fn a_message_arriving_during_mark_read_fails_the_version_check_and_is_clea
         totals(&outcome.after),
         (1, BTreeMap::from([("r2".into(), 1)]))
     );
+    // The intruder committed before the clear that counted it: the list shows it read too.
+    let r1 = herald::ports::MessageLog::list_messages(
+        inner.as_ref(),
+        &user("ivy"),
+        Some(&RoomId::parse("r1", "r").unwrap()),
+        10,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r1.messages.len(), 3);
+    assert!(r1.messages.iter().all(|m| m.read), "{r1:?}");
 
     *racy.intruder.lock().unwrap() = Some(notification("m5", "ivy", "r2"));
     let outcome = mark_all_read(&racy, &user("ivy"), &policy).await.unwrap();
@@ -532,7 +540,9 @@ async fn mark_read_never_drives_total_negative() {
         "unchanged, not negative"
     );
     // Reconcile repairs TOTAL; then the read goes through.
-    reconcile_all(store.as_ref(), &policy).await.unwrap();
+    reconcile_all(store.as_ref(), store.as_ref(), Mode::Full, &policy)
+        .await
+        .unwrap();
     let outcome = mark_room_read(store.as_ref(), &user("kim"), &room, &policy)
         .await
         .unwrap();
@@ -550,7 +560,9 @@ async fn reconcile_repairs_drift_and_then_reports_zero() {
     apply_to_counters(store.as_ref(), batch, &policy).await;
     // Break TOTAL behind herald's back.
     corrupt_total(&stack, "jo", 7).await;
-    let report = reconcile_all(store.as_ref(), &policy).await.unwrap();
+    let report = reconcile_all(store.as_ref(), store.as_ref(), Mode::Full, &policy)
+        .await
+        .unwrap();
     assert_eq!(
         (
             report.users,
@@ -561,6 +573,8 @@ async fn reconcile_repairs_drift_and_then_reports_zero() {
         (1, 1, 4, 1)
     );
     assert_eq!(total_unread(store.as_ref(), "jo").await, 3);
-    let again = reconcile::reconcile(store.as_ref()).await.unwrap();
+    let again = reconcile_all(store.as_ref(), store.as_ref(), Mode::Full, &policy)
+        .await
+        .unwrap();
     assert_eq!((again.users, again.drift), (1, 0));
 }

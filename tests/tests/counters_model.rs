@@ -76,6 +76,7 @@ async fn run(s: Scenario) {
             category: Default::default(),
             data: None,
             created_at: format!("2026-11-23T00:00:00.{i:06}Z"),
+            log_key: None,
         };
         if inbox {
             *expected.entry((key(user), room)).or_default() += 1;

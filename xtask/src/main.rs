@@ -25,9 +25,10 @@ const USAGE: &str = "usage: cargo xtask <dev|test|sam|reconcile|bench> [options]
         and runs the SAM check when a Docker engine answers (HERALD_REQUIRE_DOCKER=1: must).
   sam   the SAM check alone: sam build, every events/ fixture through sam local invoke and
         the API through sam local start-api, offline (stand-in base image, host network).
-  reconcile [--endpoint URL] [--table NAME] [--aws]
+  reconcile [--endpoint URL] [--table NAME] [--aws] [--full]
         recompute TOTAL from rooms, repair and report drift (default: the `dev` emulator's
-        herald-InboxTable; --aws uses your AWS configuration).
+        herald-InboxTable; --aws uses your AWS configuration). By default the users whose
+        counters changed in the hours since the last run; --full every user.
   bench counters [--emulator-notifications N] [--notifications N]
         cost per 1,000 notifications against the emulator and throughput over 1-16 workers
         in a simulation; writes target/bench/counters.json and counters-throughput.svg.";

@@ -389,4 +389,26 @@ mod tests {
             (StatusCode::BAD_REQUEST, json!("cursor"))
         );
     }
+
+    #[tokio::test]
+    async fn a_cursor_from_another_list_is_a_400_naming_the_cursor() {
+        let (deps, inbox) = deps();
+        deliver(&inbox, "u1", &["r1", "r1", "r2", "r2"]).await;
+        let (_, page) = call(&deps, "GET", "/v1/users/u1/messages?room=r1&limit=1", None).await;
+        let r1 = page["next_cursor"].as_str().unwrap().to_owned();
+        let (_, page) = call(&deps, "GET", "/v1/users/u1/messages?limit=1", None).await;
+        let all = page["next_cursor"].as_str().unwrap().to_owned();
+        for uri in [
+            format!("/v1/users/u1/messages?room=r2&cursor={r1}"),
+            format!("/v1/users/u1/messages?cursor={r1}"),
+            format!("/v1/users/u1/messages?room=r1&cursor={all}"),
+        ] {
+            let (status, body) = call(&deps, "GET", &uri, None).await;
+            assert_eq!(
+                (status, body["error"]["field"].clone()),
+                (StatusCode::BAD_REQUEST, json!("cursor")),
+                "{uri}"
+            );
+        }
+    }
 }

@@ -312,6 +312,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn idempotency_keys_up_to_128_characters_are_accepted_and_stable() {
+        for len in [112, 120, 128] {
+            let (deps, queue) = deps();
+            let key = "k".repeat(len);
+            let body = json!({"notifications": [item("u1")]});
+            let (status, a) = post(deps.clone(), body.clone(), Some(&key)).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{len}: {a}");
+            let (_, b) = post(deps, body, Some(&key)).await;
+            assert_eq!(a["accepted"], b["accepted"], "{len}");
+            assert_eq!(queue.bodies().len(), 2);
+        }
+        let (deps, queue) = deps();
+        let (status, err) = post(
+            deps,
+            json!({"notifications": [item("u1")]}),
+            Some(&"k".repeat(129)),
+        )
+        .await;
+        assert_eq!(
+            (status, err["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("Idempotency-Key"))
+        );
+        assert!(queue.bodies().is_empty(), "nothing enqueued");
+    }
+
+    #[tokio::test]
     async fn queue_outage_is_a_503_not_an_acceptance() {
         let (deps, queue) = deps();
         queue

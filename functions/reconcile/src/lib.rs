@@ -1,11 +1,16 @@
-//! reconcile: on a schedule, recomputes every user's TOTAL from their rooms, repairs drift
-//! under the version condition and reports it as the `CounterDrift` metric (it must read 0).
+//! reconcile: on a schedule, recomputes TOTAL from the rooms of every user whose counters
+//! changed since the last run (or of every user, on request), repairs drift under the version
+//! condition and reports it as the `CounterDrift` metric (it must read 0). Runs resume from
+//! a checkpoint, so a table of any size is covered across invocations.
+
+use std::time::{Duration, Instant};
 
 use herald::config::{ConfigError, Vars};
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::{reconcile_all, ReconcileReport};
-use herald::ports::CounterStore;
+use herald::domain::reconcile::{self, Mode, ReconcileReport, Run};
+use herald::ports::{CounterStore, UserIndex};
 use herald::StoreError;
+use serde::Deserialize;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,6 +23,31 @@ impl Config {
             inbox_table: vars.required("INBOX_TABLE")?,
         })
     }
+}
+
+/// The scheduled event's input: `{"mode": "full"}` visits every user; anything else (the
+/// hourly schedule sends nothing) visits the users whose counters changed.
+#[derive(Debug, Default, Deserialize)]
+pub struct Request {
+    #[serde(default)]
+    pub mode: Option<Mode>,
+}
+
+impl Request {
+    pub fn from_event(event: &serde_json::Value) -> Self {
+        serde_json::from_value(event.clone()).unwrap_or_default()
+    }
+}
+
+/// Time kept back from the function's deadline to save the checkpoint and report.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
+
+/// When to stop taking pages, given the invocation's deadline.
+pub fn deadline(invocation_deadline: std::time::SystemTime) -> Instant {
+    let left = invocation_deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
 }
 
 /// The store this function reconciles.
@@ -33,13 +63,27 @@ pub fn store_from_aws(
     )
 }
 
-/// One pass over the table; the scheduled event's content does not matter.
-pub async fn reconcile(store: &dyn CounterStore) -> Result<ReconcileReport, StoreError> {
-    let report = reconcile_all(store, &BackoffPolicy::default()).await?;
+/// One run, until its pass is done or `deadline`; metrics are emitted either way.
+pub async fn reconcile<S: CounterStore + UserIndex>(
+    store: &S,
+    request: &Request,
+    deadline: Instant,
+) -> Result<ReconcileReport, StoreError> {
+    let run = Run {
+        mode: request.mode.unwrap_or(Mode::Changed),
+        deadline,
+        now: jiff::Timestamp::now(),
+        policy: BackoffPolicy::default(),
+    };
+    let report = reconcile::reconcile(store, store, run).await?;
     tracing::info!(
+        mode = ?run.mode,
         users = report.users,
         drifted = report.drifted_users,
         drift = report.drift,
+        errors = report.errors,
+        pages = report.pages,
+        complete = report.complete,
         "reconciled"
     );
     herald::telemetry::emit_metrics(

@@ -5,10 +5,9 @@
 //! split so no transaction exceeds DynamoDB's 100-item limit. Duplicates found from the
 //! cancellation reasons are dropped and the rest retried; conflicts and throttling back off
 //! with full jitter until the time budget is spent, then the work is reported as unfinished.
+//! Mark-read clears rooms under optimistic locking; `reconcile` checks TOTAL against rooms.
 
 use std::collections::{BTreeMap, HashSet};
-
-use serde::Serialize;
 
 use super::backoff::BackoffPolicy;
 use super::ids::{NotificationId, RoomId, TenantId, UserId};
@@ -40,6 +39,32 @@ impl UserKey {
 pub struct Counter {
     pub unread: u64,
     pub version: u64,
+    /// Rooms: the commit stamp of the last write (see `CommitStamp`); 0 for TOTAL.
+    pub stamp: u64,
+}
+
+/// Orders a room's writes the way its counter applies them, so "read" in the message list
+/// agrees with the badge.
+///
+/// Every commit stamps its messages and their room with the writer's clock (nanoseconds),
+/// under the condition that the room's last stamp is smaller; a mark-read sets the room's
+/// `read_at` and stamp to a value above the last stamp it saw (under its version check).
+/// Stamps of one room therefore increase in commit order, and a message is read exactly
+/// when its stamp is at most the room's `read_at`: when the clear that counted it happened
+/// after its commit. A writer whose clock lags gets a condition failure and retries with a
+/// fresh stamp, like any conflict.
+pub struct CommitStamp;
+
+impl CommitStamp {
+    /// The writer's clock in nanoseconds since the epoch.
+    pub fn now() -> u64 {
+        u64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(0)
+    }
+
+    /// The stamp of a mark-read that saw `last` as the room's stamp.
+    pub fn after(last: u64) -> u64 {
+        Self::now().max(last + 1)
+    }
 }
 
 /// A user's counters as stored: TOTAL and every room item.
@@ -71,7 +96,7 @@ impl Counters {
 }
 
 /// `{"total": n, "rooms": {...}}` as the API answers it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Unread {
     pub total: u64,
     pub rooms: BTreeMap<String, u64>,
@@ -102,10 +127,12 @@ pub fn room_increments<'a>(
     rooms
 }
 
-/// Items one transaction touches: Puts, room Updates and the TOTAL Update.
+/// Items one transaction touches: message Puts, idempotency records of client-chosen ids,
+/// room Updates and the TOTAL Update.
 pub fn transaction_items(messages: &[Notification]) -> usize {
     let rooms = room_increments(messages).len();
-    messages.len() + rooms + usize::from(rooms > 0)
+    let records = messages.iter().filter(|m| m.has_client_id()).count();
+    messages.len() + records + rooms + usize::from(rooms > 0)
 }
 
 impl<K> UserTransaction<K> {
@@ -369,7 +396,7 @@ pub async fn mark_all_read(
     }
 }
 
-async fn backoff_or_fail(
+pub(crate) async fn backoff_or_fail(
     retry: &mut super::backoff::Retry,
     err: CommitError,
 ) -> Result<(), StoreError> {
@@ -384,100 +411,6 @@ async fn backoff_or_fail(
                     retry.attempts()
                 )))
             }
-        }
-    }
-}
-
-/// Result of reconciling one user's TOTAL against its rooms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reconciled {
-    /// TOTAL minus the sum of rooms before repair.
-    pub drift: i64,
-    pub repaired: bool,
-}
-
-/// Recomputes TOTAL from the rooms and repairs it under version conditions.
-///
-/// A Query is not isolated from concurrent transactions, so drift seen once may be a torn
-/// read. Drift is acted on only when a second read finds it with TOTAL's version unchanged
-/// since the first: every commit and mark-read bumps TOTAL's version, so an unchanged TOTAL
-/// (checked again by the repair transaction) means the rooms read in between are exact.
-pub async fn reconcile_user(
-    store: &dyn CounterStore,
-    user: &UserKey,
-    policy: &BackoffPolicy,
-) -> Result<Reconciled, StoreError> {
-    let mut retry = policy.start();
-    loop {
-        let before = store.read_counters(user).await?;
-        if before.drift() == 0 {
-            return Ok(Reconciled {
-                drift: 0,
-                repaired: false,
-            });
-        }
-        let mut counters = store.read_counters(user).await?;
-        if counters.total.version == before.total.version && counters.drift() != 0 {
-            counters.total = before.total;
-            match store.repair_total(user, &counters).await {
-                Ok(()) => {
-                    return Ok(Reconciled {
-                        drift: counters.drift(),
-                        repaired: true,
-                    })
-                }
-                Err(err) => backoff_or_fail(&mut retry, err).await?,
-            }
-        } else if !retry.wait().await {
-            return Err(StoreError::Transient(
-                "counters kept changing during reconcile".into(),
-            ));
-        }
-    }
-}
-
-/// What a reconcile pass found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ReconcileReport {
-    pub users: u64,
-    /// Users whose TOTAL differed from the sum of their rooms.
-    pub drifted_users: u64,
-    /// Sum of |drift| before repair.
-    pub drift: u64,
-    pub repaired: u64,
-    /// Users that could not be checked (store errors); the pass goes on without them.
-    pub errors: u64,
-}
-
-/// Reconciles every user with a TOTAL item, page by page.
-pub async fn reconcile_all(
-    store: &dyn CounterStore,
-    policy: &BackoffPolicy,
-) -> Result<ReconcileReport, StoreError> {
-    let mut report = ReconcileReport::default();
-    let mut cursor = None;
-    loop {
-        let (users, next) = store.users_page(cursor).await?;
-        for user in users {
-            let r = match reconcile_user(store, &user, policy).await {
-                Ok(r) => r,
-                Err(e) => {
-                    report.errors += 1;
-                    tracing::error!(tenant = %user.tenant, user = %user.user, error = %e, "could not reconcile");
-                    continue;
-                }
-            };
-            report.users += 1;
-            if r.drift != 0 {
-                report.drifted_users += 1;
-                report.drift += r.drift.unsigned_abs();
-                tracing::warn!(tenant = %user.tenant, user = %user.user, drift = r.drift, "counter drift repaired");
-            }
-            report.repaired += u64::from(r.repaired);
-        }
-        match next {
-            Some(n) => cursor = Some(n),
-            None => return Ok(report),
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FieldError;
 
-/// Longest id the API accepts (DESIGN.md: 1–128 chars of `[A-Za-z0-9._:@-]`).
+/// Longest id the API accepts (the HTTP contract: 1–128 chars of `[A-Za-z0-9._:@-]`).
 pub const MAX_ID_LEN: usize = 128;
 
 fn is_id_char(c: char) -> bool {
@@ -93,8 +93,23 @@ id_type!(
 impl NotificationId {
     /// A new time-ordered id.
     pub fn generate() -> Self {
-        Self(ulid::Ulid::new().to_string())
+        Self(time_ordered_key())
     }
+}
+
+/// A ULID that sorts after every other one this process made: ids of one request keep its
+/// order in the inbox even within one millisecond.
+pub fn time_ordered_key() -> String {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Overflow needs 2^80 ids in one millisecond; a plain ULID is then still time-ordered.
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
 }
 
 #[cfg(test)]
@@ -125,6 +140,7 @@ mod tests {
         let a = NotificationId::generate();
         let b = NotificationId::generate();
         assert_ne!(a, b);
+        assert!(a < b, "later ids sort after earlier ones");
         assert!(NotificationId::parse(a.as_str(), "id").is_ok());
     }
 }

@@ -6,3 +6,4 @@ pub mod counters;
 pub mod delivery;
 pub mod ids;
 pub mod notification;
+pub mod reconcile;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ids::{check_id, NotificationId, RoomId, TenantId, UserId};
+use super::ids::{check_id, NotificationId, RoomId, TenantId, UserId, MAX_ID_LEN};
 use crate::error::FieldError;
 
 /// Most notifications one `POST /v1/notifications` may carry.
@@ -65,6 +65,11 @@ pub struct Notification {
     pub data: Option<Value>,
     /// RFC 3339 UTC, assigned at ingest.
     pub created_at: String,
+    /// Time-ordered key of this notification in its user's message log (a ULID assigned at
+    /// ingest), so the inbox lists newest first straight from the table. Absent when herald
+    /// chose `id` itself: that ULID is the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_key: Option<String>,
 }
 
 impl Notification {
@@ -72,8 +77,22 @@ impl Notification {
         self.channels.contains(&channel)
     }
 
+    /// The message log's sort key for this notification (see `log_key`).
+    pub fn log_key(&self) -> &str {
+        self.log_key.as_deref().unwrap_or(self.id.as_str())
+    }
+
+    /// The client chose the id (or an `Idempotency-Key` derived it): the log key is not the
+    /// id, so a separate idempotency record must catch a retry that got a new log key.
+    pub fn has_client_id(&self) -> bool {
+        self.log_key() != self.id.as_str()
+    }
+
     /// Re-checks what ids' types cannot: for queue messages that did not come through ingest.
     pub fn check(&self) -> Result<(), FieldError> {
+        if let Some(key) = &self.log_key {
+            check_id(key, "log_key")?;
+        }
         check_text(&self.title, "title", MAX_TITLE_CHARS)?;
         check_text(&self.body, "body", MAX_BODY_CHARS)?;
         if self.channels.is_empty() {
@@ -155,11 +174,15 @@ pub fn parse_notification(
         (Some(id), _) => NotificationId::parse(id, &at("id"))?,
         // From the item's content, not its position: a retry of only some items (or in another
         // order) gets the same ids. Identical items under one key are one notification.
-        (None, IdSource::IdempotencyKey(key)) => NotificationId::parse(
-            format!("{key}.{:016x}", content_hash(item)),
-            "Idempotency-Key",
-        )?,
+        (None, IdSource::IdempotencyKey(key)) => {
+            NotificationId::parse(derived_id(key, item), "Idempotency-Key")?
+        }
         (None, IdSource::Generate) => NotificationId::generate(),
+    };
+    // A client-chosen id says nothing about time: the log gets its own time-ordered key.
+    let log_key = match ids {
+        IdSource::Generate if obj.get("id").is_none_or(Value::is_null) => None,
+        _ => Some(super::ids::time_ordered_key()),
     };
     let user_id = UserId::parse(required("user_id")?, &at("user_id"))?;
     let room_id = RoomId::parse(required("room_id")?, &at("room_id"))?;
@@ -211,16 +234,30 @@ pub fn parse_notification(
         category,
         data,
         created_at: created_at.to_owned(),
+        log_key,
     })
 }
 
-/// FNV-1a over the item's JSON (serde_json sorts object keys, so equal items hash equal).
-fn content_hash(item: &Value) -> u64 {
-    item.to_string()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+/// `<key>.<content hash>` while that fits an id; a longer key is shortened and its full text
+/// hashed in, so every key the header accepts derives a valid, stable id.
+fn derived_id(key: &str, item: &Value) -> String {
+    let content = content_hash(item.to_string().as_bytes());
+    let id = format!("{key}.{content:016x}");
+    if id.len() <= MAX_ID_LEN {
+        return id;
+    }
+    let prefix = &key[..MAX_ID_LEN - 2 * 17];
+    format!(
+        "{prefix}.{:016x}.{content:016x}",
+        content_hash(key.as_bytes())
+    )
+}
+
+/// FNV-1a (over an item's JSON, serde_json sorts object keys, so equal items hash equal).
+fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
@@ -280,15 +317,7 @@ fn parse_channels(value: Option<&Value>, field: &str) -> Result<Vec<Channel>, Fi
 
 /// Checks an `Idempotency-Key` header so derived ids stay within the id contract.
 pub fn check_idempotency_key(key: &str) -> Result<(), FieldError> {
-    check_id(key, "Idempotency-Key")?;
-    if key.len() > 120 {
-        return Err(FieldError::new(
-            "invalid_id",
-            "Idempotency-Key",
-            "Idempotency-Key must be at most 120 characters",
-        ));
-    }
-    Ok(())
+    check_id(key, "Idempotency-Key")
 }
 
 #[cfg(test)]
@@ -388,6 +417,45 @@ mod tests {
                 .as_str(),
             "mine"
         );
+    }
+
+    #[test]
+    fn every_key_length_the_header_accepts_derives_a_valid_stable_id() {
+        for len in [1, 110, 111, 112, 119, 120, 128] {
+            let key = "k".repeat(len);
+            check_idempotency_key(&key).unwrap();
+            let source = IdSource::IdempotencyKey(&key);
+            let a = parse_notification(&valid(), 0, &tenant(), source, "t").unwrap();
+            let b = parse_notification(&valid(), 1, &tenant(), source, "t").unwrap();
+            assert_eq!(a.id, b.id, "stable at {len}");
+            assert!(a.id.as_str().len() <= MAX_ID_LEN, "{len}: {}", a.id);
+        }
+        // Long keys that share a prefix still derive different ids.
+        let (k1, k2) = ("a".repeat(127) + "1", "a".repeat(127) + "2");
+        let id = |k: &str| {
+            parse_notification(&valid(), 0, &tenant(), IdSource::IdempotencyKey(k), "t")
+                .unwrap()
+                .id
+        };
+        assert_ne!(id(&k1), id(&k2));
+        assert!(check_idempotency_key(&"k".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn log_key_is_the_id_unless_the_client_chose_the_id() {
+        let generated = parse(valid()).unwrap();
+        assert_eq!(generated.log_key(), generated.id.as_str());
+        assert!(!generated.has_client_id());
+        let mut item = valid();
+        item["id"] = json!("mine");
+        let chosen = parse(item).unwrap();
+        assert_eq!(chosen.log_key().len(), 26, "a ULID");
+        assert!(chosen.has_client_id());
+        // A message queued before log keys existed keeps its id as the key.
+        let mut old = serde_json::to_value(&chosen).unwrap();
+        old.as_object_mut().unwrap().remove("log_key");
+        let old: Notification = serde_json::from_value(old).unwrap();
+        assert_eq!(old.log_key(), "mine");
     }
 
     #[test]

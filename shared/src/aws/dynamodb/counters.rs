@@ -1,0 +1,374 @@
+//! The counter side of the inbox table: one transaction per commit, mark-read and repair.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use super::{n, number, room_pk, room_sk, s, user_pk, DynamoInbox, TOTAL_SK};
+use crate::aws::{describe, is_transient, store_error};
+use crate::domain::counters::{
+    room_increments, CommitStamp, Counter, Counters, UserKey, MAX_TRANSACTION_ITEMS,
+};
+use crate::domain::ids::RoomId;
+use crate::domain::notification::{Channel, Notification};
+use crate::domain::reconcile::change_mark;
+use crate::error::StoreError;
+use crate::ports::{CommitError, CounterStore};
+
+type TransactError = SdkError<TransactWriteItemsError, aws_smithy_runtime_api::http::Response>;
+
+impl DynamoInbox {
+    /// The message's log item: `M#` (listed in the inbox) or `L#` (other channels only).
+    fn message_item(
+        &self,
+        pk: &str,
+        m: &Notification,
+        stamp: u64,
+    ) -> HashMap<String, AttributeValue> {
+        let inbox = m.wants(Channel::Inbox);
+        let sk = format!("{}#{}", if inbox { "M" } else { "L" }, m.log_key());
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(pk)),
+            ("sk".to_owned(), s(sk)),
+            ("id".to_owned(), s(m.id.as_str())),
+            ("room_id".to_owned(), s(m.room_id.as_str())),
+            ("title".to_owned(), s(&m.title)),
+            ("body".to_owned(), s(&m.body)),
+            ("created_at".to_owned(), s(&m.created_at)),
+            (
+                "channels".to_owned(),
+                AttributeValue::L(m.channels.iter().map(|c| s(c.as_str())).collect()),
+            ),
+            (
+                "category".to_owned(),
+                s(serde_json::to_value(m.category)
+                    .map(|v| v.as_str().unwrap_or("").to_owned())
+                    .unwrap_or_default()),
+            ),
+            ("expires_at".to_owned(), n(self.expires_at())),
+        ]);
+        if let Some(data) = &m.data {
+            item.insert("data".to_owned(), s(data.to_string()));
+        }
+        if inbox {
+            item.insert("room_pk".to_owned(), s(room_pk(pk, &m.room_id)));
+            item.insert("stamp".to_owned(), n(stamp));
+        }
+        item
+    }
+
+    fn expires_at(&self) -> i64 {
+        jiff::Timestamp::now().as_second() + i64::from(self.retention_days) * 86_400
+    }
+
+    fn put_new(
+        &self,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<TransactWriteItem, CommitError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A room's increment, ordered after the room's last write (see `CommitStamp`).
+    fn add_to_room(
+        &self,
+        pk: &str,
+        room: &RoomId,
+        amount: u64,
+        stamp: u64,
+    ) -> Result<TransactWriteItem, CommitError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(room_sk(room)))
+            .update_expression("ADD unread :n, version :one SET stamp = :stamp")
+            .condition_expression("attribute_not_exists(stamp) OR stamp < :stamp")
+            .expression_attribute_values(":n", n(amount))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":stamp", n(stamp))
+            .build()
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// TOTAL += amount (negative to subtract), marking the user as changed this hour.
+    fn add_to_total(
+        &self,
+        user: &UserKey,
+        amount: i64,
+        floor: Option<u64>,
+    ) -> Result<TransactWriteItem, CommitError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(user)))
+            .key("sk", s(TOTAL_SK))
+            .update_expression("ADD unread :n, version :one SET changed = :changed")
+            .expression_attribute_values(":n", n(amount))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":changed", s(change_mark(user, jiff::Timestamp::now())));
+        if let Some(floor) = floor {
+            update = update
+                .condition_expression("unread >= :floor")
+                .expression_attribute_values(":floor", n(floor));
+        }
+        let update = update
+            .build()
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+    }
+
+    /// Every room item and the TOTAL item of one partition (strongly consistent, all pages).
+    pub(super) async fn counter_items(
+        &self,
+        pk: &str,
+        projection: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":lo", s("R#"))
+                .expression_attribute_values(":hi", s(TOTAL_SK))
+                .projection_expression(projection)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(store_error)?;
+            items.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// One read of a user's room and TOTAL counters.
+    async fn query_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
+        let mut counters = Counters::default();
+        for item in self
+            .counter_items(&user_pk(user), "sk, unread, version, stamp")
+            .await?
+        {
+            let sk = super::text(&item, "sk");
+            let counter = Counter {
+                unread: number(&item, "unread"),
+                version: number(&item, "version"),
+                stamp: number(&item, "stamp"),
+            };
+            if sk == TOTAL_SK {
+                counters.total = counter;
+            } else if let Some(room) = sk.strip_prefix("R#") {
+                let room =
+                    RoomId::parse(room, "room").map_err(|e| StoreError::Fatal(e.to_string()))?;
+                counters.rooms.insert(room, counter);
+            }
+        }
+        Ok(counters)
+    }
+}
+
+/// Classifies a failed transaction; `owners[i]` is the message the i-th item writes (its log
+/// item or idempotency record), None for counter items.
+fn commit_error(
+    err: TransactError,
+    messages: &[Notification],
+    owners: &[Option<usize>],
+) -> CommitError {
+    if let SdkError::ServiceError(service) = &err {
+        if let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() {
+            let reasons = cancelled.cancellation_reasons();
+            let mut duplicates: Vec<_> = reasons
+                .iter()
+                .zip(owners)
+                .filter(|(r, _)| r.code() == Some("ConditionalCheckFailed"))
+                .filter_map(|(_, owner)| owner.map(|i| messages[i].id.clone()))
+                .collect();
+            duplicates.dedup();
+            if !duplicates.is_empty() {
+                return CommitError::Duplicates(duplicates);
+            }
+            let codes: Vec<&str> = reasons
+                .iter()
+                .filter_map(|r| r.code())
+                .filter(|c| *c != "None")
+                .collect();
+            // ConditionalCheckFailed on a counter: a version, floor or stamp moved under us.
+            let retryable = codes.iter().any(|c| {
+                matches!(
+                    *c,
+                    "TransactionConflict"
+                        | "ThrottlingError"
+                        | "ProvisionedThroughputExceeded"
+                        | "RequestLimitExceeded"
+                        | "ConditionalCheckFailed"
+                )
+            });
+            let reason = format!("transaction cancelled: {}", codes.join(", "));
+            return if retryable || codes.is_empty() {
+                CommitError::Retryable(reason)
+            } else {
+                CommitError::Fatal(reason)
+            };
+        }
+    }
+    if is_transient(&err) {
+        CommitError::Retryable(describe(&err))
+    } else {
+        CommitError::Fatal(describe(&err))
+    }
+}
+
+#[async_trait]
+impl CounterStore for DynamoInbox {
+    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError> {
+        let pk = user_pk(user);
+        // A fresh stamp per attempt: a retry after losing a race is ordered after the winner.
+        let stamp = CommitStamp::now();
+        let mut items = Vec::with_capacity(messages.len() * 2 + 2);
+        let mut owners = Vec::with_capacity(items.capacity());
+        for (i, m) in messages.iter().enumerate() {
+            items.push(self.put_new(self.message_item(&pk, m, stamp))?);
+            owners.push(Some(i));
+            if m.has_client_id() {
+                let record = HashMap::from([
+                    ("pk".to_owned(), s(&pk)),
+                    ("sk".to_owned(), s(format!("I#{}", m.id))),
+                    ("log_key".to_owned(), s(m.log_key())),
+                    ("expires_at".to_owned(), n(self.expires_at())),
+                ]);
+                items.push(self.put_new(record)?);
+                owners.push(Some(i));
+            }
+        }
+        let rooms = room_increments(messages);
+        let total: u64 = rooms.values().sum();
+        for (room, count) in rooms {
+            items.push(self.add_to_room(&pk, &room, count, stamp)?);
+            owners.push(None);
+        }
+        if total > 0 {
+            items.push(self.add_to_total(user, total as i64, None)?);
+            owners.push(None);
+        }
+        self.transact(items)
+            .await
+            .map_err(|e| commit_error(e, messages, &owners))
+    }
+
+    async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
+        // A Query is not isolated from concurrent transactions: it may see a room's increment
+        // and not yet TOTAL's. Re-read a few times for a consistent view; drift that persists
+        // is real and left for reconcile to see.
+        let mut counters = self.query_counters(user).await?;
+        for _ in 0..4 {
+            if counters.drift() == 0 {
+                break;
+            }
+            counters = self.query_counters(user).await?;
+        }
+        Ok(counters)
+    }
+
+    async fn zero_rooms(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError> {
+        let pk = user_pk(user);
+        let mut items = Vec::with_capacity(rooms.len() + 1);
+        let mut sum = 0u64;
+        for (room, seen) in rooms {
+            sum += seen.unread;
+            // Above every stamp committed so far: those messages now list as read.
+            let stamp = CommitStamp::after(seen.stamp);
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s(room_sk(room)))
+                .update_expression(
+                    "SET unread = :zero, read_at = :stamp, stamp = :stamp ADD version :one",
+                )
+                .condition_expression("version = :seen")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":stamp", n(stamp))
+                .expression_attribute_values(":seen", n(seen.version))
+                .build()
+                .map_err(|e| CommitError::Fatal(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        items.push(self.add_to_total(user, -(sum as i64), Some(sum))?);
+        // A failed version or floor condition comes back retryable: re-read and try again.
+        self.transact(items)
+            .await
+            .map_err(|e| commit_error(e, &[], &[]))
+    }
+
+    async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
+        if seen.rooms.len() >= MAX_TRANSACTION_ITEMS {
+            return Err(CommitError::Fatal(format!(
+                "{} rooms: too many to check in one transaction; drift left for a person",
+                seen.rooms.len()
+            )));
+        }
+        let pk = user_pk(user);
+        let mut items = Vec::with_capacity(seen.rooms.len() + 1);
+        for (room, counter) in &seen.rooms {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s(room_sk(room)))
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(counter.version))
+                .build()
+                .map_err(|e| CommitError::Fatal(e.to_string()))?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        let unread: u64 = seen.rooms.values().map(|c| c.unread).sum();
+        let mut total = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(TOTAL_SK))
+            .update_expression("SET unread = :u ADD version :one")
+            .expression_attribute_values(":u", n(unread))
+            .expression_attribute_values(":one", n(1));
+        total = if seen.total.version == 0 {
+            total.condition_expression("attribute_not_exists(version)")
+        } else {
+            total
+                .condition_expression("version = :seen")
+                .expression_attribute_values(":seen", n(seen.total.version))
+        };
+        let total = total
+            .build()
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        items.push(TransactWriteItem::builder().update(total).build());
+        // A failed version condition comes back retryable: re-read and try again.
+        self.transact(items)
+            .await
+            .map_err(|e| commit_error(e, &[], &[]))
+    }
+}

@@ -1,0 +1,122 @@
+//! DynamoDB adapter of the inbox table: message log, room and TOTAL counters, and what
+//! reconcile reads. The layout (see `docs/storage.md`), all under `pk = T#<tenant>#U#<user>`:
+//!
+//! | sk | item |
+//! |---|---|
+//! | `M#<log key>` | inbox message (log key: ULID from ingest, so the table lists newest first) |
+//! | `L#<log key>` | message for other channels only (log and idempotency record) |
+//! | `I#<id>` | idempotency record of a client-chosen id (its log key differs from the id) |
+//! | `R#<room>` | room counter: `unread`, `version`, `stamp`, `read_at` |
+//! | `TOTAL` | total counter: `unread`, `version`, `changed` (sparse index for reconcile) |
+//!
+//! No local secondary index: the sparse GSI `by_room` (`room_pk`, `sk`) lists one room, and
+//! `by_change` (`changed`, `pk`, keys only) lists the users whose counters changed in an hour.
+
+mod counters;
+mod messages;
+mod users;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use base64::Engine;
+
+use crate::domain::counters::UserKey;
+use crate::domain::ids::{RoomId, TenantId, UserId};
+use crate::error::StoreError;
+
+pub const TOTAL_SK: &str = "TOTAL";
+pub const BY_ROOM_INDEX: &str = "by_room";
+pub const BY_CHANGE_INDEX: &str = "by_change";
+
+/// The partition key of one user.
+pub fn user_pk(user: &UserKey) -> String {
+    format!("T#{}#U#{}", user.tenant, user.user)
+}
+
+/// `T#<tenant>#U#<user>` back into a key (ids cannot contain `#`).
+pub fn parse_user_pk(pk: &str) -> Option<UserKey> {
+    let rest = pk.strip_prefix("T#")?;
+    let (tenant, user) = rest.split_once("#U#")?;
+    Some(UserKey {
+        tenant: TenantId::parse(tenant, "tenant").ok()?,
+        user: UserId::parse(user, "user").ok()?,
+    })
+}
+
+fn room_sk(room: &RoomId) -> String {
+    format!("R#{room}")
+}
+
+/// The `by_room` index's partition: one user's room.
+fn room_pk(pk: &str, room: &RoomId) -> String {
+    format!("{pk}#R#{room}")
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn number(item: &HashMap<String, AttributeValue>, key: &str) -> u64 {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .map_or(0, |v| v.max(0) as u64)
+}
+
+fn text(item: &HashMap<String, AttributeValue>, key: &str) -> String {
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The inbox table.
+#[derive(Debug, Clone)]
+pub struct DynamoInbox {
+    client: Client,
+    table: String,
+    /// Message log retention, for the TTL attribute `expires_at`.
+    retention_days: u32,
+    /// `Limit` of reconcile's Scan and index pages (None: DynamoDB's 1 MB pages).
+    page_limit: Option<i32>,
+}
+
+impl DynamoInbox {
+    pub fn new(client: Client, table: impl Into<String>, retention_days: u32) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            retention_days,
+            page_limit: None,
+        }
+    }
+
+    /// Smaller reconcile pages (tests use it to walk many pages of a small table).
+    pub fn with_page_limit(mut self, limit: i32) -> Self {
+        self.page_limit = Some(limit);
+        self
+    }
+}
+
+/// A LastEvaluatedKey as an opaque string (its string attributes as URL-safe base64 JSON).
+fn encode_key(key: &HashMap<String, AttributeValue>) -> String {
+    let plain: HashMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
+        .collect();
+    let json = serde_json::to_vec(&plain).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_key(cursor: &str) -> Result<HashMap<String, String>, StoreError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::BadCursor)?;
+    serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)
+}

@@ -1,0 +1,545 @@
+//! Reconcile: recompute each TOTAL from its rooms, repair drift, report it (it must be 0).
+//!
+//! Two ways to choose the users, both split into partitions that run concurrently and both
+//! resumable (a checkpoint is saved after every page, so a run that meets its deadline stops
+//! and the next one goes on where it stopped):
+//! - `Changed` (the hourly default): only users whose counters changed, found through a sparse
+//!   index. Every counter write stamps the user's TOTAL with the hour and a shard
+//!   (`change_mark`); each completed hour is read shard by shard, in parallel.
+//! - `Full`: a parallel Scan over every TOTAL item, segment by segment.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::backoff::BackoffPolicy;
+use super::counters::{backoff_or_fail, UserKey};
+use crate::error::StoreError;
+use crate::ports::{CounterStore, UserIndex, UserSet};
+
+/// Shards of the changed-users index per hour: spreads a burst's index writes over this many
+/// index partitions, and lets reconcile read them in parallel.
+pub const CHANGE_SHARDS: u32 = 16;
+/// Segments of a full parallel Scan.
+pub const SCAN_SEGMENTS: u32 = 8;
+/// An hour is reconciled once it ended this long ago (late commits and clock skew settle).
+const HOUR_GRACE_SECONDS: i64 = 120;
+
+/// The value a counter write stores in the TOTAL item's `changed` attribute: the hour of the
+/// write and the user's shard. The sparse index on it lists who changed in an hour.
+pub fn change_mark(user: &UserKey, at: jiff::Timestamp) -> String {
+    format!("{}#{}", hour_of(at), shard_of(user))
+}
+
+/// `YYYYMMDDHH` in UTC.
+pub fn hour_of(at: jiff::Timestamp) -> String {
+    at.strftime("%Y%m%d%H").to_string()
+}
+
+fn shard_of(user: &UserKey) -> u32 {
+    let key = format!("{}#{}", user.tenant, user.user);
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(CHANGE_SHARDS)) as u32
+}
+
+fn next_hour(hour: &str) -> Option<String> {
+    let start = parse_hour(hour)?;
+    Some(hour_of(
+        start
+            .checked_add(jiff::SignedDuration::from_hours(1))
+            .ok()?,
+    ))
+}
+
+fn parse_hour(hour: &str) -> Option<jiff::Timestamp> {
+    let part = |range: std::ops::Range<usize>| hour.get(range);
+    format!(
+        "{}-{}-{}T{}:00:00Z",
+        part(0..4)?,
+        part(4..6)?,
+        part(6..8)?,
+        part(8..10)?
+    )
+    .parse()
+    .ok()
+}
+
+/// The last hour that ended at least the grace period before `now`.
+fn last_complete_hour(now: jiff::Timestamp) -> String {
+    let settled = now - jiff::SignedDuration::from_secs(HOUR_GRACE_SECONDS + 3600);
+    hour_of(settled)
+}
+
+/// Which users a run visits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Users whose counters changed in the hours since the last run (the hourly run).
+    Changed,
+    /// Every user (a parallel Scan of the whole table).
+    Full,
+}
+
+impl Mode {
+    fn checkpoint_name(self) -> &'static str {
+        match self {
+            Mode::Changed => "changed",
+            Mode::Full => "full",
+        }
+    }
+}
+
+/// Where a partition stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartState {
+    /// Resume from this cursor (None: from the start).
+    Pending(Option<String>),
+    Done,
+}
+
+/// A pass in progress: its partitions and how far each got. Stored after every page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// For `Changed`: the hour this pass reads; the hours before it are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour: Option<String>,
+    pub parts: Vec<(UserSet, PartState)>,
+}
+
+impl Checkpoint {
+    fn changed(hour: String) -> Self {
+        Self {
+            parts: (0..CHANGE_SHARDS)
+                .map(|shard| {
+                    let set = UserSet::Changed {
+                        hour: hour.clone(),
+                        shard,
+                    };
+                    (set, PartState::Pending(None))
+                })
+                .collect(),
+            hour: Some(hour),
+        }
+    }
+
+    fn full(segments: u32) -> Self {
+        Self {
+            hour: None,
+            parts: (0..segments)
+                .map(|segment| {
+                    (
+                        UserSet::Segment { segment, segments },
+                        PartState::Pending(None),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.parts.iter().all(|(_, s)| *s == PartState::Done)
+    }
+}
+
+/// What a reconcile run found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    pub users: u64,
+    /// Users whose TOTAL differed from the sum of their rooms.
+    pub drifted_users: u64,
+    /// Sum of |drift| before repair.
+    pub drift: u64,
+    pub repaired: u64,
+    /// Users that could not be checked (store errors); the pass goes on without them.
+    pub errors: u64,
+    /// Pages read from the table or index.
+    pub pages: u64,
+    /// False when the deadline stopped the run: the next run resumes from the checkpoint.
+    pub complete: bool,
+    /// For `Changed`: the hours read in this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<String>,
+}
+
+impl ReconcileReport {
+    pub fn add(&mut self, other: &ReconcileReport) {
+        self.users += other.users;
+        self.drifted_users += other.drifted_users;
+        self.drift += other.drift;
+        self.repaired += other.repaired;
+        self.errors += other.errors;
+        self.pages += other.pages;
+    }
+}
+
+/// One reconcile run: what to visit and when to stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub mode: Mode,
+    /// Stop taking new pages after this instant (leave time before the function's timeout).
+    pub deadline: Instant,
+    pub now: jiff::Timestamp,
+    pub policy: BackoffPolicy,
+}
+
+/// Runs reconcile from the stored checkpoint (or a fresh pass) until done or the deadline.
+pub async fn reconcile(
+    store: &dyn CounterStore,
+    index: &dyn UserIndex,
+    run: Run,
+) -> Result<ReconcileReport, StoreError> {
+    let name = run.mode.checkpoint_name();
+    let stored = match index.load_checkpoint(name).await? {
+        // "null": the last full pass finished.
+        Some(json) => serde_json::from_str::<Option<Checkpoint>>(&json).map_err(|e| {
+            StoreError::Fatal(format!("reconcile checkpoint {name} is unreadable: {e}"))
+        })?,
+        None => None,
+    };
+    let last_hour = last_complete_hour(run.now);
+    let mut checkpoint = match (run.mode, stored) {
+        (_, Some(c)) => c,
+        (Mode::Changed, None) => Checkpoint::changed(last_hour.clone()),
+        (Mode::Full, None) => Checkpoint::full(SCAN_SEGMENTS),
+    };
+    let mut report = ReconcileReport::default();
+    loop {
+        if let Some(hour) = &checkpoint.hour {
+            if *hour > last_hour {
+                // Nothing complete to read yet: keep the checkpoint for the next run.
+                report.complete = true;
+                index.save_checkpoint(name, &to_json(&checkpoint)?).await?;
+                return Ok(report);
+            }
+            report.hours.push(hour.clone());
+        }
+        checkpoint = run_pass(store, index, name, checkpoint, &run, &mut report).await?;
+        if !checkpoint.is_done() {
+            return Ok(report);
+        }
+        match run.mode {
+            Mode::Full => {
+                // The pass is finished; the next full run starts a new one.
+                index.save_checkpoint(name, "null").await?;
+                report.complete = true;
+                return Ok(report);
+            }
+            Mode::Changed => {
+                let hour = checkpoint.hour.as_deref().unwrap_or(&last_hour);
+                let next = next_hour(hour).ok_or_else(|| {
+                    StoreError::Fatal(format!("reconcile checkpoint hour {hour:?} is invalid"))
+                })?;
+                checkpoint = Checkpoint::changed(next);
+            }
+        }
+    }
+}
+
+/// One whole pass with no deadline (by hand and in tests).
+pub async fn reconcile_all(
+    store: &dyn CounterStore,
+    index: &dyn UserIndex,
+    mode: Mode,
+    policy: &BackoffPolicy,
+) -> Result<ReconcileReport, StoreError> {
+    let run = Run {
+        mode,
+        deadline: Instant::now() + std::time::Duration::from_secs(24 * 3600),
+        now: jiff::Timestamp::now(),
+        policy: *policy,
+    };
+    reconcile(store, index, run).await
+}
+
+fn to_json(checkpoint: &Checkpoint) -> Result<String, StoreError> {
+    serde_json::to_string(checkpoint).map_err(|e| StoreError::Fatal(e.to_string()))
+}
+
+/// Runs every unfinished partition of a pass concurrently, saving progress after each page.
+async fn run_pass(
+    store: &dyn CounterStore,
+    index: &dyn UserIndex,
+    name: &str,
+    checkpoint: Checkpoint,
+    run: &Run,
+    report: &mut ReconcileReport,
+) -> Result<Checkpoint, StoreError> {
+    let shared = Mutex::new((checkpoint.clone(), ReconcileReport::default()));
+    let parts = checkpoint
+        .parts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (set, state))| match state {
+            PartState::Pending(cursor) => Some((i, set.clone(), cursor.clone())),
+            PartState::Done => None,
+        });
+    let results =
+        join_all(parts.map(|(i, set, cursor)| {
+            run_partition(store, index, name, &shared, i, set, cursor, run)
+        }))
+        .await;
+    let (checkpoint, found) = shared.into_inner();
+    report.add(&found);
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(checkpoint)
+}
+
+/// Pages through one partition until it ends or the deadline passes.
+#[allow(clippy::too_many_arguments)]
+async fn run_partition(
+    store: &dyn CounterStore,
+    index: &dyn UserIndex,
+    name: &str,
+    shared: &Mutex<(Checkpoint, ReconcileReport)>,
+    part: usize,
+    set: UserSet,
+    mut cursor: Option<String>,
+    run: &Run,
+) -> Result<(), StoreError> {
+    while Instant::now() < run.deadline {
+        let page = index.users_page(&set, cursor.clone()).await?;
+        let mut found = ReconcileReport {
+            pages: 1,
+            ..ReconcileReport::default()
+        };
+        for user in &page.users {
+            reconcile_counted(store, user, &run.policy, &mut found).await;
+        }
+        cursor = page.next;
+        let mut guard = shared.lock().await;
+        let (checkpoint, report) = &mut *guard;
+        report.add(&found);
+        checkpoint.parts[part].1 = match &cursor {
+            Some(c) => PartState::Pending(Some(c.clone())),
+            None => PartState::Done,
+        };
+        // Saved under the lock: checkpoints of concurrent partitions never overwrite a newer one.
+        index.save_checkpoint(name, &to_json(checkpoint)?).await?;
+        if cursor.is_none() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn reconcile_counted(
+    store: &dyn CounterStore,
+    user: &UserKey,
+    policy: &BackoffPolicy,
+    report: &mut ReconcileReport,
+) {
+    match reconcile_user(store, user, policy).await {
+        Ok(r) => {
+            report.users += 1;
+            if r.drift != 0 {
+                report.drifted_users += 1;
+                report.drift += r.drift.unsigned_abs();
+                tracing::warn!(tenant = %user.tenant, user = %user.user, drift = r.drift, "counter drift repaired");
+            }
+            report.repaired += u64::from(r.repaired);
+        }
+        Err(e) => {
+            report.errors += 1;
+            tracing::error!(tenant = %user.tenant, user = %user.user, error = %e, "could not reconcile");
+        }
+    }
+}
+
+/// Result of reconciling one user's TOTAL against its rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    /// TOTAL minus the sum of rooms before repair.
+    pub drift: i64,
+    pub repaired: bool,
+}
+
+/// Recomputes TOTAL from the rooms and repairs it under version conditions.
+///
+/// A Query is not isolated from concurrent transactions, so drift seen once may be a torn
+/// read. Drift is acted on only when a second read finds it with TOTAL's version unchanged
+/// since the first: every commit and mark-read bumps TOTAL's version, so an unchanged TOTAL
+/// (checked again by the repair transaction) means the rooms read in between are exact.
+pub async fn reconcile_user(
+    store: &dyn CounterStore,
+    user: &UserKey,
+    policy: &BackoffPolicy,
+) -> Result<Reconciled, StoreError> {
+    let mut retry = policy.start();
+    loop {
+        let before = store.read_counters(user).await?;
+        if before.drift() == 0 {
+            return Ok(Reconciled {
+                drift: 0,
+                repaired: false,
+            });
+        }
+        let mut counters = store.read_counters(user).await?;
+        if counters.total.version == before.total.version && counters.drift() != 0 {
+            counters.total = before.total;
+            match store.repair_total(user, &counters).await {
+                Ok(()) => {
+                    return Ok(Reconciled {
+                        drift: counters.drift(),
+                        repaired: true,
+                    })
+                }
+                Err(err) => backoff_or_fail(&mut retry, err).await?,
+            }
+        } else if !retry.wait().await {
+            return Err(StoreError::Transient(
+                "counters kept changing during reconcile".into(),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_step_across_days_and_the_last_complete_hour_waits_for_the_grace() {
+        assert_eq!(next_hour("2026112923").as_deref(), Some("2026113000"));
+        let now: jiff::Timestamp = "2026-11-29T22:01:00Z".parse().unwrap();
+        assert_eq!(last_complete_hour(now), "2026112920", "21h ended 60 s ago");
+        let now: jiff::Timestamp = "2026-11-29T22:03:00Z".parse().unwrap();
+        assert_eq!(last_complete_hour(now), "2026112921");
+    }
+
+    use std::time::Duration;
+
+    use crate::domain::counters::apply_to_counters;
+    use crate::domain::notification::{parse_notification, IdSource};
+    use crate::fake::{Faults, InMemoryInbox};
+
+    fn user(i: usize) -> UserKey {
+        UserKey {
+            tenant: crate::TenantId::parse("t", "t").unwrap(),
+            user: crate::UserId::parse(format!("u{i}"), "u").unwrap(),
+        }
+    }
+
+    async fn seed(store: &InMemoryInbox, users: usize) {
+        let tenant = crate::TenantId::parse("t", "t").unwrap();
+        let batch = (0..users)
+            .map(|i| {
+                let item = serde_json::json!({"user_id": format!("u{i}"), "room_id": "r", "title": "t", "body": "b", "channels": ["inbox"]});
+                (i, parse_notification(&item, i, &tenant, IdSource::Generate, "2026-11-29T10:00:00Z").unwrap())
+            })
+            .collect();
+        apply_to_counters(store, batch, &BackoffPolicy::default()).await;
+    }
+
+    #[tokio::test]
+    async fn a_full_pass_walks_every_page_of_every_segment_and_repairs() {
+        let store = InMemoryInbox::default();
+        seed(&store, 40).await;
+        store.corrupt_total(&user(7), 5);
+        store.corrupt_total(&user(31), 0);
+        let r = reconcile_all(&store, &store, Mode::Full, &BackoffPolicy::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.users, r.drifted_users, r.drift, r.repaired),
+            (40, 2, 5, 2)
+        );
+        assert!(r.pages >= 40 / 3, "pages of 3: {}", r.pages);
+        assert!(r.complete);
+        let again = reconcile_all(&store, &store, Mode::Full, &BackoffPolicy::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.users, again.drift),
+            (40, 0),
+            "a new pass starts over"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_stopped_by_its_deadline_resumes_where_it_stopped() {
+        // Every call takes 5 ms, the deadline comes after 20: each run reads a few pages.
+        let store = InMemoryInbox::new(Faults {
+            latency: Duration::from_millis(5),
+            ..Faults::default()
+        });
+        seed(&store, 60).await;
+        let (mut seen, mut runs) = (0, 0);
+        loop {
+            runs += 1;
+            let run = Run {
+                mode: Mode::Full,
+                deadline: Instant::now() + Duration::from_millis(20),
+                now: jiff::Timestamp::now(),
+                policy: BackoffPolicy::default(),
+            };
+            let r = reconcile(&store, &store, run).await.unwrap();
+            seen += r.users;
+            if r.complete {
+                break;
+            }
+            assert!(runs < 200, "no progress");
+        }
+        assert!(runs > 1, "the deadline stopped at least one run");
+        assert_eq!(seen, 60, "every user exactly once across {runs} runs");
+    }
+
+    #[tokio::test]
+    async fn the_hourly_run_reads_only_users_changed_in_completed_hours() {
+        let store = InMemoryInbox::default();
+        seed(&store, 12).await;
+        let ten: jiff::Timestamp = "2026-11-29T10:30:00Z".parse().unwrap();
+        let eleven: jiff::Timestamp = "2026-11-29T11:30:00Z".parse().unwrap();
+        for i in 0..12 {
+            store.mark_changed_at(&user(i), if i < 8 { ten } else { eleven });
+        }
+        store.corrupt_total(&user(9), 4);
+        let at = |t: &str| Run {
+            mode: Mode::Changed,
+            deadline: Instant::now() + Duration::from_secs(60),
+            now: t.parse().unwrap(),
+            policy: BackoffPolicy::default(),
+        };
+        // At 11:05 only 10h is complete: its 8 users, not the drifted one of 11h.
+        let r = reconcile(&store, &store, at("2026-11-29T11:05:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.users, r.drift, r.hours.clone()),
+            (8, 0, vec!["2026112910".to_owned()])
+        );
+        // At 12:05 the checkpoint goes on with 11h only.
+        let r = reconcile(&store, &store, at("2026-11-29T12:05:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.users, r.drift, r.hours.clone()),
+            (4, 3, vec!["2026112911".to_owned()])
+        );
+        // Nothing new: nothing read, and the run is complete.
+        let r = reconcile(&store, &store, at("2026-11-29T12:30:00Z"))
+            .await
+            .unwrap();
+        assert_eq!((r.users, r.complete), (0, true));
+    }
+
+    #[test]
+    fn change_marks_spread_users_over_the_shards() {
+        let at: jiff::Timestamp = "2026-11-29T22:01:00Z".parse().unwrap();
+        let shards: std::collections::BTreeSet<String> = (0..200)
+            .map(|i| {
+                let user = UserKey {
+                    tenant: crate::TenantId::parse("t", "t").unwrap(),
+                    user: crate::UserId::parse(format!("u{i}"), "u").unwrap(),
+                };
+                change_mark(&user, at)
+            })
+            .collect();
+        assert_eq!(shards.len(), CHANGE_SHARDS as usize);
+        assert!(shards.iter().all(|s| s.starts_with("2026112922#")));
+    }
+}
