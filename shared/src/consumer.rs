@@ -1,30 +1,27 @@
-//! The SQS consumer core, shared by the Lambda event handler and the long-polling worker.
+//! The queue consumer core, shared by the Lambda event handler and the long-polling worker.
 //!
-//! A `BatchHandler` decides each message's fate; `QueueBinding::settle` acts on it:
-//! committed messages are deleted explicitly (DeleteMessageBatch), retries get their
-//! visibility pushed out with backoff and are reported as batch item failures, and poison
-//! (unparsable, invalid, or out of receives) is moved to the DLQ with the reason attached.
+//! A `BatchHandler` decides each message's fate. `plan` turns those decisions into acks, with
+//! no I/O: committed messages are deleted, retries get a visibility delay that grows with
+//! their receive count, and poison (unparsable, invalid, or out of receives) goes to the DLQ
+//! with its reason. `settle` carries the plan out through a `SourceQueue` (the SQS adapter
+//! is `aws::sqs::SqsSourceQueue`); a message that cannot be dead-lettered is retried instead.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
-};
-use aws_sdk_sqs::Client;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::describe;
-use crate::aws::sqs::{SqsSender, MAX_BATCH};
 use crate::config::{ConfigError, Vars};
-use crate::ports::{OutgoingMessage, QueueSender};
+use crate::domain::backoff::BackoffPolicy;
+use crate::ports::SourceQueue;
 
 /// Message attribute carrying why a message was dead-lettered.
 pub const DLQ_REASON_ATTRIBUTE: &str = "herald-reason";
 pub const DLQ_SOURCE_ATTRIBUTE: &str = "herald-source-message-id";
+/// Most messages one receive returns (SQS's limit).
+pub const MAX_RECEIVE: usize = 10;
 
 /// One received message, whether from a Lambda event or ReceiveMessage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +31,21 @@ pub struct QueueMessage {
     pub body: String,
     /// ApproximateReceiveCount: 1 on first delivery.
     pub receive_count: u32,
+}
+
+impl From<SqsMessage> for QueueMessage {
+    fn from(record: SqsMessage) -> Self {
+        Self {
+            receive_count: record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+            message_id: record.message_id.unwrap_or_default(),
+            receipt_handle: record.receipt_handle.unwrap_or_default(),
+            body: record.body.unwrap_or_default(),
+        }
+    }
 }
 
 /// What to do with one message once the handler is through with it.
@@ -54,182 +66,132 @@ pub trait BatchHandler: Send + Sync {
     async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition>;
 }
 
-/// A source queue, its DLQ and the retry rules for it.
-#[derive(Debug, Clone)]
-pub struct QueueBinding {
-    pub client: Client,
-    pub queue_url: String,
-    pub dlq_url: String,
+/// When a retried message comes back, and when it stops coming back.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryRules {
     /// The queue's redrive maxReceiveCount: a retry at this count goes to the DLQ with reason.
     pub max_receive_count: u32,
-    /// Visibility timeout before retry n is base * 2^(n-1), capped.
-    pub retry_base: Duration,
-    pub retry_cap: Duration,
+    /// Visibility delay before retry n: the policy's ceiling for attempt n-1 (base * 2^(n-1),
+    /// capped); no jitter, so a struggling message backs off predictably.
+    pub backoff: BackoffPolicy,
 }
 
-impl QueueBinding {
-    /// Reads the queue and DLQ URLs from the named variables, plus `MAX_RECEIVE_COUNT` and
-    /// `RETRY_BASE_SECONDS` (default 2; retries back off up to 5 minutes).
-    pub fn from_vars(
-        vars: &Vars,
-        client: Client,
-        queue_var: &str,
-        dlq_var: &str,
-    ) -> Result<Self, ConfigError> {
+impl RetryRules {
+    /// `MAX_RECEIVE_COUNT` (default 5) and `RETRY_BASE_SECONDS` (default 2; up to 5 minutes).
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            client,
-            queue_url: vars.required(queue_var)?,
-            dlq_url: vars.required(dlq_var)?,
             max_receive_count: vars.max_receive_count()?,
-            retry_base: Duration::from_secs(vars.parsed_or("RETRY_BASE_SECONDS", 2)?),
-            retry_cap: Duration::from_secs(300),
+            backoff: BackoffPolicy {
+                base: Duration::from_secs(vars.parsed_or("RETRY_BASE_SECONDS", 2)?),
+                cap: Duration::from_secs(300),
+                ..BackoffPolicy::default()
+            },
         })
     }
 
-    /// Acts on each disposition; returns the message ids that remain unfinished.
-    pub async fn settle(
-        &self,
-        batch: &[QueueMessage],
-        dispositions: Vec<Disposition>,
-    ) -> Vec<String> {
-        let mut delete = Vec::new();
-        let mut retry = Vec::new();
-        let mut poison = Vec::new();
-        // A handler that answers for fewer messages than it got leaves the rest unfinished.
-        let missing = batch.len().saturating_sub(dispositions.len());
-        let dispositions = dispositions.into_iter().chain(std::iter::repeat_n(
-            Disposition::Retry("no disposition from the handler".into()),
-            missing,
-        ));
-        for (message, disposition) in batch.iter().zip(dispositions) {
-            match disposition {
-                Disposition::Done => delete.push(message),
-                Disposition::Retry(reason) if message.receive_count >= self.max_receive_count => {
-                    poison.push((
-                        message,
-                        format!("gave up after {} receives: {reason}", message.receive_count),
-                    ))
-                }
-                Disposition::Retry(reason) => {
-                    tracing::warn!(message_id = %message.message_id, %reason, "will retry");
-                    retry.push(message)
-                }
-                Disposition::Poison(reason) => poison.push((message, reason)),
-            }
-        }
-        if !poison.is_empty() {
-            let moved = self.dead_letter(&poison).await;
-            for ((message, reason), result) in poison.into_iter().zip(moved) {
-                match result {
-                    Ok(()) => {
-                        tracing::error!(message_id = %message.message_id, %reason, "moved to DLQ");
-                        delete.push(message);
-                    }
-                    Err(e) => {
-                        tracing::error!(message_id = %message.message_id, error = %e, "could not move to DLQ");
-                        retry.push(message);
-                    }
-                }
-            }
-        }
-        self.delete(&delete).await;
-        self.delay(&retry).await;
-        retry.into_iter().map(|m| m.message_id.clone()).collect()
-    }
-
-    async fn dead_letter(&self, poison: &[(&QueueMessage, String)]) -> Vec<Result<(), String>> {
-        let dlq = SqsSender::new(self.client.clone(), &self.dlq_url);
-        let messages: Vec<OutgoingMessage> = poison
-            .iter()
-            .map(|(m, reason)| OutgoingMessage {
-                id: m.message_id.clone(),
-                body: m.body.clone(),
-                attributes: vec![
-                    (DLQ_REASON_ATTRIBUTE.into(), truncate(reason, 1024)),
-                    (DLQ_SOURCE_ATTRIBUTE.into(), m.message_id.clone()),
-                ],
-                delay_seconds: None,
-            })
-            .collect();
-        dlq.send(&messages).await
-    }
-
-    async fn delete(&self, messages: &[&QueueMessage]) {
-        for chunk in messages.chunks(MAX_BATCH) {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(&m.receipt_handle)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let result = self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            match result {
-                // Not fatal: a redelivered committed message is recognised as a duplicate.
-                Err(e) => {
-                    tracing::warn!(error = %describe(&e), "delete failed; messages will be redelivered")
-                }
-                Ok(out) if !out.failed().is_empty() => {
-                    tracing::warn!(
-                        failed = out.failed().len(),
-                        "some deletes failed; they will be redelivered"
-                    )
-                }
-                Ok(_) => {}
-            }
-        }
-    }
-
-    async fn delay(&self, messages: &[&QueueMessage]) {
-        for chunk in messages.chunks(MAX_BATCH) {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(&m.receipt_handle)
-                        .visibility_timeout(self.retry_delay(m.receive_count).as_secs() as i32)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let result = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %describe(&e), "could not delay retries; the queue's visibility timeout applies");
-            }
-        }
-    }
-
-    /// Exponential in the receive count, so a struggling message backs off.
     pub fn retry_delay(&self, receive_count: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(receive_count.saturating_sub(1).min(16))
-            .unwrap_or(u32::MAX);
-        self.retry_base.saturating_mul(factor).min(self.retry_cap)
+        self.backoff.ceiling(receive_count.saturating_sub(1))
     }
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    text.char_indices()
-        .take_while(|(i, _)| *i < max)
-        .map(|(_, c)| c)
+/// A consumer's queue: its URLs and retry rules, as read from the environment once.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub rules: RetryRules,
+}
+
+impl QueueConfig {
+    pub fn from_vars(vars: &Vars, queue_var: &str, dlq_var: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            queue_url: vars.required(queue_var)?,
+            dlq_url: vars.required(dlq_var)?,
+            rules: RetryRules::from_vars(vars)?,
+        })
+    }
+}
+
+/// A source queue and its retry rules: what a consumer needs to ack.
+#[derive(Clone)]
+pub struct QueueBinding {
+    pub queue: Arc<dyn SourceQueue>,
+    pub rules: RetryRules,
+}
+
+/// The acks for one batch, decided before any is sent (indexes into the batch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckPlan {
+    pub delete: Vec<usize>,
+    pub retry: Vec<(usize, Duration)>,
+    pub dead_letter: Vec<(usize, String)>,
+}
+
+/// Turns the handler's dispositions into acks. A handler that answers for fewer messages
+/// than it got leaves the rest to retry; a retry out of receives is dead-lettered with its
+/// last reason, so the DLQ always says why.
+pub fn plan(batch: &[QueueMessage], dispositions: Vec<Disposition>, rules: &RetryRules) -> AckPlan {
+    let missing = batch.len().saturating_sub(dispositions.len());
+    let dispositions = dispositions.into_iter().chain(std::iter::repeat_n(
+        Disposition::Retry("no disposition from the handler".into()),
+        missing,
+    ));
+    let mut plan = AckPlan::default();
+    for ((i, message), disposition) in batch.iter().enumerate().zip(dispositions) {
+        match disposition {
+            Disposition::Done => plan.delete.push(i),
+            Disposition::Retry(reason) if message.receive_count >= rules.max_receive_count => {
+                let reason = format!("gave up after {} receives: {reason}", message.receive_count);
+                plan.dead_letter.push((i, reason));
+            }
+            Disposition::Retry(reason) => {
+                tracing::warn!(message_id = %message.message_id, %reason, "will retry");
+                plan.retry
+                    .push((i, rules.retry_delay(message.receive_count)));
+            }
+            Disposition::Poison(reason) => plan.dead_letter.push((i, reason)),
+        }
+    }
+    plan
+}
+
+/// Carries out the plan for a batch; returns the ids of the messages left to retry.
+pub async fn settle(
+    binding: &QueueBinding,
+    batch: &[QueueMessage],
+    dispositions: Vec<Disposition>,
+) -> Vec<String> {
+    let mut plan = plan(batch, dispositions, &binding.rules);
+    if !plan.dead_letter.is_empty() {
+        let poison: Vec<(&QueueMessage, &str)> = plan
+            .dead_letter
+            .iter()
+            .map(|(i, reason)| (&batch[*i], reason.as_str()))
+            .collect();
+        let moved = binding.queue.dead_letter(&poison).await;
+        for ((i, reason), result) in plan.dead_letter.iter().zip(moved) {
+            let message = &batch[*i];
+            match result {
+                Ok(()) => {
+                    tracing::error!(message_id = %message.message_id, %reason, "moved to DLQ");
+                    plan.delete.push(*i);
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %message.message_id, error = %e, "could not move to DLQ; will retry");
+                    plan.retry
+                        .push((*i, binding.rules.retry_delay(message.receive_count)));
+                }
+            }
+        }
+    }
+    let delete: Vec<&QueueMessage> = plan.delete.iter().map(|i| &batch[*i]).collect();
+    binding.queue.delete(&delete).await;
+    let retry: Vec<(&QueueMessage, Duration)> =
+        plan.retry.iter().map(|(i, d)| (&batch[*i], *d)).collect();
+    binding.queue.change_visibility(&retry).await;
+    retry
+        .into_iter()
+        .map(|(m, _)| m.message_id.clone())
         .collect()
 }
 
@@ -239,22 +201,13 @@ pub async fn handle_sqs_event(
     binding: &QueueBinding,
     event: SqsEvent,
 ) -> SqsBatchResponse {
-    let batch: Vec<QueueMessage> = event
-        .records
-        .into_iter()
-        .map(|r| QueueMessage {
-            receive_count: r
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1),
-            message_id: r.message_id.unwrap_or_default(),
-            receipt_handle: r.receipt_handle.unwrap_or_default(),
-            body: r.body.unwrap_or_default(),
-        })
-        .collect();
-    let dispositions = handler.handle(&batch).await;
-    let failures = binding.settle(&batch, dispositions).await;
+    let batch: Vec<QueueMessage> = event.records.into_iter().map(QueueMessage::from).collect();
+    let span = tracing::info_span!("batch", size = batch.len());
+    let failures = async {
+        let dispositions = handler.handle(&batch).await;
+        settle(binding, &batch, dispositions).await
+    };
+    let failures = tracing::Instrument::instrument(failures, span).await;
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures
         .into_iter()
@@ -267,6 +220,20 @@ pub async fn handle_sqs_event(
     response
 }
 
+/// Runs a consumer as a Lambda function behind an SQS event source mapping.
+pub async fn run_sqs_lambda<H: BatchHandler>(
+    handler: H,
+    binding: QueueBinding,
+) -> Result<(), lambda_runtime::Error> {
+    let (handler, binding) = (&handler, &binding);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+            Ok::<_, lambda_runtime::Error>(handle_sqs_event(handler, binding, event.payload).await)
+        },
+    ))
+    .await
+}
+
 /// The worker path: long-poll, handle, settle, until `shutdown` fires.
 pub async fn run_worker(
     handler: Arc<dyn BatchHandler>,
@@ -275,43 +242,218 @@ pub async fn run_worker(
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
-        let receive = binding
-            .client
-            .receive_message()
-            .queue_url(&binding.queue_url)
-            .max_number_of_messages(MAX_BATCH as i32)
-            .wait_time_seconds(wait_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send();
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
-            received = receive => received,
+            received = binding.queue.receive(MAX_RECEIVE, wait_seconds) => received,
         };
-        let messages = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
+        let batch = match received {
+            Ok(batch) => batch,
             Err(e) => {
-                tracing::warn!(error = %describe(&e), queue = %binding.queue_url, "receive failed; retrying");
+                tracing::warn!(error = %e, "receive failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        if messages.is_empty() {
+        if batch.is_empty() {
             continue;
         }
-        let batch: Vec<QueueMessage> = messages
-            .into_iter()
-            .map(|m| QueueMessage {
-                receive_count: m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(1),
-                message_id: m.message_id.unwrap_or_default(),
-                receipt_handle: m.receipt_handle.unwrap_or_default(),
-                body: m.body.unwrap_or_default(),
-            })
+        let span = tracing::info_span!("batch", size = batch.len());
+        let work = async {
+            let dispositions = handler.handle(&batch).await;
+            settle(&binding, &batch, dispositions).await;
+        };
+        tracing::Instrument::instrument(work, span).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::ports::QueueError;
+
+    fn message(id: &str, receive_count: u32) -> QueueMessage {
+        QueueMessage {
+            message_id: id.into(),
+            receipt_handle: format!("rh-{id}"),
+            body: "{}".into(),
+            receive_count,
+        }
+    }
+
+    fn rules() -> RetryRules {
+        RetryRules {
+            max_receive_count: 3,
+            backoff: BackoffPolicy {
+                base: Duration::from_secs(2),
+                cap: Duration::from_secs(300),
+                ..BackoffPolicy::default()
+            },
+        }
+    }
+
+    #[test]
+    fn each_disposition_becomes_its_ack() {
+        let batch = [
+            message("a", 1),
+            message("b", 2),
+            message("c", 1),
+            message("d", 3),
+        ];
+        let plan = plan(
+            &batch,
+            vec![
+                Disposition::Done,
+                Disposition::Retry("conflict".into()),
+                Disposition::Poison("not JSON".into()),
+                Disposition::Retry("throttled".into()),
+            ],
+            &rules(),
+        );
+        assert_eq!(
+            plan,
+            AckPlan {
+                delete: vec![0],
+                retry: vec![(1, Duration::from_secs(4))],
+                dead_letter: vec![
+                    (2, "not JSON".into()),
+                    (3, "gave up after 3 receives: throttled".into())
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn messages_without_a_disposition_are_retried() {
+        let batch = [message("a", 1), message("b", 1)];
+        let plan = plan(&batch, vec![Disposition::Done], &rules());
+        assert_eq!(plan.delete, vec![0]);
+        assert_eq!(plan.retry, vec![(1, Duration::from_secs(2))]);
+    }
+
+    #[test]
+    fn retry_delay_doubles_per_receive_up_to_the_cap() {
+        let delays: Vec<u64> = [1, 2, 3, 8, 9, 30]
+            .map(|n| rules().retry_delay(n).as_secs())
+            .to_vec();
+        assert_eq!(delays, vec![2, 4, 8, 256, 300, 300]);
+    }
+
+    /// Records every ack; `dlq_down` makes dead-lettering fail.
+    #[derive(Default)]
+    struct RecordingAcks {
+        deleted: Mutex<Vec<String>>,
+        delayed: Mutex<Vec<(String, Duration)>>,
+        dead: Mutex<Vec<(String, String)>>,
+        dlq_down: bool,
+    }
+
+    #[async_trait]
+    impl SourceQueue for RecordingAcks {
+        async fn receive(&self, _: usize, _: i32) -> Result<Vec<QueueMessage>, QueueError> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, messages: &[&QueueMessage]) {
+            let ids = messages.iter().map(|m| m.message_id.clone());
+            self.deleted.lock().unwrap().extend(ids);
+        }
+        async fn change_visibility(&self, retries: &[(&QueueMessage, Duration)]) {
+            let entries = retries.iter().map(|(m, d)| (m.message_id.clone(), *d));
+            self.delayed.lock().unwrap().extend(entries);
+        }
+        async fn dead_letter(
+            &self,
+            poison: &[(&QueueMessage, &str)],
+        ) -> Vec<Result<(), QueueError>> {
+            if self.dlq_down {
+                return vec![Err(QueueError::Invalid("DLQ down".into())); poison.len()];
+            }
+            let entries = poison
+                .iter()
+                .map(|(m, r)| (m.message_id.clone(), (*r).to_owned()));
+            self.dead.lock().unwrap().extend(entries);
+            vec![Ok(()); poison.len()]
+        }
+    }
+
+    #[tokio::test]
+    async fn settle_deletes_what_is_done_or_dead_lettered_and_reports_the_retries() {
+        let acks = Arc::new(RecordingAcks::default());
+        let binding = QueueBinding {
+            queue: acks.clone(),
+            rules: rules(),
+        };
+        let batch = [message("a", 1), message("b", 1), message("c", 1)];
+        let failures = settle(
+            &binding,
+            &batch,
+            vec![
+                Disposition::Done,
+                Disposition::Retry("later".into()),
+                Disposition::Poison("bad".into()),
+            ],
+        )
+        .await;
+        assert_eq!(failures, vec!["b".to_owned()]);
+        assert_eq!(*acks.deleted.lock().unwrap(), vec!["a", "c"]);
+        assert_eq!(*acks.dead.lock().unwrap(), vec![("c".into(), "bad".into())]);
+        assert_eq!(
+            *acks.delayed.lock().unwrap(),
+            vec![("b".into(), Duration::from_secs(2))]
+        );
+    }
+
+    #[tokio::test]
+    async fn poison_the_dlq_refuses_is_retried_not_deleted() {
+        let acks = Arc::new(RecordingAcks {
+            dlq_down: true,
+            ..RecordingAcks::default()
+        });
+        let binding = QueueBinding {
+            queue: acks.clone(),
+            rules: rules(),
+        };
+        let batch = [message("p", 1)];
+        let failures = settle(&binding, &batch, vec![Disposition::Poison("bad".into())]).await;
+        assert_eq!(failures, vec!["p".to_owned()]);
+        assert!(acks.deleted.lock().unwrap().is_empty(), "never lost");
+    }
+
+    #[tokio::test]
+    async fn a_lambda_event_is_handled_and_answered_with_its_failures() {
+        struct FailSecond;
+        #[async_trait]
+        impl BatchHandler for FailSecond {
+            async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
+                assert_eq!(
+                    batch[1].receive_count, 2,
+                    "read from the record's attributes"
+                );
+                vec![Disposition::Done, Disposition::Retry("no".into())]
+            }
+        }
+        let binding = QueueBinding {
+            queue: Arc::new(RecordingAcks::default()),
+            rules: rules(),
+        };
+        let mut event = SqsEvent::default();
+        for (id, count) in [("m1", "1"), ("m2", "2")] {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(id.into());
+            record.receipt_handle = Some(format!("rh-{id}"));
+            record.body = Some("{}".into());
+            record
+                .attributes
+                .insert("ApproximateReceiveCount".into(), count.into());
+            event.records.push(record);
+        }
+        let response = handle_sqs_event(&FailSecond, &binding, event).await;
+        let ids: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
             .collect();
-        let dispositions = handler.handle(&batch).await;
-        binding.settle(&batch, dispositions).await;
+        assert_eq!(ids, vec!["m2"]);
     }
 }

@@ -32,6 +32,29 @@ impl FieldError {
     }
 }
 
+/// A failed call to an AWS service: its error code, a line for logs and DLQ reasons, and
+/// the SDK's error itself as the `source`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{description}")]
+pub struct CallError {
+    /// The service's error code (`ThrottlingException`, `MessageRejected`, …), if any.
+    pub code: Option<String>,
+    pub description: String,
+    #[source]
+    pub source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl CallError {
+    /// An error with no SDK cause (fakes, injected faults).
+    pub fn message(description: impl Into<String>) -> Self {
+        Self {
+            code: None,
+            description: description.into(),
+            source: None,
+        }
+    }
+}
+
 /// Failures of a storage or messaging adapter, classified for retry decisions.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,10 +67,24 @@ pub enum StoreError {
     /// A page cursor this API did not hand out (or for another query): the client's fault.
     #[error("invalid cursor")]
     BadCursor,
+    /// A DynamoDB call failed; `transient` when it is worth retrying.
+    #[error("{error}")]
+    Call {
+        transient: bool,
+        #[source]
+        error: CallError,
+    },
 }
 
 impl StoreError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
+        matches!(
+            self,
+            StoreError::Transient(_)
+                | StoreError::Call {
+                    transient: true,
+                    ..
+                }
+        )
     }
 }

@@ -15,7 +15,7 @@ use crate::domain::counters::{room_increments, CommitStamp, Counter, Counters, U
 use crate::domain::ids::{NotificationId, RoomId, TenantId, UserId};
 use crate::domain::notification::{Channel, Notification};
 use crate::domain::reconcile::change_mark;
-use crate::error::StoreError;
+use crate::error::{CallError, StoreError};
 use crate::ports::*;
 
 /// Faults a fake injects, as probabilities per call.
@@ -392,9 +392,9 @@ impl RecordingQueue {
 
 #[async_trait]
 impl QueueSender for RecordingQueue {
-    async fn send(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), String>> {
+    async fn send(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
         if self.fail_all.load(Ordering::Relaxed) {
-            return vec![Err("injected queue outage".into()); messages.len()];
+            return vec![Err(QueueError::Invalid("injected queue outage".into())); messages.len()];
         }
         if let Ok(mut sent) = self.sent.lock() {
             sent.extend_from_slice(messages);
@@ -490,9 +490,9 @@ pub struct RecordingSender {
 impl RecordingSender {
     fn check(&self) -> Result<(), SendError> {
         if self.throttle.load(Ordering::Relaxed) {
-            return Err(SendError::Throttled(
-                "injected TooManyRequestsException".into(),
-            ));
+            return Err(SendError::Throttled(CallError::message(
+                "injected TooManyRequestsException",
+            )));
         }
         Ok(())
     }
@@ -533,38 +533,37 @@ impl MobileSender for RecordingSender {
     }
 }
 
-/// Wraps a real store and fails its first `failures` commits as throttled, before they reach
-/// it: fault injection behind the port, for tests against the emulator (which never
-/// throttles).
-pub struct Flaky {
-    pub inner: std::sync::Arc<dyn CounterStore>,
-    failures: AtomicU64,
-    pub attempts: AtomicU64,
+/// What a `Hooked` store does around the calls it forwards. Every hook defaults to nothing.
+#[async_trait]
+pub trait StoreHooks: Send + Sync {
+    /// Before a commit: an error fails it without reaching the store.
+    async fn before_commit(
+        &self,
+        _user: &UserKey,
+        _messages: &[Notification],
+    ) -> Result<(), CommitError> {
+        Ok(())
+    }
+    /// After a commit the store accepted.
+    async fn after_commit(&self, _user: &UserKey, _messages: &[Notification]) {}
+    /// Before a mark-read's transaction, with the store (to race it).
+    async fn before_zero_rooms(&self, _store: &dyn CounterStore, _user: &UserKey) {}
 }
 
-impl Flaky {
-    pub fn new(inner: std::sync::Arc<dyn CounterStore>, failures: u64) -> Self {
-        Self {
-            inner,
-            failures: AtomicU64::new(failures),
-            attempts: AtomicU64::new(0),
-        }
-    }
+/// A real store behind hooks: fault injection and measurement behind the port, for tests
+/// against the emulator (which never throttles) and the benchmark.
+pub struct Hooked<H> {
+    pub inner: std::sync::Arc<dyn CounterStore>,
+    pub hooks: H,
 }
 
 #[async_trait]
-impl CounterStore for Flaky {
+impl<H: StoreHooks> CounterStore for Hooked<H> {
     async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError> {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-        let left = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if left.is_ok() {
-            return Err(CommitError::Retryable(
-                "injected ThrottlingException".into(),
-            ));
-        }
-        self.inner.commit(user, messages).await
+        self.hooks.before_commit(user, messages).await?;
+        self.inner.commit(user, messages).await?;
+        self.hooks.after_commit(user, messages).await;
+        Ok(())
     }
 
     async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
@@ -576,10 +575,93 @@ impl CounterStore for Flaky {
         user: &UserKey,
         rooms: &[(RoomId, Counter)],
     ) -> Result<(), CommitError> {
+        self.hooks
+            .before_zero_rooms(self.inner.as_ref(), user)
+            .await;
         self.inner.zero_rooms(user, rooms).await
     }
 
     async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
         self.inner.repair_total(user, seen).await
+    }
+}
+
+/// Fails the first `failures` commits as throttled; counts every attempt.
+pub struct FailFirst {
+    failures: AtomicU64,
+    pub attempts: AtomicU64,
+}
+
+#[async_trait]
+impl StoreHooks for FailFirst {
+    async fn before_commit(&self, _: &UserKey, _: &[Notification]) -> Result<(), CommitError> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let left = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match left {
+            Ok(_) => Err(CommitError::Retryable(
+                "injected ThrottlingException".into(),
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// A store whose first `failures` commits are throttled.
+pub type Flaky = Hooked<FailFirst>;
+
+impl Flaky {
+    pub fn new(inner: std::sync::Arc<dyn CounterStore>, failures: u64) -> Self {
+        Hooked {
+            inner,
+            hooks: FailFirst {
+                failures: AtomicU64::new(failures),
+                attempts: AtomicU64::new(0),
+            },
+        }
+    }
+
+    /// Commits attempted, failed ones included.
+    pub fn attempts(&self) -> u64 {
+        self.hooks.attempts.load(Ordering::Relaxed)
+    }
+}
+
+/// A clock that shows one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub jiff::Timestamp);
+
+impl Clock for FixedClock {
+    fn now(&self) -> jiff::Timestamp {
+        self.0
+    }
+}
+
+/// Sample values for tests.
+pub mod fixtures {
+    use crate::domain::delivery::DeliveryJob;
+    use crate::domain::notification::{Category, Channel};
+    use crate::{NotificationId, RoomId, TenantId, UserId};
+
+    /// A job for notification n1 of user u1 (tenant t1, room r1).
+    pub fn delivery_job(channel: Channel, category: Category) -> DeliveryJob {
+        DeliveryJob {
+            tenant: TenantId::parse("t1", "tenant").expect("a valid id"),
+            notification_id: NotificationId::parse("n1", "id").expect("a valid id"),
+            user_id: UserId::parse("u1", "user").expect("a valid id"),
+            room_id: RoomId::parse("r1", "room").expect("a valid id"),
+            channel,
+            category,
+            title: "Hi".into(),
+            body: "there".into(),
+            data: None,
+            created_at: "2026-11-23T00:00:00Z".into(),
+        }
+    }
+
+    /// Noon UTC on the fixtures' day.
+    pub fn noon() -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_795_435_200).expect("in range")
     }
 }

@@ -31,7 +31,11 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 FieldError::body("too_large", m),
             ),
-            ApiError::Store(StoreError::Transient(_)) | ApiError::Unavailable(_) => {
+            ApiError::Store(StoreError::Transient(_))
+            | ApiError::Store(StoreError::Call {
+                transient: true, ..
+            })
+            | ApiError::Unavailable(_) => {
                 tracing::warn!(error = %self, "answering 503");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -46,7 +50,7 @@ impl IntoResponse for ApiError {
                     "cursor must be a next_cursor this API returned for the same query",
                 ),
             ),
-            ApiError::Store(StoreError::Fatal(_)) => {
+            ApiError::Store(StoreError::Fatal(_)) | ApiError::Store(StoreError::Call { .. }) => {
                 tracing::error!(error = %self, "answering 500");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,

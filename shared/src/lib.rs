@@ -6,6 +6,7 @@ pub mod config;
 pub mod consumer;
 pub mod domain;
 pub mod error;
+#[cfg(any(test, feature = "fakes"))]
 pub mod fake;
 pub mod http;
 pub mod ports;

@@ -4,11 +4,12 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::consumer::QueueMessage;
 use crate::domain::contact::Contact;
 use crate::domain::counters::{Counter, Counters, UserKey};
 use crate::domain::ids::{NotificationId, RoomId, TenantId, UserId};
 use crate::domain::notification::{Channel, Notification};
-use crate::error::StoreError;
+use crate::error::{CallError, StoreError};
 
 /// Why a counter transaction did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,10 +176,40 @@ impl OutgoingMessage {
     }
 }
 
+/// Why a queue did not take a message.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueueError {
+    /// The queue refused this entry (SQS's code and message for it).
+    #[error("{code}: {message}")]
+    Entry { code: String, message: String },
+    /// The call failed as a whole: network, throttling, permissions.
+    #[error("{0}")]
+    Call(#[source] CallError),
+    /// The message could not be built (e.g. a bad attribute), or a fake's injected failure.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Sending to one queue. Returns, per message in order, whether the queue accepted it.
 #[async_trait]
 pub trait QueueSender: Send + Sync {
-    async fn send(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), String>>;
+    async fn send(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>>;
+}
+
+/// The queue a consumer reads, and its acks.
+#[async_trait]
+pub trait SourceQueue: Send + Sync {
+    /// Up to `max` messages, waiting up to `wait_seconds` for the first (long polling).
+    async fn receive(&self, max: usize, wait_seconds: i32)
+        -> Result<Vec<QueueMessage>, QueueError>;
+    /// Acks committed messages. A failed delete is logged, not returned: the message comes
+    /// back and is recognised as a duplicate.
+    async fn delete(&self, messages: &[&QueueMessage]);
+    /// Makes each message visible again after its delay. Failures are logged: the queue's
+    /// visibility timeout applies instead.
+    async fn change_visibility(&self, retries: &[(&QueueMessage, std::time::Duration)]);
+    /// Moves each message to the dead-letter queue with its reason; per message, in order.
+    async fn dead_letter(&self, poison: &[(&QueueMessage, &str)]) -> Vec<Result<(), QueueError>>;
 }
 
 /// An email ready for SES.
@@ -191,15 +222,16 @@ pub struct Email {
     pub list_unsubscribe: Option<String>,
 }
 
-/// Why a send failed: throttled (retry later) or rejected for good.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a send failed: throttled (retry later) or rejected for good; the provider's error
+/// (code, text and the SDK error as `source`) inside.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
     #[error("throttled: {0}")]
-    Throttled(String),
+    Throttled(#[source] CallError),
     #[error("rejected: {0}")]
-    Rejected(String),
+    Rejected(#[source] CallError),
     #[error("{0}")]
-    Other(String),
+    Other(#[source] CallError),
 }
 
 #[async_trait]
@@ -218,4 +250,19 @@ pub trait MobileSender: Send + Sync {
         title: &str,
         body: &str,
     ) -> Result<String, SendError>;
+}
+
+/// The time, as a port: deliver's quiet hours depend on it, and tests fix it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> jiff::Timestamp;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
 }

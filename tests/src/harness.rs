@@ -139,18 +139,7 @@ pub async fn receive(
         .messages
         .unwrap_or_default()
         .into_iter()
-        .map(|m| herald::consumer::QueueMessage {
-            receive_count: m
-                .attributes()
-                .and_then(|a| {
-                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
-                })
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1),
-            message_id: m.message_id.unwrap_or_default(),
-            receipt_handle: m.receipt_handle.unwrap_or_default(),
-            body: m.body.unwrap_or_default(),
-        })
+        .map(herald::consumer::QueueMessage::from)
         .collect())
 }
 

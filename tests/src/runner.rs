@@ -25,23 +25,17 @@ pub struct LocalApp {
 impl LocalApp {
     pub fn new(stack: &Stack) -> Result<Self> {
         let sdk = &stack.sdk;
-        let sqs = aws_sdk_sqs::Client::new(sdk);
         let ingest_vars = stack.function_vars("IngestFunction")?;
         let api_vars = stack.function_vars("InboxApiFunction")?;
-        let writer_vars = stack.function_vars("InboxWriterFunction")?;
-        let deliver_vars = stack.function_vars("DeliverFunction")?;
-        let mut notifications = QueueBinding::from_vars(
-            &writer_vars,
-            sqs.clone(),
-            "NOTIFICATIONS_QUEUE_URL",
-            "NOTIFICATIONS_DLQ_URL",
-        )?;
-        let mut delivery =
-            QueueBinding::from_vars(&deliver_vars, sqs, "DELIVERY_QUEUE_URL", "DELIVERY_DLQ_URL")?;
+        let writer_config =
+            inbox_writer::Config::from_vars(&stack.function_vars("InboxWriterFunction")?)?;
+        let deliver_config = deliver::Config::from_vars(&stack.function_vars("DeliverFunction")?)?;
+        let mut notifications = herald::aws::sqs::binding(&writer_config.queue, sdk);
+        let mut delivery = herald::aws::sqs::binding(&deliver_config.queue, sdk);
         // Locally, retries come back within a second rather than after minutes.
         for binding in [&mut notifications, &mut delivery] {
-            binding.retry_base = Duration::from_secs(1);
-            binding.retry_cap = Duration::from_secs(2);
+            binding.rules.backoff.base = Duration::from_secs(1);
+            binding.rules.backoff.cap = Duration::from_secs(2);
         }
         Ok(Self {
             ingest: Arc::new(ingest::Deps::from_aws(
@@ -52,14 +46,8 @@ impl LocalApp {
                 &inbox_api::Config::from_vars(&api_vars)?,
                 sdk,
             )),
-            writer: Arc::new(inbox_writer::InboxWriter::from_aws(
-                &inbox_writer::Config::from_vars(&writer_vars)?,
-                sdk,
-            )),
-            deliverer: Arc::new(deliver::Deliverer::from_aws(
-                &deliver::Config::from_vars(&deliver_vars)?,
-                sdk,
-            )),
+            writer: Arc::new(inbox_writer::InboxWriter::from_aws(&writer_config, sdk)),
+            deliverer: Arc::new(deliver::Deliverer::from_aws(&deliver_config, sdk)),
             notifications,
             delivery,
         })

@@ -10,13 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::aws::dynamodb::DynamoInbox;
-use herald::consumer::{handle_sqs_event, run_worker, BatchHandler, QueueBinding};
+use herald::consumer::{handle_sqs_event, run_worker, BatchHandler};
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::{
-    apply_to_counters, mark_all_read, mark_room_read, ApplyOutcome, Counter,
-};
+use herald::domain::counters::{apply_to_counters, mark_all_read, mark_room_read, ApplyOutcome};
 use herald::domain::reconcile::{reconcile_all, Mode};
-use herald::fake::{Flaky, RecordingQueue};
+use herald::fake::{Flaky, Hooked, RecordingQueue, StoreHooks};
 use herald::ports::{CounterStore, OutgoingMessage, QueueSender};
 use herald::{Channel, Notification, NotificationId, RoomId, TenantId, UserId, UserKey};
 use inbox_writer::InboxWriter;
@@ -295,7 +293,7 @@ async fn throttling_backs_off_then_commits() {
     )
     .await;
     assert_eq!(outcomes[0].2, ApplyOutcome::Committed);
-    assert_eq!(flaky.attempts.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(flaky.attempts(), 4);
     assert_eq!(total_unread(&flaky, "erin").await, 1);
 }
 
@@ -373,12 +371,10 @@ async fn poison_goes_to_the_dlq_with_its_reason_and_never_blocks_the_batch() {
 async fn a_message_out_of_receives_goes_to_the_dlq_with_the_last_error() {
     let stack = test_stack(&[("MaxReceiveCount", "2")]).await.unwrap();
     let app = LocalApp::new(&stack).unwrap();
-    let binding = QueueBinding {
-        retry_base: Duration::ZERO,
-        ..app.notifications.clone()
-    };
+    let mut binding = app.notifications.clone();
+    binding.rules.backoff.base = Duration::ZERO;
     assert_eq!(
-        binding.max_receive_count, 2,
+        binding.rules.max_receive_count, 2,
         "read from the template's parameter"
     );
     let writer = InboxWriter {
@@ -415,43 +411,15 @@ async fn a_message_out_of_receives_goes_to_the_dlq_with_the_last_error() {
 /// transaction back by restoring a snapshot of the whole table, which can erase a concurrent
 /// commit, so free-running concurrency against it would test moto, not herald. The
 /// free-running version runs against the in-memory store in counters_model.rs.)
-struct RaceBeforeClear {
-    inner: Arc<DynamoInbox>,
-    intruder: std::sync::Mutex<Option<Notification>>,
-}
+struct Intruder(std::sync::Mutex<Option<Notification>>);
 
 #[async_trait::async_trait]
-impl CounterStore for RaceBeforeClear {
-    async fn commit(
-        &self,
-        user: &UserKey,
-        messages: &[Notification],
-    ) -> Result<(), herald::ports::CommitError> {
-        self.inner.commit(user, messages).await
-    }
-    async fn read_counters(
-        &self,
-        user: &UserKey,
-    ) -> Result<herald::domain::counters::Counters, herald::StoreError> {
-        self.inner.read_counters(user).await
-    }
-    async fn zero_rooms(
-        &self,
-        user: &UserKey,
-        rooms: &[(RoomId, Counter)],
-    ) -> Result<(), herald::ports::CommitError> {
-        let intruder = self.intruder.lock().unwrap().take();
+impl StoreHooks for Intruder {
+    async fn before_zero_rooms(&self, store: &dyn CounterStore, user: &UserKey) {
+        let intruder = self.0.lock().unwrap().take();
         if let Some(n) = intruder {
-            self.inner.commit(user, &[n]).await.unwrap();
+            store.commit(user, &[n]).await.unwrap();
         }
-        self.inner.zero_rooms(user, rooms).await
-    }
-    async fn repair_total(
-        &self,
-        user: &UserKey,
-        seen: &herald::domain::counters::Counters,
-    ) -> Result<(), herald::ports::CommitError> {
-        self.inner.repair_total(user, seen).await
     }
 }
 
@@ -466,9 +434,9 @@ async fn a_message_arriving_during_mark_read_fails_the_version_check_and_is_clea
         (2, notification("m3", "ivy", "r2")),
     ];
     apply_to_counters(inner.as_ref(), batch, &policy).await;
-    let racy = RaceBeforeClear {
+    let racy = Hooked {
         inner: inner.clone(),
-        intruder: std::sync::Mutex::new(Some(notification("m4", "ivy", "r1"))),
+        hooks: Intruder(std::sync::Mutex::new(Some(notification("m4", "ivy", "r1")))),
     };
 
     let outcome = mark_room_read(
@@ -501,7 +469,7 @@ async fn a_message_arriving_during_mark_read_fails_the_version_check_and_is_clea
     assert_eq!(r1.messages.len(), 3);
     assert!(r1.messages.iter().all(|m| m.read), "{r1:?}");
 
-    *racy.intruder.lock().unwrap() = Some(notification("m5", "ivy", "r2"));
+    *racy.hooks.0.lock().unwrap() = Some(notification("m5", "ivy", "r2"));
     let outcome = mark_all_read(&racy, &user("ivy"), &policy).await.unwrap();
     assert_eq!(
         outcome.cleared,

@@ -17,12 +17,11 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Request;
 use herald::aws::dynamodb::DynamoInbox;
-use herald::aws::sqs::SqsSender;
+use herald::aws::sqs::{SqsSender, SqsSourceQueue};
 use herald::consumer::{run_worker, QueueBinding};
-use herald::domain::counters::{Counter, Counters, UserKey};
-use herald::fake::{Faults, InMemoryInbox, RecordingQueue};
-use herald::ports::{CommitError, CounterStore};
-use herald::{Notification, RoomId, StoreError};
+use herald::domain::counters::UserKey;
+use herald::fake::{Faults, Hooked, InMemoryInbox, RecordingQueue, StoreHooks};
+use herald::Notification;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -36,39 +35,46 @@ use testkit::template::Template;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::flag;
-
 /// One consumer against the emulator: moto is not thread-safe (concurrent transactions fail
 /// with 500s and roll back each other), and per-1,000 costs do not depend on the worker count.
 const EMULATOR_WORKERS: usize = 1;
 const SIM_WORKERS: [usize; 5] = [1, 2, 4, 8, 16];
 const SIM_LATENCY: Duration = Duration::from_millis(2);
 
-pub fn run(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("counters") => counters(&args[1..]),
-        _ => bail!(
-            "usage: cargo xtask bench counters [--emulator-notifications N] [--notifications N]"
-        ),
+/// The benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum Bench {
+    /// Cost per 1,000 notifications against the emulator (calls, write units, CPU) and
+    /// throughput over 1-16 workers in a labelled simulation; writes
+    /// target/bench/counters.json and counters-throughput.svg.
+    Counters(CountersArgs),
+}
+
+/// Options of `cargo xtask bench counters`.
+#[derive(Debug, clap::Args)]
+pub struct CountersArgs {
+    /// Notifications sent through the emulator (its transactions slow down as a table grows,
+    /// and the per-1,000 ratios do not need more).
+    #[arg(long, default_value_t = 1_000)]
+    emulator_notifications: usize,
+    /// Notifications in the throughput simulation.
+    #[arg(long, default_value_t = 10_000)]
+    notifications: usize,
+}
+
+pub fn run(bench: &Bench) -> Result<()> {
+    match bench {
+        Bench::Counters(args) => counters(args),
     }
 }
 
-fn counters(args: &[String]) -> Result<()> {
+fn counters(args: &CountersArgs) -> Result<()> {
     // Costs and CPU time of a debug build would mislead: run optimised.
     if cfg!(debug_assertions) {
         eprintln!("building xtask --release for the benchmark...");
         let status = std::process::Command::new("cargo")
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "bench",
-                "counters",
-            ])
-            .args(args)
+            .args(["run", "--release", "--quiet", "-p", "xtask", "--"])
+            .args(std::env::args().skip(1))
             .current_dir(testkit::workspace_root())
             .status()?;
         if !status.success() {
@@ -77,10 +83,7 @@ fn counters(args: &[String]) -> Result<()> {
         return Ok(());
     }
     herald::telemetry::init_tracing();
-    // 1,000 on the emulator: its transactions slow down as a table grows, and the
-    // per-1,000 ratios do not need more (moto copies the table per transaction item).
-    let emulator_n: usize = flag(args, "--emulator-notifications")?.unwrap_or(1_000);
-    let sim_n: usize = flag(args, "--notifications")?.unwrap_or(10_000);
+    let (emulator_n, sim_n) = (args.emulator_notifications, args.notifications);
     let root = testkit::workspace_root();
     let venv = testkit::tools::dev_venv(&root)?;
     std::fs::create_dir_all(root.join(".herald"))?;
@@ -147,16 +150,15 @@ fn burst(n: usize, seed: u64) -> Vec<Value> {
 }
 
 /// Counts commits and records ingest-to-counter latency of each committed notification.
-struct Timed {
-    inner: Arc<dyn CounterStore>,
+#[derive(Default)]
+struct Timing {
     committed: AtomicU64,
     latencies_ms: Mutex<Vec<f64>>,
 }
 
 #[async_trait]
-impl CounterStore for Timed {
-    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError> {
-        self.inner.commit(user, messages).await?;
+impl StoreHooks for Timing {
+    async fn after_commit(&self, _user: &UserKey, messages: &[Notification]) {
         let now = jiff::Timestamp::now();
         let mut latencies = self.latencies_ms.lock().unwrap_or_else(|p| p.into_inner());
         for m in messages {
@@ -166,20 +168,6 @@ impl CounterStore for Timed {
         }
         self.committed
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-    async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
-        self.inner.read_counters(user).await
-    }
-    async fn zero_rooms(
-        &self,
-        user: &UserKey,
-        rooms: &[(RoomId, Counter)],
-    ) -> Result<(), CommitError> {
-        self.inner.zero_rooms(user, rooms).await
-    }
-    async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
-        self.inner.repair_total(user, seen).await
     }
 }
 
@@ -189,28 +177,25 @@ async fn against_emulator(endpoint: &str, n: usize) -> Result<Value> {
     let sqs = metered_sqs(&stack.sdk, &meter);
     let vars = stack.function_vars("InboxWriterFunction")?;
     let config = inbox_writer::Config::from_vars(&vars)?;
-    let timed = Arc::new(Timed {
+    let timed = Arc::new(Hooked {
         inner: Arc::new(DynamoInbox::new(
             metered_dynamodb(&stack.sdk, &meter),
             &config.inbox_table,
             config.retention_days,
         )),
-        committed: AtomicU64::new(0),
-        latencies_ms: Mutex::default(),
+        hooks: Timing::default(),
     });
     let writer = Arc::new(inbox_writer::InboxWriter {
         store: timed.clone(),
         delivery: Arc::new(SqsSender::new(sqs.clone(), &config.delivery_queue_url)),
         policy: config.policy,
     });
-    let binding = QueueBinding::from_vars(
-        &vars,
-        sqs.clone(),
-        "NOTIFICATIONS_QUEUE_URL",
-        "NOTIFICATIONS_DLQ_URL",
-    )?;
+    let binding = QueueBinding {
+        queue: Arc::new(SqsSourceQueue::new(sqs.clone(), &config.queue)),
+        rules: config.queue.rules,
+    };
     let ingest = ingest::app(Arc::new(ingest::Deps {
-        queue: Arc::new(SqsSender::new(sqs.clone(), &binding.queue_url)),
+        queue: Arc::new(SqsSender::new(sqs.clone(), &config.queue.queue_url)),
         tenant: herald::TenantId::parse("bench", "tenant")?,
     }));
 
@@ -248,14 +233,14 @@ async fn against_emulator(endpoint: &str, n: usize) -> Result<Value> {
             ))
         })
         .collect();
-    while (timed.committed.load(Ordering::Relaxed) as usize) < n {
+    while (timed.hooks.committed.load(Ordering::Relaxed) as usize) < n {
         if started.elapsed() > Duration::from_secs(1800) {
             bail!(
                 "consumers stalled at {} of {n}",
-                timed.committed.load(Ordering::Relaxed)
+                timed.hooks.committed.load(Ordering::Relaxed)
             );
         }
-        bar.set_position(timed.committed.load(Ordering::Relaxed));
+        bar.set_position(timed.hooks.committed.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (elapsed, cpu) = (started.elapsed(), cpu_time()? - cpu_before);
@@ -268,6 +253,7 @@ async fn against_emulator(endpoint: &str, n: usize) -> Result<Value> {
 
     let per_1000 = |x: f64| x * 1000.0 / n as f64;
     let mut latencies = timed
+        .hooks
         .latencies_ms
         .lock()
         .unwrap_or_else(|p| p.into_inner())

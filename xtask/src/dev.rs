@@ -9,20 +9,24 @@ use testkit::stack::Stack;
 use testkit::template::Template;
 use tokio_util::sync::CancellationToken;
 
-use crate::flag;
+/// Options of `cargo xtask dev`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Port of the emulator on 127.0.0.1.
+    #[arg(long, env = "HERALD_EMULATOR_PORT", default_value_t = 4566)]
+    pub port: u16,
+    /// Port of the HTTP APIs on 127.0.0.1.
+    #[arg(long, default_value_t = 3000)]
+    pub http_port: u16,
+    /// Workers per queue. One by default: moto rolls back a cancelled transaction by
+    /// restoring a snapshot of the table, which can erase a concurrent worker's commit (AWS
+    /// does not).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(usize))]
+    pub workers: usize,
+}
 
-pub fn run(args: &[String]) -> Result<()> {
-    let port: u16 = match flag(args, "--port")? {
-        Some(p) => p,
-        None => std::env::var("HERALD_EMULATOR_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(4566),
-    };
-    let http_port: u16 = flag(args, "--http-port")?.unwrap_or(3000);
-    // One worker per queue by default: moto rolls back a cancelled transaction by restoring a
-    // snapshot of the table, which can erase a concurrent worker's commit (AWS does not).
-    let workers: usize = flag(args, "--workers")?.unwrap_or(1);
+pub fn run(args: &Args) -> Result<()> {
+    let (port, http_port, workers) = (args.port, args.http_port, args.workers);
     let root = testkit::workspace_root();
     let venv = testkit::tools::dev_venv(&root)?;
     if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

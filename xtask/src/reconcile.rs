@@ -7,26 +7,34 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use herald::domain::reconcile::{Mode, ReconcileReport};
 
-use crate::flag;
+/// Options of `cargo xtask reconcile`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The emulator's endpoint (the one `cargo xtask dev` runs by default).
+    #[arg(long, default_value = "http://127.0.0.1:4566")]
+    endpoint: String,
+    /// The inbox table.
+    #[arg(long, default_value = "herald-InboxTable")]
+    table: String,
+    /// Use your AWS configuration (a deployed stack) instead of the emulator.
+    #[arg(long)]
+    aws: bool,
+    /// Every user (a parallel Scan), not only those whose counters changed.
+    #[arg(long)]
+    full: bool,
+}
 
-pub fn run(args: &[String]) -> Result<()> {
-    let aws = args.iter().any(|a| a == "--aws");
-    let mode = if args.iter().any(|a| a == "--full") {
-        Mode::Full
-    } else {
-        Mode::Changed
-    };
-    let endpoint: String =
-        flag(args, "--endpoint")?.unwrap_or_else(|| "http://127.0.0.1:4566".into());
-    let table: String = flag(args, "--table")?.unwrap_or_else(|| "herald-InboxTable".into());
+pub fn run(args: &Args) -> Result<()> {
+    let (aws, endpoint, table) = (args.aws, &args.endpoint, &args.table);
+    let mode = if args.full { Mode::Full } else { Mode::Changed };
     tokio::runtime::Runtime::new()?.block_on(async {
         let sdk = if aws {
             herald::aws::sdk_config().await
         } else {
-            testkit::emulator::sdk_config(&endpoint).await
+            testkit::emulator::sdk_config(endpoint).await
         };
-        let report = reconcile_table(&sdk, &table, mode).await?;
-        print_report(&table, &report);
+        let report = reconcile_table(&sdk, table, mode).await?;
+        print_report(table, &report);
         Ok(())
     })
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use testkit::emulator::{free_port, Emulator, REGION};
 
-pub fn run(_args: &[String]) -> Result<()> {
+pub fn run() -> Result<()> {
     let root = testkit::workspace_root();
     let started = Instant::now();
     let venv = testkit::tools::dev_venv(&root)?;

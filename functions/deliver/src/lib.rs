@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
-use herald::consumer::{BatchHandler, Disposition, QueueMessage};
+use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::delivery::{decide, Decision, DeliveryJob};
 use herald::domain::notification::Category;
 use herald::ports::{
-    DeliveryRecord, DeliveryState, Directory, Email, EmailSender, MobileSender, OutgoingMessage,
-    QueueSender, SendError,
+    Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, MobileSender,
+    OutgoingMessage, QueueSender, SendError, SystemClock,
 };
 use herald::Channel;
 
@@ -21,7 +21,8 @@ const MAX_DELAY_SECONDS: u32 = 900;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub directory_table: String,
-    pub delivery_queue_url: String,
+    /// The delivery queue this function consumes (and requeues deferred jobs to).
+    pub queue: QueueConfig,
     pub email_from: String,
     pub ses_configuration_set: Option<String>,
     /// Base URL for one-click unsubscribe links in marketing email.
@@ -32,7 +33,7 @@ impl Config {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             directory_table: vars.required("DIRECTORY_TABLE")?,
-            delivery_queue_url: vars.required("DELIVERY_QUEUE_URL")?,
+            queue: QueueConfig::from_vars(vars, "DELIVERY_QUEUE_URL", "DELIVERY_DLQ_URL")?,
             email_from: vars.required("EMAIL_FROM")?,
             ses_configuration_set: vars.optional("SES_CONFIGURATION_SET"),
             unsubscribe_url: vars.optional("UNSUBSCRIBE_URL"),
@@ -47,6 +48,8 @@ pub struct Deliverer {
     /// The delivery queue itself, for jobs held back by quiet hours.
     pub requeue: Arc<dyn QueueSender>,
     pub unsubscribe_url: Option<String>,
+    /// Quiet hours and record times are read off this clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Deliverer {
@@ -67,9 +70,10 @@ impl Deliverer {
             ))),
             requeue: Arc::new(herald::aws::sqs::SqsSender::new(
                 aws_sdk_sqs::Client::new(aws),
-                &config.delivery_queue_url,
+                &config.queue.queue_url,
             )),
             unsubscribe_url: config.unsubscribe_url.clone(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -81,7 +85,16 @@ impl BatchHandler for Deliverer {
         for message in batch {
             let disposition = match serde_json::from_str::<DeliveryJob>(&message.body) {
                 Err(e) => Disposition::Poison(format!("not a delivery job: {e}")),
-                Ok(job) => self.deliver(&job).await,
+                Ok(job) => {
+                    let span = tracing::info_span!(
+                        "deliver",
+                        message_id = %message.message_id,
+                        tenant = %job.tenant,
+                        notification_id = %job.notification_id,
+                        channel = job.channel.as_str(),
+                    );
+                    tracing::Instrument::instrument(self.deliver(&job), span).await
+                }
             };
             out.push(disposition);
         }
@@ -101,7 +114,7 @@ impl Deliverer {
             Ok(contact) => contact,
             Err(e) => return Disposition::Retry(e.to_string()),
         };
-        match decide(contact.as_ref(), job, jiff::Timestamp::now()) {
+        match decide(contact.as_ref(), job, self.clock.now()) {
             Decision::Skip(reason) => self.record(job, DeliveryState::Skipped, Some(reason)).await,
             Decision::Defer(seconds) => self.defer(job, seconds).await,
             Decision::Send(addresses) => match self.send(job, &addresses).await {
@@ -119,7 +132,7 @@ impl Deliverer {
                 }
                 Err(SendError::Rejected(reason)) => {
                     let _ = self
-                        .record(job, DeliveryState::Failed, Some(reason.clone()))
+                        .record(job, DeliveryState::Failed, Some(reason.to_string()))
                         .await;
                     Disposition::Poison(format!("{} rejected: {reason}", job.channel.as_str()))
                 }
@@ -153,7 +166,9 @@ impl Deliverer {
                     .directory
                     .is_suppressed(&job.tenant, to)
                     .await
-                    .map_err(|e| SendError::Other(e.to_string()))?
+                    .map_err(|e| {
+                        SendError::Other(herald::error::CallError::message(e.to_string()))
+                    })?
                 {
                     return Ok(None);
                 }
@@ -220,7 +235,7 @@ impl Deliverer {
             channel: job.channel,
             state,
             detail,
-            updated_at: herald::telemetry::now_rfc3339(),
+            updated_at: format!("{:.3}", self.clock.now()),
         };
         herald::telemetry::emit_metrics("deliver", &[(state_metric(state), 1.0, "Count")]);
         match self.directory.record_delivery(&job.tenant, &record).await {
@@ -248,8 +263,9 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use herald::domain::contact::Contact;
-    use herald::fake::{InMemoryDirectory, RecordingQueue, RecordingSender};
-    use herald::{NotificationId, RoomId, TenantId, UserId};
+    use herald::fake::fixtures::{delivery_job as job, noon};
+    use herald::fake::{FixedClock, InMemoryDirectory, RecordingQueue, RecordingSender};
+    use herald::{TenantId, UserId};
 
     use super::*;
 
@@ -258,6 +274,20 @@ mod tests {
         directory: Arc<InMemoryDirectory>,
         sender: Arc<RecordingSender>,
         requeue: Arc<RecordingQueue>,
+    }
+
+    /// A deliverer whose user u1 (tenant t1) has `contact`.
+    async fn world_with(contact: Contact) -> World {
+        let w = world();
+        w.directory
+            .put_contact(
+                &TenantId::parse("t1", "t").unwrap(),
+                &UserId::parse("u1", "u").unwrap(),
+                &contact,
+            )
+            .await
+            .unwrap();
+        w
     }
 
     fn world() -> World {
@@ -270,6 +300,7 @@ mod tests {
             mobile: sender.clone(),
             requeue: requeue.clone(),
             unsubscribe_url: Some("https://example.com/unsub".into()),
+            clock: Arc::new(FixedClock(noon())),
         };
         World {
             deliverer,
@@ -279,42 +310,12 @@ mod tests {
         }
     }
 
-    fn job(channel: Channel, category: Category) -> DeliveryJob {
-        DeliveryJob {
-            tenant: TenantId::parse("t1", "t").unwrap(),
-            notification_id: NotificationId::parse("n1", "id").unwrap(),
-            user_id: UserId::parse("u1", "u").unwrap(),
-            room_id: RoomId::parse("r1", "r").unwrap(),
-            channel,
-            category,
-            title: "Hi".into(),
-            body: "there".into(),
-            data: None,
-            created_at: "2026-11-23T00:00:00Z".into(),
-        }
-    }
-
-    async fn with_contact(w: &World, contact: Contact) {
-        w.directory
-            .put_contact(
-                &TenantId::parse("t1", "t").unwrap(),
-                &UserId::parse("u1", "u").unwrap(),
-                &contact,
-            )
-            .await
-            .unwrap();
-    }
-
     #[tokio::test]
     async fn email_is_sent_once_even_when_redelivered() {
-        let w = world();
-        with_contact(
-            &w,
-            Contact {
-                email: Some("a@b.co".into()),
-                ..Contact::default()
-            },
-        )
+        let w = world_with(Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        })
         .await;
         let j = job(Channel::Email, Category::Marketing);
         assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
@@ -329,14 +330,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_client_id_for_two_users_reaches_both() {
-        let w = world();
-        with_contact(
-            &w,
-            Contact {
-                email: Some("a@b.co".into()),
-                ..Contact::default()
-            },
-        )
+        let w = world_with(Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        })
         .await;
         let other = UserId::parse("u2", "u").unwrap();
         let contact = Contact {
@@ -367,14 +364,10 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_is_a_retry_and_nothing_is_recorded() {
-        let w = world();
-        with_contact(
-            &w,
-            Contact {
-                phone: Some("+15555550100".into()),
-                ..Contact::default()
-            },
-        )
+        let w = world_with(Contact {
+            phone: Some("+15555550100".into()),
+            ..Contact::default()
+        })
         .await;
         w.sender.throttle.store(true, Ordering::Relaxed);
         assert!(matches!(
@@ -388,14 +381,10 @@ mod tests {
 
     #[tokio::test]
     async fn suppressed_and_missing_addresses_are_skipped_with_a_record() {
-        let w = world();
-        with_contact(
-            &w,
-            Contact {
-                email: Some("A@b.co".into()),
-                ..Contact::default()
-            },
-        )
+        let w = world_with(Contact {
+            email: Some("A@b.co".into()),
+            ..Contact::default()
+        })
         .await;
         w.directory
             .suppressed
@@ -424,20 +413,15 @@ mod tests {
 
     #[tokio::test]
     async fn quiet_hours_requeue_marketing_with_a_delay() {
-        let w = world();
-        let now = jiff::Timestamp::now()
-            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .time();
-        let start = format!("{:02}:00", now.hour());
-        let end = format!("{:02}:00", (now.hour() + 2) % 24);
-        with_contact(
-            &w,
-            Contact {
-                email: Some("a@b.co".into()),
-                quiet_hours: Some(herald::domain::contact::QuietHours { start, end }),
-                ..Contact::default()
-            },
-        )
+        // The fixed clock says 12:00 UTC: inside 11:00-13:00.
+        let w = world_with(Contact {
+            email: Some("a@b.co".into()),
+            quiet_hours: Some(herald::domain::contact::QuietHours {
+                start: "11:00".into(),
+                end: "13:00".into(),
+            }),
+            ..Contact::default()
+        })
         .await;
         assert_eq!(
             w.deliverer

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
-use herald::consumer::{BatchHandler, Disposition, QueueMessage};
+use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::backoff::BackoffPolicy;
 use herald::domain::counters::{apply_to_counters, ApplyOutcome};
 use herald::domain::delivery::DeliveryJob;
@@ -16,6 +16,8 @@ use herald::Notification;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub inbox_table: String,
+    /// The notifications queue this function consumes.
+    pub queue: QueueConfig,
     pub delivery_queue_url: String,
     pub retention_days: u32,
     pub policy: BackoffPolicy,
@@ -26,6 +28,11 @@ impl Config {
         let budget_ms: u64 = vars.parsed_or("RETRY_BUDGET_MS", 10_000)?;
         Ok(Self {
             inbox_table: vars.required("INBOX_TABLE")?,
+            queue: QueueConfig::from_vars(
+                vars,
+                "NOTIFICATIONS_QUEUE_URL",
+                "NOTIFICATIONS_DLQ_URL",
+            )?,
             delivery_queue_url: vars.required("DELIVERY_QUEUE_URL")?,
             retention_days: vars.retention_days()?,
             policy: BackoffPolicy {

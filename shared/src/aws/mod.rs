@@ -1,22 +1,53 @@
 //! AWS adapters: one module per service, each implementing ports from `crate::ports`.
 //! Every client takes its endpoint from the SDK's own `AWS_ENDPOINT_URL[_<SERVICE>]`.
 
+#[cfg(feature = "dynamodb")]
 pub mod directory;
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "ses")]
 pub mod ses;
+#[cfg(feature = "sns")]
 pub mod sns;
+#[cfg(feature = "sqs")]
 pub mod sqs;
 
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_runtime_api::http::Response as HttpResponse;
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "ses",
+    feature = "sns"
+))]
+use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpResponse};
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "ses",
+    feature = "sns"
+))]
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "ses",
+    feature = "sns"
+))]
+use crate::error::CallError;
+#[cfg(feature = "dynamodb")]
+use crate::error::StoreError;
+#[cfg(any(feature = "ses", feature = "sns"))]
+use crate::ports::SendError;
 
 /// Loads region, credentials and endpoint the standard way.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+// Each helper below serves the adapters of some features only.
+
 /// Error codes that mean "slow down and try again".
+#[cfg(any(feature = "dynamodb", feature = "ses", feature = "sns"))]
 const THROTTLING_CODES: [&str; 9] = [
     "ThrottlingException",
     "Throttling",
@@ -30,6 +61,7 @@ const THROTTLING_CODES: [&str; 9] = [
 ];
 
 /// True for errors worth retrying: network, timeouts, throttling, 5xx.
+#[cfg(any(feature = "dynamodb", feature = "ses", feature = "sns"))]
 pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
@@ -46,6 +78,12 @@ pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpRespon
 }
 
 /// "Code: message" of an SDK error, for logs and DLQ reasons.
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "ses",
+    feature = "sns"
+))]
 pub(crate) fn describe<
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -62,13 +100,59 @@ pub(crate) fn describe<
     }
 }
 
+/// An SDK error with its code and description, the error itself kept as the source.
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "ses",
+    feature = "sns"
+))]
+pub(crate) fn call_error<E>(err: SdkError<E, HttpResponse>) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = match &err {
+        SdkError::ServiceError(e) => e.err().code().map(str::to_owned),
+        _ => None,
+    };
+    CallError {
+        code,
+        description: describe(&err),
+        source: Some(std::sync::Arc::new(err)),
+    }
+}
+
 /// Maps an SDK error onto the store error classes.
-pub(crate) fn store_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+#[cfg(feature = "dynamodb")]
+pub(crate) fn store_error<E>(err: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    StoreError::Call {
+        transient: is_transient(&err),
+        error: call_error(err),
+    }
+}
+
+/// Classifies a failed send by the service's error code: transient errors and
+/// `throttling` codes are retried later, `rejected` codes are final for this address.
+#[cfg(any(feature = "ses", feature = "sns"))]
+pub(crate) fn send_error<E>(
     err: SdkError<E, HttpResponse>,
-) -> crate::error::StoreError {
-    if is_transient(&err) {
-        crate::error::StoreError::Transient(describe(&err))
+    throttling: &[&str],
+    rejected: &[&str],
+) -> SendError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = is_transient(&err);
+    let error = call_error(err);
+    let code = error.code.as_deref().unwrap_or_default();
+    if transient || throttling.contains(&code) {
+        SendError::Throttled(error)
+    } else if rejected.contains(&code) {
+        SendError::Rejected(error)
     } else {
-        crate::error::StoreError::Fatal(describe(&err))
+        SendError::Other(error)
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, Ra
 use aws_sdk_sesv2::Client;
 use base64::Engine;
 
-use super::{describe, is_transient};
+use super::send_error;
 use crate::ports::{Email, EmailSender, SendError};
 
 #[derive(Debug, Clone)]
@@ -27,7 +27,9 @@ impl SesEmail {
     }
 
     fn content(&self, email: &Email) -> Result<EmailContent, SendError> {
-        let build = |e: aws_sdk_sesv2::error::BuildError| SendError::Other(e.to_string());
+        let build = |e: aws_sdk_sesv2::error::BuildError| {
+            SendError::Other(crate::error::CallError::message(e.to_string()))
+        };
         Ok(match &email.list_unsubscribe {
             None => {
                 let text = |t: &str| {
@@ -69,6 +71,21 @@ impl SesEmail {
     }
 }
 
+/// SES v2 codes meaning "not now": sending paused or a quota reached; retried later.
+const THROTTLING: &[&str] = &[
+    "SendingPausedException",
+    "TooManyRequestsException",
+    "LimitExceededException",
+];
+/// Codes that are final for this message or address.
+const REJECTED: &[&str] = &[
+    "MessageRejected",
+    "AccountSuspendedException",
+    "BadRequestException",
+    "MailFromDomainNotVerifiedException",
+    "NotFoundException",
+];
+
 #[async_trait]
 impl EmailSender for SesEmail {
     async fn send_email(&self, email: &Email) -> Result<String, SendError> {
@@ -81,19 +98,7 @@ impl EmailSender for SesEmail {
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
-            .map_err(|e| {
-                let text = describe(&e);
-                if is_transient(&e) || text.starts_with("SendingPausedException") {
-                    SendError::Throttled(text)
-                } else if text.starts_with("MessageRejected")
-                    || text.starts_with("AccountSuspended")
-                    || text.starts_with("BadRequest")
-                {
-                    SendError::Rejected(text)
-                } else {
-                    SendError::Other(text)
-                }
-            })?;
+            .map_err(|e| send_error(e, THROTTLING, REJECTED))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }

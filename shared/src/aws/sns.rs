@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use serde_json::json;
 
-use super::{describe, is_transient};
 use crate::ports::{MobileSender, SendError};
 
 #[derive(Debug, Clone)]
@@ -18,23 +17,38 @@ impl SnsMobile {
     }
 }
 
+/// SNS codes meaning "not now"; retried later.
+const THROTTLING: &[&str] = &[
+    "Throttled",
+    "ThrottledException",
+    "KMSThrottling",
+    "KMSThrottlingException",
+];
+/// Codes that are final for this phone number or endpoint.
+const REJECTED: &[&str] = &[
+    "EndpointDisabled",
+    "EndpointDisabledException",
+    "InvalidParameter",
+    "InvalidParameterException",
+    "InvalidParameterValue",
+    "InvalidParameterValueException",
+    "OptedOut",
+    "OptedOutException",
+    "PlatformApplicationDisabled",
+    "PlatformApplicationDisabledException",
+];
+
 fn send_error<E>(
     e: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> SendError
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
 {
-    let text = describe(&e);
-    if is_transient(&e) || text.starts_with("KMSThrottling") {
-        SendError::Throttled(text)
-    } else if text.starts_with("EndpointDisabled")
-        || text.starts_with("InvalidParameter")
-        || text.starts_with("OptedOut")
-    {
-        SendError::Rejected(text)
-    } else {
-        SendError::Other(text)
-    }
+    super::send_error(e, THROTTLING, REJECTED)
 }
 
 #[async_trait]

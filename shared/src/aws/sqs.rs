@@ -1,18 +1,44 @@
-//! SQS adapter: batched sends (10 per call, failed entries retried) and the acks of the
-//! consumer core (delete, change visibility, move to DLQ with a reason).
+//! SQS adapter: batched sends (10 per call, failed entries retried), and the source queue of
+//! a consumer: long-polling receive and the acks the consumer core plans (delete, change
+//! visibility, move to the DLQ with a reason).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
 use aws_sdk_sqs::Client;
 
-use super::describe;
+use super::{call_error, describe};
+use crate::consumer::{
+    QueueBinding, QueueConfig, QueueMessage, DLQ_REASON_ATTRIBUTE, DLQ_SOURCE_ATTRIBUTE,
+};
 use crate::domain::backoff::BackoffPolicy;
-use crate::ports::{OutgoingMessage, QueueSender};
+use crate::ports::{OutgoingMessage, QueueError, QueueSender, SourceQueue};
 
 /// SQS's limit on entries per batch call.
 pub const MAX_BATCH: usize = 10;
 /// Attempts at entries SQS reports as failed within one `send`.
 const SEND_ATTEMPTS: u32 = 4;
+
+fn queue_error<E>(
+    err: aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> QueueError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+{
+    QueueError::Call(call_error(err))
+}
 
 /// Sends to one queue.
 #[derive(Debug, Clone)]
@@ -30,7 +56,7 @@ impl SqsSender {
     }
 
     /// One SendMessageBatch; returns the result of each entry, in order.
-    async fn send_chunk(&self, chunk: &[&OutgoingMessage]) -> Vec<Result<(), String>> {
+    async fn send_chunk(&self, chunk: &[&OutgoingMessage]) -> Vec<Result<(), QueueError>> {
         let mut entries = Vec::with_capacity(chunk.len());
         for (i, m) in chunk.iter().enumerate() {
             let mut entry = SendMessageBatchRequestEntry::builder()
@@ -43,13 +69,13 @@ impl SqsSender {
                     .build()
                 {
                     Ok(attr) => entry = entry.message_attributes(name, attr),
-                    Err(e) => return vec![Err(e.to_string()); chunk.len()],
+                    Err(e) => return vec![Err(QueueError::Invalid(e.to_string())); chunk.len()],
                 }
             }
             entry = entry.set_delay_seconds(m.delay_seconds);
             match entry.build() {
                 Ok(entry) => entries.push(entry),
-                Err(e) => return vec![Err(e.to_string()); chunk.len()],
+                Err(e) => return vec![Err(QueueError::Invalid(e.to_string())); chunk.len()],
             }
         }
         match self
@@ -60,7 +86,7 @@ impl SqsSender {
             .send()
             .await
         {
-            Err(e) => vec![Err(describe(&e)); chunk.len()],
+            Err(e) => vec![Err(queue_error(e)); chunk.len()],
             Ok(out) => {
                 let mut results = vec![Ok(()); chunk.len()];
                 for failed in out.failed() {
@@ -70,11 +96,10 @@ impl SqsSender {
                         .ok()
                         .and_then(|i| results.get_mut(i))
                     {
-                        *slot = Err(format!(
-                            "{}: {}",
-                            failed.code(),
-                            failed.message().unwrap_or_default()
-                        ));
+                        *slot = Err(QueueError::Entry {
+                            code: failed.code().to_owned(),
+                            message: failed.message().unwrap_or_default().to_owned(),
+                        });
                     }
                 }
                 results
@@ -85,8 +110,9 @@ impl SqsSender {
 
 #[async_trait]
 impl QueueSender for SqsSender {
-    async fn send(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), String>> {
-        let mut results: Vec<Result<(), String>> = vec![Err("not sent".into()); messages.len()];
+    async fn send(&self, messages: &[OutgoingMessage]) -> Vec<Result<(), QueueError>> {
+        let mut results: Vec<Result<(), QueueError>> =
+            vec![Err(QueueError::Invalid("not sent".into())); messages.len()];
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         let policy = BackoffPolicy::default();
         for attempt in 0..SEND_ATTEMPTS {
@@ -109,5 +135,159 @@ impl QueueSender for SqsSender {
             pending = still_failing;
         }
         results
+    }
+}
+
+impl From<Message> for QueueMessage {
+    fn from(m: Message) -> Self {
+        Self {
+            receive_count: m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+            message_id: m.message_id.unwrap_or_default(),
+            receipt_handle: m.receipt_handle.unwrap_or_default(),
+            body: m.body.unwrap_or_default(),
+        }
+    }
+}
+
+/// A consumer's queue in SQS, with its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct SqsSourceQueue {
+    client: Client,
+    queue_url: String,
+    dlq: SqsSender,
+}
+
+impl SqsSourceQueue {
+    pub fn new(client: Client, config: &QueueConfig) -> Self {
+        Self {
+            dlq: SqsSender::new(client.clone(), &config.dlq_url),
+            queue_url: config.queue_url.clone(),
+            client,
+        }
+    }
+}
+
+#[async_trait]
+impl SourceQueue for SqsSourceQueue {
+    async fn receive(
+        &self,
+        max: usize,
+        wait_seconds: i32,
+    ) -> Result<Vec<QueueMessage>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.min(MAX_BATCH) as i32)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(QueueMessage::from)
+            .collect())
+    }
+
+    async fn delete(&self, messages: &[&QueueMessage]) {
+        for chunk in messages.chunks(MAX_BATCH) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&m.receipt_handle)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let result = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match result {
+                // Not fatal: a redelivered committed message is recognised as a duplicate.
+                Err(e) => {
+                    tracing::warn!(error = %describe(&e), "delete failed; messages will be redelivered")
+                }
+                Ok(out) if !out.failed().is_empty() => {
+                    tracing::warn!(
+                        failed = out.failed().len(),
+                        "some deletes failed; they will be redelivered"
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn change_visibility(&self, retries: &[(&QueueMessage, Duration)]) {
+        for chunk in retries.chunks(MAX_BATCH) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (m, delay))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&m.receipt_handle)
+                        .visibility_timeout(delay.as_secs() as i32)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let result = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %describe(&e), "could not delay retries; the queue's visibility timeout applies");
+            }
+        }
+    }
+
+    async fn dead_letter(&self, poison: &[(&QueueMessage, &str)]) -> Vec<Result<(), QueueError>> {
+        let messages: Vec<OutgoingMessage> = poison
+            .iter()
+            .map(|(m, reason)| OutgoingMessage {
+                id: m.message_id.clone(),
+                body: m.body.clone(),
+                attributes: vec![
+                    (DLQ_REASON_ATTRIBUTE.into(), truncate(reason, 1024)),
+                    (DLQ_SOURCE_ATTRIBUTE.into(), m.message_id.clone()),
+                ],
+                delay_seconds: None,
+            })
+            .collect();
+        self.dlq.send(&messages).await
+    }
+}
+
+/// At most `max` bytes, cut at a character boundary (SQS attributes are bounded).
+fn truncate(text: &str, max: usize) -> String {
+    text.char_indices()
+        .take_while(|(i, c)| i + c.len_utf8() <= max)
+        .map(|(_, c)| c)
+        .collect()
+}
+
+/// A consumer's binding to its queue in SQS.
+pub fn binding(config: &QueueConfig, aws: &aws_config::SdkConfig) -> QueueBinding {
+    QueueBinding {
+        queue: Arc::new(SqsSourceQueue::new(Client::new(aws), config)),
+        rules: config.rules,
     }
 }

@@ -206,7 +206,19 @@ pub async fn apply_to_counters<K: Clone>(
     // many users the batch holds.
     let started = std::time::Instant::now();
     for tx in plan_transactions(batch) {
-        commit_user_transaction(store, tx, policy, started, &mut outcomes).await;
+        let ids: Vec<&str> = tx
+            .messages
+            .iter()
+            .map(|m| m.notification.id.as_str())
+            .collect();
+        let span = tracing::info_span!(
+            "commit",
+            tenant = %tx.user.tenant,
+            user = %tx.user.user,
+            notification_ids = %ids.join(","),
+        );
+        let commit = commit_user_transaction(store, tx, policy, started, &mut outcomes);
+        tracing::Instrument::instrument(commit, span).await;
     }
     outcomes
 }

@@ -103,25 +103,7 @@ fn category_name(c: Category) -> &'static str {
 mod tests {
     use super::*;
     use crate::domain::contact::QuietHours;
-
-    fn job(channel: Channel, category: Category) -> DeliveryJob {
-        DeliveryJob {
-            tenant: TenantId::parse("t", "t").unwrap(),
-            notification_id: NotificationId::parse("n1", "id").unwrap(),
-            user_id: UserId::parse("u1", "u").unwrap(),
-            room_id: RoomId::parse("r1", "r").unwrap(),
-            channel,
-            category,
-            title: "Hi".into(),
-            body: "b".into(),
-            data: None,
-            created_at: "2026-11-23T00:00:00Z".into(),
-        }
-    }
-
-    fn noon() -> jiff::Timestamp {
-        "2026-11-23T12:00:00Z".parse().unwrap()
-    }
+    use crate::fake::fixtures::{delivery_job as job, noon};
 
     #[test]
     fn sends_to_the_channel_address() {

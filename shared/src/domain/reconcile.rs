@@ -194,7 +194,12 @@ pub async fn reconcile(
     run: Run,
 ) -> Result<ReconcileReport, StoreError> {
     let name = run.mode.checkpoint_name();
-    let stored = match index.load_checkpoint(name).await? {
+    let policy = &run.policy;
+    let stored = match retrying(policy, "reconcile checkpoint", || {
+        index.load_checkpoint(name)
+    })
+    .await?
+    {
         // "null": the last full pass finished.
         Some(json) => serde_json::from_str::<Option<Checkpoint>>(&json).map_err(|e| {
             StoreError::Fatal(format!("reconcile checkpoint {name} is unreadable: {e}"))
@@ -213,7 +218,11 @@ pub async fn reconcile(
             if *hour > last_hour {
                 // Nothing complete to read yet: keep the checkpoint for the next run.
                 report.complete = true;
-                index.save_checkpoint(name, &to_json(&checkpoint)?).await?;
+                let json = to_json(&checkpoint)?;
+                retrying(policy, "reconcile checkpoint", || {
+                    index.save_checkpoint(name, &json)
+                })
+                .await?;
                 return Ok(report);
             }
             report.hours.push(hour.clone());
@@ -225,7 +234,10 @@ pub async fn reconcile(
         match run.mode {
             Mode::Full => {
                 // The pass is finished; the next full run starts a new one.
-                index.save_checkpoint(name, "null").await?;
+                retrying(policy, "reconcile checkpoint", || {
+                    index.save_checkpoint(name, "null")
+                })
+                .await?;
                 report.complete = true;
                 return Ok(report);
             }
@@ -302,7 +314,10 @@ async fn run_partition(
     run: &Run,
 ) -> Result<(), StoreError> {
     while Instant::now() < run.deadline {
-        let page = index.users_page(&set, cursor.clone()).await?;
+        let page = retrying(&run.policy, "reconcile page", || {
+            index.users_page(&set, cursor.clone())
+        })
+        .await?;
         let mut found = ReconcileReport {
             pages: 1,
             ..ReconcileReport::default()
@@ -319,12 +334,38 @@ async fn run_partition(
             None => PartState::Done,
         };
         // Saved under the lock: checkpoints of concurrent partitions never overwrite a newer one.
-        index.save_checkpoint(name, &to_json(checkpoint)?).await?;
+        let json = to_json(checkpoint)?;
+        retrying(&run.policy, "reconcile checkpoint", || {
+            index.save_checkpoint(name, &json)
+        })
+        .await?;
         if cursor.is_none() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// Retries a store call that failed transiently (throttling), with backoff: page reads and
+/// checkpoint writes are idempotent.
+async fn retrying<T, F, Fut>(
+    policy: &BackoffPolicy,
+    what: &str,
+    mut call: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut retry = policy.start();
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && retry.wait().await => {
+                tracing::warn!(error = %e, what, "retrying");
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn reconcile_counted(
@@ -458,6 +499,22 @@ mod tests {
             (40, 0),
             "a new pass starts over"
         );
+    }
+
+    #[tokio::test]
+    async fn throttled_page_reads_are_retried_not_fatal() {
+        let store = InMemoryInbox::default();
+        seed(&store, 30).await;
+        let flaky = InMemoryInbox::new(Faults {
+            conflict: 0.3,
+            ..Faults::default()
+        });
+        seed(&flaky, 30).await;
+        // Pages come from the faulty store, counters from the healthy one.
+        let r = reconcile_all(&store, &flaky, Mode::Full, &BackoffPolicy::default())
+            .await
+            .unwrap();
+        assert_eq!((r.users, r.errors, r.complete), (30, 0, true));
     }
 
     #[tokio::test]
