@@ -3,6 +3,7 @@
 //! list of tables, queues and topics), each function's environment resolved from the
 //! template, and the local runner that serves the APIs and runs the queue workers.
 
+pub mod counters_kit;
 pub mod emulator;
 pub mod fixtures;
 pub mod harness;

@@ -11,23 +11,18 @@ use axum::body::Body;
 use axum::http::Request;
 use herald::aws::dynamodb::{user_pk, DynamoInbox};
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::{apply_to_counters, mark_room_read, ApplyOutcome};
+use herald::domain::counters::{apply_to_counters, ApplyOutcome};
+use herald::domain::mark_read::mark_room_read;
 use herald::domain::notification::{parse_notification, IdSource};
 use herald::domain::reconcile::{hour_of, reconcile, reconcile_all, Mode, Run};
 use herald::ports::{CounterStore, MessageLog};
-use herald::{Notification, RoomId, StoreError, TenantId, UserId, UserKey};
+use herald::{Notification, RoomId, StoreError, TenantId};
 use serde_json::{json, Value};
+use testkit::counters_kit::{corrupt_total as set_total, user};
 use testkit::harness::test_stack;
 use testkit::runner::LocalApp;
 use testkit::stack::Stack;
 use tower::ServiceExt;
-
-fn user(u: &str) -> UserKey {
-    UserKey {
-        tenant: TenantId::parse("default", "t").unwrap(),
-        user: UserId::parse(u, "u").unwrap(),
-    }
-}
 
 fn room(r: &str) -> RoomId {
     RoomId::parse(r, "room").unwrap()
@@ -52,20 +47,6 @@ async fn commit(store: &DynamoInbox, batch: Vec<Notification>) {
     assert!(outcomes
         .iter()
         .all(|(_, _, o)| *o == ApplyOutcome::Committed));
-}
-
-async fn set_total(stack: &Stack, u: &str, unread: u64) {
-    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
-    aws_sdk_dynamodb::Client::new(&stack.sdk)
-        .update_item()
-        .table_name(table(stack))
-        .key("pk", S(user_pk(&user(u))))
-        .key("sk", S("TOTAL".into()))
-        .update_expression("SET unread = :u")
-        .expression_attribute_values(":u", N(unread.to_string()))
-        .send()
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

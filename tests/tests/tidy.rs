@@ -17,6 +17,15 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Where the Rust sources are.
+const SOURCE_DIRS: [&str; 5] = [
+    "shared/src",
+    "functions",
+    "tests/src",
+    "tests/tests",
+    "xtask/src",
+];
+
 fn root() -> PathBuf {
     testkit::workspace_root()
 }
@@ -44,13 +53,7 @@ fn function_mains_stay_thin() {
 
 #[test]
 fn every_source_file_says_what_it_is_for() {
-    for dir in [
-        "shared/src",
-        "functions",
-        "tests/src",
-        "tests/tests",
-        "xtask/src",
-    ] {
+    for dir in SOURCE_DIRS {
         for file in rust_files(&root().join(dir)) {
             let text = std::fs::read_to_string(&file).unwrap();
             assert!(
@@ -162,13 +165,7 @@ fn every_path_a_doc_names_exists_in_the_repo() {
             (d, text)
         })
         .collect();
-    for dir in [
-        "shared/src",
-        "functions",
-        "tests/src",
-        "tests/tests",
-        "xtask/src",
-    ] {
+    for dir in SOURCE_DIRS {
         for file in rust_files(&root.join(dir)) {
             // Module docs: the `//!` lines.
             let text: String = std::fs::read_to_string(&file)

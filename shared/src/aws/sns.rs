@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use serde_json::json;
 
+use super::send_error;
 use crate::ports::{MobileSender, SendError};
 
 #[derive(Debug, Clone)]
@@ -38,19 +39,6 @@ const REJECTED: &[&str] = &[
     "PlatformApplicationDisabledException",
 ];
 
-fn send_error<E>(
-    e: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
-) -> SendError
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-{
-    super::send_error(e, THROTTLING, REJECTED)
-}
-
 #[async_trait]
 impl MobileSender for SnsMobile {
     async fn send_sms(&self, phone: &str, text: &str) -> Result<String, SendError> {
@@ -61,7 +49,7 @@ impl MobileSender for SnsMobile {
             .message(text)
             .send()
             .await
-            .map_err(send_error)?;
+            .map_err(|e| send_error(e, THROTTLING, REJECTED))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 
@@ -83,7 +71,7 @@ impl MobileSender for SnsMobile {
             .message(message.to_string())
             .send()
             .await
-            .map_err(send_error)?;
+            .map_err(|e| send_error(e, THROTTLING, REJECTED))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }

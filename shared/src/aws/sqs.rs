@@ -24,22 +24,6 @@ pub const MAX_BATCH: usize = 10;
 /// Attempts at entries SQS reports as failed within one `send`.
 const SEND_ATTEMPTS: u32 = 4;
 
-fn queue_error<E>(
-    err: aws_smithy_runtime_api::client::result::SdkError<
-        E,
-        aws_smithy_runtime_api::http::Response,
-    >,
-) -> QueueError
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-{
-    QueueError::Call(call_error(err))
-}
-
 /// Sends to one queue.
 #[derive(Debug, Clone)]
 pub struct SqsSender {
@@ -86,7 +70,7 @@ impl SqsSender {
             .send()
             .await
         {
-            Err(e) => vec![Err(queue_error(e)); chunk.len()],
+            Err(e) => vec![Err(QueueError::Call(call_error(e))); chunk.len()],
             Ok(out) => {
                 let mut results = vec![Ok(()); chunk.len()];
                 for failed in out.failed() {
@@ -187,7 +171,7 @@ impl SourceQueue for SqsSourceQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(queue_error)?;
+            .map_err(|e| QueueError::Call(call_error(e)))?;
         Ok(out
             .messages
             .unwrap_or_default()

@@ -5,14 +5,14 @@
 //! split so no transaction exceeds DynamoDB's 100-item limit. Duplicates found from the
 //! cancellation reasons are dropped and the rest retried; conflicts and throttling back off
 //! with full jitter until the time budget is spent, then the work is reported as unfinished.
-//! Mark-read clears rooms under optimistic locking; `reconcile` checks TOTAL against rooms.
+//! Mark-read (`mark_read`) clears rooms under optimistic locking; `reconcile` checks TOTAL
+//! against rooms.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::backoff::BackoffPolicy;
 use super::ids::{NotificationId, RoomId, TenantId, UserId};
 use super::notification::{Channel, Notification};
-use crate::error::StoreError;
 use crate::ports::{CommitError, CounterStore};
 
 /// DynamoDB's limit on items per transaction.
@@ -287,142 +287,4 @@ async fn commit_user_transaction<K: Clone>(
     tx.messages
         .iter()
         .for_each(|m| record(m, ApplyOutcome::Unfinished(reason.clone())));
-}
-
-/// Most room items zeroed in one transaction (plus TOTAL = 100).
-const MAX_ROOMS_PER_READ: usize = MAX_TRANSACTION_ITEMS - 1;
-
-/// What a mark-read did: the counters after, and how much it cleared in each room.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadOutcome {
-    pub after: Counters,
-    pub cleared: BTreeMap<RoomId, u64>,
-}
-
-/// Marks one room read: zero the room at the version seen and subtract the same amount from
-/// TOTAL in one transaction; on a lost race re-read and retry.
-pub async fn mark_room_read(
-    store: &dyn CounterStore,
-    user: &UserKey,
-    room: &RoomId,
-    policy: &BackoffPolicy,
-) -> Result<ReadOutcome, StoreError> {
-    let mut retry = policy.start();
-    loop {
-        let counters = store.read_counters(user).await?;
-        let seen = counters.rooms.get(room).copied().unwrap_or_default();
-        if seen.unread == 0 {
-            return Ok(ReadOutcome {
-                after: counters,
-                cleared: BTreeMap::new(),
-            });
-        }
-        match store.zero_rooms(user, &[(room.clone(), seen)]).await {
-            Ok(()) => {
-                let cleared = BTreeMap::from([(room.clone(), seen.unread)]);
-                return Ok(ReadOutcome {
-                    after: read_after(store, user, &counters, &cleared).await,
-                    cleared,
-                });
-            }
-            Err(err) => backoff_or_fail(&mut retry, err).await?,
-        }
-    }
-}
-
-/// The counters after a successful clear: re-read, or (if that read fails) derived from what
-/// was seen, so a committed clear is never reported as a failure.
-async fn read_after(
-    store: &dyn CounterStore,
-    user: &UserKey,
-    seen: &Counters,
-    cleared: &BTreeMap<RoomId, u64>,
-) -> Counters {
-    match store.read_counters(user).await {
-        Ok(after) => after,
-        Err(e) => {
-            tracing::warn!(error = %e, "re-read after mark-read failed; answering from the commit");
-            let mut after = seen.clone();
-            for (room, n) in cleared {
-                if let Some(c) = after.rooms.get_mut(room) {
-                    c.unread = c.unread.saturating_sub(*n);
-                }
-                after.total.unread = after.total.unread.saturating_sub(*n);
-            }
-            after
-        }
-    }
-}
-
-/// Marks every room read, in transactions of up to 99 rooms each.
-pub async fn mark_all_read(
-    store: &dyn CounterStore,
-    user: &UserKey,
-    policy: &BackoffPolicy,
-) -> Result<ReadOutcome, StoreError> {
-    let mut retry = policy.start();
-    let mut cleared: BTreeMap<RoomId, u64> = BTreeMap::new();
-    let mut last_seen = Counters::default();
-    loop {
-        let counters = match store.read_counters(user).await {
-            Ok(c) => c,
-            // Some rooms were cleared already: report them rather than a failure.
-            Err(_) if !cleared.is_empty() => {
-                let after = read_after(store, user, &last_seen, &cleared).await;
-                return Ok(ReadOutcome { after, cleared });
-            }
-            Err(e) => return Err(e),
-        };
-        let unread: Vec<(RoomId, Counter)> = counters
-            .rooms
-            .iter()
-            .filter(|(_, c)| c.unread > 0)
-            .map(|(r, c)| (r.clone(), *c))
-            .collect();
-        if unread.is_empty() {
-            return Ok(ReadOutcome {
-                after: counters,
-                cleared,
-            });
-        }
-        last_seen = counters;
-        for chunk in unread.chunks(MAX_ROOMS_PER_READ) {
-            match store.zero_rooms(user, chunk).await {
-                Ok(()) => {
-                    for (room, seen) in chunk {
-                        *cleared.entry(room.clone()).or_default() += seen.unread;
-                    }
-                }
-                Err(err) => {
-                    if let Err(e) = backoff_or_fail(&mut retry, err).await {
-                        if cleared.is_empty() {
-                            return Err(e);
-                        }
-                        let after = read_after(store, user, &last_seen, &cleared).await;
-                        return Ok(ReadOutcome { after, cleared });
-                    }
-                    break;
-                }
-            }
-        }
-    }
-}
-
-pub(crate) async fn backoff_or_fail(
-    retry: &mut super::backoff::Retry,
-    err: CommitError,
-) -> Result<(), StoreError> {
-    match err {
-        CommitError::Fatal(reason) => Err(StoreError::Fatal(reason)),
-        CommitError::Retryable(_) | CommitError::Duplicates(_) => {
-            if retry.wait().await {
-                Ok(())
-            } else {
-                Err(StoreError::Transient(format!(
-                    "counters kept changing; gave up after {} attempts",
-                    retry.attempts()
-                )))
-            }
-        }
-    }
 }

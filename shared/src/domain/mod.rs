@@ -5,5 +5,6 @@ pub mod contact;
 pub mod counters;
 pub mod delivery;
 pub mod ids;
+pub mod mark_read;
 pub mod notification;
 pub mod reconcile;

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::backoff::BackoffPolicy;
-use super::counters::{backoff_or_fail, UserKey};
+use super::counters::UserKey;
+use super::mark_read::backoff_or_fail;
 use crate::error::StoreError;
 use crate::ports::{CounterStore, UserIndex, UserSet};
 

@@ -1,0 +1,212 @@
+//! The benchmark against the emulator: a burst through ingest and one consumer, with every
+//! SDK call and write unit counted by an interceptor on the real clients.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::Request;
+use herald::aws::dynamodb::DynamoInbox;
+use herald::aws::sqs::{SqsSender, SqsSourceQueue};
+use herald::consumer::{run_worker, QueueBinding};
+use herald::domain::counters::UserKey;
+use herald::fake::{Hooked, StoreHooks};
+use herald::Notification;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use testkit::meter::{metered_dynamodb, metered_sqs, CallMeter};
+use testkit::stack::Stack;
+use testkit::template::Template;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::{cpu_time, EMULATOR_WORKERS};
+
+/// A marketing-shaped burst: many users, most with one message, some with several.
+pub(super) fn burst(n: usize, seed: u64) -> Vec<Value> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut items = Vec::with_capacity(n);
+    let mut user = 0;
+    while items.len() < n {
+        let messages = match rng.random_range(0..100) {
+            0..60 => 1,
+            60..85 => 2,
+            85..95 => rng.random_range(3..=5),
+            _ => rng.random_range(6..=10),
+        };
+        let rooms = rng.random_range(1..=3);
+        for m in 0..messages {
+            if items.len() == n {
+                break;
+            }
+            let channels = if rng.random_bool(0.3) {
+                json!(["inbox", "push"])
+            } else {
+                json!(["inbox"])
+            };
+            items.push(json!({
+                "user_id": format!("user-{user}"), "room_id": format!("room-{}", m % rooms),
+                "title": "Black Friday", "body": "Everything 30% off until midnight", "channels": channels,
+                "category": "marketing"
+            }));
+        }
+        user += 1;
+    }
+    items.shuffle(&mut rng);
+    items
+}
+
+/// Counts commits and records ingest-to-counter latency of each committed notification.
+#[derive(Default)]
+struct Timing {
+    committed: AtomicU64,
+    latencies_ms: Mutex<Vec<f64>>,
+}
+
+#[async_trait]
+impl StoreHooks for Timing {
+    async fn after_commit(&self, _user: &UserKey, messages: &[Notification]) {
+        let now = jiff::Timestamp::now();
+        let mut latencies = self.latencies_ms.lock().unwrap_or_else(|p| p.into_inner());
+        for m in messages {
+            if let Ok(created) = m.created_at.parse::<jiff::Timestamp>() {
+                latencies.push(now.duration_since(created).as_secs_f64() * 1000.0);
+            }
+        }
+        self.committed
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+    }
+}
+
+pub(super) async fn against_emulator(endpoint: &str, n: usize) -> Result<Value> {
+    let stack = Stack::provision(endpoint, "bench", Template::project()?, &[]).await?;
+    let meter = CallMeter::default();
+    let sqs = metered_sqs(&stack.sdk, &meter);
+    let vars = stack.function_vars("InboxWriterFunction")?;
+    let config = inbox_writer::Config::from_vars(&vars)?;
+    let timed = Arc::new(Hooked {
+        inner: Arc::new(DynamoInbox::new(
+            metered_dynamodb(&stack.sdk, &meter),
+            &config.inbox_table,
+            config.retention_days,
+        )),
+        hooks: Timing::default(),
+    });
+    let writer = Arc::new(inbox_writer::InboxWriter {
+        store: timed.clone(),
+        delivery: Arc::new(SqsSender::new(sqs.clone(), &config.delivery_queue_url)),
+        policy: config.policy,
+    });
+    let binding = QueueBinding {
+        queue: Arc::new(SqsSourceQueue::new(sqs.clone(), &config.queue)),
+        rules: config.queue.rules,
+    };
+    let ingest = ingest::app(Arc::new(ingest::Deps {
+        queue: Arc::new(SqsSender::new(sqs.clone(), &config.queue.queue_url)),
+        tenant: herald::TenantId::parse("bench", "tenant")?,
+    }));
+
+    let items = burst(n, 7);
+    let users: std::collections::HashSet<&str> =
+        items.iter().filter_map(|i| i["user_id"].as_str()).collect();
+    let users = users.len();
+    let bar = ProgressBar::new(n as u64).with_style(ProgressStyle::with_template(
+        "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+    )?);
+    bar.set_message("ingest");
+    for chunk in items.chunks(500) {
+        let request = Request::post("/v1/notifications")
+            .body(Body::from(json!({"notifications": chunk}).to_string()))?;
+        let response = ingest.clone().oneshot(request).await?;
+        if response.status() != 202 {
+            bail!("ingest answered {}", response.status());
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    let ingest_counts = meter.counts();
+    meter.reset();
+
+    bar.set_position(0);
+    bar.set_message("consume");
+    let (cpu_before, started) = (cpu_time()?, Instant::now());
+    let shutdown = CancellationToken::new();
+    let workers: Vec<_> = (0..EMULATOR_WORKERS)
+        .map(|_| {
+            tokio::spawn(run_worker(
+                writer.clone(),
+                binding.clone(),
+                1,
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    while (timed.hooks.committed.load(Ordering::Relaxed) as usize) < n {
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!(
+                "consumers stalled at {} of {n}",
+                timed.hooks.committed.load(Ordering::Relaxed)
+            );
+        }
+        bar.set_position(timed.hooks.committed.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (elapsed, cpu) = (started.elapsed(), cpu_time()? - cpu_before);
+    shutdown.cancel();
+    for w in workers {
+        w.await?;
+    }
+    bar.finish_and_clear();
+    let consume_counts = meter.counts();
+
+    let per_1000 = |x: f64| x * 1000.0 / n as f64;
+    let mut latencies = timed
+        .hooks
+        .latencies_ms
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let sqs_ops: BTreeMap<String, f64> = ingest_counts
+        .attempts
+        .iter()
+        .chain(consume_counts.attempts.iter())
+        .filter(|(k, _)| k.starts_with("SQS"))
+        .fold(BTreeMap::new(), |mut acc, (k, v)| {
+            *acc.entry(k.clone()).or_default() += per_1000(*v as f64);
+            acc
+        });
+    Ok(json!({
+        "notifications": n,
+        "users": users,
+        "workers": EMULATOR_WORKERS,
+        "consume_seconds": elapsed.as_secs_f64(),
+        "dynamodb": {
+            "write_units_per_1000": per_1000(consume_counts.dynamodb_write_units + consume_counts.dynamodb_index_write_units),
+            "table_write_units_per_1000": per_1000(consume_counts.dynamodb_write_units),
+            "index_write_units_per_1000": per_1000(consume_counts.dynamodb_index_write_units),
+            "transact_write_items_per_1000": per_1000(consume_counts.operation("DynamoDB.TransactWriteItems") as f64),
+            "items_per_transaction": consume_counts.transaction_sizes.iter().sum::<usize>() as f64 / consume_counts.transaction_sizes.len().max(1) as f64,
+            "requests_per_1000": per_1000(consume_counts.attempts_of("DynamoDB") as f64),
+        },
+        "sqs": {
+            "requests_per_1000": per_1000((ingest_counts.attempts_of("SQS") + consume_counts.attempts_of("SQS")) as f64),
+            "by_operation_per_1000": sqs_ops,
+            "note": "ReceiveMessage includes empty long polls at the end of the burst",
+        },
+        "cpu_ms_per_1000": per_1000(cpu.as_secs_f64() * 1000.0),
+        "ingest_to_counter_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0)},
+    }))
+}

@@ -1,0 +1,110 @@
+//! `cargo xtask bench counters`: what a marketing-shaped burst costs and how the consumer
+//! scales. Two parts, reported separately:
+//! - against the emulator: SDK calls and DynamoDB write units per 1,000 notifications
+//!   (counted by an interceptor on the real clients), herald's CPU time per 1,000, and
+//!   ingest-to-counter latency. The emulator is one Python process, so its speed says
+//!   nothing about AWS; the ratios do.
+//! - a simulation: the same handler over the in-memory store with injected per-call
+//!   latency, over 1–16 workers, to show throughput grows linearly with workers.
+
+mod emulator;
+mod report;
+mod simulation;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use testkit::emulator::{free_port, Emulator};
+
+/// One consumer against the emulator: moto is not thread-safe (concurrent transactions fail
+/// with 500s and roll back each other), and per-1,000 costs do not depend on the worker count.
+pub(super) const EMULATOR_WORKERS: usize = 1;
+pub(super) const SIM_WORKERS: [usize; 5] = [1, 2, 4, 8, 16];
+pub(super) const SIM_LATENCY: Duration = Duration::from_millis(2);
+
+/// The benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum Bench {
+    /// Cost per 1,000 notifications against the emulator (calls, write units, CPU) and
+    /// throughput over 1-16 workers in a labelled simulation; writes
+    /// target/bench/counters.json and counters-throughput.svg.
+    Counters(CountersArgs),
+}
+
+/// Options of `cargo xtask bench counters`.
+#[derive(Debug, clap::Args)]
+pub struct CountersArgs {
+    /// Notifications sent through the emulator (its transactions slow down as a table grows,
+    /// and the per-1,000 ratios do not need more).
+    #[arg(long, default_value_t = 1_000)]
+    emulator_notifications: usize,
+    /// Notifications in the throughput simulation.
+    #[arg(long, default_value_t = 10_000)]
+    notifications: usize,
+}
+
+pub fn run(bench: &Bench) -> Result<()> {
+    match bench {
+        Bench::Counters(args) => counters(args),
+    }
+}
+
+fn counters(args: &CountersArgs) -> Result<()> {
+    // Costs and CPU time of a debug build would mislead: run optimised.
+    if cfg!(debug_assertions) {
+        eprintln!("building xtask --release for the benchmark...");
+        let status = std::process::Command::new("cargo")
+            .args(["run", "--release", "--quiet", "-p", "xtask", "--"])
+            .args(std::env::args().skip(1))
+            .current_dir(testkit::workspace_root())
+            .status()?;
+        if !status.success() {
+            bail!("benchmark failed ({status})");
+        }
+        return Ok(());
+    }
+    herald::telemetry::init_tracing();
+    let (emulator_n, sim_n) = (args.emulator_notifications, args.notifications);
+    let root = testkit::workspace_root();
+    let venv = testkit::tools::dev_venv(&root)?;
+    std::fs::create_dir_all(root.join(".herald"))?;
+    let emulator = Emulator::start(&venv, free_port()?, &root.join(".herald/moto-bench.log"))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let emulated = runtime.block_on(emulator::against_emulator(&emulator.endpoint, emulator_n))?;
+    drop(emulator);
+    let simulated = runtime.block_on(simulation::simulation(sim_n))?;
+
+    let out_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"))
+        .join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let result = json!({"emulator": emulated, "simulation": simulated});
+    std::fs::write(
+        out_dir.join("counters.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    std::fs::write(
+        out_dir.join("counters-throughput.svg"),
+        report::throughput_svg(&simulated),
+    )?;
+    report::summarize(&result);
+    eprintln!(
+        "\nwrote {} and counters-throughput.svg",
+        out_dir.join("counters.json").display()
+    );
+    Ok(())
+}
+
+/// This process's CPU time (user + system), from /proc.
+pub(super) fn cpu_time() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .context("reading /proc/self/stat (Linux only)")?;
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 per second).
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(Duration::from_millis(ticks * 10))
+}

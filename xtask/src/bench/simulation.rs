@@ -1,0 +1,71 @@
+//! The labelled simulation: the same handler over the in-memory store with injected
+//! per-call latency, over 1-16 workers, to show throughput grows with workers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use herald::fake::{Faults, InMemoryInbox, RecordingQueue};
+use indicatif::ProgressBar;
+use serde_json::{json, Value};
+use testkit::sim::{drain, SimQueue};
+
+use super::emulator::burst;
+use super::{SIM_LATENCY, SIM_WORKERS};
+
+pub(super) async fn simulation(n: usize) -> Result<Value> {
+    let items = burst(n, 11);
+    let tenant = herald::TenantId::parse("sim", "tenant")?;
+    let bodies: Vec<String> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let n = herald::domain::notification::parse_notification(
+                item,
+                i,
+                &tenant,
+                herald::domain::notification::IdSource::Generate,
+                "2026-11-23T09:00:00.000Z",
+            )?;
+            Ok(serde_json::to_string(&n)?)
+        })
+        .collect::<Result<_>>()?;
+    let mut points = Vec::new();
+    for workers in SIM_WORKERS {
+        let store = Arc::new(InMemoryInbox::new(Faults {
+            latency: SIM_LATENCY,
+            ..Faults::default()
+        }));
+        let queue = Arc::new(SimQueue::new(SIM_LATENCY));
+        for b in &bodies {
+            queue.push(b.clone());
+        }
+        let writer = Arc::new(inbox_writer::InboxWriter {
+            store: store.clone(),
+            delivery: Arc::new(RecordingQueue::default()),
+            policy: Default::default(),
+        });
+        let spinner =
+            ProgressBar::new_spinner().with_message(format!("simulation: {workers} worker(s)"));
+        spinner.enable_steady_tick(Duration::from_millis(200));
+        let started = Instant::now();
+        drain(queue, writer, workers).await;
+        let seconds = started.elapsed().as_secs_f64();
+        spinner.finish_and_clear();
+        if store.message_count() != n {
+            bail!(
+                "simulation lost work: {} of {n} stored",
+                store.message_count()
+            );
+        }
+        points.push(json!({"workers": workers, "notifications_per_s": n as f64 / seconds, "seconds": seconds}));
+    }
+    let rate = |i: usize| points[i]["notifications_per_s"].as_f64().unwrap_or(0.0);
+    Ok(json!({
+        "label": "SIMULATION: in-memory store and queue with injected latency per call; not AWS, not the emulator",
+        "latency_ms_per_call": SIM_LATENCY.as_secs_f64() * 1000.0,
+        "notifications": n,
+        "points": points,
+        "speedup_16_vs_1": rate(SIM_WORKERS.len() - 1) / rate(0),
+    }))
+}
