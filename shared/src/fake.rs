@@ -150,55 +150,66 @@ impl InMemoryInbox {
 
 #[async_trait]
 impl CounterStore for InMemoryInbox {
-    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError> {
+    async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
         let lose_ack = self.enter().await.map_err(CommitError::Retryable)?;
         let mut state = self.lock();
-        let ids: HashSet<&NotificationId> = messages.iter().map(|m| &m.id).collect();
-        if ids.len() != messages.len() {
+        // DynamoDB refuses a transaction that touches one item twice.
+        let users: HashSet<&UserKey> = writes.iter().map(|w| &w.user).collect();
+        let ids: HashSet<(&UserKey, &NotificationId)> = writes
+            .iter()
+            .flat_map(|w| w.messages.iter().map(move |m| (&w.user, &m.id)))
+            .collect();
+        let items: usize = writes.iter().map(|w| w.messages.len()).sum();
+        if users.len() != writes.len() || ids.len() != items {
             return Err(CommitError::Fatal(
                 "ValidationException: two operations on one item".into(),
             ));
         }
-        let dups: Vec<NotificationId> = messages
+        let dups: Vec<(UserKey, NotificationId)> = ids
             .iter()
-            .filter(|m| state.messages.contains_key(&(user.clone(), m.id.clone())))
-            .map(|m| m.id.clone())
+            .filter(|(u, id)| state.messages.contains_key(&((*u).clone(), (*id).clone())))
+            .map(|(u, id)| ((*u).clone(), (*id).clone()))
             .collect();
         if !dups.is_empty() {
             return Err(CommitError::Duplicates(dups));
         }
         let stamp = CommitStamp::now();
-        let rooms = room_increments(messages);
-        let ordered = rooms.keys().all(|room| {
-            state
-                .rooms
-                .get(&(user.clone(), room.clone()))
-                .is_none_or(|c| c.stamp < stamp)
+        let ordered = writes.iter().all(|w| {
+            room_increments(&w.messages).keys().all(|room| {
+                state
+                    .rooms
+                    .get(&(w.user.clone(), room.clone()))
+                    .is_none_or(|c| c.stamp < stamp)
+            })
         });
         if !ordered {
             return Err(CommitError::Retryable(
                 "ConditionalCheckFailed: room stamp".into(),
             ));
         }
-        for m in messages {
-            state
-                .messages
-                .insert((user.clone(), m.id.clone()), (m.clone(), stamp));
-        }
-        let total: u64 = rooms.values().sum();
-        for (room, n) in rooms {
-            let c = state.rooms.entry((user.clone(), room)).or_default();
-            c.unread += n;
-            c.version += 1;
-            c.stamp = stamp;
-        }
-        if total > 0 {
-            let t = state.totals.entry(user.clone()).or_default();
-            t.unread += total;
-            t.version += 1;
-            state
-                .changed
-                .insert(user.clone(), change_mark(user, jiff::Timestamp::now()));
+        for w in writes {
+            let user = &w.user;
+            for m in &w.messages {
+                state
+                    .messages
+                    .insert((user.clone(), m.id.clone()), (m.clone(), stamp));
+            }
+            let rooms = room_increments(&w.messages);
+            let total: u64 = rooms.values().sum();
+            for (room, n) in rooms {
+                let c = state.rooms.entry((user.clone(), room)).or_default();
+                c.unread += n;
+                c.version += 1;
+                c.stamp = stamp;
+            }
+            if total > 0 {
+                let t = state.totals.entry(user.clone()).or_default();
+                t.unread += total;
+                t.version += 1;
+                state
+                    .changed
+                    .insert(user.clone(), change_mark(user, jiff::Timestamp::now()));
+            }
         }
         if lose_ack {
             return Err(CommitError::Retryable(
@@ -537,15 +548,11 @@ impl MobileSender for RecordingSender {
 #[async_trait]
 pub trait StoreHooks: Send + Sync {
     /// Before a commit: an error fails it without reaching the store.
-    async fn before_commit(
-        &self,
-        _user: &UserKey,
-        _messages: &[Notification],
-    ) -> Result<(), CommitError> {
+    async fn before_commit(&self, _writes: &[UserWrites]) -> Result<(), CommitError> {
         Ok(())
     }
     /// After a commit the store accepted.
-    async fn after_commit(&self, _user: &UserKey, _messages: &[Notification]) {}
+    async fn after_commit(&self, _writes: &[UserWrites]) {}
     /// Before a mark-read's transaction, with the store (to race it).
     async fn before_zero_rooms(&self, _store: &dyn CounterStore, _user: &UserKey) {}
 }
@@ -559,10 +566,10 @@ pub struct Hooked<H> {
 
 #[async_trait]
 impl<H: StoreHooks> CounterStore for Hooked<H> {
-    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError> {
-        self.hooks.before_commit(user, messages).await?;
-        self.inner.commit(user, messages).await?;
-        self.hooks.after_commit(user, messages).await;
+    async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
+        self.hooks.before_commit(writes).await?;
+        self.inner.commit(writes).await?;
+        self.hooks.after_commit(writes).await;
         Ok(())
     }
 
@@ -594,7 +601,7 @@ pub struct FailFirst {
 
 #[async_trait]
 impl StoreHooks for FailFirst {
-    async fn before_commit(&self, _: &UserKey, _: &[Notification]) -> Result<(), CommitError> {
+    async fn before_commit(&self, _: &[UserWrites]) -> Result<(), CommitError> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         let left = self
             .failures

@@ -14,19 +14,28 @@ use crate::error::{CallError, StoreError};
 /// Why a counter transaction did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitError {
-    /// These messages are already stored (their Put's attribute_not_exists failed).
-    Duplicates(Vec<NotificationId>),
+    /// These messages are already stored (their Put's attribute_not_exists failed); ids are
+    /// unique per user only, so each comes with its user.
+    Duplicates(Vec<(UserKey, NotificationId)>),
     /// Conflict, version mismatch or throttling: back off and retry.
     Retryable(String),
     Fatal(String),
 }
 
-/// Unread counters and the message log, one user partition at a time.
+/// One user's share of a commit: the user's new messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserWrites {
+    pub user: UserKey,
+    pub messages: Vec<Notification>,
+}
+
+/// Unread counters and the message log.
 #[async_trait]
 pub trait CounterStore: Send + Sync {
-    /// One TransactWriteItems for one user: Put each message (attribute_not_exists) and ADD
-    /// the coalesced increments to the rooms and TOTAL.
-    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError>;
+    /// One TransactWriteItems for one or more users (at most one share per user): for each,
+    /// Put each message (attribute_not_exists) and ADD the coalesced increments to its rooms
+    /// and TOTAL. All of it commits, or none.
+    async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError>;
     /// TOTAL and every room, strongly consistent.
     async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError>;
     /// Sets each room to 0 if its version is still the one seen, and subtracts the sum from

@@ -11,7 +11,7 @@ use herald::domain::counters::apply_to_counters;
 use herald::domain::mark_read::{mark_all_read, mark_room_read};
 use herald::domain::reconcile::{reconcile_all, Mode};
 use herald::fake::{Hooked, StoreHooks};
-use herald::ports::CounterStore;
+use herald::ports::{CounterStore, UserWrites};
 use herald::{Notification, RoomId, UserKey};
 use testkit::counters_kit::*;
 use testkit::harness::test_stack;
@@ -29,7 +29,11 @@ impl StoreHooks for Intruder {
     async fn before_zero_rooms(&self, store: &dyn CounterStore, user: &UserKey) {
         let intruder = self.0.lock().unwrap().take();
         if let Some(n) = intruder {
-            store.commit(user, &[n]).await.unwrap();
+            let writes = UserWrites {
+                user: user.clone(),
+                messages: vec![n],
+            };
+            store.commit(&[writes]).await.unwrap();
         }
     }
 }

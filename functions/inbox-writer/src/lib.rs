@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::{apply_to_counters, ApplyOutcome};
+use herald::domain::counters::{apply_packed, ApplyOutcome, Packing};
 use herald::domain::delivery::DeliveryJob;
 use herald::ports::{CounterStore, OutgoingMessage, QueueSender};
 use herald::Notification;
@@ -21,6 +21,7 @@ pub struct Config {
     pub delivery_queue_url: String,
     pub retention_days: u32,
     pub policy: BackoffPolicy,
+    pub packing: Packing,
 }
 
 impl Config {
@@ -39,6 +40,10 @@ impl Config {
                 budget: std::time::Duration::from_millis(budget_ms),
                 ..BackoffPolicy::default()
             },
+            packing: Packing {
+                pack_users: vars.parsed_or("PACK_USERS", true)?,
+                concurrency: vars.parsed_or("COMMIT_CONCURRENCY", 1)?,
+            },
         })
     }
 }
@@ -48,6 +53,8 @@ pub struct InboxWriter {
     pub store: Arc<dyn CounterStore>,
     pub delivery: Arc<dyn QueueSender>,
     pub policy: BackoffPolicy,
+    /// How a batch's users share transactions.
+    pub packing: Packing,
 }
 
 impl InboxWriter {
@@ -65,6 +72,7 @@ impl InboxWriter {
                 &config.delivery_queue_url,
             )),
             policy: config.policy,
+            packing: config.packing,
         }
     }
 }
@@ -74,7 +82,7 @@ impl BatchHandler for InboxWriter {
     async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
         let mut dispositions: Vec<Option<Disposition>> = vec![None; batch.len()];
         let parsed = parse_batch(batch, &mut dispositions);
-        let outcomes = apply_to_counters(self.store.as_ref(), parsed, &self.policy).await;
+        let outcomes = apply_packed(self.store.as_ref(), parsed, &self.policy, self.packing).await;
 
         let (mut committed, mut duplicates, mut unfinished) = (0, 0, 0);
         let mut jobs = Vec::new();
@@ -197,6 +205,7 @@ mod tests {
             store: store.clone(),
             delivery: delivery.clone(),
             policy: BackoffPolicy::default(),
+            packing: Packing::default(),
         };
         (w, store, delivery)
     }

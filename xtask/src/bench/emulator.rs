@@ -13,8 +13,8 @@ use axum::http::Request;
 use herald::aws::dynamodb::DynamoInbox;
 use herald::aws::sqs::{SqsSender, SqsSourceQueue};
 use herald::consumer::{run_worker, QueueBinding};
-use herald::domain::counters::UserKey;
 use herald::fake::{Hooked, StoreHooks};
+use herald::ports::UserWrites;
 use herald::Notification;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -72,10 +72,11 @@ struct Timing {
 
 #[async_trait]
 impl StoreHooks for Timing {
-    async fn after_commit(&self, _user: &UserKey, messages: &[Notification]) {
+    async fn after_commit(&self, writes: &[UserWrites]) {
         let now = jiff::Timestamp::now();
         let mut latencies = self.latencies_ms.lock().unwrap_or_else(|p| p.into_inner());
-        for m in messages {
+        let messages: Vec<&Notification> = writes.iter().flat_map(|w| &w.messages).collect();
+        for m in &messages {
             if let Ok(created) = m.created_at.parse::<jiff::Timestamp>() {
                 latencies.push(now.duration_since(created).as_secs_f64() * 1000.0);
             }
@@ -103,6 +104,7 @@ pub(super) async fn against_emulator(endpoint: &str, n: usize) -> Result<Value> 
         store: timed.clone(),
         delivery: Arc::new(SqsSender::new(sqs.clone(), &config.delivery_queue_url)),
         policy: config.policy,
+        packing: config.packing,
     });
     let binding = QueueBinding {
         queue: Arc::new(SqsSourceQueue::new(sqs.clone(), &config.queue)),

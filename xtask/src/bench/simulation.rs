@@ -44,6 +44,7 @@ pub(super) async fn simulation(n: usize) -> Result<Value> {
             store: store.clone(),
             delivery: Arc::new(RecordingQueue::default()),
             policy: Default::default(),
+            packing: Default::default(),
         });
         let spinner =
             ProgressBar::new_spinner().with_message(format!("simulation: {workers} worker(s)"));

@@ -16,7 +16,7 @@ use crate::domain::ids::RoomId;
 use crate::domain::notification::{Channel, Notification};
 use crate::domain::reconcile::change_mark;
 use crate::error::StoreError;
-use crate::ports::{CommitError, CounterStore};
+use crate::ports::{CommitError, CounterStore, UserWrites};
 
 type TransactError = SdkError<TransactWriteItemsError, aws_smithy_runtime_api::http::Response>;
 
@@ -190,12 +190,12 @@ impl DynamoInbox {
     }
 }
 
-/// Classifies a failed transaction; `owners[i]` is the message the i-th item writes (its log
-/// item or idempotency record), None for counter items.
+/// Classifies a failed transaction; `owners[i]` is the (user, message) the i-th item writes
+/// (its log item or idempotency record), None for counter items.
 fn commit_error(
     err: TransactError,
-    messages: &[Notification],
-    owners: &[Option<usize>],
+    writes: &[UserWrites],
+    owners: &[Option<(usize, usize)>],
 ) -> CommitError {
     if let SdkError::ServiceError(service) = &err {
         if let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() {
@@ -204,7 +204,9 @@ fn commit_error(
                 .iter()
                 .zip(owners)
                 .filter(|(r, _)| r.code() == Some("ConditionalCheckFailed"))
-                .filter_map(|(_, owner)| owner.map(|i| messages[i].id.clone()))
+                .filter_map(|(_, owner)| {
+                    owner.map(|(u, m)| (writes[u].user.clone(), writes[u].messages[m].id.clone()))
+                })
                 .collect();
             duplicates.dedup();
             if !duplicates.is_empty() {
@@ -243,39 +245,41 @@ fn commit_error(
 
 #[async_trait]
 impl CounterStore for DynamoInbox {
-    async fn commit(&self, user: &UserKey, messages: &[Notification]) -> Result<(), CommitError> {
-        let pk = user_pk(user);
+    async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
         // A fresh stamp per attempt: a retry after losing a race is ordered after the winner.
         let stamp = CommitStamp::now();
-        let mut items = Vec::with_capacity(messages.len() * 2 + 2);
-        let mut owners = Vec::with_capacity(items.capacity());
-        for (i, m) in messages.iter().enumerate() {
-            items.push(self.put_new(self.message_item(&pk, m, stamp))?);
-            owners.push(Some(i));
-            if m.has_client_id() {
-                let record = HashMap::from([
-                    ("pk".to_owned(), s(&pk)),
-                    ("sk".to_owned(), s(format!("I#{}", m.id))),
-                    ("log_key".to_owned(), s(m.log_key())),
-                    ("expires_at".to_owned(), n(self.expires_at())),
-                ]);
-                items.push(self.put_new(record)?);
-                owners.push(Some(i));
+        let mut items = Vec::new();
+        let mut owners = Vec::new();
+        for (u, share) in writes.iter().enumerate() {
+            let pk = user_pk(&share.user);
+            for (i, m) in share.messages.iter().enumerate() {
+                items.push(self.put_new(self.message_item(&pk, m, stamp))?);
+                owners.push(Some((u, i)));
+                if m.has_client_id() {
+                    let record = HashMap::from([
+                        ("pk".to_owned(), s(&pk)),
+                        ("sk".to_owned(), s(format!("I#{}", m.id))),
+                        ("log_key".to_owned(), s(m.log_key())),
+                        ("expires_at".to_owned(), n(self.expires_at())),
+                    ]);
+                    items.push(self.put_new(record)?);
+                    owners.push(Some((u, i)));
+                }
             }
-        }
-        let rooms = room_increments(messages);
-        let total: u64 = rooms.values().sum();
-        for (room, count) in rooms {
-            items.push(self.add_to_room(&pk, &room, count, stamp)?);
-            owners.push(None);
-        }
-        if total > 0 {
-            items.push(self.add_to_total(user, total as i64, None)?);
-            owners.push(None);
+            let rooms = room_increments(&share.messages);
+            let total: u64 = rooms.values().sum();
+            for (room, count) in rooms {
+                items.push(self.add_to_room(&pk, &room, count, stamp)?);
+                owners.push(None);
+            }
+            if total > 0 {
+                items.push(self.add_to_total(&share.user, total as i64, None)?);
+                owners.push(None);
+            }
         }
         self.transact(items)
             .await
-            .map_err(|e| commit_error(e, messages, &owners))
+            .map_err(|e| commit_error(e, writes, &owners))
     }
 
     async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
