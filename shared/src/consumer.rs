@@ -20,7 +20,7 @@ use crate::ports::SourceQueue;
 /// Message attribute carrying why a message was dead-lettered.
 pub const DLQ_REASON_ATTRIBUTE: &str = "herald-reason";
 pub const DLQ_SOURCE_ATTRIBUTE: &str = "herald-source-message-id";
-/// Most messages one receive returns (SQS's limit).
+/// Most messages one ReceiveMessage returns (SQS's limit), and the worker's default batch.
 pub const MAX_RECEIVE: usize = 10;
 
 /// One received message, whether from a Lambda event or ReceiveMessage.
@@ -117,6 +117,9 @@ impl QueueConfig {
 pub struct QueueBinding {
     pub queue: Arc<dyn SourceQueue>,
     pub rules: RetryRules,
+    /// Messages the worker loop hands to the handler at once (an event source mapping's
+    /// BatchSize); above 10 it gathers several receives.
+    pub batch_size: usize,
 }
 
 /// The acks for one batch, decided before any is sent (indexes into the batch).
@@ -244,7 +247,7 @@ pub async fn run_worker(
     while !shutdown.is_cancelled() {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
-            received = binding.queue.receive(MAX_RECEIVE, wait_seconds) => received,
+            received = binding.queue.receive(binding.batch_size, wait_seconds) => received,
         };
         let batch = match received {
             Ok(batch) => batch,
@@ -383,6 +386,7 @@ mod tests {
         let binding = QueueBinding {
             queue: acks.clone(),
             rules: rules(),
+            batch_size: MAX_RECEIVE,
         };
         let batch = [message("a", 1), message("b", 1), message("c", 1)];
         let failures = settle(
@@ -413,6 +417,7 @@ mod tests {
         let binding = QueueBinding {
             queue: acks.clone(),
             rules: rules(),
+            batch_size: MAX_RECEIVE,
         };
         let batch = [message("p", 1)];
         let failures = settle(&binding, &batch, vec![Disposition::Poison("bad".into())]).await;
@@ -436,6 +441,7 @@ mod tests {
         let binding = QueueBinding {
             queue: Arc::new(RecordingAcks::default()),
             rules: rules(),
+            batch_size: MAX_RECEIVE,
         };
         let mut event = SqsEvent::default();
         for (id, count) in [("m1", "1"), ("m2", "2")] {

@@ -168,3 +168,19 @@ async fn a_message_out_of_receives_goes_to_the_dlq_with_the_last_error() {
     );
     assert_eq!(queue_depth(&stack, "NotificationsQueue").await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_receive_is_gathered_from_several() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = LocalApp::new(&stack).unwrap();
+    let bodies = (0..25)
+        .map(|i| body(&notification(&format!("g{i}"), "gina", "r1")))
+        .collect();
+    enqueue(&stack, bodies).await;
+    // As an event source with BatchSize 25 would hand them over: SQS returns at most 10 a call.
+    let batch = app.notifications.queue.receive(25, 1).await.unwrap();
+    assert_eq!(batch.len(), 25);
+    let ids: std::collections::HashSet<&str> =
+        batch.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(ids.len(), 25, "no message twice");
+}

@@ -1,5 +1,5 @@
 //! inbox-writer: consumes the notifications queue. Each notification is stored and counted
-//! exactly once (one transaction per user, see `herald::domain::counters`), then its
+//! exactly once (users' writes packed into transactions, see `herald::domain::counters`), then its
 //! delivery jobs go on the delivery queue; committed messages are acked, the rest retried.
 
 use std::sync::Arc;

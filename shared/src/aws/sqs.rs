@@ -162,22 +162,26 @@ impl SourceQueue for SqsSourceQueue {
         max: usize,
         wait_seconds: i32,
     ) -> Result<Vec<QueueMessage>, QueueError> {
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(max.min(MAX_BATCH) as i32)
-            .wait_time_seconds(wait_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| QueueError::Call(call_error(e)))?;
-        Ok(out
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(QueueMessage::from)
-            .collect())
+        // Up to `max`, ten per call: long-poll for the first, then take what is there.
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages((max - batch.len()).min(MAX_BATCH) as i32)
+                .wait_time_seconds(if batch.is_empty() { wait_seconds } else { 0 })
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .map_err(|e| QueueError::Call(call_error(e)))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            batch.extend(messages.into_iter().map(QueueMessage::from));
+        }
+        Ok(batch)
     }
 
     async fn delete(&self, messages: &[&QueueMessage]) {
@@ -273,5 +277,6 @@ pub fn binding(config: &QueueConfig, aws: &aws_config::SdkConfig) -> QueueBindin
     QueueBinding {
         queue: Arc::new(SqsSourceQueue::new(Client::new(aws), config)),
         rules: config.rules,
+        batch_size: crate::consumer::MAX_RECEIVE,
     }
 }

@@ -1,8 +1,9 @@
 //! The counter algorithm: exactly-once unread counts per room and in total.
 //!
-//! A batch is grouped by user; each user's share becomes one TransactWriteItems
-//! (message Puts that double as idempotency records + coalesced room ADDs + one TOTAL ADD),
-//! split so no transaction exceeds DynamoDB's 100-item limit. Duplicates found from the
+//! A batch is grouped by user; each user's share (message Puts that double as idempotency
+//! records + coalesced room ADDs + one TOTAL ADD) is packed with other users' into one
+//! TransactWriteItems of at most DynamoDB's 100 items; a pack that loses a race is split in
+//! halves down to one user. Duplicates found from the
 //! cancellation reasons are dropped and the rest retried; conflicts and throttling back off
 //! with full jitter until the time budget is spent, then the work is reported as unfinished.
 //! Mark-read (`mark_read`) clears rooms under optimistic locking; `reconcile` checks TOTAL

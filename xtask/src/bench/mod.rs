@@ -8,6 +8,7 @@
 //!   latency, over 1–16 workers, to show throughput grows linearly with workers.
 
 mod emulator;
+use emulator::{EmulatorRun, Shape};
 mod report;
 mod simulation;
 
@@ -35,9 +36,9 @@ pub enum Bench {
 /// Options of `cargo xtask bench counters`.
 #[derive(Debug, clap::Args)]
 pub struct CountersArgs {
-    /// Notifications sent through the emulator (its transactions slow down as a table grows,
-    /// and the per-1,000 ratios do not need more).
-    #[arg(long, default_value_t = 1_000)]
+    /// Notifications sent through the emulator per configuration, each on fresh tables (its
+    /// transactions slow down as a table grows, and the per-1,000 ratios do not need more).
+    #[arg(long, default_value_t = 500)]
     emulator_notifications: usize,
     /// Notifications in the throughput simulation.
     #[arg(long, default_value_t = 10_000)]
@@ -71,16 +72,50 @@ fn counters(args: &CountersArgs) -> Result<()> {
     std::fs::create_dir_all(root.join(".herald"))?;
     let emulator = Emulator::start(&venv, free_port()?, &root.join(".herald/moto-bench.log"))?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let emulated = runtime.block_on(emulator::against_emulator(&emulator.endpoint, emulator_n))?;
+    let mut configurations = serde_json::Map::new();
+    for (shape, batch_size, pack_users) in [
+        (Shape::Marketing, 10, false),
+        (Shape::Marketing, 10, true),
+        (Shape::Marketing, 100, true),
+        (Shape::Chat, 10, true),
+        (Shape::Chat, 100, true),
+    ] {
+        let label = format!(
+            "{}-{batch_size}{}",
+            format!("{shape:?}").to_lowercase(),
+            if pack_users { "" } else { "-unpacked" }
+        );
+        eprintln!("== emulator: {label}");
+        let run = EmulatorRun {
+            label: label.clone(),
+            shape,
+            notifications: emulator_n,
+            batch_size,
+            pack_users,
+        };
+        let figures = runtime.block_on(emulator::against_emulator(&emulator.endpoint, &run))?;
+        configurations.insert(label, figures);
+    }
     drop(emulator);
+    let emulated = configurations
+        .get("marketing-10")
+        .cloned()
+        .unwrap_or_default();
     let simulated = runtime.block_on(simulation::simulation(sim_n))?;
+    drop(runtime);
+    let runtimes = simulation::runtime_comparison(sim_n.min(5_000))?;
 
     let out_dir = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| root.join("target"))
         .join("bench");
     std::fs::create_dir_all(&out_dir)?;
-    let result = json!({"emulator": emulated, "simulation": simulated});
+    let result = json!({
+        "emulator": emulated,
+        "configurations": configurations,
+        "simulation": simulated,
+        "runtimes": runtimes,
+    });
     std::fs::write(
         out_dir.join("counters.json"),
         serde_json::to_string_pretty(&result)?,

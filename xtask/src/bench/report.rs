@@ -40,6 +40,31 @@ pub(super) fn summarize(result: &Value) {
         e["ingest_to_counter_ms"]["p50"].as_f64().unwrap_or(0.0),
         e["ingest_to_counter_ms"]["p99"].as_f64().unwrap_or(0.0)
     );
+    eprintln!(
+        "\n== configurations against the emulator (per notification; CPU and modelled Lambda per 1,000)"
+    );
+    eprintln!(
+        "  {:<22} {:>9} {:>6} {:>6} {:>8} {:>10}",
+        "", "DynamoDB", "WRU", "SQS", "CPU ms", "model ms"
+    );
+    for (label, c) in result["configurations"].as_object().into_iter().flatten() {
+        let f = |k: &str| c[k].as_f64().unwrap_or(0.0);
+        eprintln!(
+            "  {label:<22} {:>9.3} {:>6.2} {:>6.3} {:>8.0} {:>10.0}",
+            f("dynamodb_requests_per_notification"),
+            f("wru_per_notification"),
+            f("sqs_requests_per_notification"),
+            f("cpu_ms_per_1000"),
+            f("modelled_lambda_ms_per_1000"),
+        );
+    }
+    eprintln!("\n== tokio runtime, one worker over the in-memory store (herald CPU ms / 1,000)");
+    for (flavor, r) in result["runtimes"].as_object().into_iter().flatten() {
+        eprintln!(
+            "  {flavor:<16} {:>8.0}",
+            r["cpu_ms_per_1000"].as_f64().unwrap_or(0.0)
+        );
+    }
     eprintln!("\n== {}", s["label"].as_str().unwrap_or(""));
     for p in s["points"].as_array().into_iter().flatten() {
         eprintln!(
