@@ -27,8 +27,11 @@ impl LocalApp {
         let sdk = &stack.sdk;
         let ingest_vars = stack.function_vars("IngestFunction")?;
         let api_vars = stack.function_vars("InboxApiFunction")?;
-        let writer_config =
+        let mut writer_config =
             inbox_writer::Config::from_vars(&stack.function_vars("InboxWriterFunction")?)?;
+        // moto rolls a cancelled transaction back by restoring a snapshot of the whole table,
+        // which can erase a concurrent commit: locally, one pack at a time.
+        writer_config.packing.concurrency = 1;
         let deliver_config = deliver::Config::from_vars(&stack.function_vars("DeliverFunction")?)?;
         let mut notifications = herald::aws::sqs::binding(&writer_config.queue, sdk);
         let mut delivery = herald::aws::sqs::binding(&deliver_config.queue, sdk);

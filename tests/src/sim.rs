@@ -88,12 +88,22 @@ impl SimQueue {
 
 /// Runs `workers` consumers until the queue is drained.
 pub async fn drain(queue: Arc<SimQueue>, handler: Arc<dyn BatchHandler>, workers: usize) {
+    drain_in_batches(queue, handler, workers, 10).await
+}
+
+/// Runs `workers` consumers, `batch_size` messages at a time, until the queue is drained.
+pub async fn drain_in_batches(
+    queue: Arc<SimQueue>,
+    handler: Arc<dyn BatchHandler>,
+    workers: usize,
+    batch_size: usize,
+) {
     let mut tasks = Vec::new();
     for _ in 0..workers {
         let (queue, handler) = (queue.clone(), handler.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let batch = queue.receive(10).await;
+                let batch = queue.receive(batch_size).await;
                 if batch.is_empty() {
                     if queue.drained() {
                         return;

@@ -147,9 +147,10 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
         store: timed.clone(),
         delivery: Arc::new(SqsSender::new(sqs.clone(), &config.delivery_queue_url)),
         policy: config.policy,
+        // One pack at a time: concurrent transactions roll each other back in moto.
         packing: Packing {
             pack_users: run.pack_users,
-            ..config.packing
+            concurrency: 1,
         },
     });
     let binding = QueueBinding {

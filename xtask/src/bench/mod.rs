@@ -43,6 +43,9 @@ pub struct CountersArgs {
     /// Notifications in the throughput simulation.
     #[arg(long, default_value_t = 10_000)]
     notifications: usize,
+    /// Only the simulations (no emulator runs); writes counters-simulation.json.
+    #[arg(long)]
+    simulation_only: bool,
 }
 
 pub fn run(bench: &Bench) -> Result<()> {
@@ -73,13 +76,18 @@ fn counters(args: &CountersArgs) -> Result<()> {
     let emulator = Emulator::start(&venv, free_port()?, &root.join(".herald/moto-bench.log"))?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut configurations = serde_json::Map::new();
-    for (shape, batch_size, pack_users) in [
-        (Shape::Marketing, 10, false),
-        (Shape::Marketing, 10, true),
-        (Shape::Marketing, 100, true),
-        (Shape::Chat, 10, true),
-        (Shape::Chat, 100, true),
-    ] {
+    let runs = if args.simulation_only {
+        Vec::new()
+    } else {
+        vec![
+            (Shape::Marketing, 10, false),
+            (Shape::Marketing, 10, true),
+            (Shape::Marketing, 100, true),
+            (Shape::Chat, 10, true),
+            (Shape::Chat, 100, true),
+        ]
+    };
+    for (shape, batch_size, pack_users) in runs {
         let label = format!(
             "{}-{batch_size}{}",
             format!("{shape:?}").to_lowercase(),
@@ -102,6 +110,7 @@ fn counters(args: &CountersArgs) -> Result<()> {
         .cloned()
         .unwrap_or_default();
     let simulated = runtime.block_on(simulation::simulation(sim_n))?;
+    let concurrency = runtime.block_on(simulation::concurrency_comparison(sim_n.min(5_000)))?;
     drop(runtime);
     let runtimes = simulation::runtime_comparison(sim_n.min(5_000))?;
 
@@ -115,9 +124,16 @@ fn counters(args: &CountersArgs) -> Result<()> {
         "configurations": configurations,
         "simulation": simulated,
         "runtimes": runtimes,
+        "commit_concurrency": concurrency,
     });
+    // A simulation-only run leaves the full results alone.
+    let results = if args.simulation_only {
+        "counters-simulation.json"
+    } else {
+        "counters.json"
+    };
     std::fs::write(
-        out_dir.join("counters.json"),
+        out_dir.join(results),
         serde_json::to_string_pretty(&result)?,
     )?;
     std::fs::write(
@@ -127,7 +143,7 @@ fn counters(args: &CountersArgs) -> Result<()> {
     report::summarize(&result);
     eprintln!(
         "\nwrote {} and counters-throughput.svg",
-        out_dir.join("counters.json").display()
+        out_dir.join(results).display()
     );
     Ok(())
 }

@@ -65,6 +65,15 @@ pub(super) fn summarize(result: &Value) {
             r["cpu_ms_per_1000"].as_f64().unwrap_or(0.0)
         );
     }
+    let c = &result["commit_concurrency"];
+    eprintln!("\n== {}", c["label"].as_str().unwrap_or(""));
+    for p in c["points"].as_array().into_iter().flatten() {
+        eprintln!(
+            "  {} pack(s) in flight: {:>7.0} notifications/s",
+            p["concurrency"],
+            p["notifications_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
     eprintln!("\n== {}", s["label"].as_str().unwrap_or(""));
     for p in s["points"].as_array().into_iter().flatten() {
         eprintln!(
