@@ -63,7 +63,7 @@ mod tests {
         assert!(Cli::try_parse_from(["xtask", "dev", "--wrokers", "4"]).is_err());
         let cli = Cli::try_parse_from(["xtask", "dev", "--workers", "4"]).unwrap();
         assert!(matches!(cli.task, Task::Dev(dev::Args { workers: 4, .. })));
-        assert!(Cli::try_parse_from(["xtask", "reconcile", "--full", "--aws"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "reconcile", "--changed", "--aws"]).is_ok());
         assert!(
             Cli::try_parse_from(["xtask", "bench", "counters", "--notifications", "x"]).is_err()
         );

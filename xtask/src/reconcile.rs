@@ -1,6 +1,6 @@
 //! `cargo xtask reconcile`: recompute TOTAL counters from rooms, repair drift, report it.
 //! Against the local emulator by default; `--aws` uses the standard AWS configuration.
-//! `--full` visits every user; by default only users whose counters changed (hourly marks).
+//! Every user by default (as it always did); `--changed` runs the hourly function's mode.
 
 use std::time::{Duration, Instant};
 
@@ -19,14 +19,19 @@ pub struct Args {
     /// Use your AWS configuration (a deployed stack) instead of the emulator.
     #[arg(long)]
     aws: bool,
-    /// Every user (a parallel Scan), not only those whose counters changed.
+    /// Only the users whose counters changed in the completed hours since the last such run
+    /// (what the hourly function does); by default every user (a parallel Scan).
     #[arg(long)]
-    full: bool,
+    changed: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let (aws, endpoint, table) = (args.aws, &args.endpoint, &args.table);
-    let mode = if args.full { Mode::Full } else { Mode::Changed };
+    let mode = if args.changed {
+        Mode::Changed
+    } else {
+        Mode::Full
+    };
     tokio::runtime::Runtime::new()?.block_on(async {
         let sdk = if aws {
             herald::aws::sdk_config().await
