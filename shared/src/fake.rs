@@ -14,7 +14,7 @@ use crate::domain::contact::Contact;
 use crate::domain::counters::{room_increments, CommitStamp, Counter, Counters, UserKey};
 use crate::domain::ids::{NotificationId, RoomId, TenantId, UserId};
 use crate::domain::notification::{Channel, Notification};
-use crate::domain::reconcile::change_mark;
+use crate::domain::reconcile::{change_mark, shard_mark};
 use crate::error::{CallError, StoreError};
 use crate::ports::*;
 
@@ -300,12 +300,15 @@ impl UserIndex for InMemoryInbox {
                 .filter(|(i, _)| *i as u32 % segments == *segment)
                 .map(|(_, u)| u.clone())
                 .collect(),
-            UserSet::Changed { hour, shard } => state
-                .changed
-                .iter()
-                .filter(|(_, mark)| **mark == format!("{hour}#{shard}"))
-                .map(|(u, _)| u.clone())
-                .collect(),
+            UserSet::Changed { hour, shard } => {
+                let wanted = shard_mark(hour, *shard);
+                state
+                    .changed
+                    .iter()
+                    .filter(|(_, mark)| **mark == wanted)
+                    .map(|(u, _)| u.clone())
+                    .collect()
+            }
         };
         let start = match cursor {
             None => 0,

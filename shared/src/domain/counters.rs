@@ -130,10 +130,12 @@ pub fn room_increments<'a>(
 
 /// Items one transaction touches: message Puts, idempotency records of client-chosen ids,
 /// room Updates and the TOTAL Update.
-pub fn transaction_items(messages: &[Notification]) -> usize {
-    let rooms = room_increments(messages).len();
-    let records = messages.iter().filter(|m| m.has_client_id()).count();
-    messages.len() + records + rooms + usize::from(rooms > 0)
+pub fn transaction_items<'a>(messages: impl Iterator<Item = &'a Notification> + Clone) -> usize {
+    let rooms = room_increments(messages.clone()).len();
+    let (puts, records) = messages.fold((0, 0), |(puts, records), m| {
+        (puts + 1, records + usize::from(m.has_client_id()))
+    });
+    puts + records + rooms + usize::from(rooms > 0)
 }
 
 impl<K> UserTransaction<K> {
@@ -145,7 +147,7 @@ impl<K> UserTransaction<K> {
     }
 
     pub fn item_count(&self) -> usize {
-        transaction_items(&self.notifications())
+        transaction_items(self.messages.iter().map(|m| &m.notification))
     }
 }
 
@@ -365,10 +367,8 @@ async fn commit_pack<K: Clone>(
             }
             Err(CommitError::Fatal(reason)) if pack.len() > 1 => {
                 // Find the user it is about; the others commit without them.
-                let right = pack.split_off(pack.len() / 2);
-                work.push((right, policy.start_at(batch_started)));
-                work.push((pack, policy.start_at(batch_started)));
                 tracing::warn!(%reason, "pack failed; splitting it");
+                split_in_halves(pack, policy, batch_started, &mut work);
             }
             Err(CommitError::Fatal(reason)) => {
                 let outcome = ApplyOutcome::Unfinished(reason);
@@ -379,10 +379,22 @@ async fn commit_pack<K: Clone>(
     outcomes
 }
 
+/// Both halves go back on the stack, each with a fresh retry count on the batch's budget.
+fn split_in_halves<K>(
+    mut pack: Vec<UserTransaction<K>>,
+    policy: &BackoffPolicy,
+    batch_started: std::time::Instant,
+    work: &mut Vec<(Vec<UserTransaction<K>>, super::backoff::Retry)>,
+) {
+    let right = pack.split_off(pack.len() / 2);
+    work.push((right, policy.start_at(batch_started)));
+    work.push((pack, policy.start_at(batch_started)));
+}
+
 /// A pack that lost a race: several users split in halves at once; one user backs off and
 /// retries, or is unfinished once the batch's budget is spent.
 async fn split_or_wait<K: Clone>(
-    mut pack: Vec<UserTransaction<K>>,
+    pack: Vec<UserTransaction<K>>,
     mut retry: super::backoff::Retry,
     policy: &BackoffPolicy,
     batch_started: std::time::Instant,
@@ -391,9 +403,7 @@ async fn split_or_wait<K: Clone>(
     reason: &str,
 ) {
     if pack.len() > 1 {
-        let right = pack.split_off(pack.len() / 2);
-        work.push((right, policy.start_at(batch_started)));
-        work.push((pack, policy.start_at(batch_started)));
+        split_in_halves(pack, policy, batch_started, work);
     } else if retry.wait().await {
         work.push((pack, retry));
     } else {

@@ -31,7 +31,12 @@ const HOUR_GRACE_SECONDS: i64 = 120;
 /// The value a counter write stores in the TOTAL item's `changed` attribute: the hour of the
 /// write and the user's shard. The sparse index on it lists who changed in an hour.
 pub fn change_mark(user: &UserKey, at: jiff::Timestamp) -> String {
-    format!("{}#{}", hour_of(at), shard_of(user))
+    shard_mark(&hour_of(at), shard_of(user))
+}
+
+/// The `changed` value that one shard of one hour's users carry.
+pub fn shard_mark(hour: &str, shard: u32) -> String {
+    format!("{hour}#{shard}")
 }
 
 /// `YYYYMMDDHH` in UTC.
@@ -219,11 +224,7 @@ pub async fn reconcile(
             if *hour > last_hour {
                 // Nothing complete to read yet: keep the checkpoint for the next run.
                 report.complete = true;
-                let json = to_json(&checkpoint)?;
-                retrying(policy, "reconcile checkpoint", || {
-                    index.save_checkpoint(name, &json)
-                })
-                .await?;
+                save(index, name, &to_json(&checkpoint)?, policy).await?;
                 return Ok(report);
             }
             report.hours.push(hour.clone());
@@ -235,10 +236,7 @@ pub async fn reconcile(
         match run.mode {
             Mode::Full => {
                 // The pass is finished; the next full run starts a new one.
-                retrying(policy, "reconcile checkpoint", || {
-                    index.save_checkpoint(name, "null")
-                })
-                .await?;
+                save(index, name, "null", policy).await?;
                 report.complete = true;
                 return Ok(report);
             }
@@ -267,6 +265,19 @@ pub async fn reconcile_all(
         policy: *policy,
     };
     reconcile(store, index, run).await
+}
+
+/// Stores the checkpoint, retrying throttling.
+async fn save(
+    index: &dyn UserIndex,
+    name: &str,
+    json: &str,
+    policy: &BackoffPolicy,
+) -> Result<(), StoreError> {
+    retrying(policy, "reconcile checkpoint", || {
+        index.save_checkpoint(name, json)
+    })
+    .await
 }
 
 fn to_json(checkpoint: &Checkpoint) -> Result<String, StoreError> {
@@ -335,11 +346,7 @@ async fn run_partition(
             None => PartState::Done,
         };
         // Saved under the lock: checkpoints of concurrent partitions never overwrite a newer one.
-        let json = to_json(checkpoint)?;
-        retrying(&run.policy, "reconcile checkpoint", || {
-            index.save_checkpoint(name, &json)
-        })
-        .await?;
+        save(index, name, &to_json(checkpoint)?, &run.policy).await?;
         if cursor.is_none() {
             return Ok(());
         }

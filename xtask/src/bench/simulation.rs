@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use herald::domain::counters::Packing;
 use herald::fake::{Faults, InMemoryInbox, RecordingQueue};
 use indicatif::ProgressBar;
 use serde_json::{json, Value};
@@ -32,24 +33,38 @@ fn bodies(n: usize) -> Result<Vec<String>> {
         .collect()
 }
 
+/// A store answering in `latency`, a queue holding `bodies`, and the writer over both.
+fn setup(
+    bodies: &[String],
+    latency: Duration,
+    packing: Packing,
+) -> (
+    Arc<InMemoryInbox>,
+    Arc<SimQueue>,
+    Arc<inbox_writer::InboxWriter>,
+) {
+    let store = Arc::new(InMemoryInbox::new(Faults {
+        latency,
+        ..Faults::default()
+    }));
+    let queue = Arc::new(SimQueue::new(SIM_LATENCY));
+    for b in bodies {
+        queue.push(b.clone());
+    }
+    let writer = Arc::new(inbox_writer::InboxWriter {
+        store: store.clone(),
+        delivery: Arc::new(RecordingQueue::default()),
+        policy: Default::default(),
+        packing,
+    });
+    (store, queue, writer)
+}
+
 pub(super) async fn simulation(n: usize) -> Result<Value> {
     let bodies = bodies(n)?;
     let mut points = Vec::new();
     for workers in SIM_WORKERS {
-        let store = Arc::new(InMemoryInbox::new(Faults {
-            latency: SIM_LATENCY,
-            ..Faults::default()
-        }));
-        let queue = Arc::new(SimQueue::new(SIM_LATENCY));
-        for b in &bodies {
-            queue.push(b.clone());
-        }
-        let writer = Arc::new(inbox_writer::InboxWriter {
-            store: store.clone(),
-            delivery: Arc::new(RecordingQueue::default()),
-            policy: Default::default(),
-            packing: Default::default(),
-        });
+        let (store, queue, writer) = setup(&bodies, SIM_LATENCY, Packing::default());
         let spinner =
             ProgressBar::new_spinner().with_message(format!("simulation: {workers} worker(s)"));
         spinner.enable_steady_tick(Duration::from_millis(200));
@@ -88,20 +103,7 @@ pub(super) fn runtime_comparison(n: usize) -> Result<Value> {
         }
         .enable_all()
         .build()?;
-        let store = Arc::new(InMemoryInbox::new(Faults {
-            latency: SIM_LATENCY,
-            ..Faults::default()
-        }));
-        let queue = Arc::new(SimQueue::new(SIM_LATENCY));
-        for b in &bodies {
-            queue.push(b.clone());
-        }
-        let writer = Arc::new(inbox_writer::InboxWriter {
-            store: store.clone(),
-            delivery: Arc::new(RecordingQueue::default()),
-            policy: Default::default(),
-            packing: Default::default(),
-        });
+        let (store, queue, writer) = setup(&bodies, SIM_LATENCY, Packing::default());
         let cpu_before = super::cpu_time()?;
         runtime.block_on(drain(queue, writer, 1));
         let cpu = super::cpu_time()? - cpu_before;
@@ -124,23 +126,14 @@ pub(super) async fn concurrency_comparison(n: usize) -> Result<Value> {
     let bodies = bodies(n)?;
     let mut points = Vec::new();
     for concurrency in [1, 2, 4] {
-        let store = Arc::new(InMemoryInbox::new(Faults {
-            latency: Duration::from_millis(10),
-            ..Faults::default()
-        }));
-        let queue = Arc::new(SimQueue::new(SIM_LATENCY));
-        for b in &bodies {
-            queue.push(b.clone());
-        }
-        let writer = Arc::new(inbox_writer::InboxWriter {
-            store: store.clone(),
-            delivery: Arc::new(RecordingQueue::default()),
-            policy: Default::default(),
-            packing: herald::domain::counters::Packing {
+        let (store, queue, writer) = setup(
+            &bodies,
+            Duration::from_millis(10),
+            Packing {
                 pack_users: true,
                 concurrency,
             },
-        });
+        );
         let started = Instant::now();
         drain_in_batches(queue, writer, 1, 100).await;
         let seconds = started.elapsed().as_secs_f64();

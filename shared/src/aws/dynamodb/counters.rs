@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use aws_smithy_runtime_api::client::result::SdkError;
 
-use super::{n, number, room_pk, room_sk, s, user_pk, DynamoInbox, TOTAL_SK};
+use super::{n, number, room_pk, room_sk, s, text, user_pk, DynamoInbox, TOTAL_SK};
 use crate::aws::{describe, is_transient, store_error};
 use crate::domain::counters::{
     room_increments, CommitStamp, Counter, Counters, UserKey, MAX_TRANSACTION_ITEMS,
@@ -27,6 +27,7 @@ impl DynamoInbox {
         pk: &str,
         m: &Notification,
         stamp: u64,
+        expires_at: i64,
     ) -> HashMap<String, AttributeValue> {
         let inbox = m.wants(Channel::Inbox);
         let sk = format!("{}#{}", if inbox { "M" } else { "L" }, m.log_key());
@@ -48,7 +49,7 @@ impl DynamoInbox {
                     .map(|v| v.as_str().unwrap_or("").to_owned())
                     .unwrap_or_default()),
             ),
-            ("expires_at".to_owned(), n(self.expires_at())),
+            ("expires_at".to_owned(), n(expires_at)),
         ]);
         if let Some(data) = &m.data {
             item.insert("data".to_owned(), s(data.to_string()));
@@ -172,7 +173,7 @@ impl DynamoInbox {
             .counter_items(&user_pk(user), "sk, unread, version, stamp")
             .await?
         {
-            let sk = super::text(&item, "sk");
+            let sk = text(&item, "sk");
             let counter = Counter {
                 unread: number(&item, "unread"),
                 version: number(&item, "version"),
@@ -248,19 +249,20 @@ impl CounterStore for DynamoInbox {
     async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
         // A fresh stamp per attempt: a retry after losing a race is ordered after the winner.
         let stamp = CommitStamp::now();
+        let expires_at = self.expires_at();
         let mut items = Vec::new();
         let mut owners = Vec::new();
         for (u, share) in writes.iter().enumerate() {
             let pk = user_pk(&share.user);
             for (i, m) in share.messages.iter().enumerate() {
-                items.push(self.put_new(self.message_item(&pk, m, stamp))?);
+                items.push(self.put_new(self.message_item(&pk, m, stamp, expires_at))?);
                 owners.push(Some((u, i)));
                 if m.has_client_id() {
                     let record = HashMap::from([
                         ("pk".to_owned(), s(&pk)),
                         ("sk".to_owned(), s(format!("I#{}", m.id))),
                         ("log_key".to_owned(), s(m.log_key())),
-                        ("expires_at".to_owned(), n(self.expires_at())),
+                        ("expires_at".to_owned(), n(expires_at)),
                     ]);
                     items.push(self.put_new(record)?);
                     owners.push(Some((u, i)));

@@ -93,7 +93,7 @@ impl MessageLog for DynamoInbox {
 /// The cursor a client gets: the last message's sort key and the room it lists (the
 /// partition keys stay server-side, so a cursor can only continue the caller's own list).
 fn client_cursor(key: &HashMap<String, AttributeValue>, room: Option<&RoomId>) -> String {
-    let mut plain = HashMap::from([("sk".to_owned(), s(super::text(key, "sk")))]);
+    let mut plain = HashMap::from([("sk".to_owned(), s(text(key, "sk")))]);
     if let Some(room) = room {
         plain.insert("room".to_owned(), s(room.as_str()));
     }

@@ -10,6 +10,7 @@ use super::{
     decode_key, encode_key, parse_user_pk, s, text, DynamoInbox, BY_CHANGE_INDEX, TOTAL_SK,
 };
 use crate::aws::store_error;
+use crate::domain::reconcile::shard_mark;
 use crate::error::StoreError;
 use crate::ports::{UserIndex, UserSet, UsersPage};
 
@@ -58,7 +59,7 @@ impl UserIndex for DynamoInbox {
                     .table_name(&self.table)
                     .index_name(BY_CHANGE_INDEX)
                     .key_condition_expression("changed = :mark")
-                    .expression_attribute_values(":mark", s(format!("{hour}#{shard}")))
+                    .expression_attribute_values(":mark", s(shard_mark(hour, *shard)))
                     .set_limit(self.page_limit)
                     .set_exclusive_start_key(start)
                     .send()
