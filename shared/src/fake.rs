@@ -421,8 +421,27 @@ impl QueueSender for RecordingQueue {
 #[derive(Default)]
 pub struct InMemoryDirectory {
     contacts: Mutex<HashMap<(TenantId, UserId), Contact>>,
+    pseudonyms: Mutex<HashMap<(TenantId, String), UserId>>,
     pub records: Mutex<Vec<DeliveryRecord>>,
     pub suppressed: Mutex<HashSet<String>>,
+}
+
+/// A fixed link-signing secret, as Secrets Manager would hand it out.
+#[derive(Debug, Clone)]
+pub struct StaticKeys(pub Vec<u8>);
+
+impl Default for StaticKeys {
+    fn default() -> Self {
+        Self(b"a test secret that is long enough to sign links with".to_vec())
+    }
+}
+
+#[async_trait]
+impl crate::ports::LinkKeys for StaticKeys {
+    async fn signer(&self) -> Result<crate::domain::unsubscribe::LinkSigner, StoreError> {
+        crate::domain::unsubscribe::LinkSigner::new(&self.0)
+            .ok_or_else(|| StoreError::Fatal("the link secret is shorter than 256 bits".into()))
+    }
 }
 
 #[async_trait]
@@ -444,11 +463,27 @@ impl Directory for InMemoryDirectory {
         tenant: &TenantId,
         user: &UserId,
         contact: &Contact,
+        pseudonym: &str,
     ) -> Result<(), StoreError> {
         if let Ok(mut c) = self.contacts.lock() {
             c.insert((tenant.clone(), user.clone()), contact.clone());
         }
+        if let Ok(mut p) = self.pseudonyms.lock() {
+            p.insert((tenant.clone(), pseudonym.to_owned()), user.clone());
+        }
         Ok(())
+    }
+
+    async fn user_of_pseudonym(
+        &self,
+        tenant: &TenantId,
+        pseudonym: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        Ok(self
+            .pseudonyms
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&(tenant.clone(), pseudonym.to_owned())).cloned()))
     }
 
     async fn delivery_status(

@@ -12,6 +12,12 @@ use crate::error::{FieldError, StoreError};
 pub enum ApiError {
     #[error(transparent)]
     Invalid(#[from] FieldError),
+    /// No token, or one that did not verify: 401.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// A verified token that may not do this: 403.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("payload too large: {0}")]
@@ -26,6 +32,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error) = match &self {
             ApiError::Invalid(e) => (StatusCode::BAD_REQUEST, e.clone()),
+            ApiError::Unauthorized(m) => (
+                StatusCode::UNAUTHORIZED,
+                FieldError::body("unauthorized", m),
+            ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, FieldError::body("forbidden", m)),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, FieldError::body("not_found", m)),
             ApiError::TooLarge(m) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -89,6 +100,48 @@ pub async fn method_not_allowed() -> axum::response::Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({ "error": error })),
+    )
+        .into_response()
+}
+
+/// Rewrites an error answer that is not JSON into problem JSON: axum's own rejections (a
+/// path or query that is not valid UTF-8 or percent-encoding, a body over the limit) answer
+/// plain text, and clients are promised `{"error": {...}}` on every 4xx. Layer it on every
+/// router with `axum::middleware::map_response(problem_json)`.
+pub async fn problem_json(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    (
+        status,
+        Json(json!({ "error": FieldError::body(code, message) })),
     )
         .into_response()
 }

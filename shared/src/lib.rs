@@ -1,6 +1,7 @@
 //! herald's shared library: domain (model, validation, counter algorithm), ports and their
 //! AWS and in-memory adapters, the SQS consumer core, config, telemetry and HTTP edge helpers.
 
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod consumer;

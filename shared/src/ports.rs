@@ -9,6 +9,7 @@ use crate::domain::contact::Contact;
 use crate::domain::counters::{Counter, Counters, UserKey};
 use crate::domain::ids::{NotificationId, RoomId, TenantId, UserId};
 use crate::domain::notification::{Channel, Notification};
+use crate::domain::unsubscribe::LinkSigner;
 use crate::error::{CallError, StoreError};
 
 /// Why a counter transaction did not commit.
@@ -122,12 +123,21 @@ pub trait Directory: Send + Sync {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Option<Contact>, StoreError>;
+    /// Stores the contact and, with it, whose `pseudonym` this is (what an unsubscribe link
+    /// names instead of the user id).
     async fn put_contact(
         &self,
         tenant: &TenantId,
         user: &UserId,
         contact: &Contact,
+        pseudonym: &str,
     ) -> Result<(), StoreError>;
+    /// The user a pseudonym stands for, if a contact was stored under it.
+    async fn user_of_pseudonym(
+        &self,
+        tenant: &TenantId,
+        pseudonym: &str,
+    ) -> Result<Option<UserId>, StoreError>;
     /// Status of one notification on every channel it has a record for.
     async fn delivery_status(
         &self,
@@ -140,6 +150,12 @@ pub trait Directory: Send + Sync {
         record: &DeliveryRecord,
     ) -> Result<(), StoreError>;
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError>;
+}
+
+/// The secret that signs unsubscribe links: fetched once, then kept.
+#[async_trait]
+pub trait LinkKeys: Send + Sync {
+    async fn signer(&self) -> Result<LinkSigner, StoreError>;
 }
 
 /// What happened to one notification on one channel.

@@ -13,7 +13,7 @@ use crate::harness::{emails_to, queue_depth, sms_to};
 use crate::stack::Stack;
 
 /// (file in events/, template logical id of its function), in the order they run.
-pub const ORDER: [(&str, &str); 9] = [
+pub const ORDER: [(&str, &str); 11] = [
     ("inbox-api-put-contact.json", "InboxApiFunction"),
     ("ingest-notification.json", "IngestFunction"),
     ("ingest-invalid.json", "IngestFunction"),
@@ -21,8 +21,10 @@ pub const ORDER: [(&str, &str); 9] = [
     ("deliver-email.json", "DeliverFunction"),
     ("deliver-sms.json", "DeliverFunction"),
     ("inbox-api-unread.json", "InboxApiFunction"),
+    ("inbox-api-unread-other-user.json", "InboxApiFunction"),
     ("inbox-api-messages.json", "InboxApiFunction"),
     ("inbox-api-read-room.json", "InboxApiFunction"),
+    ("inbox-api-unsubscribe-forged.json", "InboxApiFunction"),
 ];
 
 pub const FIXTURE_EMAIL: &str = "fixture-user@example.com";
@@ -195,6 +197,13 @@ impl Progress {
                     "{name}: answered {answered:?}, emulator holds {stored:?}"
                 );
             }
+            "inbox-api-unread-other-user.json" => {
+                // fixture-user's own token asking for another user's counts.
+                ensure!(
+                    http(403)?["error"]["code"] == "forbidden",
+                    "{name}: a user read another user's inbox"
+                );
+            }
             "inbox-api-messages.json" => {
                 ensure!(
                     http(200)?["messages"].as_array().map(Vec::len) == Some(3),
@@ -208,6 +217,13 @@ impl Progress {
                     "{name}: {body}"
                 );
                 ensure!(unread(stack).await?.total == 1, "{name}: not stored");
+            }
+            "inbox-api-unsubscribe-forged.json" => {
+                // No token (the link is its own credential), and this link is forged.
+                ensure!(
+                    http(400)?["error"]["field"] == "token",
+                    "{name}: a forged unsubscribe link was not refused"
+                );
             }
             other => bail!("no expectation for events/{other}: add it to testkit::fixtures"),
         }

@@ -57,11 +57,21 @@ where
     }
 }
 
-/// One real HTTP call (blocking client on a worker thread): (status, JSON body or Null).
-pub async fn http(method: &str, url: &str, body: Option<Value>) -> Result<(u16, Value)> {
+/// One real HTTP call (blocking client on a worker thread) with `token` as the bearer token
+/// when given: (status, JSON body or Null).
+pub async fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
     let (method, url) = (method.to_owned(), url.to_owned());
+    let authorization = token.map(|t| format!("Bearer {t}"));
     tokio::task::spawn_blocking(move || {
-        let req = ureq::request(&method, &url).timeout(Duration::from_secs(30));
+        let mut req = ureq::request(&method, &url).timeout(Duration::from_secs(30));
+        if let Some(authorization) = &authorization {
+            req = req.set("authorization", authorization);
+        }
         let result = match body {
             Some(b) => req
                 .set("content-type", "application/json")
@@ -78,6 +88,32 @@ pub async fn http(method: &str, url: &str, body: Option<Value>) -> Result<(u16, 
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     })
     .await?
+}
+
+/// One request to `router` in-process (no socket), with `token` as the bearer token when
+/// given: (status, JSON body or Null).
+pub async fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let body = body.map_or(axum::body::Body::empty(), |b| {
+        axum::body::Body::from(b.to_string())
+    });
+    let response = router.clone().oneshot(request.body(body)?).await?;
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 22).await?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 /// Emails moto recorded as sent (Simple and Raw) to `address`.

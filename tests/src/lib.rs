@@ -1,8 +1,11 @@
 //! herald's test kit, shared by the integration tests and `cargo xtask`:
 //! the local AWS emulator (moto), template-driven provisioning (template.yaml is the one
 //! list of tables, queues and topics), each function's environment resolved from the
-//! template, and the local runner that serves the APIs and runs the queue workers.
+//! template, local tokens and the authorizer that checks them, and the local runner that
+//! serves the APIs and runs the queue workers.
 
+pub mod auth;
+pub mod contract;
 pub mod counters_kit;
 pub mod emulator;
 pub mod fixtures;

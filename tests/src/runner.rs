@@ -1,5 +1,6 @@
 //! The local runner: the same handler code the Lambdas run, wired to a local stack. HTTP APIs
-//! are served from one router; queue consumers run as long-polling workers.
+//! are served from one router behind the local JWT authorizer (as API Gateway's would be);
+//! queue consumers run as long-polling workers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use herald::consumer::{run_worker, BatchHandler, QueueBinding};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::LocalIssuer;
 use crate::stack::Stack;
 
 /// Every function of the template, built from the environment the template gives it.
@@ -20,10 +22,19 @@ pub struct LocalApp {
     pub deliverer: Arc<deliver::Deliverer>,
     pub notifications: QueueBinding,
     pub delivery: QueueBinding,
+    /// Signs the tokens this runner accepts.
+    pub issuer: LocalIssuer,
 }
 
 impl LocalApp {
+    /// The runner with this process's in-memory key, as if served at 127.0.0.1:3000 (tests).
     pub fn new(stack: &Stack) -> Result<Self> {
+        Self::with_issuer(stack, LocalIssuer::ephemeral(), "http://127.0.0.1:3000")
+    }
+
+    /// The runner trusting `issuer`'s tokens (`cargo xtask dev`: the key in `.herald/jwt/`),
+    /// served at `public_url` (where unsubscribe links in email point).
+    pub fn with_issuer(stack: &Stack, issuer: LocalIssuer, public_url: &str) -> Result<Self> {
         let sdk = &stack.sdk;
         let ingest_vars = stack.function_vars("IngestFunction")?;
         let api_vars = stack.function_vars("InboxApiFunction")?;
@@ -32,7 +43,10 @@ impl LocalApp {
         // moto rolls a cancelled transaction back by restoring a snapshot of the whole table,
         // which can erase a concurrent commit: locally, one pack at a time.
         writer_config.packing.concurrency = 1;
-        let deliver_config = deliver::Config::from_vars(&stack.function_vars("DeliverFunction")?)?;
+        let mut deliver_config =
+            deliver::Config::from_vars(&stack.function_vars("DeliverFunction")?)?;
+        // Deployed, links point at the API Gateway URL; locally, at this runner.
+        deliver_config.unsubscribe_url = Some(format!("{public_url}/v1/unsubscribe"));
         let mut notifications = herald::aws::sqs::binding(&writer_config.queue, sdk);
         let mut delivery = herald::aws::sqs::binding(&deliver_config.queue, sdk);
         // Locally, retries come back within a second rather than after minutes.
@@ -53,13 +67,35 @@ impl LocalApp {
             deliverer: Arc::new(deliver::Deliverer::from_aws(&deliver_config, sdk)),
             notifications,
             delivery,
+            issuer,
         })
     }
 
-    /// Both HTTP APIs on one router, as API Gateway routes them.
+    /// A user's token for this runner.
+    pub fn user_token(&self, tenant: &str, user: &str) -> String {
+        self.issuer.sign(&self.issuer.user(tenant, user))
+    }
+
+    /// A service token with every scope for this runner.
+    pub fn service_token(&self, tenant: &str) -> String {
+        self.issuer.sign(&self.issuer.service(tenant))
+    }
+
+    /// Both HTTP APIs on one router, as API Gateway routes them: every route behind the JWT
+    /// authorizer but the signed unsubscribe link, plus the issuer's JWKS.
     pub fn router(&self) -> Router {
+        let authorizer = self.issuer.authorizer();
+        let jwks = serde_json::to_value(self.issuer.jwks()).unwrap_or_default();
         ingest::routes(self.ingest.clone())
             .merge(inbox_api::routes(self.inbox_api.clone()))
+            .layer(axum::middleware::from_fn(move |request, next| {
+                authorizer.clone().layer(request, next)
+            }))
+            .merge(inbox_api::public_routes(self.inbox_api.clone()))
+            .route(
+                "/.well-known/jwks.json",
+                axum::routing::get(move || async move { axum::Json(jwks) }),
+            )
             .fallback(herald::http::not_found)
     }
 

@@ -60,6 +60,8 @@ impl Stack {
         stack.create_queues().await?;
         stack.create_topics().await?;
         stack.create_identities().await?;
+        stack.create_secrets().await?;
+        stack.name_apis();
         Ok(stack)
     }
 
@@ -331,6 +333,52 @@ impl Stack {
             );
         }
         Ok(())
+    }
+}
+
+impl Stack {
+    /// Secrets with a generated value, as `GenerateSecretString` makes them.
+    async fn create_secrets(&mut self) -> Result<()> {
+        use rand::distr::{Alphanumeric, SampleString};
+        let client = aws_sdk_secretsmanager::Client::new(&self.sdk);
+        for (id, _) in self.template.resources_of("AWS::SecretsManager::Secret") {
+            let name = self.physical_name(&id);
+            let value = Alphanumeric.sample_string(&mut rand::rng(), 64);
+            let arn = client
+                .create_secret()
+                .name(&name)
+                .secret_string(value)
+                .send()
+                .await
+                .with_context(|| format!("creating secret {name}"))?
+                .arn
+                .unwrap_or_default();
+            self.resources.insert(
+                id,
+                Physical {
+                    name,
+                    reference: arn.clone(),
+                    arn,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// HTTP APIs are served by the local runner: their id is a placeholder (functions that
+    /// build URLs from it get the runner's URL instead).
+    fn name_apis(&mut self) {
+        for (id, _) in self.template.resources_of("AWS::Serverless::HttpApi") {
+            let name = self.physical_name(&id);
+            self.resources.insert(
+                id,
+                Physical {
+                    reference: name.clone(),
+                    arn: String::new(),
+                    name,
+                },
+            );
+        }
     }
 }
 

@@ -13,18 +13,7 @@ use testkit::template::Template;
 use tower::ServiceExt;
 
 fn openapi_routes() -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(testkit::workspace_root().join("openapi.yaml")).unwrap();
-    let doc: Value = serde_yaml::from_str(&text).unwrap();
-    let mut routes = BTreeSet::new();
-    for (path, ops) in doc["paths"].as_mapping().unwrap() {
-        for (method, _) in ops.as_mapping().unwrap() {
-            routes.insert((
-                method.as_str().unwrap().to_uppercase(),
-                path.as_str().unwrap().to_owned(),
-            ));
-        }
-    }
-    routes
+    testkit::contract::routes().unwrap()
 }
 
 fn template_routes() -> BTreeSet<(String, String)> {
@@ -61,16 +50,25 @@ async fn every_documented_route_is_served() {
         counters: inbox.clone(),
         messages: inbox,
         directory: Arc::new(herald::fake::InMemoryDirectory::default()),
-        tenant: herald::TenantId::parse("t", "t").unwrap(),
+        auth: auth_settings(),
         policy: Default::default(),
+        keys: Arc::new(herald::fake::StaticKeys::default()),
     });
     let ingest = Arc::new(ingest::Deps {
         queue: Arc::new(herald::fake::RecordingQueue::default()),
-        tenant: herald::TenantId::parse("t", "t").unwrap(),
+        auth: auth_settings(),
     });
     let router = ingest::routes(ingest)
-        .merge(inbox_api::routes(api))
+        .merge(inbox_api::routes(api.clone()))
+        .merge(inbox_api::public_routes(api))
         .fallback(herald::http::not_found);
+    let service = herald::auth::jwt_request_context(
+        herald::auth::claims(&[
+            ("custom:tenant", "t"),
+            ("scope", "herald/send herald/contacts herald/inbox"),
+        ]),
+        None,
+    );
     for (method, path) in openapi_routes() {
         let uri = path
             .replace("{user}", "u1")
@@ -87,6 +85,7 @@ async fn every_documented_route_is_served() {
                 Request::builder()
                     .method(method.as_str())
                     .uri(&uri)
+                    .extension(service.clone())
                     .body(body)
                     .unwrap(),
             )
@@ -102,4 +101,8 @@ async fn every_documented_route_is_served() {
             "{method} {path} is not served: {status} {text}"
         );
     }
+}
+
+fn auth_settings() -> herald::auth::AuthSettings {
+    herald::auth::AuthSettings::from_vars(&Default::default()).unwrap()
 }

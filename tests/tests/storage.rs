@@ -162,7 +162,15 @@ async fn a_backlog_committed_after_a_mark_read_is_unread_in_the_list_as_in_the_b
 async fn get(app: &LocalApp, uri: &str) -> (u16, Value) {
     let response = app
         .router()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get(uri)
+                .header(
+                    "authorization",
+                    format!("Bearer {}", app.service_token("default")),
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let status = response.status().as_u16();

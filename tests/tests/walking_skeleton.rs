@@ -23,9 +23,13 @@ async fn notification_reaches_counters_message_list_and_email() -> anyhow::Resul
         async move { app.serve(listener, shutdown).await }
     });
 
+    // The backend (a service token) sets the contact and sends; the user's app reads.
+    let service = app.service_token("default");
+    let user = app.user_token("default", "u1");
     let (status, contact) = http(
         "PUT",
         &format!("{base}/v1/users/u1/contact"),
+        Some(&service),
         Some(json!({"email": "skeleton-u1@example.com"})),
     )
     .await?;
@@ -35,7 +39,13 @@ async fn notification_reaches_counters_message_list_and_email() -> anyhow::Resul
     );
 
     let body = json!({"notifications": [{"user_id": "u1", "room_id": "r1", "title": "Hi", "body": "Hello", "channels": ["inbox", "email"]}]});
-    let (status, accepted) = http("POST", &format!("{base}/v1/notifications"), Some(body)).await?;
+    let (status, accepted) = http(
+        "POST",
+        &format!("{base}/v1/notifications"),
+        Some(&service),
+        Some(body),
+    )
+    .await?;
     assert_eq!(status, 202, "{accepted}");
     let id = accepted["accepted"][0]["id"]
         .as_str()
@@ -43,13 +53,25 @@ async fn notification_reaches_counters_message_list_and_email() -> anyhow::Resul
         .to_owned();
 
     let unread = eventually(Duration::from_secs(20), "unread count 1", || async {
-        let (_, unread) = http("GET", &format!("{base}/v1/users/u1/unread"), None).await?;
+        let (_, unread) = http(
+            "GET",
+            &format!("{base}/v1/users/u1/unread"),
+            Some(&user),
+            None,
+        )
+        .await?;
         Ok((unread["total"] == 1).then_some(unread))
     })
     .await?;
     assert_eq!(unread, json!({"total": 1, "rooms": {"r1": 1}}));
 
-    let (_, page) = http("GET", &format!("{base}/v1/users/u1/messages"), None).await?;
+    let (_, page) = http(
+        "GET",
+        &format!("{base}/v1/users/u1/messages"),
+        Some(&user),
+        None,
+    )
+    .await?;
     assert_eq!(page["messages"][0]["id"], id.as_str());
     assert_eq!(page["messages"][0]["read"], false);
 
@@ -62,7 +84,13 @@ async fn notification_reaches_counters_message_list_and_email() -> anyhow::Resul
     assert_eq!(emails[0]["subject"], "Hi");
 
     let status = eventually(Duration::from_secs(10), "delivery status", || async {
-        let (code, status) = http("GET", &format!("{base}/v1/notifications/{id}"), None).await?;
+        let (code, status) = http(
+            "GET",
+            &format!("{base}/v1/notifications/{id}"),
+            Some(&service),
+            None,
+        )
+        .await?;
         Ok((code == 200).then_some(status))
     })
     .await?;
@@ -89,6 +117,7 @@ async fn invalid_input_is_a_400_naming_the_field_and_enqueues_nothing() -> anyho
         async move { app.serve(listener, shutdown).await }
     });
 
+    let service = app.service_token("default");
     let cases = [
         (
             json!({"notifications": [{"user_id": "u1", "room_id": "r1", "title": "Hi", "body": "b", "channels": ["fax"]}]}),
@@ -101,7 +130,13 @@ async fn invalid_input_is_a_400_naming_the_field_and_enqueues_nothing() -> anyho
         (json!({"notes": []}), "notifications"),
     ];
     for (body, field) in cases {
-        let (status, error) = http("POST", &format!("{base}/v1/notifications"), Some(body)).await?;
+        let (status, error) = http(
+            "POST",
+            &format!("{base}/v1/notifications"),
+            Some(&service),
+            Some(body),
+        )
+        .await?;
         assert_eq!(status, 400, "{error}");
         assert_eq!(error["error"]["field"], field);
         assert!(error["error"]["message"]
@@ -139,11 +174,16 @@ async fn message_pages_follow_dynamodb_cursors_and_reject_foreign_ones() -> anyh
         .collect::<anyhow::Result<Vec<_>>>()?;
     apply_to_counters(app.inbox_api.counters.as_ref(), batch, &Default::default()).await;
     let router = app.router();
+    let authorization = format!("Bearer {}", app.user_token("default", "pager"));
     let get = |uri: String| {
-        let router = router.clone();
+        let (router, authorization) = (router.clone(), authorization.clone());
         async move {
             let response = router
-                .oneshot(axum::http::Request::get(uri).body(axum::body::Body::empty())?)
+                .oneshot(
+                    axum::http::Request::get(uri)
+                        .header("authorization", authorization)
+                        .body(axum::body::Body::empty())?,
+                )
                 .await?;
             let status = response.status().as_u16();
             let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;

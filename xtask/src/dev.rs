@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
+use testkit::auth::LocalIssuer;
 use testkit::emulator::Emulator;
 use testkit::runner::LocalApp;
 use testkit::stack::Stack;
@@ -66,7 +67,10 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
         lambda_env.display()
     );
 
-    let app = std::sync::Arc::new(LocalApp::new(&stack)?);
+    // Tokens are really signed: a key pair made on first start, its JWKS served by the API.
+    let issuer = LocalIssuer::load_or_create(&testkit::workspace_root().join(".herald/jwt"))?;
+    let public_url = format!("http://127.0.0.1:{http_port}");
+    let app = std::sync::Arc::new(LocalApp::with_issuer(&stack, issuer, &public_url)?);
     let shutdown = CancellationToken::new();
     let handles = app.spawn_workers(workers, 2, &shutdown);
     let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
@@ -78,11 +82,13 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
         tokio::spawn(async move { app.serve(listener, shutdown).await })
     };
     eprintln!(
-        "\nherald is up: API on http://{addr}, {workers} worker(s) per queue. Try:\n\n  \
-         curl -X PUT localhost:{http_port}/v1/users/u1/contact -d '{{\"email\":\"u1@example.com\"}}'\n  \
-         curl -X POST localhost:{http_port}/v1/notifications -d '{{\"notifications\":[{{\"user_id\":\"u1\",\"room_id\":\"r1\",\"title\":\"Hi\",\"body\":\"Hello from herald\",\"channels\":[\"inbox\",\"email\"]}}]}}'\n  \
-         curl localhost:{http_port}/v1/users/u1/unread\n  \
-         curl localhost:{http_port}/v1/users/u1/messages\n  \
+        "\nherald is up: API on http://{addr} (JWKS at /.well-known/jwks.json), {workers} worker(s) per queue. Try:\n\n  \
+         SERVICE=$(cargo xtask token --tenant acme --service)\n  \
+         USER=$(cargo xtask token --tenant acme --user u1)\n  \
+         curl -X PUT localhost:{http_port}/v1/users/u1/contact -H \"Authorization: Bearer $SERVICE\" -d '{{\"email\":\"u1@example.com\"}}'\n  \
+         curl -X POST localhost:{http_port}/v1/notifications -H \"Authorization: Bearer $SERVICE\" -d '{{\"notifications\":[{{\"user_id\":\"u1\",\"room_id\":\"r1\",\"title\":\"Hi\",\"body\":\"Hello from herald\",\"channels\":[\"inbox\",\"email\"]}}]}}'\n  \
+         curl localhost:{http_port}/v1/users/u1/unread -H \"Authorization: Bearer $USER\"\n  \
+         curl localhost:{http_port}/v1/users/u1/messages -H \"Authorization: Bearer $USER\"\n  \
          curl {endpoint}/moto-api/data.json   # what SES/SNS sent\n\nCtrl-C stops everything."
     );
     tokio::signal::ctrl_c().await?;

@@ -6,6 +6,7 @@ mod dev;
 mod reconcile;
 mod sam;
 mod test;
+mod token;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Task {
     /// The SAM check alone: sam build, every events/ fixture through sam local invoke and the
     /// API through sam local start-api, offline (stand-in base image, host network).
     Sam,
+    /// Print a signed token that `cargo xtask dev` accepts: `--tenant T --user U` for a user's
+    /// app, `--tenant T --service` for a backend with every scope.
+    Token(token::Args),
     /// Recompute TOTAL counters from rooms, repair and report drift.
     Reconcile(reconcile::Args),
     /// Benchmarks; results go to target/bench/.
@@ -46,6 +50,7 @@ fn main() -> Result<()> {
         Task::Dev(args) => dev::run(&args),
         Task::Test => test::run(),
         Task::Sam => sam::run(&testkit::workspace_root()),
+        Task::Token(args) => token::run(&args),
         Task::Reconcile(args) => reconcile::run(&args),
         Task::Bench(bench) => bench::run(&bench),
     }
@@ -64,6 +69,29 @@ mod tests {
         let cli = Cli::try_parse_from(["xtask", "dev", "--workers", "4"]).unwrap();
         assert!(matches!(cli.task, Task::Dev(dev::Args { workers: 4, .. })));
         assert!(Cli::try_parse_from(["xtask", "reconcile", "--changed", "--aws"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "token", "--tenant", "t", "--user", "u"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "token", "--tenant", "t", "--service"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "token", "--tenant", "t"]).is_err());
+        assert!(Cli::try_parse_from([
+            "xtask",
+            "token",
+            "--tenant",
+            "t",
+            "--user",
+            "u",
+            "--service"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "xtask",
+            "token",
+            "--tenant",
+            "t",
+            "--service",
+            "--scope",
+            "herald/all"
+        ])
+        .is_err());
         assert!(
             Cli::try_parse_from(["xtask", "bench", "counters", "--notifications", "x"]).is_err()
         );

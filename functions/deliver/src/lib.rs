@@ -10,7 +10,7 @@ use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::delivery::{decide, Decision, DeliveryJob};
 use herald::domain::notification::Category;
 use herald::ports::{
-    Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, MobileSender,
+    Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, LinkKeys, MobileSender,
     OutgoingMessage, QueueSender, SendError, SystemClock,
 };
 use herald::Channel;
@@ -25,8 +25,11 @@ pub struct Config {
     pub queue: QueueConfig,
     pub email_from: String,
     pub ses_configuration_set: Option<String>,
-    /// Base URL for one-click unsubscribe links in marketing email.
+    /// Where one-click unsubscribe links in marketing email point: `UNSUBSCRIBE_URL`, else
+    /// herald's own `/v1/unsubscribe` on the API `API_ID` names.
     pub unsubscribe_url: Option<String>,
+    /// `UNSUBSCRIBE_SECRET_ARN`: the secret that signs those links.
+    pub unsubscribe_secret: Option<String>,
 }
 
 impl Config {
@@ -36,9 +39,26 @@ impl Config {
             queue: QueueConfig::from_vars(vars, "DELIVERY_QUEUE_URL", "DELIVERY_DLQ_URL")?,
             email_from: vars.required("EMAIL_FROM")?,
             ses_configuration_set: vars.optional("SES_CONFIGURATION_SET"),
-            unsubscribe_url: vars.optional("UNSUBSCRIBE_URL"),
+            unsubscribe_url: vars
+                .optional("UNSUBSCRIBE_URL")
+                .or_else(|| api_unsubscribe_url(vars)),
+            unsubscribe_secret: vars.optional("UNSUBSCRIBE_SECRET_ARN"),
         })
     }
+}
+
+/// `https://<API_ID>.execute-api.<region>.<suffix>/v1/unsubscribe`, when deployed.
+fn api_unsubscribe_url(vars: &Vars) -> Option<String> {
+    let api = vars.optional("API_ID")?;
+    let region = vars.optional("AWS_REGION")?;
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    Some(format!(
+        "https://{api}.execute-api.{region}.{suffix}/v1/unsubscribe"
+    ))
 }
 
 pub struct Deliverer {
@@ -47,7 +67,8 @@ pub struct Deliverer {
     pub mobile: Arc<dyn MobileSender>,
     /// The delivery queue itself, for jobs held back by quiet hours.
     pub requeue: Arc<dyn QueueSender>,
-    pub unsubscribe_url: Option<String>,
+    /// Marketing email gets a signed one-click unsubscribe link when both are set.
+    pub unsubscribe: Option<(String, Arc<dyn LinkKeys>)>,
     /// Quiet hours and record times are read off this clock.
     pub clock: Arc<dyn Clock>,
 }
@@ -72,7 +93,18 @@ impl Deliverer {
                 aws_sdk_sqs::Client::new(aws),
                 &config.queue.queue_url,
             )),
-            unsubscribe_url: config.unsubscribe_url.clone(),
+            unsubscribe: config
+                .unsubscribe_url
+                .clone()
+                .zip(config.unsubscribe_secret.as_ref())
+                .map(|(url, secret)| {
+                    let keys: Arc<dyn LinkKeys> =
+                        Arc::new(herald::aws::secrets::SecretsManagerKeys::new(
+                            aws_sdk_secretsmanager::Client::new(aws),
+                            secret,
+                        ));
+                    (url, keys)
+                }),
             clock: Arc::new(SystemClock),
         }
     }
@@ -176,7 +208,7 @@ impl Deliverer {
                     to: to.clone(),
                     subject: job.title.clone(),
                     text: job.body.clone(),
-                    list_unsubscribe: self.unsubscribe_link(job),
+                    list_unsubscribe: self.unsubscribe_link(job).await?,
                 };
                 self.email.send_email(&email).await.map(Some)
             }
@@ -204,10 +236,21 @@ impl Deliverer {
         }
     }
 
-    fn unsubscribe_link(&self, job: &DeliveryJob) -> Option<String> {
-        let base = self.unsubscribe_url.as_deref()?;
-        (job.category == Category::Marketing)
-            .then(|| format!("{base}?tenant={}&user={}", job.tenant, job.user_id))
+    /// The signed one-click link of marketing email (it names a pseudonym, never the user).
+    async fn unsubscribe_link(&self, job: &DeliveryJob) -> Result<Option<String>, SendError> {
+        let Some((base, keys)) = &self.unsubscribe else {
+            return Ok(None);
+        };
+        if job.category != Category::Marketing {
+            return Ok(None);
+        }
+        let signer = keys.signer().await.map_err(|e| {
+            SendError::Other(herald::error::CallError::message(format!(
+                "unsubscribe secret: {e}"
+            )))
+        })?;
+        let token = signer.token(&job.tenant, &job.user_id, job.category);
+        Ok(Some(format!("{base}?token={token}")))
     }
 
     async fn defer(&self, job: &DeliveryJob, seconds: u32) -> Disposition {
@@ -264,7 +307,9 @@ mod tests {
 
     use herald::domain::contact::Contact;
     use herald::fake::fixtures::{delivery_job as job, noon};
-    use herald::fake::{FixedClock, InMemoryDirectory, RecordingQueue, RecordingSender};
+    use herald::fake::{
+        FixedClock, InMemoryDirectory, RecordingQueue, RecordingSender, StaticKeys,
+    };
     use herald::{TenantId, UserId};
 
     use super::*;
@@ -284,6 +329,7 @@ mod tests {
                 &TenantId::parse("t1", "t").unwrap(),
                 &UserId::parse("u1", "u").unwrap(),
                 &contact,
+                "p1",
             )
             .await
             .unwrap();
@@ -299,7 +345,10 @@ mod tests {
             email: sender.clone(),
             mobile: sender.clone(),
             requeue: requeue.clone(),
-            unsubscribe_url: Some("https://example.com/unsub".into()),
+            unsubscribe: Some((
+                "https://example.com/unsub".into(),
+                Arc::new(StaticKeys::default()),
+            )),
             clock: Arc::new(FixedClock(noon())),
         };
         World {
@@ -322,9 +371,17 @@ mod tests {
         assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
         let emails = w.sender.emails.lock().unwrap().clone();
         assert_eq!(emails.len(), 1);
+        let link = emails[0].list_unsubscribe.clone().unwrap();
+        let token = link
+            .strip_prefix("https://example.com/unsub?token=")
+            .unwrap();
+        assert!(!token.contains("u1"), "no raw user id in {link}");
+        let signer = StaticKeys::default().signer().await.unwrap();
+        let request = signer.verify(token).unwrap();
         assert_eq!(
-            emails[0].list_unsubscribe.as_deref(),
-            Some("https://example.com/unsub?tenant=t1&user=u1")
+            request.pseudonym,
+            signer.pseudonym(&j.tenant, &j.user_id),
+            "the link names u1's pseudonym"
         );
     }
 
@@ -341,7 +398,7 @@ mod tests {
             ..Contact::default()
         };
         w.directory
-            .put_contact(&TenantId::parse("t1", "t").unwrap(), &other, &contact)
+            .put_contact(&TenantId::parse("t1", "t").unwrap(), &other, &contact, "p2")
             .await
             .unwrap();
         let first = job(Channel::Email, Category::Transactional);

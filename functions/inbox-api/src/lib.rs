@@ -1,21 +1,28 @@
 //! inbox-api: what apps call for a user's inbox: unread counts, the message list, mark a
 //! room or everything read, the user's contact, and a notification's delivery status.
+//! Every route reads the caller from the verified token (`herald::auth`): a user's own
+//! token or the `herald/inbox` scope for inbox routes, `herald/contacts` for contacts,
+//! `herald/send` for delivery status; the tenant is always the token's. The one public
+//! route is the signed one-click unsubscribe link (`/v1/unsubscribe`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use herald::auth::{AuthSettings, Caller, Scope, VerifiedToken};
 use herald::config::{ConfigError, Vars};
 use herald::domain::backoff::BackoffPolicy;
 use herald::domain::contact::Contact;
 use herald::domain::counters::Unread;
 use herald::domain::mark_read::{mark_all_read, mark_room_read};
+use herald::domain::unsubscribe::Unsubscribe;
 use herald::http::{not_found, parse_json, ApiError};
-use herald::ports::{CounterStore, Directory, MessageLog, MessagePage};
-use herald::{FieldError, NotificationId, RoomId, TenantId, UserId, UserKey};
+use herald::ports::{CounterStore, Directory, LinkKeys, MessageLog, MessagePage};
+use herald::{FieldError, NotificationId, RoomId};
 use serde_json::{json, Value};
 
 pub const DEFAULT_PAGE: u32 = 20;
@@ -25,8 +32,10 @@ pub const MAX_PAGE: u32 = 100;
 pub struct Config {
     pub inbox_table: String,
     pub directory_table: String,
-    pub default_tenant: TenantId,
+    pub auth: AuthSettings,
     pub retention_days: u32,
+    /// `UNSUBSCRIBE_SECRET_ARN`: the secret behind contacts' pseudonyms and unsubscribe links.
+    pub unsubscribe_secret: String,
 }
 
 impl Config {
@@ -34,8 +43,9 @@ impl Config {
         Ok(Self {
             inbox_table: vars.required("INBOX_TABLE")?,
             directory_table: vars.required("DIRECTORY_TABLE")?,
-            default_tenant: vars.default_tenant()?,
+            auth: AuthSettings::from_vars(vars)?,
             retention_days: vars.retention_days()?,
+            unsubscribe_secret: vars.required("UNSUBSCRIBE_SECRET_ARN")?,
         })
     }
 }
@@ -44,8 +54,9 @@ pub struct Deps {
     pub counters: Arc<dyn CounterStore>,
     pub messages: Arc<dyn MessageLog>,
     pub directory: Arc<dyn Directory>,
-    pub tenant: TenantId,
+    pub auth: AuthSettings,
     pub policy: BackoffPolicy,
+    pub keys: Arc<dyn LinkKeys>,
 }
 
 impl Deps {
@@ -63,22 +74,37 @@ impl Deps {
                 ddb,
                 &config.directory_table,
             )),
-            tenant: config.default_tenant.clone(),
+            auth: config.auth.clone(),
             policy: BackoffPolicy::default(),
+            keys: Arc::new(herald::aws::secrets::SecretsManagerKeys::new(
+                aws_sdk_secretsmanager::Client::new(aws),
+                &config.unsubscribe_secret,
+            )),
         }
     }
 
-    fn user(&self, user: &str) -> Result<UserKey, ApiError> {
-        Ok(UserKey {
-            tenant: self.tenant.clone(),
-            user: UserId::parse(user, "user")?,
-        })
+    fn caller(&self, token: &VerifiedToken) -> Result<Caller, ApiError> {
+        self.auth.caller(token)
     }
 }
 
 /// The inbox API as Lambda serves it.
 pub fn app(deps: Arc<Deps>) -> Router {
-    routes(deps).fallback(not_found)
+    routes(deps.clone())
+        .merge(public_routes(deps))
+        .fallback(not_found)
+}
+
+/// The routes without a token: the signed unsubscribe link. `GET` shows a confirmation
+/// page (link scanners fetch links; a GET must change nothing), `POST` is RFC 8058's
+/// one-click unsubscribe that mail providers send.
+pub fn public_routes(deps: Arc<Deps>) -> Router {
+    Router::new()
+        .route("/v1/unsubscribe", get(unsubscribe_page).post(unsubscribe))
+        .method_not_allowed_fallback(herald::http::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::map_response(herald::http::problem_json))
+        .with_state(deps)
 }
 
 /// The routes alone, for the local runner to merge with the other APIs.
@@ -97,23 +123,26 @@ pub fn routes(deps: Arc<Deps>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             herald::http::MAX_BODY_BYTES,
         ))
+        .layer(axum::middleware::map_response(herald::http::problem_json))
         .with_state(deps)
 }
 
 async fn unread(
     State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
     Path(user): Path<String>,
 ) -> Result<Json<Unread>, ApiError> {
-    let user = deps.user(&user)?;
+    let user = deps.caller(&token)?.user(&user, Scope::Inbox)?;
     Ok(Json(deps.counters.read_counters(&user).await?.unread()))
 }
 
 async fn messages(
     State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
     Path(user): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let user = deps.user(&user)?;
+    let user = deps.caller(&token)?.user(&user, Scope::Inbox)?;
     let room = query
         .get("room")
         .filter(|r| !r.is_empty())
@@ -144,9 +173,10 @@ async fn messages(
 
 async fn read_room(
     State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
     Path((user, room)): Path<(String, String)>,
 ) -> Result<Json<Unread>, ApiError> {
-    let user = deps.user(&user)?;
+    let user = deps.caller(&token)?.user(&user, Scope::Inbox)?;
     let room = RoomId::parse(room, "room")?;
     Ok(Json(
         mark_room_read(deps.counters.as_ref(), &user, &room, &deps.policy)
@@ -158,9 +188,10 @@ async fn read_room(
 
 async fn read_all(
     State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
     Path(user): Path<String>,
 ) -> Result<Json<Unread>, ApiError> {
-    let user = deps.user(&user)?;
+    let user = deps.caller(&token)?.user(&user, Scope::Inbox)?;
     Ok(Json(
         mark_all_read(deps.counters.as_ref(), &user, &deps.policy)
             .await?
@@ -169,11 +200,13 @@ async fn read_all(
     ))
 }
 
+/// A user may read their own contact; services need `herald/contacts`.
 async fn get_contact(
     State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
     Path(user): Path<String>,
 ) -> Result<Json<Contact>, ApiError> {
-    let user = deps.user(&user)?;
+    let user = deps.caller(&token)?.user(&user, Scope::Contacts)?;
     match deps.directory.contact(&user.tenant, &user.user).await? {
         Some(contact) => Ok(Json(contact)),
         None => Err(ApiError::NotFound(format!(
@@ -183,25 +216,88 @@ async fn get_contact(
     }
 }
 
+/// Only services write contacts: a user token must never repoint its own email or phone
+/// (that is how one-time codes are stolen).
 async fn put_contact(
     State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
     Path(user): Path<String>,
     body: Bytes,
 ) -> Result<Json<Contact>, ApiError> {
-    let user = deps.user(&user)?;
+    let user = deps
+        .caller(&token)?
+        .user_for_service(&user, Scope::Contacts)?;
     let contact = Contact::parse(&parse_json(&body)?)?;
+    let pseudonym = deps
+        .keys
+        .signer()
+        .await?
+        .pseudonym(&user.tenant, &user.user);
     deps.directory
-        .put_contact(&user.tenant, &user.user, &contact)
+        .put_contact(&user.tenant, &user.user, &contact, &pseudonym)
         .await?;
     Ok(Json(contact))
 }
 
+/// The request a link makes; 400 naming `token` for a forged, altered or missing one.
+async fn verified_link(
+    deps: &Deps,
+    query: &HashMap<String, String>,
+) -> Result<(Unsubscribe, String), ApiError> {
+    let token = query
+        .get("token")
+        .ok_or_else(|| FieldError::new("missing_field", "token", "the link's token is missing"))?;
+    let request = deps.keys.signer().await?.verify(token)?;
+    Ok((request, token.clone()))
+}
+
+async fn unsubscribe_page(
+    State(deps): State<Arc<Deps>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Html<String>, ApiError> {
+    // The token's characters are all URL- and HTML-safe: it verified.
+    let (_, token) = verified_link(&deps, &query).await?;
+    Ok(Html(format!(
+        "<!doctype html><meta charset=utf-8><title>Unsubscribe</title>\
+         <form method=post action=\"?token={token}\">\
+         <input type=hidden name=List-Unsubscribe value=One-Click>\
+         <p>Stop marketing messages to this address?</p>\
+         <button type=submit>Unsubscribe</button></form>"
+    )))
+}
+
+async fn unsubscribe(
+    State(deps): State<Arc<Deps>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (request, _) = verified_link(&deps, &query).await?;
+    let user = deps
+        .directory
+        .user_of_pseudonym(&request.tenant, &request.pseudonym)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("nobody is subscribed under this link".into()))?;
+    let mut contact = deps
+        .directory
+        .contact(&request.tenant, &user)
+        .await?
+        .unwrap_or_default();
+    contact.preferences.marketing = false;
+    deps.directory
+        .put_contact(&request.tenant, &user, &contact, &request.pseudonym)
+        .await?;
+    tracing::info!(tenant = %request.tenant, "unsubscribed from marketing");
+    Ok(Json(json!({"unsubscribed": true, "category": "marketing"})))
+}
+
 async fn delivery_status(
     State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let caller = deps.caller(&token)?;
+    let tenant = caller.require(Scope::Send)?;
     let id = NotificationId::parse(id, "id")?;
-    let records = deps.directory.delivery_status(&deps.tenant, &id).await?;
+    let records = deps.directory.delivery_status(tenant, &id).await?;
     if records.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no delivery recorded for notification {id} (yet)"
@@ -235,9 +331,11 @@ async fn delivery_status(
 mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use herald::auth::{claims, jwt_request_context};
     use herald::domain::counters::apply_to_counters;
     use herald::domain::notification::{parse_notification, IdSource};
-    use herald::fake::{InMemoryDirectory, InMemoryInbox};
+    use herald::fake::{InMemoryDirectory, InMemoryInbox, StaticKeys};
+    use herald::TenantId;
     use tower::ServiceExt;
 
     use super::*;
@@ -248,11 +346,19 @@ mod tests {
             counters: inbox.clone(),
             messages: inbox.clone(),
             directory: Arc::new(InMemoryDirectory::default()),
-            tenant: TenantId::parse("t1", "t").unwrap(),
+            auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
             policy: BackoffPolicy::default(),
+            keys: Arc::new(StaticKeys::default()),
         });
         (deps, inbox)
     }
+
+    /// A service token of tenant t1 with every scope.
+    const SERVICE: &[(&str, &str)] = &[
+        ("custom:tenant", "t1"),
+        ("sub", "svc"),
+        ("scope", "herald/send herald/contacts herald/inbox"),
+    ];
 
     async fn call(
         deps: &Arc<Deps>,
@@ -260,9 +366,20 @@ mod tests {
         uri: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        call_as(deps, SERVICE, method, uri, body).await
+    }
+
+    async fn call_as(
+        deps: &Arc<Deps>,
+        token: &[(&str, &str)],
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let req = Request::builder()
             .method(method)
             .uri(uri)
+            .extension(jwt_request_context(claims(token), None))
             .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
             .unwrap();
         let resp = app(deps.clone()).oneshot(req).await.unwrap();
@@ -287,6 +404,42 @@ mod tests {
             })
             .collect();
         apply_to_counters(inbox, batch, &BackoffPolicy::default()).await;
+    }
+
+    #[tokio::test]
+    async fn users_read_their_own_inbox_and_only_services_write_contacts() {
+        let (deps, inbox) = deps();
+        deliver(&inbox, "u1", &["r1"]).await;
+        let u1 = &[("custom:tenant", "t1"), ("sub", "u1")][..];
+        let (status, body) = call_as(&deps, u1, "GET", "/v1/users/u1/unread", None).await;
+        assert_eq!((status, body["total"].clone()), (StatusCode::OK, json!(1)));
+        for (method, uri) in [
+            ("GET", "/v1/users/u2/unread"),
+            ("GET", "/v1/users/u2/messages"),
+            ("POST", "/v1/users/u2/read-all"),
+            ("PUT", "/v1/users/u1/contact"),
+            ("GET", "/v1/notifications/n1"),
+        ] {
+            let (status, body) = call_as(
+                &deps,
+                u1,
+                method,
+                uri,
+                Some(json!({"email": "me@evil.example"})),
+            )
+            .await;
+            assert_eq!(
+                (status, body["error"]["code"].clone()),
+                (StatusCode::FORBIDDEN, json!("forbidden")),
+                "{method} {uri}"
+            );
+        }
+        let other_tenant = &[("custom:tenant", "t2"), ("sub", "u1")][..];
+        let (_, body) = call_as(&deps, other_tenant, "GET", "/v1/users/u1/unread", None).await;
+        assert_eq!(
+            body["total"], 0,
+            "same user id, other tenant: nothing shared"
+        );
     }
 
     #[tokio::test]

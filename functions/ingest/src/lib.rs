@@ -1,5 +1,6 @@
 //! ingest: `POST /v1/notifications` validates, assigns ids and puts each accepted
-//! notification on the notifications queue; answers 202 with per-item results.
+//! notification on the notifications queue; answers 202 with per-item results. Needs a
+//! token with the `herald/send` scope; the tenant comes from the token.
 
 use std::sync::Arc;
 
@@ -8,27 +9,28 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use herald::auth::{AuthSettings, Scope, VerifiedToken};
 use herald::config::{ConfigError, Vars};
 use herald::domain::notification::{
     check_idempotency_key, parse_notification, IdSource, MAX_ITEMS_PER_REQUEST,
 };
 use herald::http::{not_found, parse_json, ApiError};
 use herald::ports::{OutgoingMessage, QueueSender};
-use herald::{FieldError, Notification, TenantId};
+use herald::{FieldError, Notification};
 use serde_json::{json, Value};
 
 /// Environment of the ingest function.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub notifications_queue_url: String,
-    pub default_tenant: TenantId,
+    pub auth: AuthSettings,
 }
 
 impl Config {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             notifications_queue_url: vars.required("NOTIFICATIONS_QUEUE_URL")?,
-            default_tenant: vars.default_tenant()?,
+            auth: AuthSettings::from_vars(vars)?,
         })
     }
 }
@@ -36,7 +38,7 @@ impl Config {
 /// What the handler needs, built once at cold start.
 pub struct Deps {
     pub queue: Arc<dyn QueueSender>,
-    pub tenant: TenantId,
+    pub auth: AuthSettings,
 }
 
 impl Deps {
@@ -47,7 +49,7 @@ impl Deps {
                 sqs,
                 &config.notifications_queue_url,
             )),
-            tenant: config.default_tenant.clone(),
+            auth: config.auth.clone(),
         }
     }
 }
@@ -65,14 +67,18 @@ pub fn routes(deps: Arc<Deps>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             herald::http::MAX_BODY_BYTES,
         ))
+        .layer(axum::middleware::map_response(herald::http::problem_json))
         .with_state(deps)
 }
 
 async fn accept_notifications(
     State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let caller = deps.auth.caller(&token)?;
+    let tenant = caller.require(Scope::Send)?;
     let request = parse_json(&body)?;
     let items = notification_items(&request)?;
     let ids = idempotency_source(&headers)?;
@@ -81,7 +87,7 @@ async fn accept_notifications(
     let mut valid: Vec<(usize, Notification)> = Vec::new();
     let mut rejected: Vec<(usize, FieldError)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match parse_notification(item, index, &deps.tenant, ids, &created_at) {
+        match parse_notification(item, index, tenant, ids, &created_at) {
             Ok(n) => valid.push((index, n)),
             Err(e) => rejected.push((index, e)),
         }
@@ -189,6 +195,7 @@ fn to_queue_messages(valid: &[(usize, Notification)]) -> Result<Vec<OutgoingMess
 mod tests {
     use axum::body::Body;
     use axum::http::Request;
+    use herald::auth::{claims, jwt_request_context};
     use herald::fake::RecordingQueue;
     use tower::ServiceExt;
 
@@ -198,15 +205,33 @@ mod tests {
         let queue = Arc::new(RecordingQueue::default());
         let deps = Arc::new(Deps {
             queue: queue.clone(),
-            tenant: TenantId::parse("t1", "t").unwrap(),
+            auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
         });
         (deps, queue)
     }
 
+    const SERVICE: &[(&str, &str)] = &[
+        ("custom:tenant", "t1"),
+        ("sub", "svc"),
+        ("scope", "herald/send"),
+    ];
+
     async fn post(deps: Arc<Deps>, body: Value, key: Option<&str>) -> (StatusCode, Value) {
+        post_as(deps, Some(SERVICE), body, key).await
+    }
+
+    async fn post_as(
+        deps: Arc<Deps>,
+        token: Option<&[(&str, &str)]>,
+        body: Value,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::post("/v1/notifications").header("content-type", "application/json");
         if let Some(key) = key {
             req = req.header("idempotency-key", key);
+        }
+        if let Some(pairs) = token {
+            req = req.extension(jwt_request_context(claims(pairs), None));
         }
         let resp = app(deps)
             .oneshot(req.body(Body::from(body.to_string())).unwrap())
@@ -221,6 +246,29 @@ mod tests {
 
     fn item(user: &str) -> Value {
         json!({"user_id": user, "room_id": "r1", "title": "Hi", "body": "b", "channels": ["inbox"]})
+    }
+
+    #[tokio::test]
+    async fn sending_needs_a_verified_token_with_the_send_scope_and_its_tenant_is_used() {
+        let body = json!({"notifications": [item("u1")]});
+        let (deps, queue) = deps();
+        let (status, err) = post_as(deps.clone(), None, body.clone(), None).await;
+        assert_eq!(
+            (status, err["error"]["code"].clone()),
+            (StatusCode::UNAUTHORIZED, json!("unauthorized"))
+        );
+        let user = &[("custom:tenant", "t1"), ("sub", "u1")][..];
+        let (status, err) = post_as(deps.clone(), Some(user), body.clone(), None).await;
+        assert_eq!(
+            (status, err["error"]["code"].clone()),
+            (StatusCode::FORBIDDEN, json!("forbidden"))
+        );
+        assert!(queue.bodies().is_empty(), "nothing enqueued");
+        let other = &[("custom:tenant", "t2"), ("scope", "herald/send")][..];
+        let (status, _) = post_as(deps, Some(other), body, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let sent: Notification = serde_json::from_str(&queue.bodies()[0]).unwrap();
+        assert_eq!(sent.tenant.as_str(), "t2");
     }
 
     #[tokio::test]
@@ -286,6 +334,7 @@ mod tests {
         let resp = app(deps)
             .oneshot(
                 Request::post("/v1/notifications")
+                    .extension(jwt_request_context(claims(SERVICE), None))
                     .body(Body::from("{oops"))
                     .unwrap(),
             )

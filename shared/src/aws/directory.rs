@@ -2,12 +2,13 @@
 //!
 //! Layout: contact `pk = T#<tenant>#U#<user>, sk = CONTACT`; delivery status
 //! `pk = T#<tenant>#N#<notification>, sk = U#<user>#C#<channel>`; suppression
-//! `pk = T#<tenant>#S#<address>, sk = SUPPRESSED`.
+//! `pk = T#<tenant>#S#<address>, sk = SUPPRESSED`; unsubscribe pseudonym
+//! `pk = T#<tenant>#P#<pseudonym>, sk = USER` (attribute `user_id`), written with the contact.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use super::store_error;
@@ -94,13 +95,60 @@ impl Directory for DynamoDirectory {
         tenant: &TenantId,
         user: &UserId,
         contact: &Contact,
+        pseudonym: &str,
     ) -> Result<(), StoreError> {
-        self.put_json(
-            format!("T#{tenant}#U#{user}"),
-            "CONTACT".into(),
-            to_json(contact)?,
-        )
-        .await
+        let put = |item: HashMap<String, AttributeValue>| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| StoreError::Fatal(e.to_string()))
+        };
+        let contact_item = HashMap::from([
+            (
+                "pk".to_owned(),
+                AttributeValue::S(format!("T#{tenant}#U#{user}")),
+            ),
+            ("sk".to_owned(), AttributeValue::S("CONTACT".into())),
+            ("json".to_owned(), AttributeValue::S(to_json(contact)?)),
+        ]);
+        let pseudonym_item = HashMap::from([
+            (
+                "pk".to_owned(),
+                AttributeValue::S(format!("T#{tenant}#P#{pseudonym}")),
+            ),
+            ("sk".to_owned(), AttributeValue::S("USER".into())),
+            ("user_id".to_owned(), AttributeValue::S(user.to_string())),
+        ]);
+        self.client
+            .transact_write_items()
+            .transact_items(put(contact_item)?)
+            .transact_items(put(pseudonym_item)?)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn user_of_pseudonym(
+        &self,
+        tenant: &TenantId,
+        pseudonym: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        let Some(item) = self
+            .get(format!("T#{tenant}#P#{pseudonym}"), "USER")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let raw = item
+            .get("user_id")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::Fatal("pseudonym item without user_id".into()))?;
+        UserId::parse(raw, "user_id")
+            .map(Some)
+            .map_err(|e| StoreError::Fatal(e.message))
     }
 
     async fn delivery_status(

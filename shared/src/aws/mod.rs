@@ -5,6 +5,8 @@
 pub mod directory;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 #[cfg(feature = "ses")]
 pub mod ses;
 #[cfg(feature = "sns")]
@@ -16,14 +18,16 @@ pub mod sqs;
     feature = "dynamodb",
     feature = "sqs",
     feature = "ses",
-    feature = "sns"
+    feature = "sns",
+    feature = "secrets"
 ))]
 use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpResponse};
 #[cfg(any(
     feature = "dynamodb",
     feature = "sqs",
     feature = "ses",
-    feature = "sns"
+    feature = "sns",
+    feature = "secrets"
 ))]
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -31,10 +35,11 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
     feature = "dynamodb",
     feature = "sqs",
     feature = "ses",
-    feature = "sns"
+    feature = "sns",
+    feature = "secrets"
 ))]
 use crate::error::CallError;
-#[cfg(feature = "dynamodb")]
+#[cfg(any(feature = "dynamodb", feature = "secrets"))]
 use crate::error::StoreError;
 #[cfg(any(feature = "ses", feature = "sns"))]
 use crate::ports::SendError;
@@ -47,7 +52,12 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 // Each helper below serves the adapters of some features only.
 
 /// Error codes that mean "slow down and try again".
-#[cfg(any(feature = "dynamodb", feature = "ses", feature = "sns"))]
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "ses",
+    feature = "sns",
+    feature = "secrets"
+))]
 const THROTTLING_CODES: [&str; 9] = [
     "ThrottlingException",
     "Throttling",
@@ -61,7 +71,12 @@ const THROTTLING_CODES: [&str; 9] = [
 ];
 
 /// True for errors worth retrying: network, timeouts, throttling, 5xx.
-#[cfg(any(feature = "dynamodb", feature = "ses", feature = "sns"))]
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "ses",
+    feature = "sns",
+    feature = "secrets"
+))]
 pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
@@ -82,7 +97,8 @@ pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpRespon
     feature = "dynamodb",
     feature = "sqs",
     feature = "ses",
-    feature = "sns"
+    feature = "sns",
+    feature = "secrets"
 ))]
 pub(crate) fn describe<
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -105,7 +121,8 @@ pub(crate) fn describe<
     feature = "dynamodb",
     feature = "sqs",
     feature = "ses",
-    feature = "sns"
+    feature = "sns",
+    feature = "secrets"
 ))]
 pub(crate) fn call_error<E>(err: SdkError<E, HttpResponse>) -> CallError
 where
@@ -123,7 +140,7 @@ where
 }
 
 /// Maps an SDK error onto the store error classes.
-#[cfg(feature = "dynamodb")]
+#[cfg(any(feature = "dynamodb", feature = "secrets"))]
 pub(crate) fn store_error<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

@@ -64,12 +64,43 @@ pub struct QuietHours {
 }
 
 const MAX_PUSH_ENDPOINTS: usize = 20;
+/// SNS endpoint ARNs are well under this.
+const MAX_ARN_LEN: usize = 256;
+const MAX_LOCALE_LEN: usize = 35;
+const MAX_TIMEZONE_LEN: usize = 64;
+const FIELDS: [&str; 7] = [
+    "email",
+    "phone",
+    "push",
+    "locale",
+    "timezone",
+    "preferences",
+    "quiet_hours",
+];
 
 impl Contact {
-    /// Parses a request body, naming the field at fault.
+    /// Parses a request body, naming the field at fault: the body must be an object of the
+    /// known fields, each of its type and within its bound.
     pub fn parse(body: &Value) -> Result<Contact, FieldError> {
-        let contact: Contact = serde_json::from_value(body.clone())
-            .map_err(|e| FieldError::body("invalid_body", format!("contact: {e}")))?;
+        let object = body
+            .as_object()
+            .ok_or_else(|| FieldError::body("invalid_body", "a contact must be a JSON object"))?;
+        if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(FieldError::new(
+                "unknown_field",
+                &shown(unknown),
+                format!("a contact has only the fields {}", FIELDS.join(", ")),
+            ));
+        }
+        let contact = Contact {
+            email: field(object, "email")?,
+            phone: field(object, "phone")?,
+            push: field::<Option<Vec<String>>>(object, "push")?.unwrap_or_default(),
+            locale: field(object, "locale")?,
+            timezone: field(object, "timezone")?,
+            preferences: field::<Option<Preferences>>(object, "preferences")?.unwrap_or_default(),
+            quiet_hours: field(object, "quiet_hours")?,
+        };
         if let Some(email) = &contact.email {
             check_email(email)?;
         }
@@ -91,7 +122,7 @@ impl Contact {
             ));
         }
         for (i, arn) in contact.push.iter().enumerate() {
-            if !arn.starts_with("arn:") || !arn.contains(":endpoint/") {
+            if arn.len() > MAX_ARN_LEN || !arn.starts_with("arn:") || !arn.contains(":endpoint/") {
                 return Err(FieldError::new(
                     "invalid_endpoint",
                     &format!("push[{i}]"),
@@ -100,11 +131,23 @@ impl Contact {
             }
         }
         if let Some(zone) = &contact.timezone {
-            if jiff::tz::TimeZone::get(zone).is_err() {
+            if zone.len() > MAX_TIMEZONE_LEN || jiff::tz::TimeZone::get(zone).is_err() {
                 return Err(FieldError::new(
                     "invalid_timezone",
                     "timezone",
-                    format!("{zone:?} is not an IANA time zone"),
+                    format!("{} is not an IANA time zone", shown(zone)),
+                ));
+            }
+        }
+        if let Some(locale) = &contact.locale {
+            if !is_locale(locale) {
+                return Err(FieldError::new(
+                    "invalid_locale",
+                    "locale",
+                    format!(
+                        "{} is not a language tag such as en, en-US or zh-Hant-TW",
+                        shown(locale)
+                    ),
                 ));
             }
         }
@@ -165,8 +208,44 @@ fn check_email(email: &str) -> Result<(), FieldError> {
         Err(FieldError::new(
             "invalid_email",
             "email",
-            format!("{email:?} is not an email address"),
+            format!("{} is not an email address", shown(email)),
         ))
+    }
+}
+
+/// The field `name` of `object` as a `T` (absent is JSON null), or a 400 naming it.
+fn field<T: serde::de::DeserializeOwned>(
+    object: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<T, FieldError> {
+    let value = object.get(name).cloned().unwrap_or(Value::Null);
+    serde_json::from_value(value)
+        .map_err(|e| FieldError::new("invalid_type", name, clipped(&format!("{name}: {e}"), 200)))
+}
+
+/// A BCP 47 language tag, loosely: a 2–8 letter language, then up to 8-character
+/// alphanumeric subtags separated by `-` (or `_`, as POSIX locales write it).
+fn is_locale(tag: &str) -> bool {
+    let mut subtags = tag.split(['-', '_']);
+    let language = subtags.next().unwrap_or_default();
+    tag.len() <= MAX_LOCALE_LEN
+        && (2..=8).contains(&language.len())
+        && language.chars().all(|c| c.is_ascii_alphabetic())
+        && subtags
+            .all(|s| (1..=8).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// A value quoted for an error message, cut to 64 characters: errors never echo a
+/// 100,000-character input back.
+fn shown(value: &str) -> String {
+    format!("{:?}", clipped(value, 64))
+}
+
+/// `text` cut to `max` characters, marked with an ellipsis when cut.
+fn clipped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
     }
 }
 
@@ -218,9 +297,53 @@ mod tests {
             );
         }
         assert_eq!(
-            Contact::parse(&json!({"emial": 1})).unwrap_err().code,
-            "invalid_body"
+            Contact::parse(&json!({"emial": 1}))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("\"emial\"")
         );
+    }
+
+    #[test]
+    fn every_field_is_typed_and_bounded_and_the_body_is_an_object() {
+        for body in [json!([]), json!("x"), json!(null), json!(7)] {
+            let e = Contact::parse(&body).unwrap_err();
+            assert_eq!((e.code.as_str(), e.field), ("invalid_body", None), "{body}");
+        }
+        let long = "x".repeat(100_000);
+        let cases = [
+            (json!({"email": 5}), "email"),
+            (json!({"push": "arn"}), "push"),
+            (json!({"preferences": {"marketing": "no"}}), "preferences"),
+            (json!({"quiet_hours": [1]}), "quiet_hours"),
+            (json!({"locale": long}), "locale"),
+            (json!({"locale": "english please"}), "locale"),
+            (json!({"locale": "e"}), "locale"),
+            (json!({"timezone": long}), "timezone"),
+            (json!({"email": format!("a@{long}.com")}), "email"),
+            (
+                json!({"push": [format!("arn:aws:sns:x:1:endpoint/{long}")]}),
+                "push[0]",
+            ),
+            (json!({"preferences": long}), "preferences"),
+        ];
+        for (body, field) in cases {
+            let e = Contact::parse(&body).unwrap_err();
+            assert_eq!(
+                e.field.as_deref(),
+                Some(field),
+                "{}",
+                &body.to_string()[..40.min(body.to_string().len())]
+            );
+            assert!(e.message.len() < 400, "the error does not echo the input");
+        }
+        for locale in ["en", "en-US", "zh-Hant-TW", "pt_BR", "de-CH-1996"] {
+            assert!(
+                Contact::parse(&json!({ "locale": locale })).is_ok(),
+                "{locale}"
+            );
+        }
     }
 
     #[test]

@@ -8,3 +8,4 @@ pub mod ids;
 pub mod mark_read;
 pub mod notification;
 pub mod reconcile;
+pub mod unsubscribe;

@@ -160,8 +160,13 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
     };
     let ingest = ingest::app(Arc::new(ingest::Deps {
         queue: Arc::new(SqsSender::new(sqs.clone(), &config.queue.queue_url)),
-        tenant: herald::TenantId::parse("bench", "tenant")?,
+        auth: herald::auth::AuthSettings::from_vars(&Default::default())?,
     }));
+    // What API Gateway's JWT authorizer hands ingest for a service token of tenant `bench`.
+    let service = herald::auth::jwt_request_context(
+        herald::auth::claims(&[("custom:tenant", "bench"), ("scope", "herald/send")]),
+        None,
+    );
 
     let items = match run.shape {
         Shape::Marketing => burst(n, 7),
@@ -176,6 +181,7 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
     bar.set_message("ingest");
     for chunk in items.chunks(500) {
         let request = Request::post("/v1/notifications")
+            .extension(service.clone())
             .body(Body::from(json!({"notifications": chunk}).to_string()))?;
         let response = ingest.clone().oneshot(request).await?;
         if response.status() != 202 {
