@@ -128,9 +128,20 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// What moto recorded as sent (`GET /moto-api/data.json`).
+/// What moto recorded as sent (`GET /moto-api/data.json`). moto answers 500 when it
+/// serialises a DynamoDB transaction's rollback snapshot that another test holds at that
+/// moment, so a failed read is tried again a few times.
 pub fn sent_data(endpoint: &str) -> Result<serde_json::Value> {
-    Ok(ureq::get(&format!("{endpoint}/moto-api/data.json"))
-        .call()?
-        .into_json()?)
+    let url = format!("{endpoint}/moto-api/data.json");
+    let mut attempt = 0;
+    loop {
+        match ureq::get(&url).call() {
+            Ok(response) => return Ok(response.into_json()?),
+            Err(ureq::Error::Status(500, _)) if attempt < 10 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
