@@ -31,6 +31,9 @@ pub struct QueueMessage {
     pub body: String,
     /// ApproximateReceiveCount: 1 on first delivery.
     pub receive_count: u32,
+    /// The X-Ray trace the sender was in (`AWSTraceHeader`), to hand on to what this
+    /// message causes.
+    pub trace_header: Option<String>,
 }
 
 impl From<SqsMessage> for QueueMessage {
@@ -41,6 +44,7 @@ impl From<SqsMessage> for QueueMessage {
                 .get("ApproximateReceiveCount")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1),
+            trace_header: record.attributes.get("AWSTraceHeader").cloned(),
             message_id: record.message_id.unwrap_or_default(),
             receipt_handle: record.receipt_handle.unwrap_or_default(),
             body: record.body.unwrap_or_default(),
@@ -282,6 +286,7 @@ mod tests {
             receipt_handle: format!("rh-{id}"),
             body: "{}".into(),
             receive_count,
+            trace_header: None,
         }
     }
 

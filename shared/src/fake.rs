@@ -702,6 +702,7 @@ pub mod fixtures {
             body: "there".into(),
             data: None,
             created_at: "2026-11-23T00:00:00Z".into(),
+            correlation_id: Some("corr-1".into()),
         }
     }
 

@@ -146,5 +146,51 @@ pub async fn problem_json(response: Response) -> Response {
         .into_response()
 }
 
+/// Where a request comes from, for the logs and traces of everything it causes: a
+/// correlation id (the caller's `X-Correlation-Id`, else API Gateway's request id, else a new
+/// one) and the X-Ray trace header of this invocation, when there is one.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub correlation_id: String,
+    pub trace_header: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let correlation_id = match parts.headers.get("x-correlation-id") {
+            Some(value) => {
+                let id = value.to_str().unwrap_or_default();
+                crate::domain::ids::check_id(id, "X-Correlation-Id")?;
+                id.to_owned()
+            }
+            None => match parts
+                .extensions
+                .get::<lambda_http::request::RequestContext>()
+            {
+                Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => context
+                    .request_id
+                    .clone()
+                    .unwrap_or_else(|| ulid::Ulid::new().to_string()),
+                _ => ulid::Ulid::new().to_string(),
+            },
+        };
+        let trace_header = parts
+            .extensions
+            .get::<lambda_http::Context>()
+            .and_then(|c| c.xray_trace_id.clone())
+            .or_else(|| header("x-amzn-trace-id").map(str::to_owned));
+        Ok(Self {
+            correlation_id,
+            trace_header,
+        })
+    }
+}
+
 /// Largest request body: Lambda's 6 MB payload limit (500 notifications fit well within).
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;

@@ -188,6 +188,8 @@ pub struct OutgoingMessage {
     pub body: String,
     pub attributes: Vec<(String, String)>,
     pub delay_seconds: Option<i32>,
+    /// X-Ray trace header (`Root=…;Parent=…;Sampled=…`) sent as `AWSTraceHeader`.
+    pub trace_header: Option<String>,
 }
 
 impl OutgoingMessage {
@@ -197,6 +199,7 @@ impl OutgoingMessage {
             body: serde_json::to_string(value)?,
             attributes: Vec::new(),
             delay_seconds: None,
+            trace_header: None,
         })
     }
 }

@@ -38,6 +38,7 @@ pub fn notification(id: &str, u: &str, room: &str) -> Notification {
         data: None,
         created_at: format!("2026-11-23T09:00:00.000Z#{id}").replace('#', ""),
         log_key: None,
+        correlation_id: None,
     }
 }
 
@@ -62,6 +63,7 @@ pub async fn enqueue(stack: &Stack, bodies: Vec<String>) {
             body,
             attributes: vec![],
             delay_seconds: None,
+            trace_header: None,
         })
         .collect();
     assert!(sender.send(&messages).await.iter().all(Result::is_ok));

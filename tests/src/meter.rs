@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
+use aws_sdk_sqs::types::MessageSystemAttributeNameForSends;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
@@ -26,6 +28,9 @@ pub struct Counts {
     pub dynamodb_index_write_units: f64,
     /// Items per TransactWriteItems call, in call order.
     pub transaction_sizes: Vec<usize>,
+    /// The `AWSTraceHeader` of every SQS SendMessageBatch entry, in order (moto drops system
+    /// attributes of batch entries, so what was sent is read off the request).
+    pub sqs_trace_headers: Vec<Option<String>>,
 }
 
 impl Counts {
@@ -79,7 +84,19 @@ impl Intercept for CallMeter {
         // The operation's name is not in the bag yet here; the input is (and is gone later).
         let _ = cfg;
         let tx = context.input().downcast_ref::<TransactWriteItemsInput>();
+        let batch = context.input().downcast_ref::<SendMessageBatchInput>();
         if let Ok(mut counts) = self.counts.lock() {
+            for entry in batch
+                .map(SendMessageBatchInput::entries)
+                .unwrap_or_default()
+            {
+                counts.sqs_trace_headers.push(
+                    entry
+                        .message_system_attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeNameForSends::AwsTraceHeader))
+                        .and_then(|v| v.string_value().map(str::to_owned)),
+                );
+            }
             if let Some(tx) = tx {
                 let items = tx.transact_items();
                 counts.transaction_sizes.push(items.len());

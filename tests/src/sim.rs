@@ -41,6 +41,7 @@ impl SimQueue {
             receipt_handle: format!("rh-{id}"),
             body,
             receive_count: 1,
+            trace_header: None,
         };
         self.lock().push_back(message);
     }

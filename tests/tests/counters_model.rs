@@ -86,6 +86,7 @@ async fn run(s: Scenario) {
             data: None,
             created_at: format!("2026-11-23T00:00:00.{i:06}Z"),
             log_key: None,
+            correlation_id: None,
         };
         if inbox {
             *expected.entry((key(user), room)).or_default() += 1;

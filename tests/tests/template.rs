@@ -152,3 +152,205 @@ fn every_function_environment_resolves_and_names_real_resources() {
         None
     );
 }
+
+/// Every IAM statement in the template (roles' inline policies), as (resource, statement).
+fn iam_statements(template: &Template) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (id, props) in template.resources_of("AWS::IAM::Role") {
+        for policy in props["Policies"].as_sequence().cloned().unwrap_or_default() {
+            for statement in policy["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+            {
+                // `!If [UseKmsKey, statement, NoValue]`: check the statement it can be.
+                let statement = match &statement {
+                    Value::Tagged(t) => t.value.as_sequence().unwrap()[1].clone(),
+                    other => other.clone(),
+                };
+                out.push((id.clone(), statement));
+            }
+        }
+    }
+    out
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn iam_is_least_privilege_with_named_exceptions_only() {
+    let template = Template::project().unwrap();
+    // AWS accepts nothing narrower than "*" for these (template comments say why).
+    let allowed_star = [
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "sns:Publish",
+        "cloudwatch:DescribeAlarms",
+    ];
+    let statements = iam_statements(&template);
+    assert!(statements.len() >= 20, "{statements:?}");
+    for (role, statement) in &statements {
+        let actions = strings(&statement["Action"]);
+        assert!(!actions.is_empty(), "{role}: {statement:?}");
+        for action in &actions {
+            assert!(!action.contains('*'), "{role}: wildcard action {action}");
+        }
+        if strings(&statement["Resource"]).iter().any(|r| r == "*") {
+            for action in &actions {
+                assert!(
+                    allowed_star.contains(&action.as_str()),
+                    "{role}: {action} on \"*\""
+                );
+            }
+        }
+    }
+    // Functions bring their own role, so SAM attaches no managed policy with "*" in it.
+    for f in template.functions().unwrap() {
+        assert!(
+            f.properties.get("Role").is_some(),
+            "{} has no own role",
+            f.logical_id
+        );
+        assert!(f.properties.get("Policies").is_none(), "{}", f.logical_id);
+    }
+}
+
+#[test]
+fn every_alarm_notifies_the_topic_and_every_log_group_expires() {
+    let template = Template::project().unwrap();
+    let alarms = template.resources_of("AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 20, "{} alarms", alarms.len());
+    for (id, props) in &alarms {
+        for key in ["AlarmActions", "OKActions"] {
+            let actions = props[key]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{id}: no {key}"));
+            assert!(
+                actions
+                    .iter()
+                    .any(|a| intrinsic(a) == Some(Intrinsic::Ref("AlarmTopic".into()))),
+                "{id}: {key}"
+            );
+        }
+    }
+    let groups = template.resources_of("AWS::Logs::LogGroup");
+    assert_eq!(groups.len(), template.functions().unwrap().len());
+    for (id, props) in &groups {
+        assert!(props.get("RetentionInDays").is_some(), "{id}");
+    }
+    for f in template.functions().unwrap() {
+        let group = &f.properties["LoggingConfig"]["LogGroup"];
+        assert!(
+            intrinsic(group).is_some(),
+            "{}: its own log group",
+            f.logical_id
+        );
+        let alarms = &f.properties["DeploymentPreference"]["Alarms"];
+        assert!(
+            alarms.as_sequence().is_some_and(|a| !a.is_empty()),
+            "{}: a deployment rolls back on an alarm",
+            f.logical_id
+        );
+    }
+}
+
+#[test]
+fn tables_and_queues_are_encrypted_and_tables_protected() {
+    let template = Template::project().unwrap();
+    for (id, props) in template.resources_of("AWS::DynamoDB::Table") {
+        assert_eq!(
+            props["SSESpecification"]["SSEEnabled"],
+            Value::Bool(true),
+            "{id}"
+        );
+        assert_eq!(
+            props["DeletionProtectionEnabled"],
+            Value::Bool(true),
+            "{id}"
+        );
+        assert_eq!(
+            props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+            Value::Bool(true),
+            "{id}"
+        );
+    }
+    for (id, props) in template.resources_of("AWS::SQS::Queue") {
+        assert!(props.get("KmsMasterKeyId").is_some(), "{id}");
+        assert!(props.get("SqsManagedSseEnabled").is_some(), "{id}");
+    }
+}
+
+/// herald metrics the dashboard and alarms name must be ones the code emits, or the widget
+/// stays empty and the alarm never fires.
+#[test]
+fn dashboard_and_alarms_name_only_metrics_the_code_emits() {
+    let root = testkit::workspace_root();
+    let mut code = String::new();
+    for dir in ["functions", "shared/src"] {
+        for path in rust_files(&root.join(dir)) {
+            code.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    let template = Template::project().unwrap();
+    let mut named = std::collections::BTreeSet::new();
+    for (_, props) in template.resources_of("AWS::CloudWatch::Alarm") {
+        if props["Namespace"] == "herald" {
+            named.insert(props["MetricName"].as_str().unwrap().to_owned());
+        }
+    }
+    let (_, dashboard) = template
+        .resources_of("AWS::CloudWatch::Dashboard")
+        .pop()
+        .expect("a dashboard");
+    let Value::Tagged(body) = &dashboard["DashboardBody"] else {
+        panic!("DashboardBody is !Sub");
+    };
+    let body: serde_json::Value =
+        serde_json::from_str(body.value.as_str().unwrap()).expect("the dashboard is JSON");
+    let widgets = body["widgets"].as_array().unwrap();
+    assert!(widgets.len() >= 14, "{} widgets", widgets.len());
+    for widget in widgets {
+        for metric in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if metric[0] == "herald" {
+                named.insert(metric[1].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    for metric in [
+        "IngestToCommit",
+        "IngestToSend",
+        "DeliveriesSent",
+        "TransactionRetries",
+    ] {
+        assert!(named.contains(metric), "{metric} is on the dashboard");
+    }
+    for metric in &named {
+        assert!(
+            code.contains(&format!("\"{metric}\"")),
+            "{metric} is shown or alarmed on but no function emits it"
+        );
+    }
+}
+
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -5,6 +5,7 @@ mod bench;
 mod dev;
 mod reconcile;
 mod sam;
+mod size;
 mod test;
 mod token;
 
@@ -40,6 +41,9 @@ enum Task {
     Token(token::Args),
     /// Recompute TOTAL counters from rooms, repair and report drift.
     Reconcile(reconcile::Args),
+    /// Release binary and zip size of each function, built as `sam build` builds them
+    /// (cargo-lambda, arm64 unless --x86-64); also written to target/bench/sizes.json.
+    Size(size::Args),
     /// Benchmarks; results go to target/bench/.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -52,6 +56,7 @@ fn main() -> Result<()> {
         Task::Sam => sam::run(&testkit::workspace_root()),
         Task::Token(args) => token::run(&args),
         Task::Reconcile(args) => reconcile::run(&args),
+        Task::Size(args) => size::run(&args),
         Task::Bench(bench) => bench::run(&bench),
     }
 }

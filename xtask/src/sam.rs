@@ -49,6 +49,11 @@ pub fn run(root: &Path) -> Result<()> {
     let started = Instant::now();
     let dev = testkit::tools::dev_venv(root)?;
     let sam = testkit::tools::sam_venv(root)?;
+    // SAM's own reading of the template (transform, then cfn-lint on the result).
+    run_step(
+        "sam validate --lint",
+        sam_command(root, &sam, &dev).args(["validate", "--lint", "-t", "template.yaml"]),
+    )?;
     ensure_stand_in_image(root)?;
     let arch = host_architecture();
 

@@ -13,6 +13,7 @@ use herald::ports::{
     Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, LinkKeys, MobileSender,
     OutgoingMessage, QueueSender, SendError, SystemClock,
 };
+use herald::telemetry::Metric;
 use herald::Channel;
 
 /// SQS's longest per-message delay; longer quiet hours re-defer on the next receive.
@@ -124,6 +125,7 @@ impl BatchHandler for Deliverer {
                         tenant = %job.tenant,
                         notification_id = %job.notification_id,
                         channel = job.channel.as_str(),
+                        correlation_id = job.correlation_id.as_deref().unwrap_or_default(),
                     );
                     tracing::Instrument::instrument(self.deliver(&job), span).await
                 }
@@ -280,7 +282,16 @@ impl Deliverer {
             detail,
             updated_at: format!("{:.3}", self.clock.now()),
         };
-        herald::telemetry::emit_metrics("deliver", &[(state_metric(state), 1.0, "Count")]);
+        let mut metrics = vec![Metric::count(state_metric(state), 1)];
+        if state == DeliveryState::Sent {
+            let latency = herald::telemetry::ms_since(&job.created_at);
+            metrics.push(Metric::milliseconds(
+                "IngestToSend",
+                latency.into_iter().collect(),
+            ));
+        }
+        herald::telemetry::emit("deliver", &[("channel", job.channel.as_str())], &metrics);
+        tracing::info!(state = ?state, detail = record.detail.as_deref().unwrap_or_default(), "delivery recorded");
         match self.directory.record_delivery(&job.tenant, &record).await {
             Ok(()) => Disposition::Done,
             // The send happened; failing to record it must not resend, so only log.

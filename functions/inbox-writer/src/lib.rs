@@ -2,16 +2,18 @@
 //! exactly once (users' writes packed into transactions, see `herald::domain::counters`), then its
 //! delivery jobs go on the delivery queue; committed messages are acked, the rest retried.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::{apply_packed, ApplyOutcome, Packing};
+use herald::domain::counters::{apply_packed, ApplyOutcome, Counter, Counters, Packing, UserKey};
 use herald::domain::delivery::DeliveryJob;
-use herald::ports::{CounterStore, OutgoingMessage, QueueSender};
-use herald::Notification;
+use herald::ports::{CommitError, CounterStore, OutgoingMessage, QueueSender, UserWrites};
+use herald::telemetry::Metric;
+use herald::{Notification, RoomId, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -82,15 +84,25 @@ impl BatchHandler for InboxWriter {
     async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
         let mut dispositions: Vec<Option<Disposition>> = vec![None; batch.len()];
         let parsed = parse_batch(batch, &mut dispositions);
-        let outcomes = apply_packed(self.store.as_ref(), parsed, &self.policy, self.packing).await;
+        let store = CountingStore::new(self.store.as_ref());
+        let outcomes = apply_packed(&store, parsed, &self.policy, self.packing).await;
 
         let (mut committed, mut duplicates, mut unfinished) = (0, 0, 0);
+        let mut latencies = Vec::new();
         let mut jobs = Vec::new();
         for (index, notification, outcome) in outcomes {
             match outcome {
                 ApplyOutcome::Committed | ApplyOutcome::AlreadyApplied => {
                     if outcome == ApplyOutcome::Committed {
-                        committed += 1
+                        committed += 1;
+                        latencies.extend(herald::telemetry::ms_since(&notification.created_at));
+                        tracing::info!(
+                            tenant = %notification.tenant,
+                            notification_id = %notification.id,
+                            message_id = %batch[index].message_id,
+                            correlation_id = notification.correlation_id.as_deref().unwrap_or_default(),
+                            "committed"
+                        );
                     } else {
                         duplicates += 1
                     }
@@ -109,19 +121,78 @@ impl BatchHandler for InboxWriter {
                 }
             }
         }
-        self.enqueue_delivery(jobs, &mut dispositions).await;
-        herald::telemetry::emit_metrics(
+        self.enqueue_delivery(batch, jobs, &mut dispositions).await;
+        let (transactions, retries) = store.counts();
+        herald::telemetry::emit(
             "inbox-writer",
+            &[],
             &[
-                ("MessagesCommitted", committed as f64, "Count"),
-                ("DuplicatesDropped", duplicates as f64, "Count"),
-                ("MessagesUnfinished", unfinished as f64, "Count"),
+                Metric::count("MessagesCommitted", committed),
+                Metric::count("DuplicatesDropped", duplicates),
+                Metric::count("MessagesUnfinished", unfinished),
+                Metric::count("TransactionsCommitted", transactions),
+                Metric::count("TransactionRetries", retries),
+                Metric::milliseconds("IngestToCommit", latencies),
             ],
         );
         dispositions
             .into_iter()
             .map(|d| d.unwrap_or_else(|| Disposition::Retry("not processed".into())))
             .collect()
+    }
+}
+
+/// The store as the writer uses it, counting transactions that committed and those that
+/// met a conflict or throttling (and were retried or split), for the metrics.
+struct CountingStore<'a> {
+    inner: &'a dyn CounterStore,
+    committed: AtomicUsize,
+    retried: AtomicUsize,
+}
+
+impl<'a> CountingStore<'a> {
+    fn new(inner: &'a dyn CounterStore) -> Self {
+        Self {
+            inner,
+            committed: AtomicUsize::new(0),
+            retried: AtomicUsize::new(0),
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.committed.load(Ordering::Relaxed),
+            self.retried.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[async_trait]
+impl CounterStore for CountingStore<'_> {
+    async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
+        let result = self.inner.commit(writes).await;
+        match &result {
+            Ok(()) => self.committed.fetch_add(1, Ordering::Relaxed),
+            Err(CommitError::Retryable(_)) => self.retried.fetch_add(1, Ordering::Relaxed),
+            Err(_) => 0,
+        };
+        result
+    }
+
+    async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
+        self.inner.read_counters(user).await
+    }
+
+    async fn zero_rooms(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError> {
+        self.inner.zero_rooms(user, rooms).await
+    }
+
+    async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
+        self.inner.repair_total(user, seen).await
     }
 }
 
@@ -153,13 +224,18 @@ impl InboxWriter {
     /// retried (its redelivery is a duplicate for the counters and re-enqueues the jobs).
     async fn enqueue_delivery(
         &self,
+        batch: &[QueueMessage],
         jobs: Vec<(usize, DeliveryJob)>,
         dispositions: &mut [Option<Disposition>],
     ) {
         let mut messages = Vec::with_capacity(jobs.len());
-        for (i, (_, job)) in jobs.iter().enumerate() {
+        for (i, (index, job)) in jobs.iter().enumerate() {
             match OutgoingMessage::json(i.to_string(), job) {
-                Ok(m) => messages.push(m),
+                Ok(mut m) => {
+                    // The notification's trace continues into its deliveries.
+                    m.trace_header = batch[*index].trace_header.clone();
+                    messages.push(m)
+                }
                 Err(e) => {
                     dispositions[jobs[i].0] =
                         Some(Disposition::Poison(format!("delivery job: {e}")));
@@ -195,6 +271,7 @@ mod tests {
             receipt_handle: "h".into(),
             body: body.to_string(),
             receive_count: 1,
+            trace_header: Some(format!("Root=1-00000000-{id:0>24};Sampled=1")),
         }
     }
 
@@ -247,6 +324,18 @@ mod tests {
             jobs.len(),
             2,
             "the duplicate re-enqueued its email job; deliver dedups it"
+        );
+        let traces: Vec<Option<String>> = delivery
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m.trace_header.clone())
+            .collect();
+        assert_eq!(
+            traces,
+            vec![batch[0].trace_header.clone(); 2],
+            "each job continues its notification's trace"
         );
     }
 

@@ -14,7 +14,7 @@ use herald::config::{ConfigError, Vars};
 use herald::domain::notification::{
     check_idempotency_key, parse_notification, IdSource, MAX_ITEMS_PER_REQUEST,
 };
-use herald::http::{not_found, parse_json, ApiError};
+use herald::http::{not_found, parse_json, ApiError, RequestMeta};
 use herald::ports::{OutgoingMessage, QueueSender};
 use herald::{FieldError, Notification};
 use serde_json::{json, Value};
@@ -74,9 +74,10 @@ pub fn routes(deps: Arc<Deps>) -> Router {
 async fn accept_notifications(
     State(deps): State<Arc<Deps>>,
     token: VerifiedToken,
+    meta: RequestMeta,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, [(&'static str, String); 1], Json<Value>), ApiError> {
     let caller = deps.auth.caller(&token)?;
     let tenant = caller.require(Scope::Send)?;
     let request = parse_json(&body)?;
@@ -88,7 +89,10 @@ async fn accept_notifications(
     let mut rejected: Vec<(usize, FieldError)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match parse_notification(item, index, tenant, ids, &created_at) {
-            Ok(n) => valid.push((index, n)),
+            Ok(mut n) => {
+                n.correlation_id = Some(meta.correlation_id.clone());
+                valid.push((index, n));
+            }
             Err(e) => rejected.push((index, e)),
         }
     }
@@ -98,12 +102,20 @@ async fn accept_notifications(
         return Err(first.into());
     }
 
-    let messages = to_queue_messages(&valid)?;
+    let messages = to_queue_messages(&valid, meta.trace_header.as_deref())?;
     let results = deps.queue.send(&messages).await;
     let mut accepted = Vec::new();
     for ((index, n), result) in valid.iter().zip(results) {
         match result {
-            Ok(()) => accepted.push(json!({"index": index, "id": n.id})),
+            Ok(()) => {
+                tracing::info!(
+                    tenant = %n.tenant,
+                    notification_id = %n.id,
+                    correlation_id = %meta.correlation_id,
+                    "accepted"
+                );
+                accepted.push(json!({"index": index, "id": n.id}));
+            }
             Err(reason) => {
                 tracing::error!(id = %n.id, %reason, "enqueue failed");
                 rejected.push((
@@ -135,6 +147,7 @@ async fn accept_notifications(
     );
     Ok((
         StatusCode::ACCEPTED,
+        [("x-correlation-id", meta.correlation_id)],
         Json(json!({"accepted": accepted, "rejected": rejected})),
     ))
 }
@@ -181,12 +194,18 @@ fn idempotency_source(headers: &HeaderMap) -> Result<IdSource<'_>, ApiError> {
     }
 }
 
-fn to_queue_messages(valid: &[(usize, Notification)]) -> Result<Vec<OutgoingMessage>, ApiError> {
+/// The queue messages, each carrying this invocation's X-Ray trace to the consumer.
+fn to_queue_messages(
+    valid: &[(usize, Notification)],
+    trace_header: Option<&str>,
+) -> Result<Vec<OutgoingMessage>, ApiError> {
     valid
         .iter()
         .map(|(index, n)| {
-            OutgoingMessage::json(index.to_string(), n)
-                .map_err(|e| ApiError::Store(herald::StoreError::Fatal(e.to_string())))
+            let mut message = OutgoingMessage::json(index.to_string(), n)
+                .map_err(|e| ApiError::Store(herald::StoreError::Fatal(e.to_string())))?;
+            message.trace_header = trace_header.map(str::to_owned);
+            Ok(message)
         })
         .collect()
 }
@@ -269,6 +288,40 @@ mod tests {
         assert_eq!(status, StatusCode::ACCEPTED);
         let sent: Notification = serde_json::from_str(&queue.bodies()[0]).unwrap();
         assert_eq!(sent.tenant.as_str(), "t2");
+    }
+
+    #[tokio::test]
+    async fn the_correlation_id_and_trace_go_with_each_notification() {
+        let (deps, queue) = deps();
+        let mut req = Request::post("/v1/notifications")
+            .header("x-correlation-id", "order-42")
+            .header(
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+            )
+            .extension(jwt_request_context(claims(SERVICE), None));
+        let body = json!({"notifications": [item("u1")]}).to_string();
+        let resp = app(deps.clone())
+            .oneshot(req.body(Body::from(body.clone())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert_eq!(resp.headers()["x-correlation-id"], "order-42");
+        let sent: Notification = serde_json::from_str(&queue.bodies()[0]).unwrap();
+        assert_eq!(sent.correlation_id.as_deref(), Some("order-42"));
+        assert_eq!(
+            queue.sent.lock().unwrap()[0].trace_header.as_deref(),
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")
+        );
+        req = Request::post("/v1/notifications")
+            .header("x-correlation-id", "not ok")
+            .extension(jwt_request_context(claims(SERVICE), None));
+        let resp = app(deps)
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(queue.bodies().len(), 1, "nothing more enqueued");
     }
 
     #[tokio::test]

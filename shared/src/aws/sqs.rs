@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
+    MessageSystemAttributeValue, SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 
@@ -53,6 +54,22 @@ impl SqsSender {
                     .build()
                 {
                     Ok(attr) => entry = entry.message_attributes(name, attr),
+                    Err(e) => return vec![Err(QueueError::Invalid(e.to_string())); chunk.len()],
+                }
+            }
+            if let Some(trace) = &m.trace_header {
+                // X-Ray follows the message: the consumer's trace continues this one.
+                match MessageSystemAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(trace)
+                    .build()
+                {
+                    Ok(attr) => {
+                        entry = entry.message_system_attributes(
+                            MessageSystemAttributeNameForSends::AwsTraceHeader,
+                            attr,
+                        )
+                    }
                     Err(e) => return vec![Err(QueueError::Invalid(e.to_string())); chunk.len()],
                 }
             }
@@ -130,6 +147,10 @@ impl From<Message> for QueueMessage {
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1),
+            trace_header: m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader))
+                .cloned(),
             message_id: m.message_id.unwrap_or_default(),
             receipt_handle: m.receipt_handle.unwrap_or_default(),
             body: m.body.unwrap_or_default(),
@@ -172,6 +193,7 @@ impl SourceQueue for SqsSourceQueue {
                 .max_number_of_messages((max - batch.len()).min(MAX_BATCH) as i32)
                 .wait_time_seconds(if batch.is_empty() { wait_seconds } else { 0 })
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
                 .send()
                 .await
                 .map_err(|e| QueueError::Call(call_error(e)))?;
@@ -258,6 +280,7 @@ impl SourceQueue for SqsSourceQueue {
                     (DLQ_SOURCE_ATTRIBUTE.into(), m.message_id.clone()),
                 ],
                 delay_seconds: None,
+                trace_header: m.trace_header.clone(),
             })
             .collect();
         self.dlq.send(&messages).await

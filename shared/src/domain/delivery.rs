@@ -23,6 +23,9 @@ pub struct DeliveryJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     pub created_at: String,
+    /// The notification's correlation id, for the logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl DeliveryJob {
@@ -42,6 +45,7 @@ impl DeliveryJob {
                 body: n.body.clone(),
                 data: n.data.clone(),
                 created_at: n.created_at.clone(),
+                correlation_id: n.correlation_id.clone(),
             })
             .collect()
     }

@@ -70,6 +70,10 @@ pub struct Notification {
     /// chose `id` itself: that ULID is the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_key: Option<String>,
+    /// Ties every log line about this notification together, from the API call to the
+    /// provider: the caller's `X-Correlation-Id`, or API Gateway's request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl Notification {
@@ -235,6 +239,7 @@ pub fn parse_notification(
         data,
         created_at: created_at.to_owned(),
         log_key,
+        correlation_id: None,
     })
 }
 
