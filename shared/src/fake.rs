@@ -503,6 +503,42 @@ impl Directory for InMemoryDirectory {
             .unwrap_or_default())
     }
 
+    async fn claim_delivery(
+        &self,
+        _tenant: &TenantId,
+        record: &DeliveryRecord,
+        stale_before: &str,
+    ) -> Result<crate::ports::Claim, StoreError> {
+        use crate::ports::{Claim, DeliveryState};
+        let Ok(mut records) = self.records.lock() else {
+            return Err(StoreError::Fatal("poisoned".into()));
+        };
+        let same = |x: &DeliveryRecord| {
+            x.notification_id == record.notification_id
+                && x.user_id == record.user_id
+                && x.channel == record.channel
+        };
+        let outcome = match records.iter().find(|x| same(x)) {
+            None => Claim::Claimed,
+            Some(held) if held.state.claimable() => Claim::Claimed,
+            Some(held) if held.state == DeliveryState::Sending => {
+                if held.updated_at.as_str() < stale_before {
+                    Claim::Claimed
+                } else {
+                    Claim::Held {
+                        since: held.updated_at.clone(),
+                    }
+                }
+            }
+            Some(held) => Claim::Settled(held.state),
+        };
+        if outcome == Claim::Claimed {
+            records.retain(|x| !same(x));
+            records.push(record.clone());
+        }
+        Ok(outcome)
+    }
+
     async fn record_delivery(
         &self,
         _tenant: &TenantId,
@@ -558,11 +594,11 @@ impl EmailSender for RecordingSender {
 
 #[async_trait]
 impl MobileSender for RecordingSender {
-    async fn send_sms(&self, phone: &str, text: &str) -> Result<String, SendError> {
+    async fn send_sms(&self, sms: &crate::ports::Sms) -> Result<String, SendError> {
         self.check()?;
         self.sms
             .lock()
-            .map(|mut s| s.push((phone.into(), text.into())))
+            .map(|mut s| s.push((sms.to.clone(), sms.text.clone())))
             .ok();
         Ok(ulid::Ulid::new().to_string())
     }
@@ -683,6 +719,30 @@ impl Clock for FixedClock {
     }
 }
 
+/// A clock tests move forward by hand.
+#[derive(Debug)]
+pub struct ManualClock(pub Mutex<jiff::Timestamp>);
+
+impl ManualClock {
+    pub fn new(start: jiff::Timestamp) -> Self {
+        Self(Mutex::new(start))
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        if let Ok(mut now) = self.0.lock() {
+            *now = now
+                .checked_add(jiff::SignedDuration::try_from(by).unwrap_or_default())
+                .unwrap_or(*now);
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> jiff::Timestamp {
+        self.0.lock().map(|t| *t).unwrap_or_default()
+    }
+}
+
 /// Sample values for tests.
 pub mod fixtures {
     use crate::domain::delivery::DeliveryJob;
@@ -703,6 +763,9 @@ pub mod fixtures {
             data: None,
             created_at: "2026-11-23T00:00:00Z".into(),
             correlation_id: Some("corr-1".into()),
+            attempt: 0,
+            retrying_since: None,
+            endpoints: None,
         }
     }
 

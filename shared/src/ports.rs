@@ -149,6 +149,16 @@ pub trait Directory: Send + Sync {
         tenant: &TenantId,
         record: &DeliveryRecord,
     ) -> Result<(), StoreError>;
+    /// Claims one delivery (`record`'s notification, user and channel, in state `Sending`)
+    /// with a conditional write: it succeeds when there is no record yet, when the last
+    /// attempt failed or is retrying, or when a claim is older than `stale_before` (its
+    /// holder died). Only the caller that claims may send.
+    async fn claim_delivery(
+        &self,
+        tenant: &TenantId,
+        record: &DeliveryRecord,
+        stale_before: &str,
+    ) -> Result<Claim, StoreError>;
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError>;
 }
 
@@ -178,6 +188,38 @@ pub enum DeliveryState {
     /// Not sent on purpose: no address, opted out, suppressed.
     Skipped,
     Failed,
+    /// Claimed by one copy of the job, which is sending it now.
+    Sending,
+    /// Throttled or a transient fault: queued again with a delay.
+    Retrying,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Sent => "sent",
+            DeliveryState::Skipped => "skipped",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Sending => "sending",
+            DeliveryState::Retrying => "retrying",
+        }
+    }
+
+    /// A claim may be taken over from these (a redrive after a failure, a retry).
+    pub fn claimable(self) -> bool {
+        matches!(self, DeliveryState::Failed | DeliveryState::Retrying)
+    }
+}
+
+/// What a delivery claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds it: send, then record the outcome.
+    Claimed,
+    /// Already sent or skipped: nothing to do.
+    Settled(DeliveryState),
+    /// Another copy holds it since this time (RFC 3339) and has not recorded an outcome.
+    Held { since: String },
 }
 
 /// A message for a queue.
@@ -262,6 +304,18 @@ pub enum SendError {
     Other(#[source] CallError),
 }
 
+/// One SMS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sms {
+    /// E.164.
+    pub to: String,
+    /// At most 1,600 characters (what SNS takes).
+    pub text: String,
+    /// Marketing goes as SNS's Promotional type (cheaper, may be delayed, honours quiet
+    /// hours at the carrier); the rest as Transactional (highest delivery priority).
+    pub promotional: bool,
+}
+
 #[async_trait]
 pub trait EmailSender: Send + Sync {
     /// Returns the provider's message id.
@@ -271,7 +325,7 @@ pub trait EmailSender: Send + Sync {
 /// SMS and mobile push, both through SNS.
 #[async_trait]
 pub trait MobileSender: Send + Sync {
-    async fn send_sms(&self, phone: &str, text: &str) -> Result<String, SendError>;
+    async fn send_sms(&self, sms: &Sms) -> Result<String, SendError>;
     async fn send_push(
         &self,
         endpoint_arn: &str,

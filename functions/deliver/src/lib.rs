@@ -7,17 +7,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
-use herald::domain::delivery::{decide, Decision, DeliveryJob};
+use herald::domain::delivery::{decide, throttled_delay, Decision, DeliveryJob};
 use herald::domain::notification::Category;
 use herald::ports::{
-    Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, LinkKeys, MobileSender,
-    OutgoingMessage, QueueSender, SendError, SystemClock,
+    Claim, Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, LinkKeys,
+    MobileSender, OutgoingMessage, QueueSender, SendError, Sms, SystemClock,
 };
 use herald::telemetry::Metric;
-use herald::Channel;
+use herald::{Channel, StoreError};
 
 /// SQS's longest per-message delay; longer quiet hours re-defer on the next receive.
 const MAX_DELAY_SECONDS: u32 = 900;
+/// A claim older than this was abandoned (its holder died mid-send): longer than the
+/// function's 30 s timeout, so a live holder is never overtaken.
+const CLAIM_STALE_SECONDS: i64 = 90;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -31,6 +34,8 @@ pub struct Config {
     pub unsubscribe_url: Option<String>,
     /// `UNSUBSCRIBE_SECRET_ARN`: the secret that signs those links.
     pub unsubscribe_secret: Option<String>,
+    /// `THROTTLE_RETRY_HOURS` (default 24): how long a throttled job keeps being retried.
+    pub give_up_after: std::time::Duration,
 }
 
 impl Config {
@@ -44,6 +49,9 @@ impl Config {
                 .optional("UNSUBSCRIBE_URL")
                 .or_else(|| api_unsubscribe_url(vars)),
             unsubscribe_secret: vars.optional("UNSUBSCRIBE_SECRET_ARN"),
+            give_up_after: std::time::Duration::from_secs(
+                3600 * vars.parsed_or::<u64>("THROTTLE_RETRY_HOURS", 24)?,
+            ),
         })
     }
 }
@@ -72,6 +80,8 @@ pub struct Deliverer {
     pub unsubscribe: Option<(String, Arc<dyn LinkKeys>)>,
     /// Quiet hours and record times are read off this clock.
     pub clock: Arc<dyn Clock>,
+    /// How long throttled jobs are retried before they fail.
+    pub give_up_after: std::time::Duration,
 }
 
 impl Deliverer {
@@ -107,6 +117,7 @@ impl Deliverer {
                     (url, keys)
                 }),
             clock: Arc::new(SystemClock),
+            give_up_after: config.give_up_after,
         }
     }
 }
@@ -137,26 +148,42 @@ impl BatchHandler for Deliverer {
 }
 
 impl Deliverer {
-    /// One job: skip if already done, decide, send, record.
+    /// One job: decide, claim, send, record. The claim (a conditional write on the job's
+    /// record) makes each (notification, user, channel) go out at most once however many
+    /// copies of the job arrive; throttling puts the job back with a delay instead of
+    /// spending the queue's receives.
     pub async fn deliver(&self, job: &DeliveryJob) -> Disposition {
-        match self.already_done(job).await {
-            Ok(true) => return Disposition::Done,
-            Ok(false) => {}
-            Err(reason) => return Disposition::Retry(reason),
-        }
         let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
             Ok(contact) => contact,
-            Err(e) => return Disposition::Retry(e.to_string()),
+            Err(e) => return self.store_fault(job, e).await,
         };
-        match decide(contact.as_ref(), job, self.clock.now()) {
+        let decision = decide(contact.as_ref(), job, self.clock.now());
+        if let Decision::Defer(seconds) = decision {
+            // Quiet hours: nothing claimed, so every copy is decided again when they end.
+            return self.requeue(job, seconds).await;
+        }
+        match self.claim(job).await {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Settled(state)) => {
+                tracing::info!(state = state.as_str(), "already settled by another copy");
+                return Disposition::Done;
+            }
+            Ok(Claim::Held { since }) => {
+                // Another copy is sending now; look again once its claim would be stale.
+                tracing::info!(%since, "another copy holds the claim");
+                return self.requeue(job, CLAIM_STALE_SECONDS as u32 + 1).await;
+            }
+            Err(e) => return self.store_fault(job, e).await,
+        }
+        match decision {
+            Decision::Defer(_) => unreachable_decision(),
             Decision::Skip(reason) => self.record(job, DeliveryState::Skipped, Some(reason)).await,
-            Decision::Defer(seconds) => self.defer(job, seconds).await,
             Decision::Send(addresses) => match self.send(job, &addresses).await {
-                Ok(Some(provider_id)) => {
+                Ok(Outcome::Sent(provider_id)) => {
                     self.record(job, DeliveryState::Sent, Some(provider_id))
                         .await
                 }
-                Ok(None) => {
+                Ok(Outcome::Suppressed) => {
                     self.record(
                         job,
                         DeliveryState::Skipped,
@@ -164,35 +191,97 @@ impl Deliverer {
                     )
                     .await
                 }
+                Ok(Outcome::Partly { sent, left, error }) => {
+                    // Some devices have it: record them, retry only the others.
+                    let detail = format!("{} sent; {} left: {error}", sent.join(","), left.len());
+                    let next = DeliveryJob {
+                        endpoints: Some(left),
+                        ..job.clone()
+                    };
+                    self.retry_later(&next, detail).await
+                }
                 Err(SendError::Rejected(reason)) => {
                     let _ = self
                         .record(job, DeliveryState::Failed, Some(reason.to_string()))
                         .await;
                     Disposition::Poison(format!("{} rejected: {reason}", job.channel.as_str()))
                 }
-                Err(e) => Disposition::Retry(e.to_string()),
+                Err(e @ SendError::Throttled(_)) => self.retry_later(job, e.to_string()).await,
+                Err(e @ SendError::Other(_)) => {
+                    // Unknown whether it went out: release the claim and let the queue retry.
+                    let _ = self
+                        .record(job, DeliveryState::Retrying, Some(e.to_string()))
+                        .await;
+                    Disposition::Retry(e.to_string())
+                }
             },
         }
     }
 
-    /// A redelivered job whose channel is already sent or skipped needs nothing more.
-    async fn already_done(&self, job: &DeliveryJob) -> Result<bool, String> {
-        let records = self
-            .directory
-            .delivery_status(&job.tenant, &job.notification_id)
+    /// Claims the job's delivery, stamped with the clock.
+    async fn claim(&self, job: &DeliveryJob) -> Result<Claim, StoreError> {
+        let now = self.clock.now();
+        let stale = now - jiff::SignedDuration::from_secs(CLAIM_STALE_SECONDS);
+        let record = DeliveryRecord {
+            notification_id: job.notification_id.clone(),
+            user_id: job.user_id.clone(),
+            channel: job.channel,
+            state: DeliveryState::Sending,
+            detail: None,
+            updated_at: format!("{now:.3}"),
+        };
+        self.directory
+            .claim_delivery(&job.tenant, &record, &format!("{stale:.3}"))
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(records.iter().any(|r| {
-            r.user_id == job.user_id && r.channel == job.channel && r.state != DeliveryState::Failed
-        }))
     }
 
-    /// Sends on the job's channel; `Ok(None)` when the address is suppressed.
-    async fn send(
-        &self,
-        job: &DeliveryJob,
-        addresses: &[String],
-    ) -> Result<Option<String>, SendError> {
+    /// The store could not answer: throttling and transient faults wait with a delay like a
+    /// throttled provider; anything else is retried by the queue.
+    async fn store_fault(&self, job: &DeliveryJob, e: StoreError) -> Disposition {
+        match e {
+            StoreError::Transient(_)
+            | StoreError::Call {
+                transient: true, ..
+            } => self.retry_later(job, e.to_string()).await,
+            e => Disposition::Retry(e.to_string()),
+        }
+    }
+
+    /// Throttled: the job goes back on its queue with a growing delay and an attempt count,
+    /// for up to `give_up_after` since the first throttled attempt; only then does it fail
+    /// (to the DLQ, with the reason). The queue's receives are not spent on waiting.
+    async fn retry_later(&self, job: &DeliveryJob, reason: String) -> Disposition {
+        let now = self.clock.now();
+        let since = job
+            .retrying_since
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .unwrap_or(now);
+        let waited = now.duration_since(since).as_secs().max(0) as u64;
+        if waited > self.give_up_after.as_secs() {
+            let why = format!(
+                "still failing after {:.0} h of retries: {reason}",
+                self.give_up_after.as_secs_f64() / 3600.0
+            );
+            let _ = self
+                .record(job, DeliveryState::Failed, Some(why.clone()))
+                .await;
+            return Disposition::Poison(why);
+        }
+        let _ = self
+            .record(job, DeliveryState::Retrying, Some(reason.clone()))
+            .await;
+        let next = DeliveryJob {
+            attempt: job.attempt + 1,
+            retrying_since: Some(format!("{since:.3}")),
+            ..job.clone()
+        };
+        tracing::warn!(attempt = next.attempt, %reason, "throttled; queued again with a delay");
+        self.requeue(&next, throttled_delay(job.attempt)).await
+    }
+
+    /// Sends on the job's channel.
+    async fn send(&self, job: &DeliveryJob, addresses: &[String]) -> Result<Outcome, SendError> {
         match job.channel {
             Channel::Email => {
                 let to = &addresses[0];
@@ -204,7 +293,7 @@ impl Deliverer {
                         SendError::Other(herald::error::CallError::message(e.to_string()))
                     })?
                 {
-                    return Ok(None);
+                    return Ok(Outcome::Suppressed);
                 }
                 let email = Email {
                     to: to.clone(),
@@ -212,29 +301,47 @@ impl Deliverer {
                     text: job.body.clone(),
                     list_unsubscribe: self.unsubscribe_link(job).await?,
                 };
-                self.email.send_email(&email).await.map(Some)
+                self.email.send_email(&email).await.map(Outcome::Sent)
             }
-            Channel::Sms => self
-                .mobile
-                .send_sms(&addresses[0], &format!("{}: {}", job.title, job.body))
-                .await
-                .map(Some),
+            Channel::Sms => {
+                let sms = Sms {
+                    to: addresses[0].clone(),
+                    text: sms_text(&job.title, &job.body),
+                    promotional: job.category == Category::Marketing,
+                };
+                self.mobile.send_sms(&sms).await.map(Outcome::Sent)
+            }
             Channel::Push => {
-                // Every device gets it; one dead endpoint must not block the others.
+                // Every device gets it; one dead endpoint must not block the others, and a
+                // retry goes only to the devices that did not get it.
+                let (title, body) = push_text(&job.title, &job.body);
                 let mut sent = Vec::new();
+                let mut left = Vec::new();
                 let mut last_error = None;
                 for endpoint in addresses {
-                    match self.mobile.send_push(endpoint, &job.title, &job.body).await {
+                    match self.mobile.send_push(endpoint, &title, &body).await {
                         Ok(id) => sent.push(id),
-                        Err(e) => last_error = Some(e),
+                        Err(SendError::Rejected(e)) => {
+                            tracing::warn!(%endpoint, error = %e, "push endpoint refused");
+                            last_error.get_or_insert(SendError::Rejected(e));
+                        }
+                        Err(e) => {
+                            left.push(endpoint.clone());
+                            last_error = Some(e);
+                        }
                     }
                 }
-                match (sent.is_empty(), last_error) {
-                    (true, Some(e)) => Err(e),
-                    _ => Ok(Some(sent.join(","))),
+                match (sent.is_empty(), left.is_empty(), last_error) {
+                    (_, _, None) | (false, true, Some(_)) => Ok(Outcome::Sent(sent.join(","))),
+                    (true, _, Some(e)) => Err(e),
+                    (false, false, Some(e)) => Ok(Outcome::Partly {
+                        sent,
+                        left,
+                        error: e.to_string(),
+                    }),
                 }
             }
-            Channel::Inbox => Ok(Some(String::new())),
+            Channel::Inbox => Ok(Outcome::Sent(String::new())),
         }
     }
 
@@ -255,7 +362,9 @@ impl Deliverer {
         Ok(Some(format!("{base}?token={token}")))
     }
 
-    async fn defer(&self, job: &DeliveryJob, seconds: u32) -> Disposition {
+    /// Puts the job back on the delivery queue to be seen again in `seconds` (SQS delays
+    /// at most 15 minutes; longer waits take several rounds).
+    async fn requeue(&self, job: &DeliveryJob, seconds: u32) -> Disposition {
         let mut message = match OutgoingMessage::json(job.key(), job) {
             Ok(m) => m,
             Err(e) => return Disposition::Poison(e.to_string()),
@@ -263,8 +372,8 @@ impl Deliverer {
         message.delay_seconds = Some(seconds.min(MAX_DELAY_SECONDS) as i32);
         match self.requeue.send(&[message]).await.pop() {
             Some(Ok(())) => Disposition::Done,
-            Some(Err(e)) => Disposition::Retry(format!("could not defer: {e}")),
-            None => Disposition::Retry("could not defer".into()),
+            Some(Err(e)) => Disposition::Retry(format!("could not requeue: {e}")),
+            None => Disposition::Retry("could not requeue".into()),
         }
     }
 
@@ -309,7 +418,63 @@ fn state_metric(state: DeliveryState) -> &'static str {
         DeliveryState::Sent => "DeliveriesSent",
         DeliveryState::Skipped => "DeliveriesSkipped",
         DeliveryState::Failed => "DeliveriesFailed",
+        DeliveryState::Sending => "DeliveriesClaimed",
+        DeliveryState::Retrying => "DeliveriesRetried",
     }
+}
+
+/// What one send achieved.
+enum Outcome {
+    /// Sent; the provider's id (several, comma-separated, for push).
+    Sent(String),
+    /// The address is on the suppression list.
+    Suppressed,
+    /// Push: some devices got it, these did not (a retryable error).
+    Partly {
+        sent: Vec<String>,
+        left: Vec<String>,
+        error: String,
+    },
+}
+
+fn unreachable_decision() -> Disposition {
+    Disposition::Retry("deferred jobs are requeued before claiming".into())
+}
+
+/// The most an SMS may hold: SNS refuses longer messages (1,600 characters, 10 parts).
+pub const MAX_SMS_CHARS: usize = 1_600;
+
+/// "title: body", cut cleanly at a character boundary to fit one SMS send, with an
+/// ellipsis when cut (documented in docs/delivery.md: herald truncates, never refuses).
+pub fn sms_text(title: &str, body: &str) -> String {
+    clip_chars(&format!("{title}: {body}"), MAX_SMS_CHARS)
+}
+
+/// APNs and FCM take 4 KB payloads; title and body are cut (at character boundaries) to
+/// leave room for the envelope: 200 and 2,000 bytes at most.
+pub fn push_text(title: &str, body: &str) -> (String, String) {
+    (clip_bytes(title, 200), clip_bytes(body, 2_000))
+}
+
+fn clip_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some(_) => {
+            let cut = text.char_indices().nth(max - 1).map_or(0, |(i, _)| i);
+            format!("{}…", &text[..cut])
+        }
+    }
+}
+
+fn clip_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = max - '…'.len_utf8();
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
 }
 
 #[cfg(test)]
@@ -319,7 +484,7 @@ mod tests {
     use herald::domain::contact::Contact;
     use herald::fake::fixtures::{delivery_job as job, noon};
     use herald::fake::{
-        FixedClock, InMemoryDirectory, RecordingQueue, RecordingSender, StaticKeys,
+        FixedClock, InMemoryDirectory, ManualClock, RecordingQueue, RecordingSender, StaticKeys,
     };
     use herald::{TenantId, UserId};
 
@@ -361,6 +526,7 @@ mod tests {
                 Arc::new(StaticKeys::default()),
             )),
             clock: Arc::new(FixedClock(noon())),
+            give_up_after: std::time::Duration::from_secs(24 * 3600),
         };
         World {
             deliverer,
@@ -431,20 +597,215 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn throttling_is_a_retry_and_nothing_is_recorded() {
+    async fn throttling_requeues_with_a_delay_and_an_attempt_count_without_spending_receives() {
         let w = world_with(Contact {
             phone: Some("+15555550100".into()),
             ..Contact::default()
         })
         .await;
         w.sender.throttle.store(true, Ordering::Relaxed);
-        assert!(matches!(
-            w.deliverer
-                .deliver(&job(Channel::Sms, Category::Transactional))
-                .await,
-            Disposition::Retry(_)
-        ));
-        assert!(w.directory.records.lock().unwrap().is_empty());
+        let j = job(Channel::Sms, Category::Transactional);
+        assert_eq!(
+            w.deliverer.deliver(&j).await,
+            Disposition::Done,
+            "acked: a copy waits"
+        );
+        let sent = w.requeue.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert!(
+            (1..=2).contains(&sent[0].delay_seconds.unwrap()),
+            "{:?}",
+            sent[0].delay_seconds
+        );
+        let next: DeliveryJob = serde_json::from_str(&sent[0].body).unwrap();
+        assert_eq!(next.attempt, 1);
+        assert!(next.retrying_since.is_some());
+        let records = w.directory.records.lock().unwrap().clone();
+        assert_eq!(
+            records[0].state,
+            DeliveryState::Retrying,
+            "the claim is released"
+        );
+        assert!(w.sender.sms.lock().unwrap().is_empty());
+    }
+
+    /// A sender that throttles until the clock passes `until`.
+    struct ThrottledUntil {
+        inner: Arc<RecordingSender>,
+        clock: Arc<ManualClock>,
+        until: jiff::Timestamp,
+    }
+
+    #[async_trait]
+    impl EmailSender for ThrottledUntil {
+        async fn send_email(&self, email: &Email) -> Result<String, SendError> {
+            if self.clock.now() < self.until {
+                return Err(SendError::Throttled(herald::error::CallError::message(
+                    "TooManyRequestsException: maximum sending rate exceeded",
+                )));
+            }
+            self.inner.send_email(email).await
+        }
+    }
+
+    /// Runs every queued job as the queue would hand them out, moving the clock to each
+    /// job's due time; returns what ended in the DLQ.
+    async fn drain(
+        w: &World,
+        clock: &ManualClock,
+        mut queue: Vec<(u32, DeliveryJob)>,
+    ) -> Vec<String> {
+        let mut dead = Vec::new();
+        let mut rounds = 0;
+        while !queue.is_empty() {
+            rounds += 1;
+            assert!(rounds < 10_000, "the queue never drains");
+            queue.sort_by_key(|(delay, _)| *delay);
+            let (delay, job) = queue.remove(0);
+            clock.advance(std::time::Duration::from_secs(u64::from(delay)));
+            for (d, _) in &mut queue {
+                *d = d.saturating_sub(delay);
+            }
+            match w.deliverer.deliver(&job).await {
+                Disposition::Done => {}
+                Disposition::Poison(reason) => dead.push(reason),
+                Disposition::Retry(reason) => panic!("a retry spends receives: {reason}"),
+            }
+            for m in w.requeue.sent.lock().unwrap().drain(..) {
+                queue.push((
+                    m.delay_seconds.unwrap_or(0) as u32,
+                    serde_json::from_str(&m.body).unwrap(),
+                ));
+            }
+        }
+        dead
+    }
+
+    #[tokio::test]
+    async fn ses_throttled_for_an_hour_then_every_email_is_sent_and_nothing_is_dead() {
+        let clock = Arc::new(ManualClock::new(noon()));
+        let mut w = world();
+        let recording = w.sender.clone();
+        w.deliverer.email = Arc::new(ThrottledUntil {
+            inner: recording.clone(),
+            clock: clock.clone(),
+            until: noon() + jiff::SignedDuration::from_hours(1),
+        });
+        w.deliverer.clock = clock.clone();
+        let tenant = TenantId::parse("t1", "t").unwrap();
+        let mut queue = Vec::new();
+        for i in 0..20 {
+            let user = UserId::parse(format!("u{i}"), "u").unwrap();
+            let contact = Contact {
+                email: Some(format!("u{i}@example.com")),
+                ..Contact::default()
+            };
+            w.directory
+                .put_contact(&tenant, &user, &contact, &format!("p{i}"))
+                .await
+                .unwrap();
+            queue.push((
+                0,
+                DeliveryJob {
+                    user_id: user,
+                    ..job(Channel::Email, Category::Transactional)
+                },
+            ));
+        }
+        let dead = drain(&w, &clock, queue).await;
+        assert!(dead.is_empty(), "{dead:?}");
+        assert_eq!(
+            recording.emails.lock().unwrap().len(),
+            20,
+            "every email, once"
+        );
+        assert!(clock.now() >= noon() + jiff::SignedDuration::from_hours(1));
+        let records = w.directory.records.lock().unwrap().clone();
+        assert!(
+            records.iter().all(|r| r.state == DeliveryState::Sent),
+            "{records:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn throttling_gives_up_only_after_the_configured_hours() {
+        let clock = Arc::new(ManualClock::new(noon()));
+        let mut w = world_with(Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        })
+        .await;
+        w.deliverer.email = Arc::new(ThrottledUntil {
+            inner: w.sender.clone(),
+            clock: clock.clone(),
+            until: noon() + jiff::SignedDuration::from_hours(100),
+        });
+        w.deliverer.clock = clock.clone();
+        w.deliverer.give_up_after = std::time::Duration::from_secs(3 * 3600);
+        let dead = drain(
+            &w,
+            &clock,
+            vec![(0, job(Channel::Email, Category::Transactional))],
+        )
+        .await;
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].contains("3 h"), "{dead:?}");
+        let waited = clock.now().duration_since(noon()).as_secs();
+        assert!((3 * 3600..4 * 3600).contains(&waited), "{waited}");
+        assert_eq!(
+            w.directory.records.lock().unwrap()[0].state,
+            DeliveryState::Failed
+        );
+    }
+
+    #[tokio::test]
+    async fn three_copies_of_a_job_in_one_batch_and_across_batches_send_one_email() {
+        let w = world_with(Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        })
+        .await;
+        let j = job(Channel::Email, Category::Transactional);
+        let copy = |n: usize| QueueMessage {
+            message_id: format!("m{n}"),
+            receipt_handle: format!("r{n}"),
+            body: serde_json::to_string(&j).unwrap(),
+            receive_count: 1,
+            trace_header: None,
+        };
+        let batch = [copy(1), copy(2), copy(3)];
+        assert_eq!(w.deliverer.handle(&batch).await, vec![Disposition::Done; 3]);
+        assert_eq!(
+            w.deliverer.handle(&batch[..1]).await,
+            vec![Disposition::Done]
+        );
+        assert_eq!(w.sender.emails.lock().unwrap().len(), 1);
+        // Concurrent copies: one claims, the others wait for it and then find it sent.
+        let w2 = world_with(Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        })
+        .await;
+        let results =
+            futures_util::future::join_all((0..3).map(|_| w2.deliverer.deliver(&j))).await;
+        assert!(
+            results.iter().all(|d| *d == Disposition::Done),
+            "{results:?}"
+        );
+        assert_eq!(w2.sender.emails.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sms_and_push_texts_fit_their_limits_at_character_boundaries() {
+        let long = "é".repeat(2_000);
+        let sms = sms_text("Title", &long);
+        assert_eq!(sms.chars().count(), MAX_SMS_CHARS);
+        assert!(sms.ends_with('…'));
+        assert_eq!(sms_text("T", "short"), "T: short");
+        let (title, body) = push_text(&"ü".repeat(300), &"😀".repeat(1_000));
+        assert!(title.len() <= 200 && body.len() <= 2_000);
+        assert!(title.ends_with('…') && body.ends_with('…'));
+        assert_eq!(push_text("a", "b"), ("a".to_owned(), "b".to_owned()));
     }
 
     #[tokio::test]

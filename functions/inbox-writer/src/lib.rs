@@ -228,6 +228,12 @@ impl InboxWriter {
         jobs: Vec<(usize, DeliveryJob)>,
         dispositions: &mut [Option<Disposition>],
     ) {
+        // Twins in one batch (the same notification sent twice) enqueue their jobs once.
+        let mut seen = std::collections::HashSet::new();
+        let jobs: Vec<(usize, DeliveryJob)> = jobs
+            .into_iter()
+            .filter(|(_, job)| seen.insert(job.identity()))
+            .collect();
         let mut messages = Vec::with_capacity(jobs.len());
         for (i, (index, job)) in jobs.iter().enumerate() {
             match OutgoingMessage::json(i.to_string(), job) {

@@ -15,7 +15,7 @@ use super::store_error;
 use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::error::StoreError;
-use crate::ports::{DeliveryRecord, Directory};
+use crate::ports::{Claim, DeliveryRecord, DeliveryState, Directory};
 
 #[derive(Debug, Clone)]
 pub struct DynamoDirectory {
@@ -48,19 +48,33 @@ impl DynamoDirectory {
             .map_err(store_error)?;
         Ok(out.item)
     }
+}
 
-    async fn put_json(&self, pk: String, sk: String, json: String) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(pk))
-            .item("sk", AttributeValue::S(sk))
-            .item("json", AttributeValue::S(json))
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn delivery_key(tenant: &TenantId, record: &DeliveryRecord) -> (String, String) {
+    (
+        format!("T#{tenant}#N#{}", record.notification_id),
+        format!("U#{}#C#{}", record.user_id, record.channel.as_str()),
+    )
+}
+
+/// A delivery record: its JSON, plus `state` and `updated_at` as attributes for claims'
+/// conditions.
+fn delivery_item(
+    tenant: &TenantId,
+    record: &DeliveryRecord,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let (pk, sk) = delivery_key(tenant, record);
+    Ok(HashMap::from([
+        ("pk".to_owned(), s(&pk)),
+        ("sk".to_owned(), s(&sk)),
+        ("json".to_owned(), AttributeValue::S(to_json(record)?)),
+        ("state".to_owned(), s(record.state.as_str())),
+        ("updated_at".to_owned(), s(&record.updated_at)),
+    ]))
 }
 
 fn json_of<T: serde::de::DeserializeOwned>(
@@ -174,9 +188,62 @@ impl Directory for DynamoDirectory {
         tenant: &TenantId,
         record: &DeliveryRecord,
     ) -> Result<(), StoreError> {
-        let pk = format!("T#{tenant}#N#{}", record.notification_id);
-        let sk = format!("U#{}#C#{}", record.user_id, record.channel.as_str());
-        self.put_json(pk, sk, to_json(record)?).await
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(delivery_item(tenant, record)?))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn claim_delivery(
+        &self,
+        tenant: &TenantId,
+        record: &DeliveryRecord,
+        stale_before: &str,
+    ) -> Result<Claim, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(delivery_item(tenant, record)?))
+            .condition_expression(
+                "attribute_not_exists(pk) OR #state IN (:failed, :retrying) \
+                 OR (#state = :sending AND #at < :stale)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#at", "updated_at")
+            .expression_attribute_values(":failed", s(DeliveryState::Failed.as_str()))
+            .expression_attribute_values(":retrying", s(DeliveryState::Retrying.as_str()))
+            .expression_attribute_values(":sending", s(DeliveryState::Sending.as_str()))
+            .expression_attribute_values(":stale", s(stale_before))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let (pk, sk) = delivery_key(tenant, record);
+                let Some(item) = self.get(pk, &sk).await? else {
+                    // Deleted between the write and the read: try again later.
+                    return Ok(Claim::Held {
+                        since: record.updated_at.clone(),
+                    });
+                };
+                let held: DeliveryRecord = json_of(&item)?;
+                Ok(match held.state {
+                    DeliveryState::Sending => Claim::Held {
+                        since: held.updated_at,
+                    },
+                    state => Claim::Settled(state),
+                })
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {

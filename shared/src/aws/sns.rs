@@ -5,7 +5,9 @@ use aws_sdk_sns::Client;
 use serde_json::json;
 
 use super::send_error;
-use crate::ports::{MobileSender, SendError};
+use aws_sdk_sns::types::MessageAttributeValue;
+
+use crate::ports::{MobileSender, SendError, Sms};
 
 #[derive(Debug, Clone)]
 pub struct SnsMobile {
@@ -41,12 +43,23 @@ const REJECTED: &[&str] = &[
 
 #[async_trait]
 impl MobileSender for SnsMobile {
-    async fn send_sms(&self, phone: &str, text: &str) -> Result<String, SendError> {
+    async fn send_sms(&self, sms: &Sms) -> Result<String, SendError> {
+        let kind = if sms.promotional {
+            "Promotional"
+        } else {
+            "Transactional"
+        };
+        let sms_type = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(kind)
+            .build()
+            .map_err(|e| SendError::Other(crate::error::CallError::message(e.to_string())))?;
         let out = self
             .client
             .publish()
-            .phone_number(phone)
-            .message(text)
+            .phone_number(&sms.to)
+            .message(&sms.text)
+            .message_attributes("AWS.SNS.SMS.SMSType", sms_type)
             .send()
             .await
             .map_err(|e| send_error(e, THROTTLING, REJECTED))?;

@@ -26,6 +26,28 @@ pub struct DeliveryJob {
     /// The notification's correlation id, for the logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// How often a throttled provider or store has put this job back with a delay.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+    /// When the first throttled attempt was (RFC 3339): throttling gives up only after
+    /// the configured hours from here, never by counting receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrying_since: Option<String>,
+    /// Push only: the devices still to reach, when some already got it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<String>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Seconds a throttled job waits before its next attempt: doubling from 2 s, capped at SQS's
+/// longest message delay (15 min), with jitter so a burst of throttled jobs spreads out.
+pub fn throttled_delay(attempt: u32) -> u32 {
+    let ceiling = 2u32.saturating_pow(attempt.saturating_add(1)).min(900);
+    let floor = ceiling / 2;
+    floor + rand::random_range(0..=ceiling - floor)
 }
 
 impl DeliveryJob {
@@ -46,6 +68,9 @@ impl DeliveryJob {
                 data: n.data.clone(),
                 created_at: n.created_at.clone(),
                 correlation_id: n.correlation_id.clone(),
+                attempt: 0,
+                retrying_since: None,
+                endpoints: None,
             })
             .collect()
     }
@@ -53,6 +78,16 @@ impl DeliveryJob {
     /// Unique per notification and channel: a queue batch entry id and a dedup key.
     pub fn key(&self) -> String {
         format!("{}-{}", self.notification_id, self.channel.as_str())
+    }
+
+    /// What makes two jobs the same delivery: tenant, user, notification and channel.
+    pub fn identity(&self) -> (TenantId, UserId, NotificationId, Channel) {
+        (
+            self.tenant.clone(),
+            self.user_id.clone(),
+            self.notification_id.clone(),
+            self.channel,
+        )
     }
 }
 
@@ -82,7 +117,16 @@ pub fn decide(contact: Option<&Contact>, job: &DeliveryJob, now: jiff::Timestamp
     let addresses: Vec<String> = match job.channel {
         Channel::Email => contact.email.iter().cloned().collect(),
         Channel::Sms => contact.phone.iter().cloned().collect(),
-        Channel::Push => contact.push.clone(),
+        // A push job that already reached some devices names the ones left.
+        Channel::Push => match &job.endpoints {
+            Some(left) => contact
+                .push
+                .iter()
+                .filter(|e| left.contains(e))
+                .cloned()
+                .collect(),
+            None => contact.push.clone(),
+        },
         Channel::Inbox => return Decision::Skip("inbox needs no delivery".into()),
     };
     if addresses.is_empty() {
