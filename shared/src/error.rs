@@ -67,6 +67,9 @@ pub enum StoreError {
     /// A page cursor this API did not hand out (or for another query): the client's fault.
     #[error("invalid cursor")]
     BadCursor,
+    /// A versioned write found another version than the one it read (a concurrent write).
+    #[error("the item changed since it was read")]
+    VersionConflict,
     /// A DynamoDB call failed; `transient` when it is worth retrying.
     #[error("{error}")]
     Call {

@@ -420,7 +420,7 @@ impl QueueSender for RecordingQueue {
 /// Contacts, delivery records and suppressions in memory.
 #[derive(Default)]
 pub struct InMemoryDirectory {
-    contacts: Mutex<HashMap<(TenantId, UserId), Contact>>,
+    contacts: Mutex<HashMap<(TenantId, UserId), (Contact, u64)>>,
     pseudonyms: Mutex<HashMap<(TenantId, String), UserId>>,
     pub records: Mutex<Vec<DeliveryRecord>>,
     pub suppressed: Mutex<HashSet<String>>,
@@ -451,11 +451,20 @@ impl Directory for InMemoryDirectory {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Option<Contact>, StoreError> {
+        Ok(self.contact_versioned(tenant, user).await?.0)
+    }
+
+    async fn contact_versioned(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<(Option<Contact>, u64), StoreError> {
         Ok(self
             .contacts
             .lock()
             .ok()
-            .and_then(|c| c.get(&(tenant.clone(), user.clone())).cloned()))
+            .and_then(|c| c.get(&(tenant.clone(), user.clone())).cloned())
+            .map_or((None, 0), |(c, v)| (Some(c), v)))
     }
 
     async fn put_contact(
@@ -464,14 +473,21 @@ impl Directory for InMemoryDirectory {
         user: &UserId,
         contact: &Contact,
         pseudonym: &str,
-    ) -> Result<(), StoreError> {
-        if let Ok(mut c) = self.contacts.lock() {
-            c.insert((tenant.clone(), user.clone()), contact.clone());
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        let Ok(mut contacts) = self.contacts.lock() else {
+            return Err(StoreError::Fatal("poisoned".into()));
+        };
+        let key = (tenant.clone(), user.clone());
+        let current = contacts.get(&key).map_or(0, |(_, v)| *v);
+        if current != expected {
+            return Err(StoreError::VersionConflict);
         }
+        contacts.insert(key, (contact.clone(), expected + 1));
         if let Ok(mut p) = self.pseudonyms.lock() {
             p.insert((tenant.clone(), pseudonym.to_owned()), user.clone());
         }
-        Ok(())
+        Ok(expected + 1)
     }
 
     async fn user_of_pseudonym(

@@ -20,6 +20,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// `If-Match` named another version than the stored one: 412.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
     #[error("payload too large: {0}")]
     TooLarge(String),
     #[error(transparent)]
@@ -38,6 +41,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, FieldError::body("forbidden", m)),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, FieldError::body("not_found", m)),
+            ApiError::PreconditionFailed(m) => (
+                StatusCode::PRECONDITION_FAILED,
+                FieldError::new("precondition_failed", "If-Match", m),
+            ),
             ApiError::TooLarge(m) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 FieldError::body("too_large", m),
@@ -59,6 +66,13 @@ impl IntoResponse for ApiError {
                     "invalid_cursor",
                     "cursor",
                     "cursor must be a next_cursor this API returned for the same query",
+                ),
+            ),
+            ApiError::Store(StoreError::VersionConflict) => (
+                StatusCode::CONFLICT,
+                FieldError::body(
+                    "conflict",
+                    "changed by someone else meanwhile; read it and retry",
                 ),
             ),
             ApiError::Store(StoreError::Fatal(_)) | ApiError::Store(StoreError::Call { .. }) => {

@@ -123,15 +123,24 @@ pub trait Directory: Send + Sync {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Option<Contact>, StoreError>;
-    /// Stores the contact and, with it, whose `pseudonym` this is (what an unsubscribe link
-    /// names instead of the user id).
+    /// The contact with its version (0: none stored yet).
+    async fn contact_versioned(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<(Option<Contact>, u64), StoreError>;
+    /// Stores the contact as version `expected + 1` if the stored version is still
+    /// `expected` (`StoreError::VersionConflict` otherwise), and with it whose `pseudonym`
+    /// this is (what an unsubscribe link names instead of the user id). Returns the new
+    /// version.
     async fn put_contact(
         &self,
         tenant: &TenantId,
         user: &UserId,
         contact: &Contact,
         pseudonym: &str,
-    ) -> Result<(), StoreError>;
+        expected: u64,
+    ) -> Result<u64, StoreError>;
     /// The user a pseudonym stands for, if a contact was stored under it.
     async fn user_of_pseudonym(
         &self,

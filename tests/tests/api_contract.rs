@@ -53,6 +53,7 @@ async fn every_documented_route_is_served() {
         auth: auth_settings(),
         policy: Default::default(),
         keys: Arc::new(herald::fake::StaticKeys::default()),
+        marketing_default: true,
     });
     let ingest = Arc::new(ingest::Deps {
         queue: Arc::new(herald::fake::RecordingQueue::default()),

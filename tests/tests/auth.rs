@@ -71,7 +71,7 @@ fn body(op: &Operation) -> Option<Value> {
         ("POST", "/v1/notifications") => Some(json!({"notifications": [
             {"user_id": "u1", "room_id": "r1", "title": "Pay here", "body": "phish", "channels": ["inbox", "email"]}
         ]})),
-        ("PUT", _) => Some(json!({"email": "attacker@evil.example"})),
+        ("PUT" | "PATCH", _) => Some(json!({"email": "attacker@evil.example"})),
         _ => None,
     }
 }

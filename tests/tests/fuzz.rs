@@ -187,7 +187,7 @@ fn bad_request(rng: &mut StdRng, op: &Operation, tokens: &Tokens) -> BadRequest 
                 .then(|| b"List-Unsubscribe=One-Click".to_vec()),
         };
     }
-    let has_body = matches!(op.method.as_str(), "POST" | "PUT")
+    let has_body = matches!(op.method.as_str(), "POST" | "PUT" | "PATCH")
         && op.path != "/v1/users/{user}/read-all"
         && !op.path.ends_with("/read");
     let has_ids = op.path.contains('{');

@@ -506,6 +506,7 @@ mod tests {
                 &UserId::parse("u1", "u").unwrap(),
                 &contact,
                 "p1",
+                0,
             )
             .await
             .unwrap();
@@ -575,7 +576,13 @@ mod tests {
             ..Contact::default()
         };
         w.directory
-            .put_contact(&TenantId::parse("t1", "t").unwrap(), &other, &contact, "p2")
+            .put_contact(
+                &TenantId::parse("t1", "t").unwrap(),
+                &other,
+                &contact,
+                "p2",
+                0,
+            )
             .await
             .unwrap();
         let first = job(Channel::Email, Category::Transactional);
@@ -701,7 +708,7 @@ mod tests {
                 ..Contact::default()
             };
             w.directory
-                .put_contact(&tenant, &user, &contact, &format!("p{i}"))
+                .put_contact(&tenant, &user, &contact, &format!("p{i}"), 0)
                 .await
                 .unwrap();
             queue.push((

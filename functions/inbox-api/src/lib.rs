@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,7 +23,7 @@ use herald::domain::mark_read::{mark_all_read, mark_room_read};
 use herald::domain::unsubscribe::Unsubscribe;
 use herald::http::{not_found, parse_json, ApiError};
 use herald::ports::{CounterStore, Directory, LinkKeys, MessageLog, MessagePage};
-use herald::{FieldError, NotificationId, RoomId};
+use herald::{FieldError, NotificationId, RoomId, StoreError, UserKey};
 use serde_json::{json, Value};
 
 pub const DEFAULT_PAGE: u32 = 20;
@@ -36,6 +37,9 @@ pub struct Config {
     pub retention_days: u32,
     /// `UNSUBSCRIBE_SECRET_ARN`: the secret behind contacts' pseudonyms and unsubscribe links.
     pub unsubscribe_secret: String,
+    /// `MARKETING_CONSENT_DEFAULT`: `granted` (default) or `withheld`: a new contact's
+    /// marketing consent when its first write does not say.
+    pub marketing_default: bool,
 }
 
 impl Config {
@@ -46,7 +50,20 @@ impl Config {
             auth: AuthSettings::from_vars(vars)?,
             retention_days: vars.retention_days()?,
             unsubscribe_secret: vars.required("UNSUBSCRIBE_SECRET_ARN")?,
+            marketing_default: marketing_default(vars)?,
         })
+    }
+}
+
+fn marketing_default(vars: &Vars) -> Result<bool, ConfigError> {
+    match vars.optional("MARKETING_CONSENT_DEFAULT").as_deref() {
+        None | Some("granted") => Ok(true),
+        Some("withheld") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "MARKETING_CONSENT_DEFAULT".into(),
+            value: other.into(),
+            reason: "use granted or withheld".into(),
+        }),
     }
 }
 
@@ -57,6 +74,7 @@ pub struct Deps {
     pub auth: AuthSettings,
     pub policy: BackoffPolicy,
     pub keys: Arc<dyn LinkKeys>,
+    pub marketing_default: bool,
 }
 
 impl Deps {
@@ -80,6 +98,7 @@ impl Deps {
                 aws_sdk_secretsmanager::Client::new(aws),
                 &config.unsubscribe_secret,
             )),
+            marketing_default: config.marketing_default,
         }
     }
 
@@ -116,7 +135,7 @@ pub fn routes(deps: Arc<Deps>) -> Router {
         .route("/v1/users/{user}/read-all", post(read_all))
         .route(
             "/v1/users/{user}/contact",
-            get(get_contact).put(put_contact),
+            get(get_contact).put(put_contact).patch(patch_contact),
         )
         .route("/v1/notifications/{id}", get(delivery_status))
         .method_not_allowed_fallback(herald::http::method_not_allowed)
@@ -205,11 +224,15 @@ async fn get_contact(
     State(deps): State<Arc<Deps>>,
     token: VerifiedToken,
     Path(user): Path<String>,
-) -> Result<Json<Contact>, ApiError> {
+) -> Result<(ETag, Json<Contact>), ApiError> {
     let user = deps.caller(&token)?.user(&user, Scope::Contacts)?;
-    match deps.directory.contact(&user.tenant, &user.user).await? {
-        Some(contact) => Ok(Json(contact)),
-        None => Err(ApiError::NotFound(format!(
+    match deps
+        .directory
+        .contact_versioned(&user.tenant, &user.user)
+        .await?
+    {
+        (Some(contact), version) => Ok((etag(version), Json(contact))),
+        (None, _) => Err(ApiError::NotFound(format!(
             "user {} has no contact",
             user.user
         ))),
@@ -217,26 +240,117 @@ async fn get_contact(
 }
 
 /// Only services write contacts: a user token must never repoint its own email or phone
-/// (that is how one-time codes are stolen).
+/// (that is how one-time codes are stolen). `PUT` replaces the contact.
 async fn put_contact(
     State(deps): State<Arc<Deps>>,
     token: VerifiedToken,
     Path(user): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Contact>, ApiError> {
+) -> Result<(ETag, Json<Contact>), ApiError> {
     let user = deps
         .caller(&token)?
         .user_for_service(&user, Scope::Contacts)?;
-    let contact = Contact::parse(&parse_json(&body)?)?;
+    let body = parse_json(&body)?;
+    let default = deps.marketing_default;
+    let (version, contact) = write_contact(&deps, &user, if_match(&headers)?, |stored| {
+        Contact::apply(stored, &body, false, default)
+    })
+    .await?;
+    Ok((etag(version), Json(contact)))
+}
+
+/// `PATCH` merges the body into the contact (JSON merge patch: `null` clears a field).
+async fn patch_contact(
+    State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(ETag, Json<Contact>), ApiError> {
+    let user = deps
+        .caller(&token)?
+        .user_for_service(&user, Scope::Contacts)?;
+    let body = parse_json(&body)?;
+    let default = deps.marketing_default;
+    let (version, contact) = write_contact(&deps, &user, if_match(&headers)?, |stored| {
+        Contact::apply(stored, &body, true, default)
+    })
+    .await?;
+    Ok((etag(version), Json(contact)))
+}
+
+/// Read, change, write only over the version read. With `If-Match` the caller names the
+/// version and another one is a 412; without it a concurrent write is not lost: the change
+/// is applied again on top of it.
+async fn write_contact(
+    deps: &Deps,
+    user: &UserKey,
+    if_match: Option<u64>,
+    change: impl Fn(Option<&Contact>) -> Result<Contact, FieldError>,
+) -> Result<(u64, Contact), ApiError> {
     let pseudonym = deps
         .keys
         .signer()
         .await?
         .pseudonym(&user.tenant, &user.user);
-    deps.directory
-        .put_contact(&user.tenant, &user.user, &contact, &pseudonym)
-        .await?;
-    Ok(Json(contact))
+    for _ in 0..MAX_CONTACT_WRITE_ATTEMPTS {
+        let (stored, version) = deps
+            .directory
+            .contact_versioned(&user.tenant, &user.user)
+            .await?;
+        if if_match.is_some_and(|expected| expected != version) {
+            return Err(ApiError::PreconditionFailed(format!(
+                "the contact is at version {version}"
+            )));
+        }
+        let next = change(stored.as_ref())?;
+        match deps
+            .directory
+            .put_contact(&user.tenant, &user.user, &next, &pseudonym, version)
+            .await
+        {
+            Ok(version) => return Ok((version, next)),
+            Err(StoreError::VersionConflict) if if_match.is_none() => continue,
+            Err(StoreError::VersionConflict) => {
+                return Err(ApiError::PreconditionFailed(
+                    "the contact changed meanwhile".into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::VersionConflict.into())
+}
+
+const MAX_CONTACT_WRITE_ATTEMPTS: usize = 5;
+
+/// A contact version as an entity tag, for `If-Match`.
+type ETag = [(axum::http::HeaderName, String); 1];
+
+fn etag(version: u64) -> ETag {
+    [(axum::http::header::ETAG, format!("\"{version}\""))]
+}
+
+/// The version `If-Match` names (`"3"` or `3`), when given.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            FieldError::new(
+                "invalid_value",
+                "If-Match",
+                "If-Match must be the ETag a contact answer carried, e.g. \"3\"",
+            )
+            .into()
+        })
 }
 
 /// The request a link makes; 400 naming `token` for a forged, altered or missing one.
@@ -276,15 +390,16 @@ async fn unsubscribe(
         .user_of_pseudonym(&request.tenant, &request.pseudonym)
         .await?
         .ok_or_else(|| ApiError::NotFound("nobody is subscribed under this link".into()))?;
-    let mut contact = deps
-        .directory
-        .contact(&request.tenant, &user)
-        .await?
-        .unwrap_or_default();
-    contact.preferences.marketing = false;
-    deps.directory
-        .put_contact(&request.tenant, &user, &contact, &request.pseudonym)
-        .await?;
+    let user = UserKey {
+        tenant: request.tenant.clone(),
+        user,
+    };
+    write_contact(&deps, &user, None, |stored| {
+        let mut contact = stored.cloned().unwrap_or_default();
+        contact.preferences.marketing = false;
+        Ok(contact)
+    })
+    .await?;
     tracing::info!(tenant = %request.tenant, "unsubscribed from marketing");
     Ok(Json(json!({"unsubscribed": true, "category": "marketing"})))
 }
@@ -349,6 +464,7 @@ mod tests {
             auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
             policy: BackoffPolicy::default(),
             keys: Arc::new(StaticKeys::default()),
+            marketing_default: true,
         });
         (deps, inbox)
     }
@@ -439,6 +555,108 @@ mod tests {
         assert_eq!(
             body["total"], 0,
             "same user id, other tenant: nothing shared"
+        );
+    }
+
+    /// A directory where another writer changes the contact right before our first write.
+    struct Racing {
+        inner: InMemoryDirectory,
+        raced: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Directory for Racing {
+        async fn contact(
+            &self,
+            t: &herald::TenantId,
+            u: &herald::UserId,
+        ) -> Result<Option<Contact>, StoreError> {
+            self.inner.contact(t, u).await
+        }
+        async fn contact_versioned(
+            &self,
+            t: &herald::TenantId,
+            u: &herald::UserId,
+        ) -> Result<(Option<Contact>, u64), StoreError> {
+            self.inner.contact_versioned(t, u).await
+        }
+        async fn put_contact(
+            &self,
+            t: &herald::TenantId,
+            u: &herald::UserId,
+            c: &Contact,
+            p: &str,
+            expected: u64,
+        ) -> Result<u64, StoreError> {
+            if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let (stored, version) = self.inner.contact_versioned(t, u).await?;
+                let mut theirs = stored.unwrap_or_default();
+                theirs.locale = Some("de-DE".into());
+                self.inner.put_contact(t, u, &theirs, p, version).await?;
+            }
+            self.inner.put_contact(t, u, c, p, expected).await
+        }
+        async fn user_of_pseudonym(
+            &self,
+            t: &herald::TenantId,
+            p: &str,
+        ) -> Result<Option<herald::UserId>, StoreError> {
+            self.inner.user_of_pseudonym(t, p).await
+        }
+        async fn delivery_status(
+            &self,
+            t: &herald::TenantId,
+            id: &NotificationId,
+        ) -> Result<Vec<herald::ports::DeliveryRecord>, StoreError> {
+            self.inner.delivery_status(t, id).await
+        }
+        async fn record_delivery(
+            &self,
+            t: &herald::TenantId,
+            r: &herald::ports::DeliveryRecord,
+        ) -> Result<(), StoreError> {
+            self.inner.record_delivery(t, r).await
+        }
+        async fn claim_delivery(
+            &self,
+            t: &herald::TenantId,
+            r: &herald::ports::DeliveryRecord,
+            stale: &str,
+        ) -> Result<herald::ports::Claim, StoreError> {
+            self.inner.claim_delivery(t, r, stale).await
+        }
+        async fn is_suppressed(&self, t: &herald::TenantId, a: &str) -> Result<bool, StoreError> {
+            self.inner.is_suppressed(t, a).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_contact_write_is_not_lost() {
+        let inbox = Arc::new(InMemoryInbox::default());
+        let deps = Arc::new(Deps {
+            counters: inbox.clone(),
+            messages: inbox,
+            directory: Arc::new(Racing {
+                inner: InMemoryDirectory::default(),
+                raced: Default::default(),
+            }),
+            auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
+            policy: BackoffPolicy::default(),
+            keys: Arc::new(StaticKeys::default()),
+            marketing_default: true,
+        });
+        let (status, body) = call(
+            &deps,
+            "PATCH",
+            "/v1/users/u1/contact",
+            Some(json!({"email": "a@b.co"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["email"], "a@b.co");
+        assert_eq!(
+            body["locale"], "de-DE",
+            "the other writer's change survives"
         );
     }
 

@@ -50,6 +50,22 @@ impl DynamoDirectory {
     }
 }
 
+/// A transaction cancelled because a condition did not hold.
+fn condition_failed<R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
 fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
@@ -104,45 +120,76 @@ impl Directory for DynamoDirectory {
             .transpose()
     }
 
+    async fn contact_versioned(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<(Option<Contact>, u64), StoreError> {
+        let Some(item) = self.get(format!("T#{tenant}#U#{user}"), "CONTACT").await? else {
+            return Ok((None, 0));
+        };
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok((Some(json_of(&item)?), version))
+    }
+
     async fn put_contact(
         &self,
         tenant: &TenantId,
         user: &UserId,
         contact: &Contact,
         pseudonym: &str,
-    ) -> Result<(), StoreError> {
-        let put = |item: HashMap<String, AttributeValue>| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .build()
-                .map(|put| TransactWriteItem::builder().put(put).build())
-                .map_err(|e| StoreError::Fatal(e.to_string()))
-        };
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fatal(e.to_string());
+        let version = expected + 1;
         let contact_item = HashMap::from([
-            (
-                "pk".to_owned(),
-                AttributeValue::S(format!("T#{tenant}#U#{user}")),
-            ),
-            ("sk".to_owned(), AttributeValue::S("CONTACT".into())),
+            ("pk".to_owned(), s(&format!("T#{tenant}#U#{user}"))),
+            ("sk".to_owned(), s("CONTACT")),
             ("json".to_owned(), AttributeValue::S(to_json(contact)?)),
+            ("version".to_owned(), AttributeValue::N(version.to_string())),
         ]);
+        // Version 0 is "none yet": no item, or one from before contacts had versions.
+        let mut put_contact = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(contact_item))
+            .expression_attribute_names("#v", "version");
+        put_contact = if expected == 0 {
+            put_contact.condition_expression("attribute_not_exists(#v)")
+        } else {
+            put_contact
+                .condition_expression("#v = :v")
+                .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
+        };
         let pseudonym_item = HashMap::from([
-            (
-                "pk".to_owned(),
-                AttributeValue::S(format!("T#{tenant}#P#{pseudonym}")),
-            ),
-            ("sk".to_owned(), AttributeValue::S("USER".into())),
-            ("user_id".to_owned(), AttributeValue::S(user.to_string())),
+            ("pk".to_owned(), s(&format!("T#{tenant}#P#{pseudonym}"))),
+            ("sk".to_owned(), s("USER")),
+            ("user_id".to_owned(), s(user.as_str())),
         ]);
-        self.client
+        let put_pseudonym = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(pseudonym_item))
+            .build()
+            .map_err(build)?;
+        let result = self
+            .client
             .transact_write_items()
-            .transact_items(put(contact_item)?)
-            .transact_items(put(pseudonym_item)?)
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put_contact.build().map_err(build)?)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().put(put_pseudonym).build())
             .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(version),
+            Err(e) if condition_failed(&e) => Err(StoreError::VersionConflict),
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn user_of_pseudonym(

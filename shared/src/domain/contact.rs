@@ -160,6 +160,52 @@ impl Contact {
         Ok(contact)
     }
 
+    /// The contact after a `PUT` (`merge: false`: the body replaces it) or a `PATCH` (`merge:
+    /// true`: the body is a JSON merge patch, RFC 7396: the fields given change, `null`
+    /// clears one, the rest stays). Marketing consent never changes implicitly: a body that
+    /// does not name `preferences.marketing` keeps the stored consent, or `default_consent`
+    /// for a new contact. The result is validated as a whole, naming the field at fault.
+    pub fn apply(
+        stored: Option<&Contact>,
+        body: &Value,
+        merge: bool,
+        default_consent: bool,
+    ) -> Result<Contact, FieldError> {
+        if !body.is_object() {
+            return Err(FieldError::body(
+                "invalid_body",
+                "a contact must be a JSON object",
+            ));
+        }
+        let consent = stored.map_or(default_consent, |c| c.preferences.marketing);
+        let mut next = match (merge, stored) {
+            (true, Some(stored)) => {
+                let mut value = serde_json::to_value(stored)
+                    .map_err(|e| FieldError::body("internal", e.to_string()))?;
+                merge_patch(&mut value, body);
+                value
+            }
+            (true, None) => {
+                let mut value = Value::Object(serde_json::Map::new());
+                merge_patch(&mut value, body);
+                value
+            }
+            (false, _) => body.clone(),
+        };
+        // Not named: the stored (or default) consent. A `preferences` of the wrong type is
+        // left for the validation below to name.
+        match next.get_mut("preferences") {
+            None | Some(Value::Null) => {
+                next["preferences"] = serde_json::json!({ "marketing": consent });
+            }
+            Some(Value::Object(preferences)) if !preferences.contains_key("marketing") => {
+                preferences.insert("marketing".into(), Value::Bool(consent));
+            }
+            Some(_) => {}
+        }
+        Contact::parse(&next)
+    }
+
     /// Whether this user takes `category` messages on `channel` at all.
     pub fn allows(&self, channel: Channel, category: Category) -> bool {
         let channel_on = self
@@ -210,6 +256,28 @@ fn check_email(email: &str) -> Result<(), FieldError> {
             "email",
             format!("{} is not an email address", shown(email)),
         ))
+    }
+}
+
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else
+/// replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(map) = target {
+                for (key, value) in fields {
+                    if value.is_null() {
+                        map.remove(key);
+                    } else {
+                        merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
     }
 }
 
@@ -344,6 +412,64 @@ mod tests {
                 "{locale}"
             );
         }
+    }
+
+    #[test]
+    fn patch_merges_put_replaces_and_consent_never_changes_implicitly() {
+        let stored = Contact::parse(&json!({
+            "email": "a@b.co", "phone": "+15555550100",
+            "preferences": {"marketing": false, "channels": {"sms": false}}
+        }))
+        .unwrap();
+        let arn = "arn:aws:sns:us-east-1:1:endpoint/GCM/app/x";
+        let patched = Contact::apply(Some(&stored), &json!({"push": [arn]}), true, true).unwrap();
+        assert_eq!(
+            patched.email.as_deref(),
+            Some("a@b.co"),
+            "PATCH keeps the rest"
+        );
+        assert_eq!(patched.push, vec![arn.to_owned()]);
+        assert!(!patched.preferences.marketing, "no silent re-opt-in");
+        assert_eq!(
+            patched.preferences.channels.get(&Channel::Sms),
+            Some(&false)
+        );
+        let cleared = Contact::apply(Some(&stored), &json!({"phone": null}), true, true).unwrap();
+        assert_eq!(
+            (cleared.phone, cleared.email.as_deref()),
+            (None, Some("a@b.co"))
+        );
+        let replaced = Contact::apply(Some(&stored), &json!({"push": [arn]}), false, true).unwrap();
+        assert_eq!(replaced.email, None, "PUT replaces");
+        assert!(!replaced.preferences.marketing, "…but keeps the consent");
+        let opted_in = Contact::apply(
+            Some(&stored),
+            &json!({"preferences": {"marketing": true}}),
+            true,
+            false,
+        )
+        .unwrap();
+        assert!(opted_in.preferences.marketing && opted_in.email.is_some());
+        assert!(
+            !Contact::apply(None, &json!({"email": "n@b.co"}), true, false)
+                .unwrap()
+                .preferences
+                .marketing,
+            "new contacts get the configured default"
+        );
+        assert!(
+            Contact::apply(None, &json!({"email": "n@b.co"}), false, true)
+                .unwrap()
+                .preferences
+                .marketing
+        );
+        let bad = Contact::apply(Some(&stored), &json!({"email": "nope"}), true, true);
+        assert_eq!(bad.unwrap_err().field.as_deref(), Some("email"));
+        for merge in [true, false] {
+            let bad = Contact::apply(Some(&stored), &json!({"preferences": "x"}), merge, true);
+            assert_eq!(bad.unwrap_err().field.as_deref(), Some("preferences"));
+        }
+        assert!(Contact::apply(Some(&stored), &json!([1]), true, true).is_err());
     }
 
     #[test]
