@@ -423,7 +423,10 @@ pub struct InMemoryDirectory {
     contacts: Mutex<HashMap<(TenantId, UserId), (Contact, u64)>>,
     pseudonyms: Mutex<HashMap<(TenantId, String), UserId>>,
     pub records: Mutex<Vec<DeliveryRecord>>,
+    /// Addresses suppressed for every tenant.
     pub suppressed: Mutex<HashSet<String>>,
+    /// Addresses suppressed for one tenant.
+    pub suppressed_for: Mutex<HashSet<(TenantId, String)>>,
 }
 
 /// A fixed link-signing secret, as Secrets Manager would hand it out.
@@ -571,11 +574,31 @@ impl Directory for InMemoryDirectory {
         Ok(())
     }
 
-    async fn is_suppressed(&self, _tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .suppressed
-            .lock()
-            .is_ok_and(|s| s.contains(&address.to_ascii_lowercase())))
+    async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
+        let address = address.to_ascii_lowercase();
+        Ok(self.suppressed.lock().is_ok_and(|s| s.contains(&address))
+            || self
+                .suppressed_for
+                .lock()
+                .is_ok_and(|s| s.contains(&(tenant.clone(), address))))
+    }
+
+    async fn suppress(
+        &self,
+        tenant: Option<&TenantId>,
+        address: &str,
+        _reason: &str,
+    ) -> Result<(), StoreError> {
+        let address = address.to_ascii_lowercase();
+        match tenant {
+            None => self.suppressed.lock().map(|mut s| s.insert(address)).ok(),
+            Some(t) => self
+                .suppressed_for
+                .lock()
+                .map(|mut s| s.insert((t.clone(), address)))
+                .ok(),
+        };
+        Ok(())
     }
 }
 

@@ -168,7 +168,15 @@ pub trait Directory: Send + Sync {
         record: &DeliveryRecord,
         stale_before: &str,
     ) -> Result<Claim, StoreError>;
+    /// Whether `address` (email or phone) is suppressed for this tenant or for every tenant.
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError>;
+    /// Never send to `address` again: for `tenant`, or for every tenant when `None`.
+    async fn suppress(
+        &self,
+        tenant: Option<&TenantId>,
+        address: &str,
+        reason: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// The secret that signs unsubscribe links: fetched once, then kept.
@@ -297,6 +305,10 @@ pub struct Email {
     pub to: String,
     pub subject: String,
     pub text: String,
+    /// The HTML part (both parts are rendered from `templates/email/`).
+    pub html: String,
+    /// SES message tags; they come back in the SES events (the tenant, for suppression).
+    pub tags: Vec<(String, String)>,
     /// One-click unsubscribe for marketing mail (RFC 8058).
     pub list_unsubscribe: Option<String>,
 }

@@ -13,7 +13,7 @@ use crate::harness::{emails_to, queue_depth, sms_to};
 use crate::stack::Stack;
 
 /// (file in events/, template logical id of its function), in the order they run.
-pub const ORDER: [(&str, &str); 11] = [
+pub const ORDER: [(&str, &str); 12] = [
     ("inbox-api-put-contact.json", "InboxApiFunction"),
     ("ingest-notification.json", "IngestFunction"),
     ("ingest-invalid.json", "IngestFunction"),
@@ -25,6 +25,7 @@ pub const ORDER: [(&str, &str); 11] = [
     ("inbox-api-messages.json", "InboxApiFunction"),
     ("inbox-api-read-room.json", "InboxApiFunction"),
     ("inbox-api-unsubscribe-forged.json", "InboxApiFunction"),
+    ("feedback-bounce.json", "FeedbackFunction"),
 ];
 
 pub const FIXTURE_EMAIL: &str = "fixture-user@example.com";
@@ -217,6 +218,19 @@ impl Progress {
                     "{name}: {body}"
                 );
                 ensure!(unread(stack).await?.total == 1, "{name}: not stored");
+            }
+            "feedback-bounce.json" => {
+                no_failures()?;
+                let directory = herald::aws::directory::DynamoDirectory::new(
+                    aws_sdk_dynamodb::Client::new(&stack.sdk),
+                    &stack.resource("DirectoryTable")?.reference,
+                );
+                let tenant = TenantId::parse("default", "tenant")?;
+                ensure!(
+                    herald::ports::Directory::is_suppressed(&directory, &tenant, FIXTURE_EMAIL)
+                        .await?,
+                    "{name}: the hard bounce did not suppress the address"
+                );
             }
             "inbox-api-unsubscribe-forged.json" => {
                 // No token (the link is its own credential), and this link is forged.

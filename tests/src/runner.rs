@@ -20,8 +20,10 @@ pub struct LocalApp {
     pub inbox_api: Arc<inbox_api::Deps>,
     pub writer: Arc<inbox_writer::InboxWriter>,
     pub deliverer: Arc<deliver::Deliverer>,
+    pub feedback: Arc<feedback::FeedbackHandler>,
     pub notifications: QueueBinding,
     pub delivery: QueueBinding,
+    pub feedback_queue: QueueBinding,
     /// Signs the tokens this runner accepts.
     pub issuer: LocalIssuer,
 }
@@ -47,10 +49,13 @@ impl LocalApp {
             deliver::Config::from_vars(&stack.function_vars("DeliverFunction")?)?;
         // Deployed, links point at the API Gateway URL; locally, at this runner.
         deliver_config.unsubscribe_url = Some(format!("{public_url}/v1/unsubscribe"));
+        let feedback_config =
+            feedback::Config::from_vars(&stack.function_vars("FeedbackFunction")?)?;
         let mut notifications = herald::aws::sqs::binding(&writer_config.queue, sdk);
         let mut delivery = herald::aws::sqs::binding(&deliver_config.queue, sdk);
+        let mut feedback_queue = herald::aws::sqs::binding(&feedback_config.queue, sdk);
         // Locally, retries come back within a second rather than after minutes.
-        for binding in [&mut notifications, &mut delivery] {
+        for binding in [&mut notifications, &mut delivery, &mut feedback_queue] {
             binding.rules.backoff.base = Duration::from_secs(1);
             binding.rules.backoff.cap = Duration::from_secs(2);
         }
@@ -65,8 +70,10 @@ impl LocalApp {
             )),
             writer: Arc::new(inbox_writer::InboxWriter::from_aws(&writer_config, sdk)),
             deliverer: Arc::new(deliver::Deliverer::from_aws(&deliver_config, sdk)),
+            feedback: Arc::new(feedback::FeedbackHandler::from_aws(&feedback_config, sdk)),
             notifications,
             delivery,
+            feedback_queue,
             issuer,
         })
     }
@@ -106,9 +113,10 @@ impl LocalApp {
         wait_seconds: i32,
         shutdown: &CancellationToken,
     ) -> Vec<JoinHandle<()>> {
-        let pairs: [(Arc<dyn BatchHandler>, &QueueBinding); 2] = [
+        let pairs: [(Arc<dyn BatchHandler>, &QueueBinding); 3] = [
             (self.writer.clone(), &self.notifications),
             (self.deliverer.clone(), &self.delivery),
+            (self.feedback.clone(), &self.feedback_queue),
         ];
         let mut handles = Vec::new();
         for (handler, binding) in pairs {

@@ -61,6 +61,8 @@ impl Stack {
         stack.create_topics().await?;
         stack.create_identities().await?;
         stack.create_secrets().await?;
+        stack.create_subscriptions().await?;
+        stack.create_configuration_sets().await?;
         stack.name_apis();
         Ok(stack)
     }
@@ -359,6 +361,71 @@ impl Stack {
                     name,
                     reference: arn.clone(),
                     arn,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// SNS → SQS subscriptions (raw message delivery as the template says), so what is
+    /// published to a topic reaches its queue as on AWS.
+    async fn create_subscriptions(&mut self) -> Result<()> {
+        let sns = aws_sdk_sns::Client::new(&self.sdk);
+        for (id, props) in self.template.resources_of("AWS::SNS::Subscription") {
+            let topic = self.resolve(
+                props
+                    .get("TopicArn")
+                    .ok_or_else(|| anyhow!("{id}: TopicArn"))?,
+            )?;
+            let endpoint = self.resolve(
+                props
+                    .get("Endpoint")
+                    .ok_or_else(|| anyhow!("{id}: Endpoint"))?,
+            )?;
+            let raw = props
+                .get("RawMessageDelivery")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let arn = sns
+                .subscribe()
+                .topic_arn(&topic)
+                .protocol(str_of(&props, "Protocol"))
+                .endpoint(&endpoint)
+                .attributes("RawMessageDelivery", raw.to_string())
+                .send()
+                .await
+                .with_context(|| format!("subscribing {endpoint} to {topic}"))?
+                .subscription_arn
+                .unwrap_or_default();
+            self.resources.insert(
+                id.clone(),
+                Physical {
+                    name: id,
+                    reference: arn.clone(),
+                    arn,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// SES configuration sets (their event destinations are AWS-side wiring the emulator
+    /// does not run: locally, publish events to the topic yourself).
+    async fn create_configuration_sets(&mut self) -> Result<()> {
+        let ses = aws_sdk_sesv2::Client::new(&self.sdk);
+        for (id, _) in self.template.resources_of("AWS::SES::ConfigurationSet") {
+            let name = self.physical_name(&id);
+            ses.create_configuration_set()
+                .configuration_set_name(&name)
+                .send()
+                .await
+                .with_context(|| format!("creating configuration set {name}"))?;
+            self.resources.insert(
+                id,
+                Physical {
+                    reference: name.clone(),
+                    arn: format!("arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/{name}"),
+                    name,
                 },
             );
         }

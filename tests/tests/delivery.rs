@@ -53,3 +53,87 @@ async fn three_copies_of_one_job_send_one_email() {
     .unwrap();
     assert_eq!(status["channels"]["email"]["state"], "sent", "{status}");
 }
+
+/// The feedback path locally: a hard bounce published to the feedback topic reaches the
+/// feedback queue (SNS → SQS in the emulator), the feedback worker suppresses the address,
+/// and the next email to it is skipped with the reason on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bounce_published_to_the_feedback_topic_suppresses_the_address() {
+    use std::time::Duration;
+
+    use herald::domain::feedback::{tenant_tag, TENANT_TAG};
+    use testkit::harness::eventually;
+
+    let stack = test_stack(&[]).await.unwrap();
+    let app = std::sync::Arc::new(LocalApp::new(&stack).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let router = app.router();
+    let service = app.service_token("t1");
+    let address = "bounces@example.com";
+    call(
+        &router,
+        "PUT",
+        "/v1/users/u1/contact",
+        Some(&service),
+        Some(json!({ "email": address })),
+    )
+    .await
+    .unwrap();
+
+    let tenant = herald::TenantId::parse("t1", "t").unwrap();
+    let bounce = json!({"eventType": "Bounce", "mail": {"tags": {TENANT_TAG: [tenant_tag(&tenant)]}},
+        "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+            "bouncedRecipients": [{"emailAddress": address}]}});
+    aws_sdk_sns::Client::new(&stack.sdk)
+        .publish()
+        .topic_arn(&stack.resource("FeedbackTopic").unwrap().reference)
+        .message(bounce.to_string())
+        .send()
+        .await
+        .unwrap();
+    let directory = &app.deliverer.directory;
+    eventually(
+        Duration::from_secs(20),
+        "the address suppressed",
+        || async {
+            Ok(directory
+                .is_suppressed(&tenant, address)
+                .await?
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+
+    let (_, accepted) = call(
+        &router,
+        "POST",
+        "/v1/notifications",
+        Some(&service),
+        Some(json!({"notifications": [{"user_id": "u1", "room_id": "r1", "title": "Hi", "body": "b", "channels": ["email"]}]})),
+    )
+    .await
+    .unwrap();
+    let id = accepted["accepted"][0]["id"].as_str().unwrap().to_owned();
+    let status = eventually(Duration::from_secs(20), "the delivery decided", || async {
+        let (code, status) = call(
+            &router,
+            "GET",
+            &format!("/v1/notifications/{id}"),
+            Some(&service),
+            None,
+        )
+        .await?;
+        Ok((code == 200 && status["channels"]["email"]["state"] != "sending").then_some(status))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status["channels"]["email"]["state"], "skipped", "{status}");
+    assert_eq!(status["channels"]["email"]["detail"], "address suppressed");
+    assert!(emails_to(&stack.endpoint, address).unwrap().is_empty());
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+}

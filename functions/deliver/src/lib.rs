@@ -178,7 +178,14 @@ impl Deliverer {
         match decision {
             Decision::Defer(_) => unreachable_decision(),
             Decision::Skip(reason) => self.record(job, DeliveryState::Skipped, Some(reason)).await,
-            Decision::Send(addresses) => match self.send(job, &addresses).await {
+            Decision::Send(addresses) => match self
+                .send(
+                    job,
+                    contact.as_ref().and_then(|c| c.locale.as_deref()),
+                    &addresses,
+                )
+                .await
+            {
                 Ok(Outcome::Sent(provider_id)) => {
                     self.record(job, DeliveryState::Sent, Some(provider_id))
                         .await
@@ -280,30 +287,49 @@ impl Deliverer {
         self.requeue(&next, throttled_delay(job.attempt)).await
     }
 
-    /// Sends on the job's channel.
-    async fn send(&self, job: &DeliveryJob, addresses: &[String]) -> Result<Outcome, SendError> {
+    /// Sends on the job's channel; email in the contact's `locale`.
+    async fn send(
+        &self,
+        job: &DeliveryJob,
+        locale: Option<&str>,
+        addresses: &[String],
+    ) -> Result<Outcome, SendError> {
         match job.channel {
             Channel::Email => {
                 let to = &addresses[0];
-                if self
-                    .directory
-                    .is_suppressed(&job.tenant, to)
-                    .await
-                    .map_err(|e| {
-                        SendError::Other(herald::error::CallError::message(e.to_string()))
-                    })?
-                {
+                if self.suppressed(job, to).await? {
                     return Ok(Outcome::Suppressed);
                 }
+                let list_unsubscribe = self.unsubscribe_link(job).await?;
+                let parts = herald::domain::email::render(
+                    locale,
+                    &job.title,
+                    &job.body,
+                    list_unsubscribe.as_deref(),
+                )
+                .map_err(|e| {
+                    SendError::Rejected(herald::error::CallError::message(format!(
+                        "email template: {e}"
+                    )))
+                })?;
                 let email = Email {
                     to: to.clone(),
                     subject: job.title.clone(),
-                    text: job.body.clone(),
-                    list_unsubscribe: self.unsubscribe_link(job).await?,
+                    text: parts.text,
+                    html: parts.html,
+                    list_unsubscribe,
+                    // SES events carry it back, so a bounce suppresses for this tenant.
+                    tags: vec![(
+                        herald::domain::feedback::TENANT_TAG.to_owned(),
+                        herald::domain::feedback::tenant_tag(&job.tenant),
+                    )],
                 };
                 self.email.send_email(&email).await.map(Outcome::Sent)
             }
             Channel::Sms => {
+                if self.suppressed(job, &addresses[0]).await? {
+                    return Ok(Outcome::Suppressed);
+                }
                 let sms = Sms {
                     to: addresses[0].clone(),
                     text: sms_text(&job.title, &job.body),
@@ -319,10 +345,23 @@ impl Deliverer {
                 let mut left = Vec::new();
                 let mut last_error = None;
                 for endpoint in addresses {
+                    if self.suppressed(job, endpoint).await? {
+                        continue;
+                    }
                     match self.mobile.send_push(endpoint, &title, &body).await {
                         Ok(id) => sent.push(id),
                         Err(SendError::Rejected(e)) => {
                             tracing::warn!(%endpoint, error = %e, "push endpoint refused");
+                            if e.code
+                                .as_deref()
+                                .is_some_and(|c| c.starts_with("EndpointDisabled"))
+                            {
+                                // A dead device (app removed, token expired): never again.
+                                let _ = self
+                                    .directory
+                                    .suppress(Some(&job.tenant), endpoint, "push endpoint disabled")
+                                    .await;
+                            }
                             last_error.get_or_insert(SendError::Rejected(e));
                         }
                         Err(e) => {
@@ -332,6 +371,7 @@ impl Deliverer {
                     }
                 }
                 match (sent.is_empty(), left.is_empty(), last_error) {
+                    (true, _, None) => Ok(Outcome::Suppressed),
                     (_, _, None) | (false, true, Some(_)) => Ok(Outcome::Sent(sent.join(","))),
                     (true, _, Some(e)) => Err(e),
                     (false, false, Some(e)) => Ok(Outcome::Partly {
@@ -343,6 +383,14 @@ impl Deliverer {
             }
             Channel::Inbox => Ok(Outcome::Sent(String::new())),
         }
+    }
+
+    /// Whether the address is on the suppression list (a store fault is a retry, not a send).
+    async fn suppressed(&self, job: &DeliveryJob, address: &str) -> Result<bool, SendError> {
+        self.directory
+            .is_suppressed(&job.tenant, address)
+            .await
+            .map_err(|e| SendError::Other(herald::error::CallError::message(e.to_string())))
     }
 
     /// The signed one-click link of marketing email (it names a pseudonym, never the user).

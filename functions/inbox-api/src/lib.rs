@@ -628,6 +628,14 @@ mod tests {
         async fn is_suppressed(&self, t: &herald::TenantId, a: &str) -> Result<bool, StoreError> {
             self.inner.is_suppressed(t, a).await
         }
+        async fn suppress(
+            &self,
+            t: Option<&herald::TenantId>,
+            a: &str,
+            r: &str,
+        ) -> Result<(), StoreError> {
+            self.inner.suppress(t, a, r).await
+        }
     }
 
     #[tokio::test]

@@ -2,13 +2,14 @@
 //!
 //! Layout: contact `pk = T#<tenant>#U#<user>, sk = CONTACT`; delivery status
 //! `pk = T#<tenant>#N#<notification>, sk = U#<user>#C#<channel>`; suppression
-//! `pk = T#<tenant>#S#<address>, sk = SUPPRESSED`; unsubscribe pseudonym
+//! `pk = T#<tenant>#S#<address>, sk = SUPPRESSED` (or `G#S#<address>` for every tenant: an
+//! SMS STOP); unsubscribe pseudonym
 //! `pk = T#<tenant>#P#<pseudonym>, sk = USER` (attribute `user_id`), written with the contact.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use super::store_error;
@@ -294,7 +295,62 @@ impl Directory for DynamoDirectory {
     }
 
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
-        let pk = format!("T#{tenant}#S#{}", address.to_ascii_lowercase());
-        Ok(self.get(pk, "SUPPRESSED").await?.is_some())
+        let address = address.to_ascii_lowercase();
+        let keys = [format!("T#{tenant}#S#{address}"), format!("G#S#{address}")]
+            .into_iter()
+            .map(|pk| {
+                HashMap::from([
+                    ("pk".to_owned(), s(&pk)),
+                    ("sk".to_owned(), s("SUPPRESSED")),
+                ])
+            })
+            .collect();
+        let keys = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, keys)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let found = out
+            .responses()
+            .and_then(|r| r.get(&self.table))
+            .is_some_and(|items| !items.is_empty());
+        // Keys DynamoDB did not get to (throttling): ask again later rather than guess.
+        if !found && out.unprocessed_keys().is_some_and(|u| !u.is_empty()) {
+            return Err(StoreError::Transient(
+                "suppression lookup unprocessed".into(),
+            ));
+        }
+        Ok(found)
+    }
+
+    async fn suppress(
+        &self,
+        tenant: Option<&TenantId>,
+        address: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let address = address.to_ascii_lowercase();
+        let pk = match tenant {
+            Some(tenant) => format!("T#{tenant}#S#{address}"),
+            None => format!("G#S#{address}"),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s("SUPPRESSED"))
+            .item("reason", s(reason))
+            .item("at", s(&crate::telemetry::now_rfc3339()))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 }

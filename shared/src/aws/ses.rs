@@ -3,9 +3,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_sesv2::primitives::Blob;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, RawMessage};
+use aws_sdk_sesv2::types::{
+    Body, Content, Destination, EmailContent, Message, MessageTag, RawMessage,
+};
 use aws_sdk_sesv2::Client;
-use base64::Engine;
 
 use super::send_error;
 use crate::ports::{Email, EmailSender, SendError};
@@ -30,44 +31,47 @@ impl SesEmail {
         let build = |e: aws_sdk_sesv2::error::BuildError| {
             SendError::Other(crate::error::CallError::message(e.to_string()))
         };
+        let part = |t: &str| {
+            Content::builder()
+                .data(t)
+                .charset("UTF-8")
+                .build()
+                .map_err(build)
+        };
         Ok(match &email.list_unsubscribe {
+            // SES builds the MIME: subject and both parts.
             None => {
-                let text = |t: &str| {
-                    Content::builder()
-                        .data(t)
-                        .charset("UTF-8")
-                        .build()
-                        .map_err(build)
-                };
                 let message = Message::builder()
-                    .subject(text(&email.subject)?)
-                    .body(Body::builder().text(text(&email.text)?).build())
+                    .subject(part(&email.subject)?)
+                    .body(
+                        Body::builder()
+                            .text(part(&email.text)?)
+                            .html(part(&email.html)?)
+                            .build(),
+                    )
                     .build();
                 EmailContent::builder().simple(message).build()
             }
+            // RFC 8058 one-click unsubscribe headers: herald builds the MIME itself.
             Some(url) => {
+                let raw = crate::domain::email::mime(
+                    &self.from,
+                    &email.to,
+                    &email.subject,
+                    &email.text,
+                    &email.html,
+                    &[
+                        ("List-Unsubscribe", &format!("<{url}>")),
+                        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                    ],
+                );
                 let raw = RawMessage::builder()
-                    .data(Blob::new(self.mime(email, url)))
+                    .data(Blob::new(raw.into_bytes()))
                     .build()
                     .map_err(build)?;
                 EmailContent::builder().raw(raw).build()
             }
         })
-    }
-
-    /// A minimal RFC 5322 message with RFC 8058 one-click unsubscribe headers.
-    fn mime(&self, email: &Email, unsubscribe: &str) -> Vec<u8> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        format!(
-            "From: {from}\r\nTo: {to}\r\nSubject: =?UTF-8?B?{subject}?=\r\nMIME-Version: 1.0\r\n\
-             List-Unsubscribe: <{unsubscribe}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\
-             Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n",
-            from = self.from,
-            to = email.to,
-            subject = b64.encode(&email.subject),
-            body = b64.encode(&email.text),
-        )
-        .into_bytes()
     }
 }
 
@@ -95,6 +99,21 @@ impl EmailSender for SesEmail {
             .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(&email.to).build())
             .content(self.content(email)?)
+            .set_email_tags(Some(
+                email
+                    .tags
+                    .iter()
+                    .map(|(name, value)| {
+                        MessageTag::builder()
+                            .name(name)
+                            .value(value)
+                            .build()
+                            .map_err(|e| {
+                                SendError::Other(crate::error::CallError::message(e.to_string()))
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ))
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await

@@ -4,6 +4,8 @@ pub mod backoff;
 pub mod contact;
 pub mod counters;
 pub mod delivery;
+pub mod email;
+pub mod feedback;
 pub mod ids;
 pub mod mark_read;
 pub mod notification;

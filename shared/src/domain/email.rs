@@ -1,0 +1,195 @@
+//! Email as providers accept it: the text and HTML parts rendered from the templates in
+//! `templates/email/` for the contact's locale (falling back to its language, then English),
+//! HTML-escaped; and, when herald builds the MIME itself (marketing email with
+//! `List-Unsubscribe`), a message whose lines stay within RFC 5322's 998 characters: base64
+//! bodies wrapped at 76, the subject as RFC 2047 encoded-words.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use minijinja::{context, Environment};
+
+/// The templates, compiled in: (locale, text template, HTML template).
+const TEMPLATES: &[(&str, &str, &str)] = &[
+    (
+        "en",
+        include_str!("../../../templates/email/en/notification.txt"),
+        include_str!("../../../templates/email/en/notification.html"),
+    ),
+    (
+        "de",
+        include_str!("../../../templates/email/de/notification.txt"),
+        include_str!("../../../templates/email/de/notification.html"),
+    ),
+];
+
+const FALLBACK: &str = "en";
+
+/// The parts of one email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub locale: &'static str,
+    pub text: String,
+    pub html: String,
+}
+
+/// Renders the notification email for `locale` (e.g. `de-CH` → `de-ch`, else `de`, else
+/// `en`).
+pub fn render(
+    locale: Option<&str>,
+    title: &str,
+    body: &str,
+    unsubscribe_url: Option<&str>,
+) -> Result<Rendered, minijinja::Error> {
+    let (locale, text, html) = pick(locale);
+    let mut env = Environment::new();
+    env.add_template("notification.txt", text)?;
+    env.add_template("notification.html", html)?;
+    let ctx = context! { title, body, unsubscribe_url };
+    Ok(Rendered {
+        locale,
+        text: env.get_template("notification.txt")?.render(&ctx)?,
+        html: env.get_template("notification.html")?.render(&ctx)?,
+    })
+}
+
+fn pick(locale: Option<&str>) -> (&'static str, &'static str, &'static str) {
+    let wanted = locale
+        .unwrap_or(FALLBACK)
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    let language = wanted.split('-').next().unwrap_or(FALLBACK).to_owned();
+    [wanted, language, FALLBACK.to_owned()]
+        .iter()
+        .find_map(|l| TEMPLATES.iter().find(|(name, _, _)| name == l))
+        .or_else(|| TEMPLATES.first())
+        .copied()
+        .unwrap_or(("en", "", ""))
+}
+
+/// One raw message: `From`, `To`, `Subject`, the extra `headers`, and a
+/// multipart/alternative body of `text` and `html`, every line at most 78 characters but
+/// the extra headers (which must stay under 998 themselves).
+pub fn mime(
+    from: &str,
+    to: &str,
+    subject: &str,
+    text: &str,
+    html: &str,
+    headers: &[(&str, &str)],
+) -> String {
+    let boundary = format!("herald-{}", ulid::Ulid::new());
+    let mut out = String::new();
+    out.push_str(&format!("From: {from}\r\nTo: {to}\r\n"));
+    out.push_str(&format!("Subject: {}\r\n", encoded_words(subject)));
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("MIME-Version: 1.0\r\n");
+    out.push_str(&format!(
+        "Content-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n"
+    ));
+    for (kind, content) in [("plain", text), ("html", html)] {
+        out.push_str(&format!("--{boundary}\r\n"));
+        out.push_str(&format!(
+            "Content-Type: text/{kind}; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        ));
+        out.push_str(&wrapped_base64(content.as_bytes()));
+    }
+    out.push_str(&format!("--{boundary}--\r\n"));
+    out
+}
+
+/// Base64 in lines of 76 characters (RFC 2045).
+fn wrapped_base64(bytes: &[u8]) -> String {
+    let encoded = STANDARD.encode(bytes);
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / 38 + 2);
+    for line in encoded.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// RFC 2047 `=?UTF-8?B?…?=` words of 64 characters at most (39 bytes of UTF-8 each, cut at
+/// character boundaries), folded onto continuation lines: `Subject:` and a word fit in 78.
+fn encoded_words(text: &str) -> String {
+    let mut words = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + 39).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        words.push(format!(
+            "=?UTF-8?B?{}?=",
+            STANDARD.encode(&text[start..end])
+        ));
+        start = end;
+    }
+    if words.is_empty() {
+        return String::new();
+    }
+    words.join("\r\n ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_locale_falls_back_to_its_language_then_english_and_html_is_escaped() {
+        let de = render(
+            Some("de-CH"),
+            "Hallo",
+            "<b>Tschüss</b> & so",
+            Some("https://u/x?t=1&a=2"),
+        )
+        .unwrap();
+        assert_eq!(de.locale, "de");
+        assert!(de.text.contains("Abbestellen: https://u/x?t=1&a=2"));
+        assert!(de.html.contains("&lt;b&gt;Tschüss&lt;") && de.html.contains("&amp; so"));
+        assert!(!de.html.contains("<b>"), "{}", de.html);
+        assert!(de.html.contains("t=1&amp;a=2\""), "{}", de.html);
+        assert_eq!(render(Some("pt_BR"), "t", "b", None).unwrap().locale, "en");
+        assert_eq!(render(None, "t", "b", None).unwrap().locale, "en");
+        let plain = render(Some("en"), "t", "b", None).unwrap();
+        assert!(!plain.text.contains("Unsubscribe") && !plain.html.contains("Unsubscribe"));
+    }
+
+    #[test]
+    fn raw_mime_keeps_lines_short_and_round_trips() {
+        let subject = "Größte Rabatte des Jahres — nur heute! 🎉 ".repeat(6);
+        let body = "x".repeat(5_000);
+        let raw = mime(
+            "n@example.com",
+            "u@example.com",
+            &subject,
+            &body,
+            "<p>hi</p>",
+            &[("List-Unsubscribe", "<https://u/unsub?token=t>")],
+        );
+        assert!(raw
+            .split("\r\n")
+            .all(|line| line.len() <= 78 || line.starts_with("List-")));
+        assert!(raw.split("\r\n").all(|line| line.len() <= 998));
+        // The subject decodes back, word by word.
+        let header: String = raw
+            .split("\r\n")
+            .skip_while(|l| !l.starts_with("Subject:"))
+            .take_while(|l| l.starts_with("Subject:") || l.starts_with(' '))
+            .collect();
+        let decoded: Vec<u8> = header
+            .trim_start_matches("Subject: ")
+            .split_whitespace()
+            .flat_map(|w| {
+                STANDARD
+                    .decode(w.trim_start_matches("=?UTF-8?B?").trim_end_matches("?="))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(String::from_utf8(decoded).unwrap(), subject);
+        assert!(raw.contains("Content-Type: text/plain; charset=UTF-8"));
+        assert!(raw.contains("Content-Type: text/html; charset=UTF-8"));
+        assert!(raw.contains("List-Unsubscribe: <https://u/unsub?token=t>\r\n"));
+    }
+}

@@ -1,0 +1,213 @@
+//! What providers tell herald after a send: SES events (bounce, complaint, delivery,
+//! reject), published by the configuration set to the feedback topic, and inbound SMS
+//! replies (two-way SMS: STOP and its synonyms). A hard bounce, a complaint or a STOP
+//! suppresses the address for good; the rest is only counted.
+
+use serde_json::Value;
+
+use super::ids::TenantId;
+
+/// The SES message tag that carries the tenant (hex: tag values allow only `[A-Za-z0-9_-]`).
+pub const TENANT_TAG: &str = "herald-tenant";
+
+/// One thing to do about one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feedback {
+    /// Never send to `address` again: for `tenant`, or for every tenant when `None` (an SMS
+    /// STOP is addressed to the sending number, which all tenants share).
+    Suppress {
+        tenant: Option<TenantId>,
+        address: String,
+        reason: String,
+    },
+    /// Nothing to change (a delivery, a transient bounce): counted under `kind`.
+    Noted { kind: String },
+}
+
+/// The tenant as an SES tag value.
+pub fn tenant_tag(tenant: &TenantId) -> String {
+    tenant
+        .as_str()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Parses one queue message body: an SES event or inbound SMS, raw or inside an SNS
+/// envelope. `Err` for anything else (poison: to the DLQ with the reason).
+pub fn parse(body: &str) -> Result<Vec<Feedback>, String> {
+    let mut value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    // SNS → SQS without raw delivery wraps the event: {"Type": "Notification", "Message": "..."}.
+    if value["Type"] == "Notification" {
+        let inner = value["Message"]
+            .as_str()
+            .ok_or("an SNS envelope without Message")?;
+        value = serde_json::from_str(inner).map_err(|e| format!("SNS Message is not JSON: {e}"))?;
+    }
+    if let Some(kind) = value["eventType"]
+        .as_str()
+        .or_else(|| value["notificationType"].as_str())
+    {
+        return Ok(ses_event(kind, &value));
+    }
+    if let (Some(from), Some(text)) = (
+        value["originationNumber"].as_str(),
+        value["messageBody"].as_str(),
+    ) {
+        return Ok(vec![sms_reply(from, text)]);
+    }
+    Err("neither an SES event nor an inbound SMS".into())
+}
+
+fn ses_event(kind: &str, event: &Value) -> Vec<Feedback> {
+    let tenant = event["mail"]["tags"][TENANT_TAG][0]
+        .as_str()
+        .and_then(tenant_from_tag);
+    let suppress = |list: &Value, field: &str, reason: String| -> Vec<Feedback> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r[field].as_str())
+            .map(|address| Feedback::Suppress {
+                tenant: tenant.clone(),
+                address: address.to_ascii_lowercase(),
+                reason: reason.clone(),
+            })
+            .collect()
+    };
+    match kind {
+        "Bounce" if event["bounce"]["bounceType"] == "Permanent" => suppress(
+            &event["bounce"]["bouncedRecipients"],
+            "emailAddress",
+            format!(
+                "hard bounce ({})",
+                event["bounce"]["bounceSubType"]
+                    .as_str()
+                    .unwrap_or("General")
+            ),
+        ),
+        "Complaint" => suppress(
+            &event["complaint"]["complainedRecipients"],
+            "emailAddress",
+            "complaint".into(),
+        ),
+        "Bounce" => vec![Feedback::Noted {
+            kind: "transient bounce".into(),
+        }],
+        other => vec![Feedback::Noted {
+            kind: other.to_ascii_lowercase(),
+        }],
+    }
+}
+
+fn tenant_from_tag(hex: &str) -> Option<TenantId> {
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    TenantId::parse(String::from_utf8(bytes?).ok()?, "tenant").ok()
+}
+
+/// Carriers' opt-out keywords (CTIA and AWS End User Messaging's defaults).
+const STOP_WORDS: [&str; 8] = [
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "OPTOUT",
+    "REVOKE",
+];
+
+fn sms_reply(from: &str, text: &str) -> Feedback {
+    let word = text.trim().to_ascii_uppercase();
+    if STOP_WORDS.contains(&word.as_str()) {
+        Feedback::Suppress {
+            tenant: None,
+            address: from.to_owned(),
+            reason: format!("SMS reply {word}"),
+        }
+    } else {
+        Feedback::Noted {
+            kind: "sms reply".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn tenant() -> TenantId {
+        TenantId::parse("acme.eu", "t").unwrap()
+    }
+
+    #[test]
+    fn hard_bounces_and_complaints_suppress_for_the_tagged_tenant() {
+        let tag = tenant_tag(&tenant());
+        let bounce = json!({"eventType": "Bounce", "mail": {"tags": {TENANT_TAG: [tag]}},
+            "bounce": {"bounceType": "Permanent", "bounceSubType": "NoEmail",
+                "bouncedRecipients": [{"emailAddress": "Gone@Example.com"}]}});
+        assert_eq!(
+            parse(&bounce.to_string()).unwrap(),
+            vec![Feedback::Suppress {
+                tenant: Some(tenant()),
+                address: "gone@example.com".into(),
+                reason: "hard bounce (NoEmail)".into()
+            }]
+        );
+        // The same inside an SNS envelope, as notificationType (SES notifications).
+        let complaint = json!({"notificationType": "Complaint", "mail": {"tags": {TENANT_TAG: [tag]}},
+            "complaint": {"complainedRecipients": [{"emailAddress": "angry@example.com"}]}});
+        let envelope = json!({"Type": "Notification", "Message": complaint.to_string()});
+        assert!(matches!(
+            &parse(&envelope.to_string()).unwrap()[0],
+            Feedback::Suppress { address, reason, .. } if address == "angry@example.com" && reason == "complaint"
+        ));
+    }
+
+    #[test]
+    fn transient_bounces_and_deliveries_change_nothing_and_junk_is_refused() {
+        let soft = json!({"eventType": "Bounce", "bounce": {"bounceType": "Transient",
+            "bouncedRecipients": [{"emailAddress": "full@example.com"}]}});
+        assert_eq!(
+            parse(&soft.to_string()).unwrap(),
+            vec![Feedback::Noted {
+                kind: "transient bounce".into()
+            }]
+        );
+        let delivered = json!({"eventType": "Delivery", "mail": {}});
+        assert_eq!(
+            parse(&delivered.to_string()).unwrap(),
+            vec![Feedback::Noted {
+                kind: "delivery".into()
+            }]
+        );
+        assert!(parse("{oops").is_err());
+        assert!(parse("{\"hello\": 1}").is_err());
+    }
+
+    #[test]
+    fn an_sms_stop_suppresses_the_number_for_every_tenant() {
+        let stop = json!({"originationNumber": "+15555550100", "messageBody": " stop "});
+        assert_eq!(
+            parse(&stop.to_string()).unwrap(),
+            vec![Feedback::Suppress {
+                tenant: None,
+                address: "+15555550100".into(),
+                reason: "SMS reply STOP".into()
+            }]
+        );
+        let hello = json!({"originationNumber": "+15555550100", "messageBody": "hello"});
+        assert!(matches!(
+            parse(&hello.to_string()).unwrap()[0],
+            Feedback::Noted { .. }
+        ));
+    }
+}
