@@ -505,6 +505,17 @@ impl Directory for InMemoryDirectory {
             .and_then(|p| p.get(&(tenant.clone(), pseudonym.to_owned())).cloned()))
     }
 
+    async fn user_delivery_status(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        user: &UserId,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut records = self.delivery_status(tenant, id).await?;
+        records.retain(|r| &r.user_id == user);
+        Ok(records)
+    }
+
     async fn delivery_status(
         &self,
         _tenant: &TenantId,

@@ -147,6 +147,13 @@ pub trait Directory: Send + Sync {
         tenant: &TenantId,
         pseudonym: &str,
     ) -> Result<Option<UserId>, StoreError>;
+    /// One user's records of one notification, by direct reads of its channel keys.
+    async fn user_delivery_status(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        user: &UserId,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// Status of one notification on every channel it has a record for.
     async fn delivery_status(
         &self,

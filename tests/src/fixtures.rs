@@ -19,7 +19,7 @@ pub const ORDER: [(&str, &str); 12] = [
     ("ingest-invalid.json", "IngestFunction"),
     ("inbox-writer-batch.json", "InboxWriterFunction"),
     ("deliver-email.json", "DeliverFunction"),
-    ("deliver-sms.json", "DeliverFunction"),
+    ("deliver-sms.json", "DeliverSmsFunction"),
     ("inbox-api-unread.json", "InboxApiFunction"),
     ("inbox-api-unread-other-user.json", "InboxApiFunction"),
     ("inbox-api-messages.json", "InboxApiFunction"),

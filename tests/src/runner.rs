@@ -19,10 +19,15 @@ pub struct LocalApp {
     pub ingest: Arc<ingest::Deps>,
     pub inbox_api: Arc<inbox_api::Deps>,
     pub writer: Arc<inbox_writer::InboxWriter>,
+    /// Email jobs (the delivery queue); `sms` and `push` consume their own queues.
     pub deliverer: Arc<deliver::Deliverer>,
+    pub sms_deliverer: Arc<deliver::Deliverer>,
+    pub push_deliverer: Arc<deliver::Deliverer>,
     pub feedback: Arc<feedback::FeedbackHandler>,
     pub notifications: QueueBinding,
     pub delivery: QueueBinding,
+    pub sms_delivery: QueueBinding,
+    pub push_delivery: QueueBinding,
     pub feedback_queue: QueueBinding,
     /// Signs the tokens this runner accepts.
     pub issuer: LocalIssuer,
@@ -45,17 +50,32 @@ impl LocalApp {
         // moto rolls a cancelled transaction back by restoring a snapshot of the whole table,
         // which can erase a concurrent commit: locally, one pack at a time.
         writer_config.packing.concurrency = 1;
-        let mut deliver_config =
-            deliver::Config::from_vars(&stack.function_vars("DeliverFunction")?)?;
         // Deployed, links point at the API Gateway URL; locally, at this runner.
-        deliver_config.unsubscribe_url = Some(format!("{public_url}/v1/unsubscribe"));
+        let deliver_config = |function: &str| -> Result<deliver::Config> {
+            let mut config = deliver::Config::from_vars(&stack.function_vars(function)?)?;
+            config.unsubscribe_url = Some(format!("{public_url}/v1/unsubscribe"));
+            Ok(config)
+        };
+        let (email_config, sms_config, push_config) = (
+            deliver_config("DeliverFunction")?,
+            deliver_config("DeliverSmsFunction")?,
+            deliver_config("DeliverPushFunction")?,
+        );
         let feedback_config =
             feedback::Config::from_vars(&stack.function_vars("FeedbackFunction")?)?;
         let mut notifications = herald::aws::sqs::binding(&writer_config.queue, sdk);
-        let mut delivery = herald::aws::sqs::binding(&deliver_config.queue, sdk);
+        let mut delivery = herald::aws::sqs::binding(&email_config.queue, sdk);
+        let mut sms_delivery = herald::aws::sqs::binding(&sms_config.queue, sdk);
+        let mut push_delivery = herald::aws::sqs::binding(&push_config.queue, sdk);
         let mut feedback_queue = herald::aws::sqs::binding(&feedback_config.queue, sdk);
         // Locally, retries come back within a second rather than after minutes.
-        for binding in [&mut notifications, &mut delivery, &mut feedback_queue] {
+        for binding in [
+            &mut notifications,
+            &mut delivery,
+            &mut sms_delivery,
+            &mut push_delivery,
+            &mut feedback_queue,
+        ] {
             binding.rules.backoff.base = Duration::from_secs(1);
             binding.rules.backoff.cap = Duration::from_secs(2);
         }
@@ -69,10 +89,14 @@ impl LocalApp {
                 sdk,
             )),
             writer: Arc::new(inbox_writer::InboxWriter::from_aws(&writer_config, sdk)),
-            deliverer: Arc::new(deliver::Deliverer::from_aws(&deliver_config, sdk)),
+            deliverer: Arc::new(deliver::Deliverer::from_aws(&email_config, sdk)),
+            sms_deliverer: Arc::new(deliver::Deliverer::from_aws(&sms_config, sdk)),
+            push_deliverer: Arc::new(deliver::Deliverer::from_aws(&push_config, sdk)),
             feedback: Arc::new(feedback::FeedbackHandler::from_aws(&feedback_config, sdk)),
             notifications,
             delivery,
+            sms_delivery,
+            push_delivery,
             feedback_queue,
             issuer,
         })
@@ -113,9 +137,11 @@ impl LocalApp {
         wait_seconds: i32,
         shutdown: &CancellationToken,
     ) -> Vec<JoinHandle<()>> {
-        let pairs: [(Arc<dyn BatchHandler>, &QueueBinding); 3] = [
+        let pairs: [(Arc<dyn BatchHandler>, &QueueBinding); 5] = [
             (self.writer.clone(), &self.notifications),
             (self.deliverer.clone(), &self.delivery),
+            (self.sms_deliverer.clone(), &self.sms_delivery),
+            (self.push_deliverer.clone(), &self.push_delivery),
             (self.feedback.clone(), &self.feedback_queue),
         ];
         let mut handles = Vec::new();

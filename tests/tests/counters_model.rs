@@ -48,6 +48,7 @@ async fn run(s: Scenario) {
     let writer = Arc::new(inbox_writer::InboxWriter {
         store: store.clone(),
         delivery: Arc::new(RecordingQueue::default()),
+        channel_queues: Vec::new(),
         // Tight budget: some transactions give up and go back to the queue, as in production.
         // Packed, a conflict first splits the pack without waiting, so the budget is spent far
         // less: none at all there, so every conflict on a lone user goes back to the queue.
@@ -144,7 +145,9 @@ async fn run(s: Scenario) {
         queue.poisoned.lock().unwrap().is_empty(),
         "nothing valid is poison"
     );
-    if s.faults.conflict > 0.0 {
+    // Packed, the budget is zero, so a conflict on a lone user always goes back to the
+    // queue; unpacked, whether 3 ms run out depends on the machine's speed (not asserted).
+    if s.faults.conflict > 0.0 && s.packing.pack_users {
         let retries = queue.retries.load(Ordering::Relaxed);
         assert!(
             retries > 0,

@@ -41,6 +41,9 @@ async fn invoke(app: &LocalApp, name: &str, function: &str) -> Answer {
             handle_sqs_event(app.writer.as_ref(), &app.notifications, event).await
         }
         "DeliverFunction" => handle_sqs_event(app.deliverer.as_ref(), &app.delivery, event).await,
+        "DeliverSmsFunction" => {
+            handle_sqs_event(app.sms_deliverer.as_ref(), &app.sms_delivery, event).await
+        }
         "FeedbackFunction" => {
             handle_sqs_event(app.feedback.as_ref(), &app.feedback_queue, event).await
         }

@@ -69,6 +69,7 @@ async fn correlation_id_and_trace_follow_a_notification_to_its_delivery_job() {
     let writer = inbox_writer::InboxWriter {
         store: app.writer.store.clone(),
         delivery: Arc::new(SqsSender::new(sqs.clone(), queue_url("DeliveryQueue"))),
+        channel_queues: Vec::new(),
         policy: app.writer.policy,
         packing: app.writer.packing,
     };

@@ -404,15 +404,26 @@ async fn unsubscribe(
     Ok(Json(json!({"unsubscribed": true, "category": "marketing"})))
 }
 
+/// `?user=` reads that user's records directly by key (what a sender that knows the user
+/// should ask); without it, one query of the notification's own records.
 async fn delivery_status(
     State(deps): State<Arc<Deps>>,
     token: VerifiedToken,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = deps.caller(&token)?;
     let tenant = caller.require(Scope::Send)?;
     let id = NotificationId::parse(id, "id")?;
-    let records = deps.directory.delivery_status(tenant, &id).await?;
+    let records = match query.get("user") {
+        Some(user) => {
+            let user = herald::UserId::parse(user, "user")?;
+            deps.directory
+                .user_delivery_status(tenant, &id, &user)
+                .await?
+        }
+        None => deps.directory.delivery_status(tenant, &id).await?,
+    };
     if records.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no delivery recorded for notification {id} (yet)"
@@ -609,6 +620,14 @@ mod tests {
             id: &NotificationId,
         ) -> Result<Vec<herald::ports::DeliveryRecord>, StoreError> {
             self.inner.delivery_status(t, id).await
+        }
+        async fn user_delivery_status(
+            &self,
+            t: &herald::TenantId,
+            id: &NotificationId,
+            u: &herald::UserId,
+        ) -> Result<Vec<herald::ports::DeliveryRecord>, StoreError> {
+            self.inner.user_delivery_status(t, id, u).await
         }
         async fn record_delivery(
             &self,

@@ -13,14 +13,18 @@ use herald::domain::counters::{apply_packed, ApplyOutcome, Counter, Counters, Pa
 use herald::domain::delivery::DeliveryJob;
 use herald::ports::{CommitError, CounterStore, OutgoingMessage, QueueSender, UserWrites};
 use herald::telemetry::Metric;
-use herald::{Notification, RoomId, StoreError};
+use herald::{Channel, Notification, RoomId, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub inbox_table: String,
     /// The notifications queue this function consumes.
     pub queue: QueueConfig,
+    /// Email jobs (and any channel without its own queue).
     pub delivery_queue_url: String,
+    /// `SMS_QUEUE_URL`, `PUSH_QUEUE_URL`: each provider's jobs on their own queue, so each
+    /// sending rate is its own (optional: without them, everything goes to the delivery queue).
+    pub channel_queue_urls: Vec<(Channel, String)>,
     pub retention_days: u32,
     pub policy: BackoffPolicy,
     pub packing: Packing,
@@ -37,6 +41,13 @@ impl Config {
                 "NOTIFICATIONS_DLQ_URL",
             )?,
             delivery_queue_url: vars.required("DELIVERY_QUEUE_URL")?,
+            channel_queue_urls: [
+                (Channel::Sms, "SMS_QUEUE_URL"),
+                (Channel::Push, "PUSH_QUEUE_URL"),
+            ]
+            .into_iter()
+            .filter_map(|(channel, var)| vars.optional(var).map(|url| (channel, url)))
+            .collect(),
             retention_days: vars.retention_days()?,
             policy: BackoffPolicy {
                 budget: std::time::Duration::from_millis(budget_ms),
@@ -53,7 +64,10 @@ impl Config {
 /// The handler: the counter store and where delivery jobs go.
 pub struct InboxWriter {
     pub store: Arc<dyn CounterStore>,
+    /// Email jobs, and those of channels without a queue of their own.
     pub delivery: Arc<dyn QueueSender>,
+    /// The queues of channels that have their own (SMS, push).
+    pub channel_queues: Vec<(Channel, Arc<dyn QueueSender>)>,
     pub policy: BackoffPolicy,
     /// How a batch's users share transactions.
     pub packing: Packing,
@@ -70,9 +84,18 @@ impl InboxWriter {
                 config.retention_days,
             )),
             delivery: Arc::new(herald::aws::sqs::SqsSender::new(
-                sqs,
+                sqs.clone(),
                 &config.delivery_queue_url,
             )),
+            channel_queues: config
+                .channel_queue_urls
+                .iter()
+                .map(|(channel, url)| {
+                    let queue: Arc<dyn QueueSender> =
+                        Arc::new(herald::aws::sqs::SqsSender::new(sqs.clone(), url));
+                    (*channel, queue)
+                })
+                .collect(),
             policy: config.policy,
             packing: config.packing,
         }
@@ -234,28 +257,41 @@ impl InboxWriter {
             .into_iter()
             .filter(|(_, job)| seen.insert(job.identity()))
             .collect();
-        let mut messages = Vec::with_capacity(jobs.len());
+        // One send per queue: each channel's jobs go to that channel's queue.
+        let mut by_queue: Vec<(Arc<dyn QueueSender>, Vec<OutgoingMessage>)> = Vec::new();
         for (i, (index, job)) in jobs.iter().enumerate() {
-            match OutgoingMessage::json(i.to_string(), job) {
-                Ok(mut m) => {
-                    // The notification's trace continues into its deliveries.
-                    m.trace_header = batch[*index].trace_header.clone();
-                    messages.push(m)
-                }
+            let mut message = match OutgoingMessage::json(i.to_string(), job) {
+                Ok(m) => m,
                 Err(e) => {
-                    dispositions[jobs[i].0] =
-                        Some(Disposition::Poison(format!("delivery job: {e}")));
+                    dispositions[*index] = Some(Disposition::Poison(format!("delivery job: {e}")));
+                    continue;
+                }
+            };
+            // The notification's trace continues into its deliveries.
+            message.trace_header = batch[*index].trace_header.clone();
+            let queue = self.queue_for(job.channel);
+            match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
+                Some((_, messages)) => messages.push(message),
+                None => by_queue.push((queue, vec![message])),
+            }
+        }
+        for (queue, messages) in by_queue {
+            let results = queue.send(&messages).await;
+            for (message, result) in messages.iter().zip(results) {
+                if let (Err(reason), Ok(i)) = (result, message.id.parse::<usize>()) {
+                    dispositions[jobs[i].0] = Some(Disposition::Retry(format!(
+                        "delivery enqueue failed: {reason}"
+                    )));
                 }
             }
         }
-        let results = self.delivery.send(&messages).await;
-        for (message, result) in messages.iter().zip(results) {
-            if let (Err(reason), Ok(i)) = (result, message.id.parse::<usize>()) {
-                dispositions[jobs[i].0] = Some(Disposition::Retry(format!(
-                    "delivery enqueue failed: {reason}"
-                )));
-            }
-        }
+    }
+
+    fn queue_for(&self, channel: Channel) -> Arc<dyn QueueSender> {
+        self.channel_queues
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map_or_else(|| self.delivery.clone(), |(_, q)| q.clone())
     }
 }
 
@@ -287,10 +323,36 @@ mod tests {
         let w = InboxWriter {
             store: store.clone(),
             delivery: delivery.clone(),
+            channel_queues: Vec::new(),
             policy: BackoffPolicy::default(),
             packing: Packing::default(),
         };
         (w, store, delivery)
+    }
+
+    #[tokio::test]
+    async fn each_channel_goes_to_its_own_queue_and_twins_enqueue_once() {
+        let (mut w, _, email) = writer(Faults::default());
+        let (sms, push) = (
+            Arc::new(RecordingQueue::default()),
+            Arc::new(RecordingQueue::default()),
+        );
+        w.channel_queues = vec![
+            (Channel::Sms, sms.clone() as Arc<dyn QueueSender>),
+            (Channel::Push, push.clone() as Arc<dyn QueueSender>),
+        ];
+        let twin = message("n1", "u1", "r1", &["inbox", "email", "sms", "push"]);
+        let batch = vec![twin.clone(), twin];
+        assert_eq!(w.handle(&batch).await, vec![Disposition::Done; 2]);
+        let channels = |q: &RecordingQueue| -> Vec<Channel> {
+            q.bodies()
+                .iter()
+                .map(|b| serde_json::from_str::<DeliveryJob>(b).unwrap().channel)
+                .collect()
+        };
+        assert_eq!(channels(&email), vec![Channel::Email]);
+        assert_eq!(channels(&sms), vec![Channel::Sms]);
+        assert_eq!(channels(&push), vec![Channel::Push]);
     }
 
     fn key(user: &str) -> UserKey {

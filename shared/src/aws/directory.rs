@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::Client;
 use super::store_error;
 use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
+use crate::domain::notification::Channel;
 use crate::error::StoreError;
 use crate::ports::{Claim, DeliveryRecord, DeliveryState, Directory};
 
@@ -211,6 +212,52 @@ impl Directory for DynamoDirectory {
         UserId::parse(raw, "user_id")
             .map(Some)
             .map_err(|e| StoreError::Fatal(e.message))
+    }
+
+    async fn user_delivery_status(
+        &self,
+        tenant: &TenantId,
+        id: &NotificationId,
+        user: &UserId,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let keys = [Channel::Email, Channel::Sms, Channel::Push]
+            .into_iter()
+            .map(|channel| {
+                HashMap::from([
+                    ("pk".to_owned(), s(&format!("T#{tenant}#N#{id}"))),
+                    (
+                        "sk".to_owned(),
+                        s(&format!("U#{user}#C#{}", channel.as_str())),
+                    ),
+                ])
+            })
+            .collect();
+        let keys = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, keys)
+            .send()
+            .await
+            .map_err(store_error)?;
+        if out.unprocessed_keys().is_some_and(|u| !u.is_empty()) {
+            return Err(StoreError::Transient(
+                "delivery status reads unprocessed".into(),
+            ));
+        }
+        let mut records: Vec<DeliveryRecord> = out
+            .responses()
+            .and_then(|r| r.get(&self.table))
+            .into_iter()
+            .flatten()
+            .map(json_of)
+            .collect::<Result<_, _>>()?;
+        records.sort_by_key(|r| r.channel.as_str());
+        Ok(records)
     }
 
     async fn delivery_status(

@@ -146,6 +146,7 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
     let writer = Arc::new(inbox_writer::InboxWriter {
         store: timed.clone(),
         delivery: Arc::new(SqsSender::new(sqs.clone(), &config.delivery_queue_url)),
+        channel_queues: Vec::new(),
         policy: config.policy,
         // One pack at a time: concurrent transactions roll each other back in moto.
         packing: Packing {

@@ -54,6 +54,7 @@ fn setup(
     let writer = Arc::new(inbox_writer::InboxWriter {
         store: store.clone(),
         delivery: Arc::new(RecordingQueue::default()),
+        channel_queues: Vec::new(),
         policy: Default::default(),
         packing,
     });
