@@ -850,6 +850,71 @@ mod tests {
         assert_eq!(w2.sender.emails.lock().unwrap().len(), 1);
     }
 
+    /// Push that throttles one device and refuses another for good.
+    struct FlakyDevices(Arc<RecordingSender>);
+
+    #[async_trait]
+    impl MobileSender for FlakyDevices {
+        async fn send_sms(&self, sms: &Sms) -> Result<String, SendError> {
+            self.0.send_sms(sms).await
+        }
+        async fn send_push(
+            &self,
+            endpoint: &str,
+            title: &str,
+            body: &str,
+        ) -> Result<String, SendError> {
+            if endpoint.ends_with("/busy") {
+                return Err(SendError::Throttled(herald::error::CallError::message(
+                    "Throttled",
+                )));
+            }
+            if endpoint.ends_with("/dead") {
+                let mut e = herald::error::CallError::message("EndpointDisabled: disabled");
+                e.code = Some("EndpointDisabled".into());
+                return Err(SendError::Rejected(e));
+            }
+            self.0.send_push(endpoint, title, body).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partial_push_retries_only_the_devices_that_did_not_get_it() {
+        let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
+        let mut w = world_with(Contact {
+            push: vec![arn("ok"), arn("busy"), arn("dead")],
+            ..Contact::default()
+        })
+        .await;
+        w.deliverer.mobile = Arc::new(FlakyDevices(w.sender.clone()));
+        let j = job(Channel::Push, Category::Transactional);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        assert_eq!(
+            w.sender.pushes.lock().unwrap().len(),
+            1,
+            "the good device got it"
+        );
+        let requeued = w.requeue.sent.lock().unwrap().clone();
+        let next: DeliveryJob = serde_json::from_str(&requeued[0].body).unwrap();
+        assert_eq!(
+            next.endpoints,
+            Some(vec![arn("busy")]),
+            "only the throttled device is left"
+        );
+        let t1 = TenantId::parse("t1", "t").unwrap();
+        assert!(
+            w.directory.is_suppressed(&t1, &arn("dead")).await.unwrap(),
+            "dead device suppressed"
+        );
+        // The retry reaches the busy device only (it recovered meanwhile).
+        w.deliverer.mobile = w.sender.clone();
+        w.requeue.sent.lock().unwrap().clear();
+        assert_eq!(w.deliverer.deliver(&next).await, Disposition::Done);
+        let pushes = w.sender.pushes.lock().unwrap().clone();
+        assert_eq!(pushes.len(), 2);
+        assert_eq!(pushes[1].0, arn("busy"));
+    }
+
     #[test]
     fn sms_and_push_texts_fit_their_limits_at_character_boundaries() {
         let long = "é".repeat(2_000);

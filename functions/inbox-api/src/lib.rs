@@ -239,8 +239,7 @@ async fn get_contact(
     }
 }
 
-/// Only services write contacts: a user token must never repoint its own email or phone
-/// (that is how one-time codes are stolen). `PUT` replaces the contact.
+/// `PUT` replaces the contact.
 async fn put_contact(
     State(deps): State<Arc<Deps>>,
     token: VerifiedToken,
@@ -248,16 +247,7 @@ async fn put_contact(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(ETag, Json<Contact>), ApiError> {
-    let user = deps
-        .caller(&token)?
-        .user_for_service(&user, Scope::Contacts)?;
-    let body = parse_json(&body)?;
-    let default = deps.marketing_default;
-    let (version, contact) = write_contact(&deps, &user, if_match(&headers)?, |stored| {
-        Contact::apply(stored, &body, false, default)
-    })
-    .await?;
-    Ok((etag(version), Json(contact)))
+    change_contact(&deps, &token, &user, &headers, &body, false).await
 }
 
 /// `PATCH` merges the body into the contact (JSON merge patch: `null` clears a field).
@@ -268,13 +258,26 @@ async fn patch_contact(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(ETag, Json<Contact>), ApiError> {
+    change_contact(&deps, &token, &user, &headers, &body, true).await
+}
+
+/// Only services write contacts: a user token must never repoint its own email or phone
+/// (that is how one-time codes are stolen).
+async fn change_contact(
+    deps: &Deps,
+    token: &VerifiedToken,
+    user: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    merge: bool,
+) -> Result<(ETag, Json<Contact>), ApiError> {
     let user = deps
-        .caller(&token)?
-        .user_for_service(&user, Scope::Contacts)?;
-    let body = parse_json(&body)?;
+        .caller(token)?
+        .user_for_service(user, Scope::Contacts)?;
+    let body = parse_json(body)?;
     let default = deps.marketing_default;
-    let (version, contact) = write_contact(&deps, &user, if_match(&headers)?, |stored| {
-        Contact::apply(stored, &body, true, default)
+    let (version, contact) = write_contact(deps, &user, if_match(headers)?, |stored| {
+        Contact::apply(stored, &body, merge, default)
     })
     .await?;
     Ok((etag(version), Json(contact)))

@@ -50,6 +50,37 @@ impl DynamoDirectory {
             .map_err(store_error)?;
         Ok(out.item)
     }
+
+    /// Strongly consistent reads of a few `(pk, sk)` keys in one BatchGetItem; keys
+    /// DynamoDB did not get to (throttling) make it a transient error, never a silent miss.
+    async fn batch_get(
+        &self,
+        keys: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let keys = keys
+            .into_iter()
+            .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(&sk))]))
+            .collect();
+        let keys = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, keys)
+            .send()
+            .await
+            .map_err(store_error)?;
+        if out.unprocessed_keys().is_some_and(|u| !u.is_empty()) {
+            return Err(StoreError::Transient("batch read unprocessed".into()));
+        }
+        Ok(out
+            .responses
+            .and_then(|mut r| r.remove(&self.table))
+            .unwrap_or_default())
+    }
 }
 
 /// A transaction cancelled because a condition did not hold.
@@ -220,40 +251,16 @@ impl Directory for DynamoDirectory {
         id: &NotificationId,
         user: &UserId,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let keys = [Channel::Email, Channel::Sms, Channel::Push]
-            .into_iter()
-            .map(|channel| {
-                HashMap::from([
-                    ("pk".to_owned(), s(&format!("T#{tenant}#N#{id}"))),
-                    (
-                        "sk".to_owned(),
-                        s(&format!("U#{user}#C#{}", channel.as_str())),
-                    ),
-                ])
-            })
-            .collect();
-        let keys = KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
-        let out = self
-            .client
-            .batch_get_item()
-            .request_items(&self.table, keys)
-            .send()
-            .await
-            .map_err(store_error)?;
-        if out.unprocessed_keys().is_some_and(|u| !u.is_empty()) {
-            return Err(StoreError::Transient(
-                "delivery status reads unprocessed".into(),
-            ));
-        }
-        let mut records: Vec<DeliveryRecord> = out
-            .responses()
-            .and_then(|r| r.get(&self.table))
-            .into_iter()
-            .flatten()
+        let keys = [Channel::Email, Channel::Sms, Channel::Push].map(|channel| {
+            (
+                format!("T#{tenant}#N#{id}"),
+                format!("U#{user}#C#{}", channel.as_str()),
+            )
+        });
+        let mut records: Vec<DeliveryRecord> = self
+            .batch_get(keys)
+            .await?
+            .iter()
             .map(json_of)
             .collect::<Result<_, _>>()?;
         records.sort_by_key(|r| r.channel.as_str());
@@ -344,37 +351,8 @@ impl Directory for DynamoDirectory {
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
         let address = address.to_ascii_lowercase();
         let keys = [format!("T#{tenant}#S#{address}"), format!("G#S#{address}")]
-            .into_iter()
-            .map(|pk| {
-                HashMap::from([
-                    ("pk".to_owned(), s(&pk)),
-                    ("sk".to_owned(), s("SUPPRESSED")),
-                ])
-            })
-            .collect();
-        let keys = KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
-        let out = self
-            .client
-            .batch_get_item()
-            .request_items(&self.table, keys)
-            .send()
-            .await
-            .map_err(store_error)?;
-        let found = out
-            .responses()
-            .and_then(|r| r.get(&self.table))
-            .is_some_and(|items| !items.is_empty());
-        // Keys DynamoDB did not get to (throttling): ask again later rather than guess.
-        if !found && out.unprocessed_keys().is_some_and(|u| !u.is_empty()) {
-            return Err(StoreError::Transient(
-                "suppression lookup unprocessed".into(),
-            ));
-        }
-        Ok(found)
+            .map(|pk| (pk, "SUPPRESSED".to_owned()));
+        Ok(!self.batch_get(keys).await?.is_empty())
     }
 
     async fn suppress(
