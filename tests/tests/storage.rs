@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::Request;
 use herald::aws::dynamodb::{user_pk, DynamoInbox};
 use herald::domain::backoff::BackoffPolicy;
 use herald::domain::counters::{apply_to_counters, ApplyOutcome};
@@ -19,10 +17,9 @@ use herald::ports::{CounterStore, MessageLog};
 use herald::{Notification, RoomId, StoreError, TenantId};
 use serde_json::{json, Value};
 use testkit::counters_kit::{corrupt_total as set_total, user};
-use testkit::harness::test_stack;
+use testkit::harness::{call, test_stack};
 use testkit::runner::LocalApp;
 use testkit::stack::Stack;
-use tower::ServiceExt;
 
 fn room(r: &str) -> RoomId {
     RoomId::parse(r, "room").unwrap()
@@ -160,27 +157,10 @@ async fn a_backlog_committed_after_a_mark_read_is_unread_in_the_list_as_in_the_b
 }
 
 async fn get(app: &LocalApp, uri: &str) -> (u16, Value) {
-    let response = app
-        .router()
-        .oneshot(
-            Request::get(uri)
-                .header(
-                    "authorization",
-                    format!("Bearer {}", app.service_token("default")),
-                )
-                .body(Body::empty())
-                .unwrap(),
-        )
+    let token = app.service_token("default");
+    call(&app.router(), "GET", uri, Some(&token), None)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+        .unwrap()
 }
 
 #[tokio::test]

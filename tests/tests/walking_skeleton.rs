@@ -157,7 +157,6 @@ async fn invalid_input_is_a_400_naming_the_field_and_enqueues_nothing() -> anyho
 #[tokio::test]
 async fn message_pages_follow_dynamodb_cursors_and_reject_foreign_ones() -> anyhow::Result<()> {
     use herald::domain::counters::apply_to_counters;
-    use tower::ServiceExt;
 
     let stack = test_stack(&[]).await?;
     let app = LocalApp::new(&stack)?;
@@ -174,21 +173,10 @@ async fn message_pages_follow_dynamodb_cursors_and_reject_foreign_ones() -> anyh
         .collect::<anyhow::Result<Vec<_>>>()?;
     apply_to_counters(app.inbox_api.counters.as_ref(), batch, &Default::default()).await;
     let router = app.router();
-    let authorization = format!("Bearer {}", app.user_token("default", "pager"));
+    let token = app.user_token("default", "pager");
     let get = |uri: String| {
-        let (router, authorization) = (router.clone(), authorization.clone());
-        async move {
-            let response = router
-                .oneshot(
-                    axum::http::Request::get(uri)
-                        .header("authorization", authorization)
-                        .body(axum::body::Body::empty())?,
-                )
-                .await?;
-            let status = response.status().as_u16();
-            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
-            anyhow::Ok((status, serde_json::from_slice::<serde_json::Value>(&bytes)?))
-        }
+        let (router, token) = (router.clone(), token.clone());
+        async move { testkit::harness::call(&router, "GET", &uri, Some(&token), None).await }
     };
     let mut titles = Vec::new();
     let mut uri = "/v1/users/pager/messages?limit=2".to_owned();

@@ -176,7 +176,8 @@ impl Deliverer {
             Err(e) => return self.store_fault(job, e).await,
         }
         match decision {
-            Decision::Defer(_) => unreachable_decision(),
+            // Requeued above, before claiming; kept whole for the match.
+            Decision::Defer(seconds) => self.requeue(job, seconds).await,
             Decision::Skip(reason) => self.record(job, DeliveryState::Skipped, Some(reason)).await,
             Decision::Send(addresses) => match self
                 .send(
@@ -483,10 +484,6 @@ enum Outcome {
         left: Vec<String>,
         error: String,
     },
-}
-
-fn unreachable_decision() -> Disposition {
-    Disposition::Retry("deferred jobs are requeued before claiming".into())
 }
 
 /// The most an SMS may hold: SNS refuses longer messages (1,600 characters, 10 parts).
