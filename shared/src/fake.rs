@@ -794,6 +794,365 @@ impl Clock for ManualClock {
 }
 
 /// Sample values for tests.
+/// Campaigns in memory: definitions, chunks, page records and progress sets.
+#[derive(Default)]
+pub struct InMemoryCampaigns {
+    state: Mutex<CampaignState>,
+}
+
+#[derive(Default)]
+struct CampaignState {
+    campaigns: BTreeMap<(TenantId, String), crate::domain::campaign::Campaign>,
+    keys: HashMap<(TenantId, String), String>,
+    chunks: HashMap<(String, u32), Vec<UserId>>,
+    pages: HashMap<(String, u32), PageRecord>,
+    held: BTreeMap<(String, String), (HeldGroup, bool)>,
+    marks: HashMap<String, HashSet<(u32, u32, String)>>,
+    counts: HashMap<String, (u64, u64, u64)>,
+}
+
+impl InMemoryCampaigns {
+    fn state(&self) -> std::sync::MutexGuard<'_, CampaignState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl CampaignStore for InMemoryCampaigns {
+    async fn create_campaign(
+        &self,
+        campaign: &crate::domain::campaign::Campaign,
+        chunks: &[Vec<UserId>],
+        idempotency_key: Option<&str>,
+    ) -> Result<crate::domain::campaign::Campaign, StoreError> {
+        let mut state = self.state();
+        if let Some(key) = idempotency_key {
+            let k = (campaign.tenant.clone(), key.to_owned());
+            if let Some(id) = state.keys.get(&k).cloned() {
+                return state
+                    .campaigns
+                    .get(&(campaign.tenant.clone(), id))
+                    .cloned()
+                    .ok_or_else(|| StoreError::Fatal("key without campaign".into()));
+            }
+            state.keys.insert(k, campaign.id.to_string());
+        }
+        for (i, chunk) in chunks.iter().enumerate() {
+            state
+                .chunks
+                .insert((campaign.id.to_string(), i as u32), chunk.clone());
+        }
+        state.counts.insert(campaign.id.to_string(), (0, 0, 0));
+        state.campaigns.insert(
+            (campaign.tenant.clone(), campaign.id.to_string()),
+            campaign.clone(),
+        );
+        Ok(campaign.clone())
+    }
+
+    async fn campaign(
+        &self,
+        tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+    ) -> Result<Option<crate::domain::campaign::Campaign>, StoreError> {
+        Ok(self
+            .state()
+            .campaigns
+            .get(&(tenant.clone(), id.to_string()))
+            .cloned())
+    }
+
+    async fn campaigns(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<crate::domain::campaign::Campaign>, Option<String>), StoreError> {
+        let state = self.state();
+        let all: Vec<_> = state
+            .campaigns
+            .iter()
+            .rev()
+            .filter(|((t, id), _)| t == tenant && after.is_none_or(|a| id.as_str() < a))
+            .map(|(_, c)| c.clone())
+            .collect();
+        let next = (all.len() > limit).then(|| all[limit - 1].id.to_string());
+        Ok((all.into_iter().take(limit).collect(), next))
+    }
+
+    async fn transition(
+        &self,
+        tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        from: &[crate::domain::campaign::CampaignStatus],
+        to: crate::domain::campaign::CampaignStatus,
+        at: &str,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(c) = state.campaigns.get_mut(&(tenant.clone(), id.to_string())) else {
+            return Ok(false);
+        };
+        if !from.contains(&c.status) {
+            return Ok(false);
+        }
+        c.status = to;
+        match to {
+            crate::domain::campaign::CampaignStatus::Running => c.started_at = Some(at.into()),
+            crate::domain::campaign::CampaignStatus::Cancelled => c.cancelled_at = Some(at.into()),
+            _ => {}
+        }
+        c.failure = detail.map(str::to_owned);
+        Ok(true)
+    }
+
+    async fn mark_fanned_out(
+        &self,
+        tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(c) = self
+            .state()
+            .campaigns
+            .get_mut(&(tenant.clone(), id.to_string()))
+        {
+            c.fanned_out_at.get_or_insert_with(|| at.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn audience_chunk(
+        &self,
+        _tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        chunk: u32,
+    ) -> Result<Vec<UserId>, StoreError> {
+        Ok(self
+            .state()
+            .chunks
+            .get(&(id.to_string(), chunk))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn record_page(
+        &self,
+        _tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        page: &PageRecord,
+    ) -> Result<Option<PageRecord>, StoreError> {
+        let mut state = self.state();
+        let key = (id.to_string(), page.page);
+        if let Some(existing) = state.pages.get(&key) {
+            return Ok(Some(existing.clone()));
+        }
+        state.pages.insert(key, page.clone());
+        let held: u64 = page.held.iter().map(|(_, r)| r.len() as u64).sum();
+        let counts = state.counts.entry(id.to_string()).or_default();
+        counts.1 += page.enqueued;
+        counts.2 += held;
+        counts.0 += page.users;
+        for (at, recipients) in &page.held {
+            let group = HeldGroup {
+                key: format!("H#{at}#{:08}", page.page),
+                page: page.page,
+                recipients: recipients.clone(),
+            };
+            state
+                .held
+                .insert((id.to_string(), group.key.clone()), (group, false));
+        }
+        Ok(None)
+    }
+
+    async fn mark_next_sent(
+        &self,
+        _tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        page: u32,
+    ) -> Result<(), StoreError> {
+        if let Some(p) = self.state().pages.get_mut(&(id.to_string(), page)) {
+            p.next_sent = true;
+        }
+        Ok(())
+    }
+
+    async fn held(
+        &self,
+        _tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        at: &str,
+    ) -> Result<Vec<HeldGroup>, StoreError> {
+        let prefix = format!("H#{at}#");
+        Ok(self
+            .state()
+            .held
+            .iter()
+            .filter(|((c, k), (_, released))| {
+                c == id.as_str() && k.starts_with(&prefix) && !released
+            })
+            .map(|(_, (g, _))| g.clone())
+            .collect())
+    }
+
+    async fn release_group(
+        &self,
+        _tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        group: &str,
+        enqueued: u64,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some((_, released)) = state.held.get_mut(&(id.to_string(), group.to_owned())) else {
+            return Ok(false);
+        };
+        if *released {
+            return Ok(false);
+        }
+        *released = true;
+        let counts = state.counts.entry(id.to_string()).or_default();
+        counts.1 += enqueued;
+        counts.2 -= enqueued.min(counts.2);
+        Ok(true)
+    }
+
+    async fn mark(
+        &self,
+        _tenant: &TenantId,
+        marks: &[(
+            crate::domain::campaign::CampaignRef,
+            crate::domain::campaign::ProgressMark,
+        )],
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for (at, mark) in marks {
+            state.marks.entry(at.id.to_string()).or_default().insert((
+                at.page,
+                at.slot,
+                format!("{mark:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn progress(
+        &self,
+        campaign: &crate::domain::campaign::Campaign,
+    ) -> Result<crate::domain::campaign::Progress, StoreError> {
+        use crate::domain::campaign::Progress;
+        let state = self.state();
+        let (audience, enqueued, held) = state
+            .counts
+            .get(campaign.id.as_str())
+            .copied()
+            .unwrap_or_default();
+        let mut progress = Progress {
+            audience: campaign.audience.known_size().unwrap_or(audience),
+            enqueued,
+            held,
+            ..Progress::default()
+        };
+        let marks = state.marks.get(campaign.id.as_str());
+        let mut settled = HashSet::new();
+        for (page, slot, mark) in marks.into_iter().flatten() {
+            match mark.as_str() {
+                "Committed" => progress.committed += 1,
+                "Skipped" => progress.skipped += 1,
+                "Failed" => progress.failed += 1,
+                sent => {
+                    let channel = Channel::ALL
+                        .into_iter()
+                        .find(|c| sent == format!("Sent({c:?})"));
+                    if let Some(channel) = channel {
+                        *progress.sent.entry(channel).or_default() += 1;
+                    }
+                    continue;
+                }
+            }
+            settled.insert((page, slot));
+        }
+        progress.settled = settled.len() as u64;
+        Ok(progress)
+    }
+}
+
+/// Schedules recorded, never fired: (name, at, payload).
+#[derive(Default)]
+pub struct RecordingScheduler {
+    pub schedules: Mutex<Vec<(String, jiff::Timestamp, String)>>,
+}
+
+#[async_trait]
+impl Scheduler for RecordingScheduler {
+    async fn schedule_once(
+        &self,
+        name: &str,
+        at: jiff::Timestamp,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        let mut schedules = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        if !schedules.iter().any(|(n, _, _)| n == name) {
+            schedules.push((name.to_owned(), at, payload.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<(), StoreError> {
+        self.schedules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(n, _, _)| n != name);
+        Ok(())
+    }
+}
+
+/// Audience files in memory, read through the same line reader as S3's.
+#[derive(Default)]
+pub struct InMemoryAudiences {
+    pub files: Mutex<HashMap<(String, String), Vec<u8>>>,
+}
+
+#[async_trait]
+impl AudienceFiles for InMemoryAudiences {
+    async fn inspect(&self, bucket: &str, key: &str) -> Result<Option<AudienceFile>, StoreError> {
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(files
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .map(|bytes| {
+                let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+                AudienceFile {
+                    column: crate::domain::campaign::audience_header(&String::from_utf8_lossy(
+                        first,
+                    )),
+                    size: bytes.len() as u64,
+                }
+            }))
+    }
+
+    async fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        column: Option<usize>,
+        cursor: u64,
+        max: usize,
+    ) -> Result<AudienceRead, StoreError> {
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = files
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .ok_or_else(|| StoreError::Fatal("no such file".into()))?;
+        let from = (cursor as usize).min(bytes.len());
+        Ok(crate::domain::campaign::read_audience(
+            &bytes[from..],
+            cursor,
+            true,
+            column,
+            max,
+        ))
+    }
+}
+
 pub mod fixtures {
     use crate::domain::delivery::DeliveryJob;
     use crate::domain::notification::{Category, Channel};
@@ -816,6 +1175,7 @@ pub mod fixtures {
             attempt: 0,
             retrying_since: None,
             endpoints: None,
+            campaign: None,
         }
     }
 

@@ -25,6 +25,9 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("payload too large: {0}")]
     TooLarge(String),
+    /// The resource is in a state that does not allow this (cancel a finished campaign): 409.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -49,6 +52,7 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 FieldError::body("too_large", m),
             ),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, FieldError::body("conflict", m)),
             ApiError::Store(StoreError::Transient(_))
             | ApiError::Store(StoreError::Call {
                 transient: true, ..

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fake;
 pub mod http;
 pub mod ports;
+pub mod progress;
 pub mod telemetry;
 
 pub use domain::counters::{Unread, UserKey};

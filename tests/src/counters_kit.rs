@@ -39,6 +39,7 @@ pub fn notification(id: &str, u: &str, room: &str) -> Notification {
         created_at: format!("2026-11-23T09:00:00.000Z#{id}").replace('#', ""),
         log_key: None,
         correlation_id: None,
+        campaign: None,
     }
 }
 

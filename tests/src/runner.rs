@@ -24,7 +24,16 @@ pub struct LocalApp {
     pub sms_deliverer: Arc<deliver::Deliverer>,
     pub push_deliverer: Arc<deliver::Deliverer>,
     pub feedback: Arc<feedback::FeedbackHandler>,
+    /// Campaign notifications (MarketingWriterFunction: the writer on the marketing queue).
+    pub marketing_writer: Arc<inbox_writer::InboxWriter>,
+    pub campaigns: Arc<campaigns::CampaignRunner>,
+    pub campaign_api: Arc<inbox_api::campaigns::CampaignDeps>,
     pub notifications: QueueBinding,
+    pub marketing: QueueBinding,
+    pub campaign_queue: QueueBinding,
+    /// The schedule group campaigns' schedules are in (fired by `fire_due_schedules`).
+    pub schedule_group: String,
+    pub sdk: aws_config::SdkConfig,
     pub delivery: QueueBinding,
     pub sms_delivery: QueueBinding,
     pub push_delivery: QueueBinding,
@@ -50,6 +59,11 @@ impl LocalApp {
         // moto rolls a cancelled transaction back by restoring a snapshot of the whole table,
         // which can erase a concurrent commit: locally, one pack at a time.
         writer_config.packing.concurrency = 1;
+        let mut marketing_config =
+            inbox_writer::Config::from_vars(&stack.function_vars("MarketingWriterFunction")?)?;
+        marketing_config.packing.concurrency = 1;
+        let campaigns_config =
+            campaigns::Config::from_vars(&stack.function_vars("CampaignsFunction")?)?;
         // Deployed, links point at the API Gateway URL; locally, at this runner.
         let deliver_config = |function: &str| -> Result<deliver::Config> {
             let mut config = deliver::Config::from_vars(&stack.function_vars(function)?)?;
@@ -64,6 +78,14 @@ impl LocalApp {
         let feedback_config =
             feedback::Config::from_vars(&stack.function_vars("FeedbackFunction")?)?;
         let mut notifications = herald::aws::sqs::binding(&writer_config.queue, sdk);
+        let mut marketing = herald::aws::sqs::binding(&marketing_config.queue, sdk);
+        let mut campaign_queue = herald::aws::sqs::binding(&campaigns_config.queue, sdk);
+        // As the template's event source: campaign traffic in large batches (packed commits).
+        marketing.batch_size = stack
+            .parameters
+            .get("MarketingBatchSize")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(marketing.batch_size);
         let mut delivery = herald::aws::sqs::binding(&email_config.queue, sdk);
         let mut sms_delivery = herald::aws::sqs::binding(&sms_config.queue, sdk);
         let mut push_delivery = herald::aws::sqs::binding(&push_config.queue, sdk);
@@ -71,6 +93,8 @@ impl LocalApp {
         // Locally, retries come back within a second rather than after minutes.
         for binding in [
             &mut notifications,
+            &mut marketing,
+            &mut campaign_queue,
             &mut delivery,
             &mut sms_delivery,
             &mut push_delivery,
@@ -93,7 +117,18 @@ impl LocalApp {
             sms_deliverer: Arc::new(deliver::Deliverer::from_aws(&sms_config, sdk)),
             push_deliverer: Arc::new(deliver::Deliverer::from_aws(&push_config, sdk)),
             feedback: Arc::new(feedback::FeedbackHandler::from_aws(&feedback_config, sdk)),
+            marketing_writer: Arc::new(inbox_writer::InboxWriter::from_aws(&marketing_config, sdk)),
+            campaigns: Arc::new(campaigns::CampaignRunner::from_aws(&campaigns_config, sdk)),
+            campaign_api: Arc::new(inbox_api::campaigns::CampaignDeps::from_aws(
+                &inbox_api::campaigns::CampaignConfig::from_vars(&api_vars)?,
+                &herald::auth::AuthSettings::from_vars(&api_vars)?,
+                sdk,
+            )),
+            schedule_group: campaigns_config.schedule_group.clone(),
+            sdk: sdk.clone(),
             notifications,
+            marketing,
+            campaign_queue,
             delivery,
             sms_delivery,
             push_delivery,
@@ -119,6 +154,7 @@ impl LocalApp {
         let jwks = serde_json::to_value(self.issuer.jwks()).unwrap_or_default();
         ingest::routes(self.ingest.clone())
             .merge(inbox_api::routes(self.inbox_api.clone()))
+            .merge(inbox_api::campaigns::routes(self.campaign_api.clone()))
             .layer(axum::middleware::from_fn(move |request, next| {
                 authorizer.clone().layer(request, next)
             }))
@@ -137,8 +173,10 @@ impl LocalApp {
         wait_seconds: i32,
         shutdown: &CancellationToken,
     ) -> Vec<JoinHandle<()>> {
-        let pairs: [(Arc<dyn BatchHandler>, &QueueBinding); 5] = [
+        let pairs: [(Arc<dyn BatchHandler>, &QueueBinding); 7] = [
             (self.writer.clone(), &self.notifications),
+            (self.marketing_writer.clone(), &self.marketing),
+            (self.campaigns.clone(), &self.campaign_queue),
             (self.deliverer.clone(), &self.delivery),
             (self.sms_deliverer.clone(), &self.sms_delivery),
             (self.push_deliverer.clone(), &self.push_delivery),
@@ -155,6 +193,23 @@ impl LocalApp {
                 )));
             }
         }
+        // EventBridge Scheduler's part: the emulator stores schedules but never fires them.
+        let (sdk, group, shutdown) = (
+            self.sdk.clone(),
+            self.schedule_group.clone(),
+            shutdown.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            while !shutdown.is_cancelled() {
+                if let Err(e) = fire_due_schedules(&sdk, &group, jiff::Timestamp::now()).await {
+                    tracing::warn!(error = %e, "firing schedules");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }));
         handles
     }
 
@@ -169,4 +224,68 @@ impl LocalApp {
             .await?;
         Ok(())
     }
+}
+
+/// Fires every one-time schedule of `group` due at `now`, as EventBridge Scheduler does: its
+/// input goes to its target queue, and the schedule is deleted (`ActionAfterCompletion:
+/// DELETE`). Returns how many fired. The same campaign code then runs as on AWS; only the
+/// trigger differs.
+pub async fn fire_due_schedules(
+    sdk: &aws_config::SdkConfig,
+    group: &str,
+    now: jiff::Timestamp,
+) -> Result<usize> {
+    let scheduler = aws_sdk_scheduler::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let listed = scheduler.list_schedules().group_name(group).send().await?;
+    let mut fired = 0;
+    for summary in listed.schedules() {
+        let Some(name) = summary.name() else { continue };
+        let schedule = scheduler
+            .get_schedule()
+            .group_name(group)
+            .name(name)
+            .send()
+            .await?;
+        let expression = schedule.schedule_expression().unwrap_or_default();
+        let Some(at) = expression
+            .strip_prefix("at(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|wall| wall.parse::<jiff::civil::DateTime>().ok())
+        else {
+            continue;
+        };
+        let zone = schedule.schedule_expression_timezone().unwrap_or("UTC");
+        let due = jiff::tz::TimeZone::get(zone)?
+            .to_ambiguous_timestamp(at)
+            .compatible()?;
+        if due > now {
+            continue;
+        }
+        let Some(target) = schedule.target() else {
+            continue;
+        };
+        let queue_name = target.arn().rsplit(':').next().unwrap_or_default();
+        let url = sqs
+            .get_queue_url()
+            .queue_name(queue_name)
+            .send()
+            .await?
+            .queue_url
+            .unwrap_or_default();
+        sqs.send_message()
+            .queue_url(url)
+            .message_body(target.input().unwrap_or("{}"))
+            .send()
+            .await?;
+        scheduler
+            .delete_schedule()
+            .group_name(group)
+            .name(name)
+            .send()
+            .await?;
+        tracing::info!(schedule = name, "fired a due schedule");
+        fired += 1;
+    }
+    Ok(fired)
 }

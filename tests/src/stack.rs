@@ -63,6 +63,9 @@ impl Stack {
         stack.create_secrets().await?;
         stack.create_subscriptions().await?;
         stack.create_configuration_sets().await?;
+        stack.create_buckets().await?;
+        stack.create_schedule_groups().await?;
+        stack.name_roles();
         stack.name_apis();
         Ok(stack)
     }
@@ -234,6 +237,68 @@ impl Stack {
             );
         }
         Ok(())
+    }
+
+    async fn create_buckets(&mut self) -> Result<()> {
+        let s3 = herald::aws::s3::client(&self.sdk);
+        for (id, _) in self.template.resources_of("AWS::S3::Bucket") {
+            // Bucket names are lowercase.
+            let name = self.physical_name(&id).to_lowercase();
+            s3.create_bucket()
+                .bucket(&name)
+                .send()
+                .await
+                .with_context(|| format!("creating bucket {name}"))?;
+            let arn = format!("arn:aws:s3:::{name}");
+            self.resources.insert(
+                id,
+                Physical {
+                    reference: name.clone(),
+                    name,
+                    arn,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn create_schedule_groups(&mut self) -> Result<()> {
+        let scheduler = aws_sdk_scheduler::Client::new(&self.sdk);
+        for (id, _) in self.template.resources_of("AWS::Scheduler::ScheduleGroup") {
+            let name = self.physical_name(&id);
+            let arn = scheduler
+                .create_schedule_group()
+                .name(&name)
+                .send()
+                .await
+                .with_context(|| format!("creating schedule group {name}"))?
+                .schedule_group_arn;
+            self.resources.insert(
+                id,
+                Physical {
+                    reference: name.clone(),
+                    name,
+                    arn,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Roles are not enforced by the emulator; their ARNs are what functions are told.
+    fn name_roles(&mut self) {
+        for (id, _) in self.template.resources_of("AWS::IAM::Role") {
+            let name = self.physical_name(&id);
+            let arn = format!("arn:aws:iam::{ACCOUNT}:role/{name}");
+            self.resources.insert(
+                id,
+                Physical {
+                    reference: name.clone(),
+                    name,
+                    arn,
+                },
+            );
+        }
     }
 
     async fn create_queues(&mut self) -> Result<()> {

@@ -66,6 +66,7 @@ async fn a_spent_retry_budget_is_a_batch_item_failure_and_the_message_stays_queu
         store: Arc::new(Flaky::new(app.inbox_api.counters.clone(), u64::MAX)),
         delivery: Arc::new(RecordingQueue::default()),
         channel_queues: Vec::new(),
+        campaigns: None,
         policy: BackoffPolicy {
             budget: Duration::from_millis(100),
             ..BackoffPolicy::default()
@@ -144,6 +145,7 @@ async fn a_message_out_of_receives_goes_to_the_dlq_with_the_last_error() {
         store: Arc::new(Flaky::new(app.inbox_api.counters.clone(), u64::MAX)),
         delivery: Arc::new(RecordingQueue::default()),
         channel_queues: Vec::new(),
+        campaigns: None,
         policy: BackoffPolicy {
             budget: Duration::from_millis(50),
             ..BackoffPolicy::default()

@@ -59,14 +59,27 @@ async fn every_documented_route_is_served() {
         queue: Arc::new(herald::fake::RecordingQueue::default()),
         auth: auth_settings(),
     });
+    let campaigns = Arc::new(inbox_api::campaigns::CampaignDeps {
+        campaigns: Arc::new(herald::fake::InMemoryCampaigns::default()),
+        audiences: Arc::new(herald::fake::InMemoryAudiences::default()),
+        scheduler: Arc::new(herald::fake::RecordingScheduler::default()),
+        queue: Arc::new(herald::fake::RecordingQueue::default()),
+        audience_bucket: "audiences".into(),
+        auth: auth_settings(),
+        clock: Arc::new(herald::ports::SystemClock),
+    });
     let router = ingest::routes(ingest)
         .merge(inbox_api::routes(api.clone()))
+        .merge(inbox_api::campaigns::routes(campaigns))
         .merge(inbox_api::public_routes(api))
         .fallback(herald::http::not_found);
     let service = herald::auth::jwt_request_context(
         herald::auth::claims(&[
             ("custom:tenant", "t"),
-            ("scope", "herald/send herald/contacts herald/inbox"),
+            (
+                "scope",
+                "herald/send herald/contacts herald/inbox herald/campaigns",
+            ),
         ]),
         None,
     );

@@ -49,6 +49,7 @@ async fn run(s: Scenario) {
         store: store.clone(),
         delivery: Arc::new(RecordingQueue::default()),
         channel_queues: Vec::new(),
+        campaigns: None,
         // Tight budget: some transactions give up and go back to the queue, as in production.
         // Packed, a conflict first splits the pack without waiting, so the budget is spent far
         // less: none at all there, so every conflict on a lone user goes back to the queue.
@@ -88,6 +89,7 @@ async fn run(s: Scenario) {
             created_at: format!("2026-11-23T00:00:00.{i:06}Z"),
             log_key: None,
             correlation_id: None,
+            campaign: None,
         };
         if inbox {
             *expected.entry((key(user), room)).or_default() += 1;

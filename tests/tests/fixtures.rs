@@ -19,7 +19,10 @@ async fn invoke(app: &LocalApp, name: &str, function: &str) -> Answer {
     let text = read(name).unwrap();
     let router = match function {
         "IngestFunction" => Some(ingest::app(app.ingest.clone())),
-        "InboxApiFunction" => Some(inbox_api::app(app.inbox_api.clone())),
+        "InboxApiFunction" => Some(inbox_api::app(
+            app.inbox_api.clone(),
+            app.campaign_api.clone(),
+        )),
         _ => None,
     };
     if let Some(router) = router {

@@ -70,6 +70,7 @@ async fn correlation_id_and_trace_follow_a_notification_to_its_delivery_job() {
         store: app.writer.store.clone(),
         delivery: Arc::new(SqsSender::new(sqs.clone(), queue_url("DeliveryQueue"))),
         channel_queues: Vec::new(),
+        campaigns: None,
         policy: app.writer.policy,
         packing: app.writer.packing,
     };

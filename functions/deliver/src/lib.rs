@@ -7,12 +7,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
+use herald::domain::campaign::ProgressMark;
 use herald::domain::delivery::{decide, throttled_delay, Decision, DeliveryJob};
 use herald::domain::notification::Category;
 use herald::ports::{
     Claim, Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, LinkKeys,
     MobileSender, OutgoingMessage, QueueSender, SendError, Sms, SystemClock,
 };
+use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
 use herald::{Channel, StoreError};
 
@@ -82,6 +84,8 @@ pub struct Deliverer {
     pub clock: Arc<dyn Clock>,
     /// How long throttled jobs are retried before they fail.
     pub give_up_after: std::time::Duration,
+    /// Campaign jobs: skipped once their campaign is cancelled, marked when settled.
+    pub campaigns: Option<Arc<CampaignGate>>,
 }
 
 impl Deliverer {
@@ -89,9 +93,12 @@ impl Deliverer {
         let ddb = aws_sdk_dynamodb::Client::new(aws);
         Self {
             directory: Arc::new(herald::aws::directory::DynamoDirectory::new(
-                ddb,
+                ddb.clone(),
                 &config.directory_table,
             )),
+            campaigns: Some(Arc::new(CampaignGate::new(Arc::new(
+                herald::aws::campaigns::DynamoCampaigns::new(ddb, &config.directory_table),
+            )))),
             email: Arc::new(herald::aws::ses::SesEmail::new(
                 aws_sdk_sesv2::Client::new(aws),
                 &config.email_from,
@@ -153,6 +160,18 @@ impl Deliverer {
     /// copies of the job arrive; throttling puts the job back with a delay instead of
     /// spending the queue's receives.
     pub async fn deliver(&self, job: &DeliveryJob) -> Disposition {
+        if let (Some(gate), Some(at)) = (&self.campaigns, &job.campaign) {
+            match gate.cancelled(&job.tenant, &at.id).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!("campaign cancelled: not sent");
+                    return self
+                        .mark_campaign(job, ProgressMark::Skipped, Disposition::Done)
+                        .await;
+                }
+                Err(e) => return self.store_fault(job, e).await,
+            }
+        }
         let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
             Ok(contact) => contact,
             Err(e) => return self.store_fault(job, e).await,
@@ -166,7 +185,11 @@ impl Deliverer {
             Ok(Claim::Claimed) => {}
             Ok(Claim::Settled(state)) => {
                 tracing::info!(state = state.as_str(), "already settled by another copy");
-                return Disposition::Done;
+                // The copy that settled it may have died before marking the campaign.
+                return match campaign_mark(state, job.channel) {
+                    Some(mark) => self.mark_campaign(job, mark, Disposition::Done).await,
+                    None => Disposition::Done,
+                };
             }
             Ok(Claim::Held { since }) => {
                 // Another copy is sending now; look again once its claim would be stale.
@@ -450,7 +473,7 @@ impl Deliverer {
         }
         herald::telemetry::emit("deliver", &[("channel", job.channel.as_str())], &metrics);
         tracing::info!(state = ?state, detail = record.detail.as_deref().unwrap_or_default(), "delivery recorded");
-        match self.directory.record_delivery(&job.tenant, &record).await {
+        let recorded = match self.directory.record_delivery(&job.tenant, &record).await {
             Ok(()) => Disposition::Done,
             // The send happened; failing to record it must not resend, so only log.
             Err(e) if state == DeliveryState::Sent => {
@@ -458,7 +481,40 @@ impl Deliverer {
                 Disposition::Done
             }
             Err(e) => Disposition::Retry(e.to_string()),
+        };
+        match (recorded, campaign_mark(state, job.channel)) {
+            (Disposition::Done, Some(mark)) => {
+                self.mark_campaign(job, mark, Disposition::Done).await
+            }
+            (recorded, _) => recorded,
         }
+    }
+
+    /// Leaves a campaign job's progress mark, then answers `then`; a mark that did not make it
+    /// retries the job, whose claim is settled by then, so it is marked and never resent.
+    async fn mark_campaign(
+        &self,
+        job: &DeliveryJob,
+        mark: ProgressMark,
+        then: Disposition,
+    ) -> Disposition {
+        let (Some(gate), Some(at)) = (&self.campaigns, &job.campaign) else {
+            return then;
+        };
+        match gate.mark(&job.tenant, &[(at.clone(), mark)]).await {
+            Ok(()) => then,
+            Err(e) => Disposition::Retry(format!("campaign progress: {e}")),
+        }
+    }
+}
+
+/// The progress a settled delivery leaves on its campaign.
+fn campaign_mark(state: DeliveryState, channel: Channel) -> Option<ProgressMark> {
+    match state {
+        DeliveryState::Sent => Some(ProgressMark::Sent(channel)),
+        DeliveryState::Skipped => Some(ProgressMark::Skipped),
+        DeliveryState::Failed => Some(ProgressMark::Failed),
+        _ => None,
     }
 }
 
@@ -573,6 +629,7 @@ mod tests {
             )),
             clock: Arc::new(FixedClock(noon())),
             give_up_after: std::time::Duration::from_secs(24 * 3600),
+            campaigns: None,
         };
         World {
             deliverer,

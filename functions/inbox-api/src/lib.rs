@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod campaigns;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -107,9 +109,10 @@ impl Deps {
     }
 }
 
-/// The inbox API as Lambda serves it.
-pub fn app(deps: Arc<Deps>) -> Router {
+/// The inbox API as Lambda serves it, campaigns included.
+pub fn app(deps: Arc<Deps>, campaign_deps: Arc<campaigns::CampaignDeps>) -> Router {
     routes(deps.clone())
+        .merge(campaigns::routes(campaign_deps))
         .merge(public_routes(deps))
         .fallback(not_found)
 }
@@ -512,7 +515,8 @@ mod tests {
             .extension(jwt_request_context(claims(token), None))
             .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
             .unwrap();
-        let resp = app(deps.clone()).oneshot(req).await.unwrap();
+        let router = routes(deps.clone()).merge(public_routes(deps.clone()));
+        let resp = router.oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await

@@ -9,5 +9,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = inbox_api::Config::from_vars(&vars)?;
     let aws = herald::aws::sdk_config().await;
     let deps = Arc::new(inbox_api::Deps::from_aws(&config, &aws));
-    lambda_http::run(inbox_api::app(deps)).await
+    let campaigns = inbox_api::campaigns::CampaignConfig::from_vars(&vars)?;
+    let campaigns = Arc::new(inbox_api::campaigns::CampaignDeps::from_aws(
+        &campaigns,
+        &config.auth,
+        &aws,
+    ));
+    lambda_http::run(inbox_api::app(deps, campaigns)).await
 }

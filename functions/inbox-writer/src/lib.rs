@@ -9,11 +9,13 @@ use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::backoff::BackoffPolicy;
+use herald::domain::campaign::{CampaignRef, ProgressMark};
 use herald::domain::counters::{apply_packed, ApplyOutcome, Counter, Counters, Packing, UserKey};
 use herald::domain::delivery::DeliveryJob;
 use herald::ports::{CommitError, CounterStore, OutgoingMessage, QueueSender, UserWrites};
+use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
-use herald::{Channel, Notification, RoomId, StoreError};
+use herald::{Channel, Notification, RoomId, StoreError, TenantId};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -28,6 +30,9 @@ pub struct Config {
     pub retention_days: u32,
     pub policy: BackoffPolicy,
     pub packing: Packing,
+    /// `DIRECTORY_TABLE`: campaigns' status and progress (without it, campaign notifications
+    /// are written like any other).
+    pub directory_table: Option<String>,
 }
 
 impl Config {
@@ -57,6 +62,7 @@ impl Config {
                 pack_users: vars.parsed_or("PACK_USERS", true)?,
                 concurrency: vars.parsed_or("COMMIT_CONCURRENCY", 1)?,
             },
+            directory_table: vars.optional("DIRECTORY_TABLE"),
         })
     }
 }
@@ -71,6 +77,8 @@ pub struct InboxWriter {
     pub policy: BackoffPolicy,
     /// How a batch's users share transactions.
     pub packing: Packing,
+    /// Campaign notifications: skipped once their campaign is cancelled, marked when committed.
+    pub campaigns: Option<Arc<CampaignGate>>,
 }
 
 impl InboxWriter {
@@ -79,7 +87,7 @@ impl InboxWriter {
         let sqs = aws_sdk_sqs::Client::new(aws);
         Self {
             store: Arc::new(herald::aws::dynamodb::DynamoInbox::new(
-                ddb,
+                ddb.clone(),
                 &config.inbox_table,
                 config.retention_days,
             )),
@@ -98,6 +106,11 @@ impl InboxWriter {
                 .collect(),
             policy: config.policy,
             packing: config.packing,
+            campaigns: config.directory_table.as_ref().map(|table| {
+                Arc::new(CampaignGate::new(Arc::new(
+                    herald::aws::campaigns::DynamoCampaigns::new(ddb.clone(), table),
+                )))
+            }),
         }
     }
 }
@@ -107,12 +120,14 @@ impl BatchHandler for InboxWriter {
     async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
         let mut dispositions: Vec<Option<Disposition>> = vec![None; batch.len()];
         let parsed = parse_batch(batch, &mut dispositions);
+        let parsed = self.skip_cancelled(parsed, &mut dispositions).await;
         let store = CountingStore::new(self.store.as_ref());
         let outcomes = apply_packed(&store, parsed, &self.policy, self.packing).await;
 
         let (mut committed, mut duplicates, mut unfinished) = (0, 0, 0);
         let mut latencies = Vec::new();
         let mut jobs = Vec::new();
+        let mut marks = Vec::new();
         for (index, notification, outcome) in outcomes {
             match outcome {
                 ApplyOutcome::Committed | ApplyOutcome::AlreadyApplied => {
@@ -128,6 +143,10 @@ impl BatchHandler for InboxWriter {
                         );
                     } else {
                         duplicates += 1
+                    }
+                    // A duplicate is marked again: the first attempt may have died before.
+                    if let Some(at) = &notification.campaign {
+                        marks.push((index, notification.tenant.clone(), at.clone()));
                     }
                     // A redelivered duplicate re-enqueues its jobs too: the first attempt may
                     // have died before enqueueing; deliver skips channels already sent.
@@ -145,6 +164,7 @@ impl BatchHandler for InboxWriter {
             }
         }
         self.enqueue_delivery(batch, jobs, &mut dispositions).await;
+        self.mark_committed(marks, &mut dispositions).await;
         let (transactions, retries) = store.counts();
         herald::telemetry::emit(
             "inbox-writer",
@@ -243,6 +263,71 @@ fn parse_batch(
 }
 
 impl InboxWriter {
+    /// Campaign notifications of a cancelled campaign are dropped (neither counted nor
+    /// delivered) and marked skipped; the rest go on.
+    async fn skip_cancelled(
+        &self,
+        parsed: Vec<(usize, Notification)>,
+        dispositions: &mut [Option<Disposition>],
+    ) -> Vec<(usize, Notification)> {
+        let Some(gate) = &self.campaigns else {
+            return parsed;
+        };
+        let mut kept = Vec::with_capacity(parsed.len());
+        for (index, n) in parsed {
+            let Some(at) = &n.campaign else {
+                kept.push((index, n));
+                continue;
+            };
+            let skipped = match gate.cancelled(&n.tenant, &at.id).await {
+                Ok(false) => {
+                    kept.push((index, n));
+                    continue;
+                }
+                Ok(true) => gate
+                    .mark(&n.tenant, &[(at.clone(), ProgressMark::Skipped)])
+                    .await
+                    .map(|()| Disposition::Done),
+                Err(e) => Err(e),
+            };
+            dispositions[index] = Some(
+                skipped.unwrap_or_else(|e| Disposition::Retry(format!("campaign status: {e}"))),
+            );
+        }
+        kept
+    }
+
+    /// Marks committed campaign notifications in their campaign's progress; a message whose
+    /// mark did not make it is retried (its redelivery is a duplicate that marks again).
+    async fn mark_committed(
+        &self,
+        marks: Vec<(usize, TenantId, CampaignRef)>,
+        dispositions: &mut [Option<Disposition>],
+    ) {
+        let Some(gate) = &self.campaigns else {
+            return;
+        };
+        let mut by_tenant: Vec<(TenantId, Vec<(usize, CampaignRef)>)> = Vec::new();
+        for (index, tenant, at) in marks {
+            match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, list)) => list.push((index, at)),
+                None => by_tenant.push((tenant, vec![(index, at)])),
+            }
+        }
+        for (tenant, list) in by_tenant {
+            let refs: Vec<(CampaignRef, ProgressMark)> = list
+                .iter()
+                .map(|(_, at)| (at.clone(), ProgressMark::Committed))
+                .collect();
+            if let Err(e) = gate.mark(&tenant, &refs).await {
+                for (index, _) in &list {
+                    dispositions[*index] =
+                        Some(Disposition::Retry(format!("campaign progress: {e}")));
+                }
+            }
+        }
+    }
+
     /// Puts the jobs on the delivery queue; a message whose jobs did not all make it is
     /// retried (its redelivery is a duplicate for the counters and re-enqueues the jobs).
     async fn enqueue_delivery(
@@ -326,6 +411,7 @@ mod tests {
             channel_queues: Vec::new(),
             policy: BackoffPolicy::default(),
             packing: Packing::default(),
+            campaigns: None,
         };
         (w, store, delivery)
     }

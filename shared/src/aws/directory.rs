@@ -84,7 +84,7 @@ impl DynamoDirectory {
 }
 
 /// A transaction cancelled because a condition did not hold.
-fn condition_failed<R>(
+pub(super) fn condition_failed<R>(
     e: &aws_smithy_runtime_api::client::result::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
         R,

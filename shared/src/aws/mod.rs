@@ -2,9 +2,15 @@
 //! Every client takes its endpoint from the SDK's own `AWS_ENDPOINT_URL[_<SERVICE>]`.
 
 #[cfg(feature = "dynamodb")]
+pub mod campaigns;
+#[cfg(feature = "dynamodb")]
 pub mod directory;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "scheduler")]
+pub mod scheduler;
 #[cfg(feature = "secrets")]
 pub mod secrets;
 #[cfg(feature = "ses")]
@@ -19,7 +25,9 @@ pub mod sqs;
     feature = "sqs",
     feature = "ses",
     feature = "sns",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
 ))]
 use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpResponse};
 #[cfg(any(
@@ -27,7 +35,9 @@ use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpRes
     feature = "sqs",
     feature = "ses",
     feature = "sns",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
 ))]
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -36,10 +46,17 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
     feature = "sqs",
     feature = "ses",
     feature = "sns",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
 ))]
 use crate::error::CallError;
-#[cfg(any(feature = "dynamodb", feature = "secrets"))]
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
+))]
 use crate::error::StoreError;
 #[cfg(any(feature = "ses", feature = "sns"))]
 use crate::ports::SendError;
@@ -56,7 +73,9 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     feature = "dynamodb",
     feature = "ses",
     feature = "sns",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
 ))]
 const THROTTLING_CODES: [&str; 9] = [
     "ThrottlingException",
@@ -75,7 +94,9 @@ const THROTTLING_CODES: [&str; 9] = [
     feature = "dynamodb",
     feature = "ses",
     feature = "sns",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
 ))]
 pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {
@@ -98,7 +119,9 @@ pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpRespon
     feature = "sqs",
     feature = "ses",
     feature = "sns",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
 ))]
 pub(crate) fn describe<
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -122,7 +145,9 @@ pub(crate) fn describe<
     feature = "sqs",
     feature = "ses",
     feature = "sns",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
 ))]
 pub(crate) fn call_error<E>(err: SdkError<E, HttpResponse>) -> CallError
 where
@@ -140,7 +165,12 @@ where
 }
 
 /// Maps an SDK error onto the store error classes.
-#[cfg(any(feature = "dynamodb", feature = "secrets"))]
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "secrets",
+    feature = "s3",
+    feature = "scheduler"
+))]
 pub(crate) fn store_error<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

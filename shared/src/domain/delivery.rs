@@ -36,6 +36,9 @@ pub struct DeliveryJob {
     /// Push only: the devices still to reach, when some already got it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<String>>,
+    /// Sent by a campaign (see `Notification::campaign`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<super::campaign::CampaignRef>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -71,6 +74,7 @@ impl DeliveryJob {
                 attempt: 0,
                 retrying_since: None,
                 endpoints: None,
+                campaign: n.campaign.clone(),
             })
             .collect()
     }

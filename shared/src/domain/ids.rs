@@ -90,6 +90,17 @@ id_type!(
     NotificationId
 );
 
+id_type!(
+    /// A campaign: a ULID herald assigns, so campaigns list newest first.
+    CampaignId
+);
+
+impl CampaignId {
+    pub fn generate() -> Self {
+        Self(time_ordered_key())
+    }
+}
+
 impl NotificationId {
     /// A new time-ordered id.
     pub fn generate() -> Self {

@@ -1,6 +1,7 @@
 //! The domain: model, validation, counter algebra and backoff. No AWS imports here.
 
 pub mod backoff;
+pub mod campaign;
 pub mod contact;
 pub mod counters;
 pub mod delivery;

@@ -74,6 +74,9 @@ pub struct Notification {
     /// provider: the caller's `X-Correlation-Id`, or API Gateway's request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Sent by a campaign: which one, and where in its fan-out (for cancel and progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<super::campaign::CampaignRef>,
 }
 
 impl Notification {
@@ -195,38 +198,11 @@ pub fn parse_notification(
     let body = required("body")?;
     check_text(&body, &at("body"), MAX_BODY_CHARS)?;
     let channels = parse_channels(obj.get("channels"), &at("channels"))?;
-    let category = match text("category", false)?.as_deref() {
-        None | Some("transactional") => Category::Transactional,
-        Some("marketing") => Category::Marketing,
-        Some(other) => {
-            return Err(FieldError::new(
-                "invalid_value",
-                &at("category"),
-                format!("category {other:?} is not one of transactional, marketing"),
-            ))
-        }
+    let category = match text("category", false)? {
+        None => Category::Transactional,
+        Some(value) => parse_category(&value, &at("category"))?,
     };
-    let data = match obj.get("data") {
-        None | Some(Value::Null) => None,
-        Some(data @ Value::Object(_)) => {
-            let size = data.to_string().len();
-            if size > MAX_DATA_BYTES {
-                return Err(FieldError::new(
-                    "too_large",
-                    &at("data"),
-                    format!("data is {size} bytes serialised; at most {MAX_DATA_BYTES}"),
-                ));
-            }
-            Some(data.clone())
-        }
-        Some(_) => {
-            return Err(FieldError::new(
-                "invalid_type",
-                &at("data"),
-                "data must be a JSON object",
-            ))
-        }
-    };
+    let data = parse_data(obj.get("data"), &at("data"))?;
     Ok(Notification {
         tenant: tenant.clone(),
         id,
@@ -240,7 +216,44 @@ pub fn parse_notification(
         created_at: created_at.to_owned(),
         log_key,
         correlation_id: None,
+        campaign: None,
     })
+}
+
+/// `transactional` or `marketing`.
+pub(crate) fn parse_category(value: &str, field: &str) -> Result<Category, FieldError> {
+    match value {
+        "transactional" => Ok(Category::Transactional),
+        "marketing" => Ok(Category::Marketing),
+        other => Err(FieldError::new(
+            "invalid_value",
+            field,
+            format!("{field} {other:?} is not one of transactional, marketing"),
+        )),
+    }
+}
+
+/// Optional `data`: a JSON object of at most `MAX_DATA_BYTES` serialised.
+pub(crate) fn parse_data(value: Option<&Value>, field: &str) -> Result<Option<Value>, FieldError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(data @ Value::Object(_)) => {
+            let size = data.to_string().len();
+            if size > MAX_DATA_BYTES {
+                return Err(FieldError::new(
+                    "too_large",
+                    field,
+                    format!("{field} is {size} bytes serialised; at most {MAX_DATA_BYTES}"),
+                ));
+            }
+            Ok(Some(data.clone()))
+        }
+        Some(_) => Err(FieldError::new(
+            "invalid_type",
+            field,
+            format!("{field} must be a JSON object"),
+        )),
+    }
 }
 
 /// `<key>.<content hash>` while that fits an id; a longer key is shortened and its full text
@@ -265,7 +278,7 @@ fn content_hash(bytes: &[u8]) -> u64 {
     })
 }
 
-fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
+pub(crate) fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
     let chars = value.chars().count();
     if value.trim().is_empty() {
         return Err(FieldError::new(
@@ -284,7 +297,10 @@ fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn parse_channels(value: Option<&Value>, field: &str) -> Result<Vec<Channel>, FieldError> {
+pub(crate) fn parse_channels(
+    value: Option<&Value>,
+    field: &str,
+) -> Result<Vec<Channel>, FieldError> {
     let Some(Value::Array(items)) = value else {
         return Err(FieldError::new(
             if value.is_none() {

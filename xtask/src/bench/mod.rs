@@ -74,7 +74,11 @@ fn counters(args: &CountersArgs) -> Result<()> {
     let venv = testkit::tools::dev_venv(&root)?;
     std::fs::create_dir_all(root.join(".herald"))?;
     let emulator = Emulator::start(&venv, free_port()?, &root.join(".herald/moto-bench.log"))?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    // One thread, as a Lambda instance handles one event at a time: the handler's CPU is then
+    // this thread's (see `HandlerCpu`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut configurations = serde_json::Map::new();
     let runs = if args.simulation_only {
         Vec::new()
@@ -109,6 +113,9 @@ fn counters(args: &CountersArgs) -> Result<()> {
         .get("marketing-10")
         .cloned()
         .unwrap_or_default();
+    drop(runtime);
+    // The simulations run many workers at once: a multi-threaded runtime.
+    let runtime = tokio::runtime::Runtime::new()?;
     let simulated = runtime.block_on(simulation::simulation(sim_n))?;
     let concurrency = runtime.block_on(simulation::concurrency_comparison(sim_n.min(5_000)))?;
     drop(runtime);

@@ -55,6 +55,7 @@ fn setup(
         store: store.clone(),
         delivery: Arc::new(RecordingQueue::default()),
         channel_queues: Vec::new(),
+        campaigns: None,
         policy: Default::default(),
         packing,
     });

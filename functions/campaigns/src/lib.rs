@@ -1,0 +1,437 @@
+//! campaigns: consumes the campaign queue. A campaign's schedule puts a `start` there; each
+//! `page` reads the next users from the audience (inline chunks or an S3 file, a range at a
+//! time), enqueues one notification per user on the marketing queue, records the page once
+//! (which makes the progress exact under retries) and queues the page after it. Notification
+//! ids are deterministic, so a page done twice still counts each user once. Each campaign has
+//! one page on the queue at a time, so campaigns that start together interleave. With
+//! `local_time`, users whose time is hours away are held and released by a schedule of their
+//! own.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::{stream, StreamExt};
+use herald::config::{ConfigError, Vars};
+use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
+use herald::domain::campaign::{
+    next_page_delay, plan_page, release_delay, release_schedule_name, AudienceSpec, Campaign,
+    CampaignStatus, CampaignWork, Recipient, INLINE_CHUNK, RELEASE_LEAD_SECONDS,
+};
+use herald::domain::ids::UserId;
+use herald::ports::{
+    AudienceFiles, CampaignStore, Clock, Directory, OutgoingMessage, PageRecord, QueueSender,
+    Scheduler, SystemClock,
+};
+use herald::telemetry::Metric;
+use herald::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub directory_table: String,
+    /// The campaign queue this function consumes (and queues next pages on).
+    pub queue: QueueConfig,
+    /// Where campaign notifications go: the marketing notifications queue.
+    pub marketing_queue_url: String,
+    pub schedule_group: String,
+    pub campaign_queue_arn: String,
+    pub scheduler_role_arn: String,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            directory_table: vars.required("DIRECTORY_TABLE")?,
+            queue: QueueConfig::from_vars(vars, "CAMPAIGN_QUEUE_URL", "CAMPAIGN_DLQ_URL")?,
+            marketing_queue_url: vars.required("MARKETING_QUEUE_URL")?,
+            schedule_group: vars.required("SCHEDULE_GROUP")?,
+            campaign_queue_arn: vars.required("CAMPAIGN_QUEUE_ARN")?,
+            scheduler_role_arn: vars.required("SCHEDULER_ROLE_ARN")?,
+        })
+    }
+}
+
+/// The handler and what it talks to.
+pub struct CampaignRunner {
+    pub campaigns: Arc<dyn CampaignStore>,
+    /// Contacts: recipients' time zones for `local_time`.
+    pub directory: Arc<dyn Directory>,
+    pub audiences: Arc<dyn AudienceFiles>,
+    pub scheduler: Arc<dyn Scheduler>,
+    /// The campaign queue: the next page goes here.
+    pub work: Arc<dyn QueueSender>,
+    /// The marketing notifications queue.
+    pub notifications: Arc<dyn QueueSender>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl CampaignRunner {
+    pub fn from_aws(config: &Config, aws: &aws_config::SdkConfig) -> Self {
+        let ddb = aws_sdk_dynamodb::Client::new(aws);
+        let sqs = aws_sdk_sqs::Client::new(aws);
+        Self {
+            campaigns: Arc::new(herald::aws::campaigns::DynamoCampaigns::new(
+                ddb.clone(),
+                &config.directory_table,
+            )),
+            directory: Arc::new(herald::aws::directory::DynamoDirectory::new(
+                ddb,
+                &config.directory_table,
+            )),
+            audiences: Arc::new(herald::aws::s3::S3Audiences::from_aws(aws)),
+            scheduler: Arc::new(herald::aws::scheduler::EventBridgeScheduler::new(
+                aws_sdk_scheduler::Client::new(aws),
+                &config.schedule_group,
+                &config.campaign_queue_arn,
+                &config.scheduler_role_arn,
+            )),
+            work: Arc::new(herald::aws::sqs::SqsSender::new(
+                sqs.clone(),
+                &config.queue.queue_url,
+            )),
+            notifications: Arc::new(herald::aws::sqs::SqsSender::new(
+                sqs,
+                &config.marketing_queue_url,
+            )),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+#[async_trait]
+impl BatchHandler for CampaignRunner {
+    async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
+        let mut out = Vec::with_capacity(batch.len());
+        for message in batch {
+            let disposition = match serde_json::from_str::<CampaignWork>(&message.body) {
+                Err(e) => Disposition::Poison(format!("not campaign work: {e}")),
+                Ok(work) => {
+                    let span = tracing::info_span!(
+                        "campaign",
+                        message_id = %message.message_id,
+                        tenant = %work.tenant(),
+                        campaign = %work.campaign(),
+                    );
+                    let result = tracing::Instrument::instrument(self.run(&work), span).await;
+                    result.unwrap_or_else(|e| Disposition::Retry(e.to_string()))
+                }
+            };
+            out.push(disposition);
+        }
+        out
+    }
+}
+
+impl CampaignRunner {
+    /// One work item; an error leaves it on the queue to be retried.
+    pub async fn run(&self, work: &CampaignWork) -> Result<Disposition, StoreError> {
+        let Some(campaign) = self
+            .campaigns
+            .campaign(work.tenant(), work.campaign())
+            .await?
+        else {
+            return Ok(Disposition::Poison("no such campaign".into()));
+        };
+        if matches!(
+            campaign.status,
+            CampaignStatus::Cancelled | CampaignStatus::Failed
+        ) {
+            tracing::info!(
+                status = campaign.status.as_str(),
+                "campaign stopped: nothing to do"
+            );
+            return Ok(Disposition::Done);
+        }
+        match work {
+            CampaignWork::Start { .. } => self.start(&campaign).await,
+            CampaignWork::Page { page, cursor, .. } => self.page(&campaign, *page, *cursor).await,
+            CampaignWork::Release { at, .. } => self.release(&campaign, at).await,
+        }
+    }
+
+    /// The schedule fired: the campaign runs, and its first page goes on the queue.
+    async fn start(&self, campaign: &Campaign) -> Result<Disposition, StoreError> {
+        let now = format!("{:.3}", self.clock.now());
+        let started = self
+            .campaigns
+            .transition(
+                &campaign.tenant,
+                &campaign.id,
+                &[CampaignStatus::Scheduled],
+                CampaignStatus::Running,
+                &now,
+                None,
+            )
+            .await?;
+        if started {
+            tracing::info!(audience = ?campaign.audience, "campaign started");
+        } else if campaign.status != CampaignStatus::Running {
+            return Ok(Disposition::Done);
+        }
+        // Also on a second start of a running campaign: the first may have died before
+        // queueing page 0, and a page done twice is recorded once.
+        self.queue_page(campaign, 0, 0, 0).await
+    }
+
+    /// One page: read, enqueue, record once, queue the next.
+    async fn page(
+        &self,
+        campaign: &Campaign,
+        page: u32,
+        cursor: u64,
+    ) -> Result<Disposition, StoreError> {
+        let now = self.clock.now();
+        let (users, invalid, next_cursor, last) = self.read_audience(campaign, cursor).await?;
+        let recipients = self.recipients(campaign, users).await?;
+        let count = recipients.len() as u64;
+        let plan = plan_page(campaign, recipients, now);
+
+        // Enqueue first, record after: a crash in between redoes the page, and the
+        // deterministic ids make that a no-op downstream.
+        let created_at = format!("{now:.3}");
+        let messages = plan
+            .now
+            .iter()
+            .map(|(r, delay)| {
+                let n = campaign.notification_for(r.user.clone(), page, r.slot, &created_at);
+                let mut m = OutgoingMessage::json(r.slot.to_string(), &n)
+                    .map_err(|e| StoreError::Fatal(e.to_string()))?;
+                m.delay_seconds = (*delay > 0).then_some(*delay as i32);
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.send_all(&self.notifications, &messages).await?;
+        for at in plan.held.keys() {
+            let payload = serde_json::to_string(&CampaignWork::Release {
+                tenant: campaign.tenant.clone(),
+                campaign: campaign.id.clone(),
+                at: at.to_string(),
+            })
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+            let fire = (*at - jiff::SignedDuration::from_secs(RELEASE_LEAD_SECONDS)).max(now);
+            self.scheduler
+                .schedule_once(&release_schedule_name(&campaign.id, *at), fire, &payload)
+                .await?;
+        }
+        let record = PageRecord {
+            page,
+            users: count,
+            enqueued: plan.now.len() as u64,
+            invalid,
+            next_cursor,
+            last,
+            held: plan
+                .held
+                .iter()
+                .map(|(at, rs)| {
+                    (
+                        at.to_string(),
+                        rs.iter().map(|r| (r.slot, r.user.clone())).collect(),
+                    )
+                })
+                .collect(),
+            next_sent: false,
+        };
+        let recorded = match self
+            .campaigns
+            .record_page(&campaign.tenant, &campaign.id, &record)
+            .await?
+        {
+            None => record,
+            Some(earlier) => {
+                tracing::info!(page, "page was recorded before: counted once");
+                earlier
+            }
+        };
+        let enqueued = recorded.enqueued;
+        herald::telemetry::emit(
+            "campaigns",
+            &[],
+            &[
+                Metric::count("CampaignNotificationsEnqueued", enqueued as usize),
+                Metric::count("CampaignRecipientsHeld", (count - enqueued) as usize),
+            ],
+        );
+        if recorded.last {
+            self.campaigns
+                .mark_fanned_out(
+                    &campaign.tenant,
+                    &campaign.id,
+                    &format!("{:.3}", self.clock.now()),
+                )
+                .await?;
+            tracing::info!(page, "fan-out complete");
+            return Ok(Disposition::Done);
+        }
+        if recorded.next_sent {
+            return Ok(Disposition::Done);
+        }
+        let delay = next_page_delay(campaign, count as usize);
+        self.queue_page(campaign, page + 1, recorded.next_cursor, delay)
+            .await?;
+        self.campaigns
+            .mark_next_sent(&campaign.tenant, &campaign.id, page)
+            .await?;
+        Ok(Disposition::Done)
+    }
+
+    /// A release schedule fired: the users held for `at` go out, each group once.
+    async fn release(&self, campaign: &Campaign, at: &str) -> Result<Disposition, StoreError> {
+        let instant: jiff::Timestamp = at
+            .parse()
+            .map_err(|e| StoreError::Fatal(format!("release time {at:?}: {e}")))?;
+        let now = self.clock.now();
+        let created_at = format!("{now:.3}");
+        let delay = release_delay(instant, now);
+        for group in self
+            .campaigns
+            .held(&campaign.tenant, &campaign.id, at)
+            .await?
+        {
+            let messages = group
+                .recipients
+                .iter()
+                .map(|(slot, user)| {
+                    let n = campaign.notification_for(user.clone(), group.page, *slot, &created_at);
+                    let mut m = OutgoingMessage::json(slot.to_string(), &n)
+                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
+                    m.delay_seconds = (delay > 0).then_some(delay as i32);
+                    Ok(m)
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            self.send_all(&self.notifications, &messages).await?;
+            self.campaigns
+                .release_group(
+                    &campaign.tenant,
+                    &campaign.id,
+                    &group.key,
+                    messages.len() as u64,
+                )
+                .await?;
+        }
+        Ok(Disposition::Done)
+    }
+
+    async fn queue_page(
+        &self,
+        campaign: &Campaign,
+        page: u32,
+        cursor: u64,
+        delay: u32,
+    ) -> Result<Disposition, StoreError> {
+        let work = CampaignWork::Page {
+            tenant: campaign.tenant.clone(),
+            campaign: campaign.id.clone(),
+            page,
+            cursor,
+        };
+        let mut message =
+            OutgoingMessage::json("page", &work).map_err(|e| StoreError::Fatal(e.to_string()))?;
+        message.delay_seconds = (delay > 0).then_some(delay as i32);
+        self.send_all(&self.work, &[message]).await?;
+        Ok(Disposition::Done)
+    }
+
+    async fn send_all(
+        &self,
+        queue: &Arc<dyn QueueSender>,
+        messages: &[OutgoingMessage],
+    ) -> Result<(), StoreError> {
+        for result in queue.send(messages).await {
+            result.map_err(|e| StoreError::Transient(format!("enqueue: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The next users from `cursor`: (users, invalid lines, next cursor, whether it is the end).
+    async fn read_audience(
+        &self,
+        campaign: &Campaign,
+        cursor: u64,
+    ) -> Result<(Vec<UserId>, u64, u64, bool), StoreError> {
+        let max = campaign.page_users();
+        match &campaign.audience {
+            AudienceSpec::Inline { users, chunks } => {
+                // The cursor is the index of the next user across the chunks.
+                let mut taken = Vec::with_capacity(max);
+                let mut at = cursor;
+                while taken.len() < max && at < *users {
+                    let chunk = (at / INLINE_CHUNK as u64) as u32;
+                    if chunk >= *chunks {
+                        break;
+                    }
+                    let stored = self
+                        .campaigns
+                        .audience_chunk(&campaign.tenant, &campaign.id, chunk)
+                        .await?;
+                    let from = (at % INLINE_CHUNK as u64) as usize;
+                    let want = max - taken.len();
+                    let part: Vec<UserId> = stored.into_iter().skip(from).take(want).collect();
+                    if part.is_empty() {
+                        break;
+                    }
+                    at += part.len() as u64;
+                    taken.extend(part);
+                }
+                Ok((taken, 0, at, at >= *users))
+            }
+            AudienceSpec::S3 {
+                bucket,
+                key,
+                column,
+            } => {
+                let read = self
+                    .audiences
+                    .read(bucket, key, *column, cursor, max)
+                    .await?;
+                for (offset, why) in &read.invalid {
+                    tracing::warn!(offset, %why, "audience line skipped: not a user id");
+                }
+                Ok((read.users, read.invalid.len() as u64, read.next, read.end))
+            }
+        }
+    }
+
+    /// The page's users with their slots and, for `local_time`, their contacts' zones.
+    async fn recipients(
+        &self,
+        campaign: &Campaign,
+        users: Vec<UserId>,
+    ) -> Result<Vec<Recipient>, StoreError> {
+        if !campaign.local_time {
+            return Ok(users
+                .into_iter()
+                .enumerate()
+                .map(|(slot, user)| Recipient {
+                    user,
+                    slot: slot as u32,
+                    timezone: None,
+                })
+                .collect());
+        }
+        let zones: Vec<Result<Option<String>, StoreError>> = stream::iter(users.clone())
+            .map(|user| {
+                let (directory, tenant) = (self.directory.clone(), campaign.tenant.clone());
+                async move {
+                    Ok(directory
+                        .contact(&tenant, &user)
+                        .await?
+                        .and_then(|c| c.timezone))
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        users
+            .into_iter()
+            .zip(zones)
+            .enumerate()
+            .map(|(slot, (user, zone))| {
+                Ok(Recipient {
+                    user,
+                    slot: slot as u32,
+                    timezone: zone?,
+                })
+            })
+            .collect()
+    }
+}

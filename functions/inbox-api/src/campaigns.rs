@@ -1,0 +1,364 @@
+//! The campaign routes: create (scheduled or now), read with exact progress, list newest
+//! first, cancel. Every route needs a service token with the `herald/campaigns` scope; the
+//! tenant is the token's. The fan-out itself is the `campaigns` function's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use herald::auth::{AuthSettings, Scope, VerifiedToken};
+use herald::config::{ConfigError, Vars};
+use herald::domain::campaign::{
+    start_schedule_name, Audience, AudienceSpec, Campaign, CampaignRequest, CampaignStatus,
+    CampaignWork, Progress, INLINE_CHUNK,
+};
+use herald::domain::ids::{check_id, CampaignId};
+use herald::http::{parse_json, ApiError};
+use herald::ports::{
+    AudienceFiles, CampaignStore, Clock, OutgoingMessage, QueueSender, Scheduler, SystemClock,
+};
+use herald::{FieldError, StoreError, TenantId};
+use serde_json::{json, Value};
+
+/// A campaign due within this many seconds goes straight on the queue (with a delay)
+/// instead of through a schedule.
+const DIRECT_START_SECONDS: i64 = 60;
+
+#[derive(Debug, Clone)]
+pub struct CampaignConfig {
+    pub directory_table: String,
+    pub campaign_queue_url: String,
+    pub campaign_queue_arn: String,
+    pub schedule_group: String,
+    pub scheduler_role_arn: String,
+    /// S3 audiences must be in this bucket (the only one the functions may read).
+    pub audience_bucket: String,
+}
+
+impl CampaignConfig {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            directory_table: vars.required("DIRECTORY_TABLE")?,
+            campaign_queue_url: vars.required("CAMPAIGN_QUEUE_URL")?,
+            campaign_queue_arn: vars.required("CAMPAIGN_QUEUE_ARN")?,
+            schedule_group: vars.required("SCHEDULE_GROUP")?,
+            scheduler_role_arn: vars.required("SCHEDULER_ROLE_ARN")?,
+            audience_bucket: vars.required("AUDIENCE_BUCKET")?,
+        })
+    }
+}
+
+pub struct CampaignDeps {
+    pub campaigns: Arc<dyn CampaignStore>,
+    pub audiences: Arc<dyn AudienceFiles>,
+    pub scheduler: Arc<dyn Scheduler>,
+    /// The campaign queue: campaigns due now start here directly.
+    pub queue: Arc<dyn QueueSender>,
+    pub audience_bucket: String,
+    pub auth: AuthSettings,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl CampaignDeps {
+    pub fn from_aws(
+        config: &CampaignConfig,
+        auth: &AuthSettings,
+        aws: &aws_config::SdkConfig,
+    ) -> Self {
+        Self {
+            campaigns: Arc::new(herald::aws::campaigns::DynamoCampaigns::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                &config.directory_table,
+            )),
+            audiences: Arc::new(herald::aws::s3::S3Audiences::from_aws(aws)),
+            scheduler: Arc::new(herald::aws::scheduler::EventBridgeScheduler::new(
+                aws_sdk_scheduler::Client::new(aws),
+                &config.schedule_group,
+                &config.campaign_queue_arn,
+                &config.scheduler_role_arn,
+            )),
+            queue: Arc::new(herald::aws::sqs::SqsSender::new(
+                aws_sdk_sqs::Client::new(aws),
+                &config.campaign_queue_url,
+            )),
+            audience_bucket: config.audience_bucket.clone(),
+            auth: auth.clone(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn tenant(&self, token: &VerifiedToken) -> Result<TenantId, ApiError> {
+        Ok(self.auth.caller(token)?.require(Scope::Campaigns)?.clone())
+    }
+}
+
+pub fn routes(deps: Arc<CampaignDeps>) -> Router {
+    Router::new()
+        .route("/v1/campaigns", get(list).post(create))
+        .route("/v1/campaigns/{id}", get(read).delete(cancel))
+        .method_not_allowed_fallback(herald::http::method_not_allowed)
+        // 10,000 inline ids of up to 128 characters, and the rest of the body.
+        .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
+        .layer(axum::middleware::map_response(herald::http::problem_json))
+        .with_state(deps)
+}
+
+/// `POST /v1/campaigns`: validates, stores the campaign (and an inline audience), then
+/// schedules its start. A retry under the same `Idempotency-Key` answers the same campaign.
+async fn create(
+    State(deps): State<Arc<CampaignDeps>>,
+    token: VerifiedToken,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, HeaderMap, Json<Value>), ApiError> {
+    let tenant = deps.tenant(&token)?;
+    let key = idempotency_key(&headers)?;
+    let now = deps.clock.now();
+    let request = CampaignRequest::parse(&parse_json(&body)?, now)?;
+    let (audience, chunks) = match &request.audience {
+        Audience::Users(users) => (
+            AudienceSpec::Inline {
+                users: users.len() as u64,
+                chunks: users.len().div_ceil(INLINE_CHUNK) as u32,
+            },
+            users.chunks(INLINE_CHUNK).map(<[_]>::to_vec).collect(),
+        ),
+        Audience::S3 { bucket, key } => (s3_audience(&deps, bucket, key).await?, Vec::new()),
+    };
+    let campaign = Campaign::new(tenant, CampaignId::generate(), &request, audience, now);
+    let stored = deps
+        .campaigns
+        .create_campaign(&campaign, &chunks, key.as_deref())
+        .await?;
+    if stored.status == CampaignStatus::Scheduled {
+        // Also on a retry: the first attempt may have stored it and died before scheduling
+        // (schedules are named after the campaign, and a start is recognised twice).
+        schedule_start(&deps, &stored, request.first_instant()).await?;
+    }
+    tracing::info!(campaign = %stored.id, tenant = %stored.tenant, "campaign created");
+    let mut out = HeaderMap::new();
+    if let Ok(location) = format!("/v1/campaigns/{}", stored.id).parse() {
+        out.insert(axum::http::header::LOCATION, location);
+    }
+    Ok((
+        StatusCode::CREATED,
+        out,
+        Json(json!({"id": stored.id, "status": stored.status, "send_at": stored.send_at})),
+    ))
+}
+
+/// An S3 audience must be in the audience bucket and exist; its first line decides whether
+/// it is a CSV (a `user_id` column) or a plain list.
+async fn s3_audience(
+    deps: &CampaignDeps,
+    bucket: &str,
+    key: &str,
+) -> Result<AudienceSpec, ApiError> {
+    if bucket != deps.audience_bucket {
+        return Err(FieldError::new(
+            "invalid_value",
+            "audience.s3",
+            format!(
+                "audience files must be in the bucket {} (the stack's AudienceBucket)",
+                deps.audience_bucket
+            ),
+        )
+        .into());
+    }
+    match deps.audiences.inspect(bucket, key).await? {
+        None => Err(FieldError::new(
+            "not_found",
+            "audience.s3",
+            format!("s3://{bucket}/{key} does not exist"),
+        )
+        .into()),
+        Some(file) if file.size == 0 => Err(FieldError::new(
+            "empty",
+            "audience.s3",
+            format!("s3://{bucket}/{key} is empty"),
+        )
+        .into()),
+        Some(file) => Ok(AudienceSpec::S3 {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            column: file.column,
+        }),
+    }
+}
+
+async fn schedule_start(
+    deps: &CampaignDeps,
+    campaign: &Campaign,
+    at: Option<jiff::Timestamp>,
+) -> Result<(), ApiError> {
+    let start = CampaignWork::Start {
+        tenant: campaign.tenant.clone(),
+        campaign: campaign.id.clone(),
+    };
+    let mut message =
+        OutgoingMessage::json("start", &start).map_err(|e| StoreError::Fatal(e.to_string()))?;
+    let now = deps.clock.now();
+    let wait = at.map_or(0, |at| now.duration_until(at).as_secs());
+    if wait > DIRECT_START_SECONDS {
+        let at = at.unwrap_or(now);
+        deps.scheduler
+            .schedule_once(&start_schedule_name(&campaign.id), at, &message.body)
+            .await?;
+        return Ok(());
+    }
+    message.delay_seconds = (wait > 0).then_some(wait as i32);
+    for result in deps.queue.send(&[message]).await {
+        result.map_err(|e| ApiError::Unavailable(format!("campaign queue: {e}")))?;
+    }
+    Ok(())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().to_owned();
+    check_id(&key, "Idempotency-Key")?;
+    Ok(Some(key))
+}
+
+/// `GET /v1/campaigns/{id}`: the campaign, its status and exact progress.
+async fn read(
+    State(deps): State<Arc<CampaignDeps>>,
+    token: VerifiedToken,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = deps.tenant(&token)?;
+    let campaign = load(&deps, &tenant, &id).await?;
+    let progress = deps.campaigns.progress(&campaign).await?;
+    Ok(Json(view(&campaign, Some(&progress))))
+}
+
+/// `GET /v1/campaigns?limit=&cursor=`: newest first, without progress.
+async fn list(
+    State(deps): State<Arc<CampaignDeps>>,
+    token: VerifiedToken,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = deps.tenant(&token)?;
+    let limit = match query.get("limit") {
+        None => 20,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| {
+                FieldError::new("invalid_value", "limit", "limit must be an integer 1-100")
+            })?,
+    };
+    let cursor = query.get("cursor").filter(|c| !c.is_empty());
+    let (campaigns, next) = deps
+        .campaigns
+        .campaigns(&tenant, limit, cursor.map(String::as_str))
+        .await?;
+    Ok(Json(json!({
+        "campaigns": campaigns.iter().map(|c| view(c, None)).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+/// `DELETE /v1/campaigns/{id}`: cancel. A scheduled campaign never sends; a running one
+/// stops its fan-out, and its notifications still queued are skipped. The answer's progress
+/// says how many had gone out.
+async fn cancel(
+    State(deps): State<Arc<CampaignDeps>>,
+    token: VerifiedToken,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = deps.tenant(&token)?;
+    let campaign = load(&deps, &tenant, &id).await?;
+    let before = deps.campaigns.progress(&campaign).await?;
+    if campaign.status_now(&before) == CampaignStatus::Done {
+        return Err(ApiError::Conflict(format!(
+            "campaign {id} is done and can no longer be cancelled"
+        )));
+    }
+    let now = format!("{:.3}", deps.clock.now());
+    let cancelled = deps
+        .campaigns
+        .transition(
+            &tenant,
+            &campaign.id,
+            &[CampaignStatus::Scheduled, CampaignStatus::Running],
+            CampaignStatus::Cancelled,
+            &now,
+            None,
+        )
+        .await?;
+    let campaign = load(&deps, &tenant, &id).await?;
+    let progress = deps.campaigns.progress(&campaign).await?;
+    if !cancelled && campaign.status != CampaignStatus::Cancelled {
+        return Err(ApiError::Conflict(format!(
+            "campaign {id} is {} and can no longer be cancelled",
+            campaign.status_now(&progress).as_str()
+        )));
+    }
+    // The start schedule is no longer needed (a late start would find it cancelled anyway).
+    if let Err(e) = deps
+        .scheduler
+        .delete_schedule(&start_schedule_name(&campaign.id))
+        .await
+    {
+        tracing::warn!(error = %e, "cancelled, but its schedule stays until it fires");
+    }
+    tracing::info!(campaign = %campaign.id, "campaign cancelled");
+    Ok(Json(view(&campaign, Some(&progress))))
+}
+
+async fn load(deps: &CampaignDeps, tenant: &TenantId, id: &str) -> Result<Campaign, ApiError> {
+    let id = CampaignId::parse(id, "id")?;
+    deps.campaigns
+        .campaign(tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))
+}
+
+/// The JSON of a campaign; with progress, the status is the one it implies (`done`).
+fn view(campaign: &Campaign, progress: Option<&Progress>) -> Value {
+    let status = progress.map_or(campaign.status, |p| campaign.status_now(p));
+    let mut out = json!({
+        "id": campaign.id,
+        "name": campaign.name,
+        "status": status,
+        "title": campaign.title,
+        "body": campaign.body,
+        "channels": campaign.channels,
+        "category": campaign.category,
+        "room_id": campaign.room_id,
+        "send_at": campaign.send_at,
+        "local_time": campaign.local_time,
+        "rate_per_second": campaign.rate_per_second,
+        "audience": match &campaign.audience {
+            AudienceSpec::Inline { users, .. } => json!({"users": users}),
+            AudienceSpec::S3 { bucket, key, .. } => json!({"s3": format!("s3://{bucket}/{key}")}),
+        },
+        "created_at": campaign.created_at,
+        "started_at": campaign.started_at,
+        "fanned_out_at": campaign.fanned_out_at,
+        "cancelled_at": campaign.cancelled_at,
+    });
+    if let Some(p) = progress {
+        out["progress"] = json!({
+            "audience": p.audience,
+            "enqueued": p.enqueued,
+            "held": p.held,
+            "committed": p.committed,
+            "sent": p.sent,
+            "skipped": p.skipped,
+            "failed": p.failed,
+        });
+    }
+    if let Some(failure) = &campaign.failure {
+        out["failure"] = json!(failure);
+    }
+    out
+}

@@ -1,0 +1,105 @@
+//! EventBridge Scheduler adapter: one-time schedules that put a payload on the campaign queue
+//! and delete themselves once they fired.
+
+use async_trait::async_trait;
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target,
+};
+use aws_sdk_scheduler::Client;
+
+use super::store_error;
+use crate::error::StoreError;
+use crate::ports::Scheduler;
+
+#[derive(Debug, Clone)]
+pub struct EventBridgeScheduler {
+    client: Client,
+    /// The schedule group (template: `CampaignSchedules`).
+    group: String,
+    /// The campaign queue's ARN, and the role Scheduler assumes to send to it.
+    target_arn: String,
+    role_arn: String,
+}
+
+impl EventBridgeScheduler {
+    pub fn new(client: Client, group: &str, target_arn: &str, role_arn: &str) -> Self {
+        Self {
+            client,
+            group: group.to_owned(),
+            target_arn: target_arn.to_owned(),
+            role_arn: role_arn.to_owned(),
+        }
+    }
+}
+
+/// `at(yyyy-mm-ddThh:mm:ss)` in UTC, a second after `at` rounded down (Scheduler's
+/// precision is the minute anyway).
+pub fn at_expression(at: jiff::Timestamp) -> String {
+    let utc = jiff::tz::TimeZone::UTC.to_datetime(at);
+    format!("at({})", utc.strftime("%Y-%m-%dT%H:%M:%S"))
+}
+
+#[async_trait]
+impl Scheduler for EventBridgeScheduler {
+    async fn schedule_once(
+        &self,
+        name: &str,
+        at: jiff::Timestamp,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        let target = Target::builder()
+            .arn(&self.target_arn)
+            .role_arn(&self.role_arn)
+            .input(payload)
+            .build()
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let window = FlexibleTimeWindow::builder()
+            .mode(FlexibleTimeWindowMode::Off)
+            .build()
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let created = self
+            .client
+            .create_schedule()
+            .name(name)
+            .group_name(&self.group)
+            .schedule_expression(at_expression(at))
+            .schedule_expression_timezone("UTC")
+            .flexible_time_window(window)
+            .target(target)
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .client_token(name)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Names are unique in a group: it was made by an earlier attempt.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conflict_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_schedule()
+            .name(name)
+            .group_name(&self.group)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+}

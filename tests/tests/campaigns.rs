@@ -1,0 +1,604 @@
+//! Campaigns on the emulator (sizes kept small: the emulator copies a whole table for every
+//! transaction, so it commits only a few dozen notifications a second): a campaign reaches each user exactly once with
+//! progress that adds up (and a transactional notification sent meanwhile arrives before the
+//! burst is over); the page consumer dying between its enqueue and its checkpoint skips and
+//! repeats no one; cancel stops a running campaign; a scheduled start fires through the
+//! emulator's Scheduler state; S3 audiences are read a range at a time.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald::domain::campaign::{Campaign, CampaignRef, CampaignWork, Progress, ProgressMark};
+use herald::domain::ids::CampaignId;
+use herald::ports::{CampaignStore, HeldGroup, PageRecord};
+use herald::{StoreError, TenantId, UserId};
+use serde_json::{json, Value};
+use testkit::harness::{call, eventually, test_stack};
+use testkit::runner::{fire_due_schedules, LocalApp};
+use tokio_util::sync::CancellationToken;
+
+fn users(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// A campaign, read every second at most (each read queries all its pages, and the emulator
+/// is one process: polling it faster slows the campaign down).
+async fn poll_campaign(router: &axum::Router, token: &str, id: &str) -> Value {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    campaign(router, token, id).await
+}
+
+async fn campaign(router: &axum::Router, token: &str, id: &str) -> Value {
+    let (status, body) = call(
+        router,
+        "GET",
+        &format!("/v1/campaigns/{id}"),
+        Some(token),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    if std::env::var("CAMPAIGN_DEBUG").is_ok() {
+        eprintln!("{} {}", body["status"], body["progress"]);
+    }
+    body
+}
+
+async fn unread_total(router: &axum::Router, token: &str, user: &str) -> u64 {
+    let (status, body) = call(
+        router,
+        "GET",
+        &format!("/v1/users/{user}/unread"),
+        Some(token),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["total"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_campaign_reaches_everyone_once_while_transactional_mail_goes_first() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = Arc::new(LocalApp::new(&stack).unwrap());
+    let shutdown = CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let router = app.router();
+    let service = app.service_token("t1");
+    let audience = users("fan", 300);
+
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/v1/campaigns",
+        Some(&service),
+        Some(json!({
+            "name": "winter", "title": "Winter sale", "body": "30% off", "channels": ["inbox"],
+            "audience": {"users": audience}, "send_at": "now", "rate_per_second": 20
+        })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "scheduled");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // A password reset sent during the burst: its own queue, so it does not wait.
+    let (status, _) = call(
+        &router,
+        "POST",
+        "/v1/notifications",
+        Some(&service),
+        Some(
+            json!({"notifications": [{"user_id": "vip", "room_id": "security",
+            "title": "Reset", "body": "Your code is 123456", "channels": ["inbox"]}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202);
+    let admin = app.service_token("t1");
+    eventually(
+        Duration::from_secs(30),
+        "the transactional notification",
+        || {
+            let (router, admin) = (&router, &admin);
+            async move { Ok((unread_total(router, admin, "vip").await == 1).then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    let meanwhile = campaign(&router, &service, &id).await;
+    assert!(
+        meanwhile["progress"]["committed"].as_u64().unwrap() < 300,
+        "the transactional notification arrived before the burst was over: {meanwhile}"
+    );
+
+    let done = eventually(Duration::from_secs(300), "the campaign to finish", || {
+        let (router, service, id) = (&router, &service, &id);
+        async move {
+            let c = poll_campaign(router, service, id).await;
+            Ok((c["status"] == "done").then_some(c))
+        }
+    })
+    .await
+    .unwrap();
+    let progress = &done["progress"];
+    assert_eq!(progress["audience"], 300, "{done}");
+    assert_eq!(progress["enqueued"], 300, "{done}");
+    assert_eq!(progress["committed"], 300, "{done}");
+    assert_eq!(progress["skipped"], 0, "{done}");
+    assert!(done["started_at"].is_string() && done["fanned_out_at"].is_string());
+
+    // Exactly one notification per user, counted once.
+    for user in &audience {
+        assert_eq!(unread_total(&router, &admin, user).await, 1, "{user}");
+    }
+    let (_, messages) = call(
+        &router,
+        "GET",
+        "/v1/users/fan-7/messages",
+        Some(&admin),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        messages["messages"].as_array().unwrap().len(),
+        1,
+        "{messages}"
+    );
+    assert_eq!(messages["messages"][0]["title"], "Winter sale");
+
+    let (_, list) = call(
+        &router,
+        "GET",
+        "/v1/campaigns?limit=5",
+        Some(&service),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(list["campaigns"][0]["id"], id.as_str(), "{list}");
+    shutdown.cancel();
+    futures_util::future::join_all(workers).await;
+}
+
+/// A store that refuses the first page checkpoint, as if the page consumer died after
+/// enqueueing its users and before recording the page.
+struct DiesBeforeCheckpoint {
+    inner: Arc<dyn CampaignStore>,
+    died: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl CampaignStore for DiesBeforeCheckpoint {
+    async fn create_campaign(
+        &self,
+        c: &Campaign,
+        chunks: &[Vec<UserId>],
+        key: Option<&str>,
+    ) -> Result<Campaign, StoreError> {
+        self.inner.create_campaign(c, chunks, key).await
+    }
+    async fn campaign(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+    ) -> Result<Option<Campaign>, StoreError> {
+        self.inner.campaign(t, id).await
+    }
+    async fn campaigns(
+        &self,
+        t: &TenantId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<Campaign>, Option<String>), StoreError> {
+        self.inner.campaigns(t, limit, after).await
+    }
+    async fn transition(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+        from: &[herald::domain::campaign::CampaignStatus],
+        to: herald::domain::campaign::CampaignStatus,
+        at: &str,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.inner.transition(t, id, from, to, at, detail).await
+    }
+    async fn mark_fanned_out(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.mark_fanned_out(t, id, at).await
+    }
+    async fn audience_chunk(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+        chunk: u32,
+    ) -> Result<Vec<UserId>, StoreError> {
+        self.inner.audience_chunk(t, id, chunk).await
+    }
+    async fn record_page(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+        page: &PageRecord,
+    ) -> Result<Option<PageRecord>, StoreError> {
+        if !self.died.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Transient("killed before the checkpoint".into()));
+        }
+        self.inner.record_page(t, id, page).await
+    }
+    async fn mark_next_sent(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+        page: u32,
+    ) -> Result<(), StoreError> {
+        self.inner.mark_next_sent(t, id, page).await
+    }
+    async fn held(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+        at: &str,
+    ) -> Result<Vec<HeldGroup>, StoreError> {
+        self.inner.held(t, id, at).await
+    }
+    async fn release_group(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+        group: &str,
+        n: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner.release_group(t, id, group, n).await
+    }
+    async fn mark(
+        &self,
+        t: &TenantId,
+        marks: &[(CampaignRef, ProgressMark)],
+    ) -> Result<(), StoreError> {
+        self.inner.mark(t, marks).await
+    }
+    async fn progress(&self, c: &Campaign) -> Result<Progress, StoreError> {
+        self.inner.progress(c).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_consumer_killed_between_enqueue_and_checkpoint_skips_and_repeats_no_one() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = Arc::new(LocalApp::new(&stack).unwrap());
+    let router = app.router();
+    let service = app.service_token("t1");
+    let audience = users("crash", 520); // two pages
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/v1/campaigns",
+        Some(&service),
+        Some(
+            json!({"name": "c", "title": "T", "body": "B", "channels": ["inbox"],
+            "audience": {"users": audience}, "send_at": "now"}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let tenant = TenantId::parse("t1", "t").unwrap();
+    let id = CampaignId::parse(created["id"].as_str().unwrap(), "id").unwrap();
+
+    // Drive the fan-out by hand: start, then page 0 dies before its checkpoint.
+    let dying = campaigns::CampaignRunner {
+        campaigns: Arc::new(DiesBeforeCheckpoint {
+            inner: app.campaigns.campaigns.clone(),
+            died: Default::default(),
+        }),
+        directory: app.campaigns.directory.clone(),
+        audiences: app.campaigns.audiences.clone(),
+        scheduler: app.campaigns.scheduler.clone(),
+        work: app.campaigns.work.clone(),
+        notifications: app.campaigns.notifications.clone(),
+        clock: app.campaigns.clock.clone(),
+    };
+    let start = CampaignWork::Start {
+        tenant: tenant.clone(),
+        campaign: id.clone(),
+    };
+    dying.run(&start).await.unwrap();
+    let page0 = CampaignWork::Page {
+        tenant: tenant.clone(),
+        campaign: id.clone(),
+        page: 0,
+        cursor: 0,
+    };
+    assert!(
+        dying.run(&page0).await.is_err(),
+        "died before the checkpoint"
+    );
+    // Redelivered, page 0 is done again (its 500 users enqueued a second time: the same
+    // notification ids, which the inbox counts once), recorded once, and page 1 follows.
+    app.campaigns.run(&page0).await.unwrap();
+    app.campaigns.run(&page0).await.unwrap();
+    let page1 = CampaignWork::Page {
+        tenant,
+        campaign: id.clone(),
+        page: 1,
+        cursor: 500,
+    };
+    app.campaigns.run(&page1).await.unwrap();
+    let c = campaign(&router, &service, id.as_str()).await;
+    assert_eq!(
+        c["progress"]["enqueued"], 520,
+        "each user counted once: {c}"
+    );
+    assert_eq!(c["progress"]["audience"], 520, "{c}");
+    assert!(
+        c["fanned_out_at"].is_string(),
+        "the fan-out is complete: {c}"
+    );
+    // The writer drops the second copies: the first users' inboxes count one each.
+    let shutdown = CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    eventually(Duration::from_secs(120), "page 0's first users", || {
+        let (router, service) = (&router, &service);
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok((unread_total(router, service, "crash-9").await == 1).then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+    for user in &audience[..10] {
+        assert_eq!(unread_total(&router, &service, user).await, 1, "{user}");
+    }
+    shutdown.cancel();
+    futures_util::future::join_all(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_stops_a_running_campaign_and_skips_what_is_still_queued() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = Arc::new(LocalApp::new(&stack).unwrap());
+    let shutdown = CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let router = app.router();
+    let service = app.service_token("t1");
+    let audience = users("stop", 600);
+    let (_, created) = call(
+        &router,
+        "POST",
+        "/v1/campaigns",
+        Some(&service),
+        Some(
+            json!({"name": "c", "title": "T", "body": "B", "channels": ["inbox"],
+            "audience": {"users": audience}, "send_at": "now", "rate_per_second": 10}),
+        ),
+    )
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(60), "the first commits", || {
+        let (router, service, id) = (&router, &service, &id);
+        async move {
+            let c = poll_campaign(router, service, id).await;
+            Ok((c["progress"]["committed"].as_u64().unwrap() > 0).then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+    let (status, cancelled) = call(
+        &router,
+        "DELETE",
+        &format!("/v1/campaigns/{id}"),
+        Some(&service),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(
+        cancelled["progress"]["committed"].as_u64().unwrap() > 0,
+        "{cancelled}"
+    );
+
+    // Everything enqueued settles: committed before the cancel took effect, skipped after.
+    let settled = eventually(Duration::from_secs(120), "the queue to drain", || {
+        let (router, service, id) = (&router, &service, &id);
+        async move {
+            let c = poll_campaign(router, service, id).await;
+            let p = &c["progress"];
+            let settled = p["committed"].as_u64().unwrap() + p["skipped"].as_u64().unwrap();
+            Ok((settled == p["enqueued"].as_u64().unwrap()).then_some(c))
+        }
+    })
+    .await
+    .unwrap();
+    let committed = settled["progress"]["committed"].as_u64().unwrap();
+    assert!(committed < 600, "the fan-out stopped: {settled}");
+    assert_eq!(settled["status"], "cancelled");
+    let mut reached = 0;
+    for user in &audience {
+        reached += unread_total(&router, &service, user).await;
+    }
+    assert_eq!(reached, committed, "exactly the committed ones are counted");
+    // A cancelled campaign cannot be cancelled again into something else.
+    let (status, _) = call(
+        &router,
+        "DELETE",
+        &format!("/v1/campaigns/{id}"),
+        Some(&service),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    shutdown.cancel();
+    futures_util::future::join_all(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = Arc::new(LocalApp::new(&stack).unwrap());
+    let router = app.router();
+    let service = app.service_token("t1");
+    let bucket = stack.resource("AudienceBucket").unwrap().reference.clone();
+    // A CSV with a user_id column, a blank line and one bad id.
+    let mut csv = String::from("email,user_id\n");
+    for i in 0..300 {
+        csv.push_str(&format!("u{i}@example.com,s3user-{i}\n"));
+    }
+    csv.push_str("\nbad@example.com,not an id\n");
+    let s3 = herald::aws::s3::client(&stack.sdk);
+    s3.put_object()
+        .bucket(&bucket)
+        .key("spring.csv")
+        .body(csv.into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+
+    // Bad input changes nothing and names the field.
+    for (body, field) in [
+        (
+            json!({"s3": format!("s3://{bucket}/missing.csv")}),
+            "audience.s3",
+        ),
+        (json!({"s3": "s3://someone-elses/x.csv"}), "audience.s3"),
+        (json!({"users": []}), "audience.users"),
+    ] {
+        let (status, err) = call(
+            &router,
+            "POST",
+            "/v1/campaigns",
+            Some(&service),
+            Some(
+                json!({"name": "x", "title": "T", "body": "B", "channels": ["inbox"],
+                "audience": body, "send_at": "now"}),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (status, err["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{err}"
+        );
+    }
+    let (status, err) = call(
+        &router,
+        "POST",
+        "/v1/campaigns",
+        Some(&service),
+        Some(
+            json!({"name": "x", "title": "T", "body": "B", "channels": ["fax"],
+            "audience": {"users": ["a"]}, "send_at": "2020-01-01T00:00:00Z"}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{err}");
+    let (_, none) = call(&router, "GET", "/v1/campaigns", Some(&service), None)
+        .await
+        .unwrap();
+    assert_eq!(none["campaigns"], json!([]), "nothing was stored");
+
+    let send_at = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10);
+    let body = json!({"name": "spring", "title": "Spring", "body": "B", "channels": ["inbox"],
+        "audience": {"s3": format!("s3://{bucket}/spring.csv")}, "send_at": send_at.to_string()});
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/v1/campaigns",
+        Some(&service),
+        Some(body.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // Not due yet: nothing fires; ten minutes on, the start fires and the fan-out runs.
+    assert_eq!(
+        fire_due_schedules(&app.sdk, &app.schedule_group, jiff::Timestamp::now())
+            .await
+            .unwrap(),
+        0
+    );
+    let later = send_at + jiff::SignedDuration::from_secs(1);
+    assert_eq!(
+        fire_due_schedules(&app.sdk, &app.schedule_group, later)
+            .await
+            .unwrap(),
+        1
+    );
+    let shutdown = CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let done = eventually(Duration::from_secs(240), "the campaign to finish", || {
+        let (router, service, id) = (&router, &service, &id);
+        async move {
+            let c = poll_campaign(router, service, id).await;
+            Ok((c["status"] == "done").then_some(c))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(done["progress"]["audience"], 300, "{done}");
+    assert_eq!(done["progress"]["committed"], 300, "{done}");
+    assert_eq!(unread_total(&router, &service, "s3user-299").await, 1);
+
+    // A scheduled campaign cancelled before its time never sends.
+    let (_, second) = call(&router, "POST", "/v1/campaigns", Some(&service), Some(body))
+        .await
+        .unwrap();
+    let second_id = second["id"].as_str().unwrap();
+    let (status, cancelled) = call(
+        &router,
+        "DELETE",
+        &format!("/v1/campaigns/{second_id}"),
+        Some(&service),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("cancelled")),
+        "{cancelled}"
+    );
+    assert_eq!(
+        fire_due_schedules(&app.sdk, &app.schedule_group, later)
+            .await
+            .unwrap(),
+        0,
+        "its schedule is gone"
+    );
+    let c = campaign(&router, &service, second_id).await;
+    assert_eq!(c["progress"]["enqueued"], 0, "{c}");
+    // A finished campaign cannot be cancelled.
+    let (status, _) = call(
+        &router,
+        "DELETE",
+        &format!("/v1/campaigns/{id}"),
+        Some(&service),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 409);
+    shutdown.cancel();
+    futures_util::future::join_all(workers).await;
+}
