@@ -13,7 +13,7 @@ use crate::harness::{emails_to, queue_depth, sms_to};
 use crate::stack::Stack;
 
 /// (file in events/, template logical id of its function), in the order they run.
-pub const ORDER: [(&str, &str); 12] = [
+pub const ORDER: [(&str, &str); 14] = [
     ("inbox-api-put-contact.json", "InboxApiFunction"),
     ("ingest-notification.json", "IngestFunction"),
     ("ingest-invalid.json", "IngestFunction"),
@@ -26,6 +26,8 @@ pub const ORDER: [(&str, &str); 12] = [
     ("inbox-api-read-room.json", "InboxApiFunction"),
     ("inbox-api-unsubscribe-forged.json", "InboxApiFunction"),
     ("feedback-bounce.json", "FeedbackFunction"),
+    ("inbox-api-create-campaign.json", "InboxApiFunction"),
+    ("campaigns-unknown-campaign.json", "CampaignsFunction"),
 ];
 
 pub const FIXTURE_EMAIL: &str = "fixture-user@example.com";
@@ -237,6 +239,24 @@ impl Progress {
                 ensure!(
                     http(400)?["error"]["field"] == "token",
                     "{name}: a forged unsubscribe link was not refused"
+                );
+            }
+            "inbox-api-create-campaign.json" => {
+                let body = http(201)?;
+                ensure!(body["status"] == "scheduled", "{name}: {body}");
+                // "now": the start goes straight on the campaign queue.
+                ensure!(
+                    queue_depth(stack, "CampaignQueue").await? == 1,
+                    "{name}: no start on the campaign queue"
+                );
+            }
+            "campaigns-unknown-campaign.json" => {
+                // Work for a campaign that does not exist: to the DLQ with the reason, acked.
+                no_failures()?;
+                let reasons = crate::harness::dlq_reasons(stack, "CampaignDLQ", 1).await?;
+                ensure!(
+                    reasons.iter().any(|r| r.contains("no such campaign")),
+                    "{name}: {reasons:?}"
                 );
             }
             other => bail!("no expectation for events/{other}: add it to testkit::fixtures"),

@@ -602,3 +602,150 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
     shutdown.cancel();
     futures_util::future::join_all(workers).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fires() {
+    use herald::fake::ManualClock;
+
+    let stack = test_stack(&[]).await.unwrap();
+    let app = Arc::new(LocalApp::new(&stack).unwrap());
+    let router = app.router();
+    let service = app.service_token("t1");
+    // 09:00 tomorrow (UTC wall clock) in three zones: Tokyo's comes first, then London's,
+    // then New York's; a user without a zone gets the campaign's (UTC).
+    let tomorrow = jiff::tz::TimeZone::UTC
+        .to_datetime(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24))
+        .date();
+    let wall = tomorrow.at(9, 0, 0, 0);
+    for (user, zone) in [
+        ("tokyo", "Asia/Tokyo"),
+        ("london", "Europe/London"),
+        ("newyork", "America/New_York"),
+    ] {
+        let (status, _) = call(
+            &router,
+            "PUT",
+            &format!("/v1/users/{user}/contact"),
+            Some(&service),
+            Some(json!({"timezone": zone})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+    }
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/v1/campaigns",
+        Some(&service),
+        Some(json!({
+            "name": "morning", "title": "Good morning", "body": "B", "channels": ["inbox"],
+            "audience": {"users": ["tokyo", "london", "newyork", "nozone"]},
+            "send_at": format!("{wall}Z"), "local_time": true
+        })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let tenant = TenantId::parse("t1", "t").unwrap();
+    let id = CampaignId::parse(created["id"].as_str().unwrap(), "id").unwrap();
+    let instant = |zone: &str| {
+        jiff::tz::TimeZone::get(zone)
+            .unwrap()
+            .to_ambiguous_timestamp(wall)
+            .compatible()
+            .unwrap()
+    };
+    let runner_at = |now: jiff::Timestamp| campaigns::CampaignRunner {
+        campaigns: app.campaigns.campaigns.clone(),
+        directory: app.campaigns.directory.clone(),
+        audiences: app.campaigns.audiences.clone(),
+        scheduler: app.campaigns.scheduler.clone(),
+        work: app.campaigns.work.clone(),
+        notifications: app.campaigns.notifications.clone(),
+        clock: Arc::new(ManualClock::new(now)),
+    };
+
+    // Tokyo's 09:00, a minute early: Tokyo goes now (with a delay of a minute), the others
+    // are held, each for their own instant, with a release schedule each.
+    let tokyo = instant("Asia/Tokyo");
+    let early = runner_at(tokyo - jiff::SignedDuration::from_mins(1));
+    early
+        .run(&CampaignWork::Start {
+            tenant: tenant.clone(),
+            campaign: id.clone(),
+        })
+        .await
+        .unwrap();
+    early
+        .run(&CampaignWork::Page {
+            tenant: tenant.clone(),
+            campaign: id.clone(),
+            page: 0,
+            cursor: 0,
+        })
+        .await
+        .unwrap();
+    let c = campaign(&router, &service, id.as_str()).await;
+    assert_eq!(
+        (
+            c["progress"]["enqueued"].as_u64(),
+            c["progress"]["held"].as_u64()
+        ),
+        (Some(1), Some(3)),
+        "{c}"
+    );
+
+    // London's release is due five minutes before London's 09:00; New York's is not yet.
+    let london = instant("Europe/London");
+    let fired = fire_due_schedules(
+        &app.sdk,
+        &app.schedule_group,
+        london - jiff::SignedDuration::from_mins(4),
+    )
+    .await
+    .unwrap();
+    // One schedule per instant: London's, and the zone-less user's (UTC: the same instant in
+    // winter).
+    assert!(fired >= 1, "London's release fired");
+    let at_london = runner_at(london - jiff::SignedDuration::from_mins(4));
+    for zone in ["Europe/London", "UTC"] {
+        let at = instant(zone).to_string();
+        at_london
+            .run(&CampaignWork::Release {
+                tenant: tenant.clone(),
+                campaign: id.clone(),
+                at,
+            })
+            .await
+            .unwrap();
+    }
+    let c = campaign(&router, &service, id.as_str()).await;
+    assert_eq!(c["progress"]["held"], 1, "New York waits: {c}");
+    assert_eq!(c["progress"]["enqueued"], 3, "{c}");
+    // Everyone's release, at New York's time: all enqueued, none twice.
+    let newyork = instant("America/New_York");
+    fire_due_schedules(&app.sdk, &app.schedule_group, newyork)
+        .await
+        .unwrap();
+    let late = runner_at(newyork);
+    for zone in ["Europe/London", "UTC", "America/New_York"] {
+        let at = instant(zone).to_string();
+        late.run(&CampaignWork::Release {
+            tenant: tenant.clone(),
+            campaign: id.clone(),
+            at,
+        })
+        .await
+        .unwrap();
+    }
+    let c = campaign(&router, &service, id.as_str()).await;
+    assert_eq!(
+        (
+            c["progress"]["enqueued"].as_u64(),
+            c["progress"]["held"].as_u64()
+        ),
+        (Some(4), Some(0)),
+        "{c}"
+    );
+}

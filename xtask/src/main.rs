@@ -3,6 +3,7 @@
 
 mod bench;
 mod dev;
+mod import;
 mod reconcile;
 mod sam;
 mod size;
@@ -39,6 +40,9 @@ enum Task {
     /// Print a signed token that `cargo xtask dev` accepts: `--tenant T --user U` for a user's
     /// app, `--tenant T --service` for a backend with every scope.
     Token(token::Args),
+    /// Import an Amazon Pinpoint endpoint export (NDJSON, plain or .gz) into contacts through
+    /// the running API (`cargo xtask dev`, or --api/--token for a deployed stack).
+    ImportPinpoint(import::Args),
     /// Recompute TOTAL counters from rooms, repair and report drift.
     Reconcile(reconcile::Args),
     /// Release binary and zip size of each function, built as `sam build` builds them
@@ -56,6 +60,7 @@ fn main() -> Result<()> {
         Task::Sam => sam::run(&testkit::workspace_root()),
         Task::Token(args) => token::run(&args),
         Task::Reconcile(args) => reconcile::run(&args),
+        Task::ImportPinpoint(args) => import::run(&args),
         Task::Size(args) => size::run(&args),
         Task::Bench(bench) => bench::run(&bench),
     }

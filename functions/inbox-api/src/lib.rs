@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod campaigns;
+pub mod import;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -141,6 +142,7 @@ pub fn routes(deps: Arc<Deps>) -> Router {
             get(get_contact).put(put_contact).patch(patch_contact),
         )
         .route("/v1/notifications/{id}", get(delivery_status))
+        .route("/v1/contacts/import", post(import::import_contacts))
         .method_not_allowed_fallback(herald::http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(
             herald::http::MAX_BODY_BYTES,
@@ -289,7 +291,7 @@ async fn change_contact(
 /// Read, change, write only over the version read. With `If-Match` the caller names the
 /// version and another one is a 412; without it a concurrent write is not lost: the change
 /// is applied again on top of it.
-async fn write_contact(
+pub(crate) async fn write_contact(
     deps: &Deps,
     user: &UserKey,
     if_match: Option<u64>,

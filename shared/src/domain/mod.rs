@@ -10,5 +10,6 @@ pub mod feedback;
 pub mod ids;
 pub mod mark_read;
 pub mod notification;
+pub mod pinpoint;
 pub mod reconcile;
 pub mod unsubscribe;

@@ -1,0 +1,112 @@
+//! `POST /v1/contacts/import`: a Pinpoint endpoint export (newline-delimited JSON) into
+//! contacts. Each line is checked on its own: a malformed one is reported by its line number
+//! and writes nothing; the others are merged into their users' contacts (one versioned write
+//! per user). `cargo xtask import-pinpoint` sends a file of any size in chunks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::Json;
+use futures_util::{stream, StreamExt};
+use herald::auth::{Scope, VerifiedToken};
+use herald::domain::contact::Contact;
+use herald::domain::pinpoint::{parse_endpoint, with_stored_push, EndpointLine};
+use herald::http::ApiError;
+use herald::{FieldError, UserId, UserKey};
+use serde_json::{json, Value};
+
+use crate::{write_contact, Deps};
+
+/// Lines one request may carry (the xtask sends larger files in chunks of this).
+pub const MAX_IMPORT_LINES: usize = 1_000;
+
+pub(crate) async fn import_contacts(
+    State(deps): State<Arc<Deps>>,
+    token: VerifiedToken,
+    Query(query): Query<BTreeMap<String, String>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = deps.caller(&token)?.require(Scope::Contacts)?.clone();
+    let first_line: usize = match query.get("first_line") {
+        None => 1,
+        Some(v) => v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            FieldError::new(
+                "invalid_value",
+                "first_line",
+                "first_line must be an integer >= 1",
+            )
+        })?,
+    };
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| FieldError::body("invalid_body", "the export must be UTF-8 text"))?;
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() > MAX_IMPORT_LINES {
+        return Err(FieldError::body(
+            "too_many",
+            format!(
+                "{} lines; at most {MAX_IMPORT_LINES} per request (cargo xtask import-pinpoint sends a file in chunks)",
+                lines.len()
+            ),
+        )
+        .into());
+    }
+    let (mut skipped, mut errors) = (Vec::new(), Vec::new());
+    let mut by_user: BTreeMap<UserId, Vec<Value>> = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let number = first_line + i;
+        match parse_endpoint(line) {
+            Ok(EndpointLine::Apply { user, patch }) => {
+                // Checked alone first: a line whose contact would not validate writes nothing.
+                match Contact::apply(None, &patch, true, deps.marketing_default) {
+                    Ok(_) => by_user.entry(user).or_default().push(patch),
+                    Err(e) => errors.push(json!({"line": number, "error": e.message})),
+                }
+            }
+            Ok(EndpointLine::Skip(reason)) if reason == "blank line" => {}
+            Ok(EndpointLine::Skip(reason)) => {
+                skipped.push(json!({"line": number, "reason": reason}))
+            }
+            Err(error) => errors.push(json!({"line": number, "error": error})),
+        }
+    }
+    let imported: usize = by_user.values().map(Vec::len).sum();
+    let users = by_user.len();
+    let default = deps.marketing_default;
+    let results: Vec<Result<(), ApiError>> = stream::iter(by_user)
+        .map(|(user, patches)| {
+            let (deps, tenant) = (deps.clone(), tenant.clone());
+            async move {
+                let key = UserKey { tenant, user };
+                write_contact(&deps, &key, None, |stored| {
+                    let mut contact = stored.cloned();
+                    for patch in &patches {
+                        let mut patch = patch.clone();
+                        with_stored_push(
+                            &mut patch,
+                            contact.as_ref().map_or(&[][..], |c| c.push.as_slice()),
+                        );
+                        contact = Some(Contact::apply(contact.as_ref(), &patch, true, default)?);
+                    }
+                    contact.ok_or_else(|| FieldError::body("empty", "nothing to import"))
+                })
+                .await
+                .map(|_| ())
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for result in results {
+        result?;
+    }
+    tracing::info!(tenant = %tenant, users, imported, errors = errors.len(), "contacts imported");
+    Ok(Json(json!({
+        "lines": lines.len(),
+        "imported": imported,
+        "users": users,
+        "skipped": skipped,
+        "errors": errors,
+    })))
+}

@@ -1,0 +1,154 @@
+//! `cargo xtask import-pinpoint FILE`: an Amazon Pinpoint endpoint export (newline-delimited
+//! JSON, plain or .gz) into herald's contacts, through `POST /v1/contacts/import` in chunks,
+//! read streamed (never the whole file in memory). Prints what was skipped and refused by line
+//! number; `--audience PATH` also writes the imported user ids, one a line, ready to upload as
+//! a campaign audience.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use herald::domain::pinpoint::{parse_endpoint, EndpointLine};
+use serde_json::Value;
+use testkit::auth::LocalIssuer;
+
+/// Lines per request (the route's limit).
+const CHUNK: usize = 1_000;
+
+/// Options of `cargo xtask import-pinpoint`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The export: newline-delimited JSON endpoints, optionally gzip-compressed (.gz).
+    pub file: PathBuf,
+    /// The tenant the contacts belong to (a local service token is made for it).
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// The herald API (deployed: its ApiUrl output, with --token).
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    pub api: String,
+    /// A service token with herald/contacts (default: one signed by the local issuer, which
+    /// `cargo xtask dev` accepts).
+    #[arg(long, env = "HERALD_TOKEN")]
+    pub token: Option<String>,
+    /// Also write the user ids imported, one a line, to this file (a campaign audience).
+    #[arg(long)]
+    pub audience: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    herald::TenantId::parse(&args.tenant, "--tenant").map_err(|e| anyhow::anyhow!(e.message))?;
+    let token = match &args.token {
+        Some(token) => token.clone(),
+        None => {
+            let issuer =
+                LocalIssuer::load_or_create(&testkit::workspace_root().join(".herald/jwt"))?;
+            issuer.sign(&issuer.service(&args.tenant))
+        }
+    };
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("opening {}", args.file.display()))?;
+    let reader: Box<dyn Read> = if args.file.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let url = format!("{}/v1/contacts/import", args.api.trim_end_matches('/'));
+    let mut users = BTreeSet::new();
+    let (mut totals, mut chunk, mut first_line) = (Totals::default(), Vec::new(), 1);
+    for (i, line) in BufReader::new(reader).lines().enumerate() {
+        let line = line.with_context(|| format!("reading line {}", i + 1))?;
+        if let Ok(EndpointLine::Apply { user, .. }) = parse_endpoint(&line) {
+            users.insert(user.to_string());
+        }
+        chunk.push(line);
+        if chunk.len() == CHUNK {
+            totals.add(&send(&url, &token, first_line, &chunk)?);
+            first_line += chunk.len();
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        totals.add(&send(&url, &token, first_line, &chunk)?);
+    }
+    eprintln!(
+        "{} lines: {} endpoints imported for {} users, {} skipped, {} refused",
+        totals.lines,
+        totals.imported,
+        users.len(),
+        totals.skipped.len(),
+        totals.errors.len()
+    );
+    for (line, reason) in &totals.skipped {
+        eprintln!("  line {line}: skipped: {reason}");
+    }
+    for (line, error) in &totals.errors {
+        eprintln!("  line {line}: refused: {error}");
+    }
+    if let Some(path) = &args.audience {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for user in &users {
+            writeln!(out, "{user}")?;
+        }
+        out.flush()?;
+        eprintln!("wrote {} user ids to {}", users.len(), path.display());
+    }
+    if !totals.errors.is_empty() {
+        bail!(
+            "{} lines were refused (listed above); the rest were imported",
+            totals.errors.len()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Totals {
+    lines: u64,
+    imported: u64,
+    skipped: Vec<(u64, String)>,
+    errors: Vec<(u64, String)>,
+}
+
+impl Totals {
+    fn add(&mut self, answer: &Value) {
+        self.lines += answer["lines"].as_u64().unwrap_or(0);
+        self.imported += answer["imported"].as_u64().unwrap_or(0);
+        let listed = |key: &str, field: &str| -> Vec<(u64, String)> {
+            answer[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    (
+                        e["line"].as_u64().unwrap_or(0),
+                        e[field].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        self.skipped.extend(listed("skipped", "reason"));
+        self.errors.extend(listed("errors", "error"));
+    }
+}
+
+fn send(url: &str, token: &str, first_line: usize, lines: &[String]) -> Result<Value> {
+    let response = ureq::post(url)
+        .query("first_line", &first_line.to_string())
+        .timeout(Duration::from_secs(120))
+        .set("authorization", &format!("Bearer {token}"))
+        .set("content-type", "application/x-ndjson")
+        .send_string(&lines.join("\n"));
+    let response = match response {
+        Ok(r) => r,
+        Err(ureq::Error::Status(status, r)) => {
+            bail!(
+                "{url} answered {status}: {}",
+                r.into_string().unwrap_or_default()
+            )
+        }
+        Err(e) => bail!("{url}: {e} (is `cargo xtask dev` running?)"),
+    };
+    Ok(serde_json::from_str(&response.into_string()?)?)
+}
