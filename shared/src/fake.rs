@@ -794,10 +794,13 @@ impl Clock for ManualClock {
 }
 
 /// Sample values for tests.
-/// Campaigns in memory: definitions, chunks, page records and progress sets.
+/// Campaigns in memory: definitions, chunks, page records and progress sets; each call
+/// takes `latency` and is counted (for simulations).
 #[derive(Default)]
 pub struct InMemoryCampaigns {
     state: Mutex<CampaignState>,
+    pub latency: Duration,
+    pub calls: AtomicU64,
 }
 
 #[derive(Default)]
@@ -812,6 +815,20 @@ struct CampaignState {
 }
 
 impl InMemoryCampaigns {
+    pub fn with_latency(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::default()
+        }
+    }
+
+    async fn round_trip(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, CampaignState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -825,6 +842,7 @@ impl CampaignStore for InMemoryCampaigns {
         chunks: &[Vec<UserId>],
         idempotency_key: Option<&str>,
     ) -> Result<crate::domain::campaign::Campaign, StoreError> {
+        self.round_trip().await;
         let mut state = self.state();
         if let Some(key) = idempotency_key {
             let k = (campaign.tenant.clone(), key.to_owned());
@@ -855,6 +873,7 @@ impl CampaignStore for InMemoryCampaigns {
         tenant: &TenantId,
         id: &crate::domain::ids::CampaignId,
     ) -> Result<Option<crate::domain::campaign::Campaign>, StoreError> {
+        self.round_trip().await;
         Ok(self
             .state()
             .campaigns
@@ -868,6 +887,7 @@ impl CampaignStore for InMemoryCampaigns {
         limit: usize,
         after: Option<&str>,
     ) -> Result<(Vec<crate::domain::campaign::Campaign>, Option<String>), StoreError> {
+        self.round_trip().await;
         let state = self.state();
         let all: Vec<_> = state
             .campaigns
@@ -889,6 +909,7 @@ impl CampaignStore for InMemoryCampaigns {
         at: &str,
         detail: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.round_trip().await;
         let mut state = self.state();
         let Some(c) = state.campaigns.get_mut(&(tenant.clone(), id.to_string())) else {
             return Ok(false);
@@ -912,6 +933,7 @@ impl CampaignStore for InMemoryCampaigns {
         id: &crate::domain::ids::CampaignId,
         at: &str,
     ) -> Result<(), StoreError> {
+        self.round_trip().await;
         if let Some(c) = self
             .state()
             .campaigns
@@ -928,6 +950,7 @@ impl CampaignStore for InMemoryCampaigns {
         id: &crate::domain::ids::CampaignId,
         chunk: u32,
     ) -> Result<Vec<UserId>, StoreError> {
+        self.round_trip().await;
         Ok(self
             .state()
             .chunks
@@ -942,6 +965,7 @@ impl CampaignStore for InMemoryCampaigns {
         id: &crate::domain::ids::CampaignId,
         page: &PageRecord,
     ) -> Result<Option<PageRecord>, StoreError> {
+        self.round_trip().await;
         let mut state = self.state();
         let key = (id.to_string(), page.page);
         if let Some(existing) = state.pages.get(&key) {
@@ -972,6 +996,7 @@ impl CampaignStore for InMemoryCampaigns {
         id: &crate::domain::ids::CampaignId,
         page: u32,
     ) -> Result<(), StoreError> {
+        self.round_trip().await;
         if let Some(p) = self.state().pages.get_mut(&(id.to_string(), page)) {
             p.next_sent = true;
         }
@@ -984,6 +1009,7 @@ impl CampaignStore for InMemoryCampaigns {
         id: &crate::domain::ids::CampaignId,
         at: &str,
     ) -> Result<Vec<HeldGroup>, StoreError> {
+        self.round_trip().await;
         let prefix = format!("H#{at}#");
         Ok(self
             .state()
@@ -1003,6 +1029,7 @@ impl CampaignStore for InMemoryCampaigns {
         group: &str,
         enqueued: u64,
     ) -> Result<bool, StoreError> {
+        self.round_trip().await;
         let mut state = self.state();
         let Some((_, released)) = state.held.get_mut(&(id.to_string(), group.to_owned())) else {
             return Ok(false);
@@ -1025,6 +1052,7 @@ impl CampaignStore for InMemoryCampaigns {
             crate::domain::campaign::ProgressMark,
         )],
     ) -> Result<(), StoreError> {
+        self.round_trip().await;
         let mut state = self.state();
         for (at, mark) in marks {
             state.marks.entry(at.id.to_string()).or_default().insert((
@@ -1040,6 +1068,7 @@ impl CampaignStore for InMemoryCampaigns {
         &self,
         campaign: &crate::domain::campaign::Campaign,
     ) -> Result<crate::domain::campaign::Progress, StoreError> {
+        self.round_trip().await;
         use crate::domain::campaign::Progress;
         let state = self.state();
         let (audience, enqueued, held) = state

@@ -20,6 +20,8 @@ pub struct SimQueue {
     /// Round trip of one receive or ack call.
     pub latency: Duration,
     pub receives: AtomicU64,
+    /// SendMessageBatch calls (10 messages each at most) made through `QueueSender`.
+    pub sends: AtomicU64,
     /// Messages handed back for another delivery (unfinished work).
     pub retries: AtomicU64,
     pub poisoned: Mutex<Vec<(String, String)>>,
@@ -87,6 +89,27 @@ impl SimQueue {
     }
 }
 
+/// Producers send to it as to SQS: batches of 10, each a round trip. Delays are not kept
+/// (a message is visible at once).
+#[async_trait::async_trait]
+impl herald::ports::QueueSender for SimQueue {
+    async fn send(
+        &self,
+        messages: &[herald::ports::OutgoingMessage],
+    ) -> Vec<Result<(), herald::ports::QueueError>> {
+        for chunk in messages.chunks(10) {
+            self.sends.fetch_add(1, Ordering::Relaxed);
+            if !self.latency.is_zero() {
+                tokio::time::sleep(self.latency).await;
+            }
+            for m in chunk {
+                self.push(m.body.clone());
+            }
+        }
+        messages.iter().map(|_| Ok(())).collect()
+    }
+}
+
 /// Runs `workers` consumers until the queue is drained.
 pub async fn drain(queue: Arc<SimQueue>, handler: Arc<dyn BatchHandler>, workers: usize) {
     drain_in_batches(queue, handler, workers, 10).await
@@ -99,14 +122,27 @@ pub async fn drain_in_batches(
     workers: usize,
     batch_size: usize,
 ) {
+    let no_producers = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    drain_fed_by(queue, handler, workers, batch_size, no_producers).await
+}
+
+/// Like `drain_in_batches` for a queue that others still send to: the workers stop once
+/// `producers_done` is set and the queue is drained.
+pub async fn drain_fed_by(
+    queue: Arc<SimQueue>,
+    handler: Arc<dyn BatchHandler>,
+    workers: usize,
+    batch_size: usize,
+    producers_done: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut tasks = Vec::new();
     for _ in 0..workers {
-        let (queue, handler) = (queue.clone(), handler.clone());
+        let (queue, handler, done) = (queue.clone(), handler.clone(), producers_done.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let batch = queue.receive(batch_size).await;
                 if batch.is_empty() {
-                    if queue.drained() {
+                    if done.load(Ordering::SeqCst) && queue.drained() {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(1)).await;

@@ -42,6 +42,9 @@ pub(crate) async fn import_contacts(
     let text = std::str::from_utf8(&body)
         .map_err(|_| FieldError::body("invalid_body", "the export must be UTF-8 text"))?;
     let lines: Vec<&str> = text.lines().collect();
+    if lines.iter().all(|l| l.trim().is_empty()) {
+        return Err(FieldError::body("invalid_body", "the export is empty").into());
+    }
     if lines.len() > MAX_IMPORT_LINES {
         return Err(FieldError::body(
             "too_many",
@@ -72,6 +75,22 @@ pub(crate) async fn import_contacts(
         }
     }
     let imported: usize = by_user.values().map(Vec::len).sum();
+    // Nothing importable and something wrong: the request as a whole is bad.
+    if imported == 0 {
+        if let Some(first) = errors.first() {
+            let line = first["line"].as_u64().unwrap_or(0);
+            return Err(FieldError::new(
+                "invalid_line",
+                &format!("line {line}"),
+                format!(
+                    "line {line}: {} ({} lines refused, none imported)",
+                    first["error"].as_str().unwrap_or_default(),
+                    errors.len()
+                ),
+            )
+            .into());
+        }
+    }
     let users = by_user.len();
     let default = deps.marketing_default;
     let results: Vec<Result<(), ApiError>> = stream::iter(by_user)

@@ -7,6 +7,7 @@
 //! - a simulation: the same handler over the in-memory store with injected per-call
 //!   latency, over 1–16 workers, to show throughput grows linearly with workers.
 
+mod campaign;
 mod emulator;
 use emulator::{EmulatorRun, Shape};
 mod report;
@@ -31,6 +32,10 @@ pub enum Bench {
     /// throughput over 1-16 workers in a labelled simulation; writes
     /// target/bench/counters.json and counters-throughput.svg.
     Counters(CountersArgs),
+    /// Three tenants' campaigns starting at once (one large, two small): a labelled
+    /// simulation of --users (default 100,000) with injected latency, and --emulator-users on
+    /// the emulator end to end; writes target/bench/campaign.json and campaign-progress.svg.
+    Campaign(campaign::CampaignArgs),
 }
 
 /// Options of `cargo xtask bench counters`.
@@ -49,12 +54,6 @@ pub struct CountersArgs {
 }
 
 pub fn run(bench: &Bench) -> Result<()> {
-    match bench {
-        Bench::Counters(args) => counters(args),
-    }
-}
-
-fn counters(args: &CountersArgs) -> Result<()> {
     // Costs and CPU time of a debug build would mislead: run optimised.
     if cfg!(debug_assertions) {
         eprintln!("building xtask --release for the benchmark...");
@@ -68,6 +67,21 @@ fn counters(args: &CountersArgs) -> Result<()> {
         }
         return Ok(());
     }
+    match bench {
+        Bench::Counters(args) => counters(args),
+        Bench::Campaign(args) => campaign::run(args),
+    }
+}
+
+/// Where results go: target/bench (under `$CARGO_TARGET_DIR` when that is set).
+pub(super) fn out_dir() -> std::path::PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| testkit::workspace_root().join("target"))
+        .join("bench")
+}
+
+fn counters(args: &CountersArgs) -> Result<()> {
     herald::telemetry::init_tracing();
     let (emulator_n, sim_n) = (args.emulator_notifications, args.notifications);
     let root = testkit::workspace_root();
@@ -121,10 +135,7 @@ fn counters(args: &CountersArgs) -> Result<()> {
     drop(runtime);
     let runtimes = simulation::runtime_comparison(sim_n.min(5_000))?;
 
-    let out_dir = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"))
-        .join("bench");
+    let out_dir = out_dir();
     std::fs::create_dir_all(&out_dir)?;
     let result = json!({
         "emulator": emulated,
