@@ -18,6 +18,27 @@ pub async fn test_stack(overrides: &[(&str, &str)]) -> Result<Stack> {
     Stack::provision(&endpoint, &prefix, Template::project()?, overrides).await
 }
 
+/// A stack in an emulator of its own (stopped when the returned `Emulator` drops), for tests
+/// that write a lot: the emulator copies every table for each transaction, so their data
+/// would slow down every other test sharing one.
+pub async fn private_stack(
+    overrides: &[(&str, &str)],
+) -> Result<(crate::emulator::Emulator, Stack)> {
+    let root = crate::workspace_root();
+    let venv = crate::tools::dev_venv(&root)?;
+    let port = crate::emulator::free_port()?;
+    let log = std::env::temp_dir().join(format!("herald-moto-{port}.log"));
+    let emulator = crate::emulator::Emulator::start(&venv, port, &log)?;
+    let stack = Stack::provision(
+        &emulator.endpoint,
+        "private",
+        Template::project()?,
+        overrides,
+    )
+    .await?;
+    Ok((emulator, stack))
+}
+
 /// Visible + in-flight + delayed messages of a queue of the stack.
 pub async fn queue_depth(stack: &Stack, logical_id: &str) -> Result<u64> {
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);

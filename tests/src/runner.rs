@@ -124,7 +124,7 @@ impl LocalApp {
                 &herald::auth::AuthSettings::from_vars(&api_vars)?,
                 sdk,
             )),
-            schedule_group: campaigns_config.schedule_group.clone(),
+            schedule_group: campaigns_config.schedules.group.clone(),
             sdk: sdk.clone(),
             notifications,
             marketing,
@@ -206,7 +206,7 @@ impl LocalApp {
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }));

@@ -16,7 +16,7 @@ use herald::domain::ids::CampaignId;
 use herald::ports::{CampaignStore, HeldGroup, PageRecord};
 use herald::{StoreError, TenantId, UserId};
 use serde_json::{json, Value};
-use testkit::harness::{call, eventually, test_stack};
+use testkit::harness::{call, eventually, private_stack};
 use testkit::runner::{fire_due_schedules, LocalApp};
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,7 @@ async fn unread_total(router: &axum::Router, token: &str, user: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_campaign_reaches_everyone_once_while_transactional_mail_goes_first() {
-    let stack = test_stack(&[]).await.unwrap();
+    let (_emulator, stack) = private_stack(&[]).await.unwrap();
     let app = Arc::new(LocalApp::new(&stack).unwrap());
     let shutdown = CancellationToken::new();
     let workers = app.spawn_workers(1, 1, &shutdown);
@@ -278,7 +278,7 @@ impl CampaignStore for DiesBeforeCheckpoint {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_page_consumer_killed_between_enqueue_and_checkpoint_skips_and_repeats_no_one() {
-    let stack = test_stack(&[]).await.unwrap();
+    let (_emulator, stack) = private_stack(&[]).await.unwrap();
     let app = Arc::new(LocalApp::new(&stack).unwrap());
     let router = app.router();
     let service = app.service_token("t1");
@@ -369,7 +369,7 @@ async fn a_page_consumer_killed_between_enqueue_and_checkpoint_skips_and_repeats
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_stops_a_running_campaign_and_skips_what_is_still_queued() {
-    let stack = test_stack(&[]).await.unwrap();
+    let (_emulator, stack) = private_stack(&[]).await.unwrap();
     let app = Arc::new(LocalApp::new(&stack).unwrap());
     let shutdown = CancellationToken::new();
     let workers = app.spawn_workers(1, 1, &shutdown);
@@ -451,7 +451,7 @@ async fn cancel_stops_a_running_campaign_and_skips_what_is_still_queued() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
-    let stack = test_stack(&[]).await.unwrap();
+    let (_emulator, stack) = private_stack(&[]).await.unwrap();
     let app = Arc::new(LocalApp::new(&stack).unwrap());
     let router = app.router();
     let service = app.service_token("t1");
@@ -607,7 +607,7 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
 async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fires() {
     use herald::fake::ManualClock;
 
-    let stack = test_stack(&[]).await.unwrap();
+    let (_emulator, stack) = private_stack(&[]).await.unwrap();
     let app = Arc::new(LocalApp::new(&stack).unwrap());
     let router = app.router();
     let service = app.service_token("t1");

@@ -32,9 +32,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Where campaign notifications go: the marketing notifications queue.
     pub marketing_queue_url: String,
-    pub schedule_group: String,
-    pub campaign_queue_arn: String,
-    pub scheduler_role_arn: String,
+    /// Campaign schedules: their group, target queue and role.
+    pub schedules: herald::aws::scheduler::ScheduleTarget,
 }
 
 impl Config {
@@ -43,9 +42,7 @@ impl Config {
             directory_table: vars.required("DIRECTORY_TABLE")?,
             queue: QueueConfig::from_vars(vars, "CAMPAIGN_QUEUE_URL", "CAMPAIGN_DLQ_URL")?,
             marketing_queue_url: vars.required("MARKETING_QUEUE_URL")?,
-            schedule_group: vars.required("SCHEDULE_GROUP")?,
-            campaign_queue_arn: vars.required("CAMPAIGN_QUEUE_ARN")?,
-            scheduler_role_arn: vars.required("SCHEDULER_ROLE_ARN")?,
+            schedules: herald::aws::scheduler::ScheduleTarget::from_vars(vars)?,
         })
     }
 }
@@ -80,9 +77,7 @@ impl CampaignRunner {
             audiences: Arc::new(herald::aws::s3::S3Audiences::from_aws(aws)),
             scheduler: Arc::new(herald::aws::scheduler::EventBridgeScheduler::new(
                 aws_sdk_scheduler::Client::new(aws),
-                &config.schedule_group,
-                &config.campaign_queue_arn,
-                &config.scheduler_role_arn,
+                &config.schedules,
             )),
             work: Arc::new(herald::aws::sqs::SqsSender::new(
                 sqs.clone(),

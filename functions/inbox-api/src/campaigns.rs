@@ -32,9 +32,8 @@ const DIRECT_START_SECONDS: i64 = 60;
 pub struct CampaignConfig {
     pub directory_table: String,
     pub campaign_queue_url: String,
-    pub campaign_queue_arn: String,
-    pub schedule_group: String,
-    pub scheduler_role_arn: String,
+    /// Campaign schedules: their group, target queue and role.
+    pub schedules: herald::aws::scheduler::ScheduleTarget,
     /// S3 audiences must be in this bucket (the only one the functions may read).
     pub audience_bucket: String,
 }
@@ -44,9 +43,7 @@ impl CampaignConfig {
         Ok(Self {
             directory_table: vars.required("DIRECTORY_TABLE")?,
             campaign_queue_url: vars.required("CAMPAIGN_QUEUE_URL")?,
-            campaign_queue_arn: vars.required("CAMPAIGN_QUEUE_ARN")?,
-            schedule_group: vars.required("SCHEDULE_GROUP")?,
-            scheduler_role_arn: vars.required("SCHEDULER_ROLE_ARN")?,
+            schedules: herald::aws::scheduler::ScheduleTarget::from_vars(vars)?,
             audience_bucket: vars.required("AUDIENCE_BUCKET")?,
         })
     }
@@ -77,9 +74,7 @@ impl CampaignDeps {
             audiences: Arc::new(herald::aws::s3::S3Audiences::from_aws(aws)),
             scheduler: Arc::new(herald::aws::scheduler::EventBridgeScheduler::new(
                 aws_sdk_scheduler::Client::new(aws),
-                &config.schedule_group,
-                &config.campaign_queue_arn,
-                &config.scheduler_role_arn,
+                &config.schedules,
             )),
             queue: Arc::new(herald::aws::sqs::SqsSender::new(
                 aws_sdk_sqs::Client::new(aws),

@@ -11,6 +11,25 @@ use super::store_error;
 use crate::error::StoreError;
 use crate::ports::Scheduler;
 
+/// Where campaign schedules live and what they call: `SCHEDULE_GROUP`, `CAMPAIGN_QUEUE_ARN`
+/// (the target) and `SCHEDULER_ROLE_ARN` (the role Scheduler assumes to send there).
+#[derive(Debug, Clone)]
+pub struct ScheduleTarget {
+    pub group: String,
+    pub queue_arn: String,
+    pub role_arn: String,
+}
+
+impl ScheduleTarget {
+    pub fn from_vars(vars: &crate::config::Vars) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            group: vars.required("SCHEDULE_GROUP")?,
+            queue_arn: vars.required("CAMPAIGN_QUEUE_ARN")?,
+            role_arn: vars.required("SCHEDULER_ROLE_ARN")?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EventBridgeScheduler {
     client: Client,
@@ -22,12 +41,12 @@ pub struct EventBridgeScheduler {
 }
 
 impl EventBridgeScheduler {
-    pub fn new(client: Client, group: &str, target_arn: &str, role_arn: &str) -> Self {
+    pub fn new(client: Client, target: &ScheduleTarget) -> Self {
         Self {
             client,
-            group: group.to_owned(),
-            target_arn: target_arn.to_owned(),
-            role_arn: role_arn.to_owned(),
+            group: target.group.clone(),
+            target_arn: target.queue_arn.clone(),
+            role_arn: target.role_arn.clone(),
         }
     }
 }
