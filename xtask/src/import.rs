@@ -57,20 +57,24 @@ pub fn run(args: &Args) -> Result<()> {
     let url = format!("{}/v1/contacts/import", args.api.trim_end_matches('/'));
     let mut users = BTreeSet::new();
     let (mut totals, mut chunk, mut first_line) = (Totals::default(), Vec::new(), 1);
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.with_context(|| format!("reading line {}", i + 1))?;
-        if let Ok(EndpointLine::Apply { user, .. }) = parse_endpoint(&line) {
-            users.insert(user.to_string());
-        }
-        chunk.push(line);
-        if chunk.len() == CHUNK {
-            totals.add(&send(&url, &token, first_line, &chunk)?);
+    let mut lines = BufReader::new(reader).lines().enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        chunk.push(line.with_context(|| format!("reading line {}", i + 1))?);
+        if chunk.len() == CHUNK || lines.peek().is_none() {
+            let answer = send(&url, &token, first_line, &chunk)?;
+            let refused = totals.add(&answer);
+            // The audience: users of the lines the API took.
+            for (offset, line) in chunk.iter().enumerate() {
+                if refused.contains(&((first_line + offset) as u64)) {
+                    continue;
+                }
+                if let Ok(EndpointLine::Apply { user, .. }) = parse_endpoint(line) {
+                    users.insert(user.to_string());
+                }
+            }
             first_line += chunk.len();
             chunk.clear();
         }
-    }
-    if !chunk.is_empty() {
-        totals.add(&send(&url, &token, first_line, &chunk)?);
     }
     eprintln!(
         "{} lines: {} endpoints imported for {} users, {} skipped, {} refused",
@@ -112,7 +116,8 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, answer: &Value) {
+    /// Adds one answer; returns the numbers of the lines it refused.
+    fn add(&mut self, answer: &Value) -> BTreeSet<u64> {
         self.lines += answer["lines"].as_u64().unwrap_or(0);
         self.imported += answer["imported"].as_u64().unwrap_or(0);
         let listed = |key: &str, field: &str| -> Vec<(u64, String)> {
@@ -129,7 +134,10 @@ impl Totals {
                 .collect()
         };
         self.skipped.extend(listed("skipped", "reason"));
-        self.errors.extend(listed("errors", "error"));
+        let errors = listed("errors", "error");
+        let refused = errors.iter().map(|(line, _)| *line).collect();
+        self.errors.extend(errors);
+        refused
     }
 }
 
