@@ -243,7 +243,10 @@ impl CampaignRunner {
             &[],
             &[
                 Metric::count("CampaignNotificationsEnqueued", enqueued as usize),
-                Metric::count("CampaignRecipientsHeld", (count - enqueued) as usize),
+                Metric::count(
+                    "CampaignRecipientsHeld",
+                    count.saturating_sub(enqueued) as usize,
+                ),
             ],
         );
         if recorded.last {
