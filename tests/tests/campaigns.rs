@@ -70,7 +70,7 @@ async fn a_campaign_reaches_everyone_once_while_transactional_mail_goes_first() 
     let workers = app.spawn_workers(1, 1, &shutdown);
     let router = app.router();
     let service = app.service_token("t1");
-    let audience = users("fan", 300);
+    let audience = users("fan", 2000);
 
     let (status, created) = call(
         &router,
@@ -79,7 +79,7 @@ async fn a_campaign_reaches_everyone_once_while_transactional_mail_goes_first() 
         Some(&service),
         Some(json!({
             "name": "winter", "title": "Winter sale", "body": "30% off", "channels": ["inbox"],
-            "audience": {"users": audience}, "send_at": "now", "rate_per_second": 20
+            "audience": {"users": audience}, "send_at": "now", "rate_per_second": 200
         })),
     )
     .await
@@ -115,7 +115,7 @@ async fn a_campaign_reaches_everyone_once_while_transactional_mail_goes_first() 
     .unwrap();
     let meanwhile = campaign(&router, &service, &id).await;
     assert!(
-        meanwhile["progress"]["committed"].as_u64().unwrap() < 300,
+        meanwhile["progress"]["committed"].as_u64().unwrap() < 2000,
         "the transactional notification arrived before the burst was over: {meanwhile}"
     );
 
@@ -129,9 +129,9 @@ async fn a_campaign_reaches_everyone_once_while_transactional_mail_goes_first() 
     .await
     .unwrap();
     let progress = &done["progress"];
-    assert_eq!(progress["audience"], 300, "{done}");
-    assert_eq!(progress["enqueued"], 300, "{done}");
-    assert_eq!(progress["committed"], 300, "{done}");
+    assert_eq!(progress["audience"], 2000, "{done}");
+    assert_eq!(progress["enqueued"], 2000, "{done}");
+    assert_eq!(progress["committed"], 2000, "{done}");
     assert_eq!(progress["skipped"], 0, "{done}");
     assert!(done["started_at"].is_string() && done["fanned_out_at"].is_string());
 
