@@ -316,7 +316,7 @@ async fn a_page_consumer_killed_between_enqueue_and_checkpoint_skips_and_repeats
         tenant: tenant.clone(),
         campaign: id.clone(),
     };
-    dying.run(&start).await.unwrap();
+    dying.run(&start, None).await.unwrap();
     let page0 = CampaignWork::Page {
         tenant: tenant.clone(),
         campaign: id.clone(),
@@ -324,20 +324,20 @@ async fn a_page_consumer_killed_between_enqueue_and_checkpoint_skips_and_repeats
         cursor: 0,
     };
     assert!(
-        dying.run(&page0).await.is_err(),
+        dying.run(&page0, None).await.is_err(),
         "died before the checkpoint"
     );
     // Redelivered, page 0 is done again (its 500 users enqueued a second time: the same
     // notification ids, which the inbox counts once), recorded once, and page 1 follows.
-    app.campaigns.run(&page0).await.unwrap();
-    app.campaigns.run(&page0).await.unwrap();
+    app.campaigns.run(&page0, None).await.unwrap();
+    app.campaigns.run(&page0, None).await.unwrap();
     let page1 = CampaignWork::Page {
         tenant,
         campaign: id.clone(),
         page: 1,
         cursor: 500,
     };
-    app.campaigns.run(&page1).await.unwrap();
+    app.campaigns.run(&page1, None).await.unwrap();
     let c = campaign(&router, &service, id.as_str()).await;
     assert_eq!(
         c["progress"]["enqueued"], 520,
@@ -671,19 +671,25 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
     let tokyo = instant("Asia/Tokyo");
     let early = runner_at(tokyo - jiff::SignedDuration::from_mins(1));
     early
-        .run(&CampaignWork::Start {
-            tenant: tenant.clone(),
-            campaign: id.clone(),
-        })
+        .run(
+            &CampaignWork::Start {
+                tenant: tenant.clone(),
+                campaign: id.clone(),
+            },
+            None,
+        )
         .await
         .unwrap();
     early
-        .run(&CampaignWork::Page {
-            tenant: tenant.clone(),
-            campaign: id.clone(),
-            page: 0,
-            cursor: 0,
-        })
+        .run(
+            &CampaignWork::Page {
+                tenant: tenant.clone(),
+                campaign: id.clone(),
+                page: 0,
+                cursor: 0,
+            },
+            None,
+        )
         .await
         .unwrap();
     let c = campaign(&router, &service, id.as_str()).await;
@@ -712,11 +718,14 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
     for zone in ["Europe/London", "UTC"] {
         let at = instant(zone).to_string();
         at_london
-            .run(&CampaignWork::Release {
-                tenant: tenant.clone(),
-                campaign: id.clone(),
-                at,
-            })
+            .run(
+                &CampaignWork::Release {
+                    tenant: tenant.clone(),
+                    campaign: id.clone(),
+                    at,
+                },
+                None,
+            )
             .await
             .unwrap();
     }
@@ -731,11 +740,14 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
     let late = runner_at(newyork);
     for zone in ["Europe/London", "UTC", "America/New_York"] {
         let at = instant(zone).to_string();
-        late.run(&CampaignWork::Release {
-            tenant: tenant.clone(),
-            campaign: id.clone(),
-            at,
-        })
+        late.run(
+            &CampaignWork::Release {
+                tenant: tenant.clone(),
+                campaign: id.clone(),
+                at,
+            },
+            None,
+        )
         .await
         .unwrap();
     }

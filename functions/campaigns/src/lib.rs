@@ -106,7 +106,9 @@ impl BatchHandler for CampaignRunner {
                         tenant = %work.tenant(),
                         campaign = %work.campaign(),
                     );
-                    let result = tracing::Instrument::instrument(self.run(&work), span).await;
+                    let trace = message.trace_header.as_deref();
+                    let result =
+                        tracing::Instrument::instrument(self.run(&work, trace), span).await;
                     result.unwrap_or_else(|e| Disposition::Retry(e.to_string()))
                 }
             };
@@ -117,8 +119,14 @@ impl BatchHandler for CampaignRunner {
 }
 
 impl CampaignRunner {
-    /// One work item; an error leaves it on the queue to be retried.
-    pub async fn run(&self, work: &CampaignWork) -> Result<Disposition, StoreError> {
+    /// One work item; an error leaves it on the queue to be retried. What it enqueues
+    /// carries `trace` (the item's X-Ray trace header), so a campaign's pages and
+    /// notifications stay in the trace that started it.
+    pub async fn run(
+        &self,
+        work: &CampaignWork,
+        trace: Option<&str>,
+    ) -> Result<Disposition, StoreError> {
         let Some(campaign) = self
             .campaigns
             .campaign(work.tenant(), work.campaign())
@@ -137,14 +145,20 @@ impl CampaignRunner {
             return Ok(Disposition::Done);
         }
         match work {
-            CampaignWork::Start { .. } => self.start(&campaign).await,
-            CampaignWork::Page { page, cursor, .. } => self.page(&campaign, *page, *cursor).await,
-            CampaignWork::Release { at, .. } => self.release(&campaign, at).await,
+            CampaignWork::Start { .. } => self.start(&campaign, trace).await,
+            CampaignWork::Page { page, cursor, .. } => {
+                self.page(&campaign, *page, *cursor, trace).await
+            }
+            CampaignWork::Release { at, .. } => self.release(&campaign, at, trace).await,
         }
     }
 
     /// The schedule fired: the campaign runs, and its first page goes on the queue.
-    async fn start(&self, campaign: &Campaign) -> Result<Disposition, StoreError> {
+    async fn start(
+        &self,
+        campaign: &Campaign,
+        trace: Option<&str>,
+    ) -> Result<Disposition, StoreError> {
         let now = format!("{:.3}", self.clock.now());
         let started = self
             .campaigns
@@ -164,7 +178,7 @@ impl CampaignRunner {
         }
         // Also on a second start of a running campaign: the first may have died before
         // queueing page 0, and a page done twice is recorded once.
-        self.queue_page(campaign, 0, 0, 0).await
+        self.queue_page(campaign, 0, 0, 0, trace).await
     }
 
     /// One page: read, enqueue, record once, queue the next.
@@ -173,6 +187,7 @@ impl CampaignRunner {
         campaign: &Campaign,
         page: u32,
         cursor: u64,
+        trace: Option<&str>,
     ) -> Result<Disposition, StoreError> {
         let now = self.clock.now();
         let (users, invalid, next_cursor, last) = self.read_audience(campaign, cursor).await?;
@@ -194,7 +209,7 @@ impl CampaignRunner {
                 Ok(m)
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.send_all(&self.notifications, &messages).await?;
+        self.send_all(&self.notifications, messages, trace).await?;
         for at in plan.held.keys() {
             let payload = serde_json::to_string(&CampaignWork::Release {
                 tenant: campaign.tenant.clone(),
@@ -264,7 +279,7 @@ impl CampaignRunner {
             return Ok(Disposition::Done);
         }
         let delay = next_page_delay(campaign, count as usize);
-        self.queue_page(campaign, page + 1, recorded.next_cursor, delay)
+        self.queue_page(campaign, page + 1, recorded.next_cursor, delay, trace)
             .await?;
         self.campaigns
             .mark_next_sent(&campaign.tenant, &campaign.id, page)
@@ -273,7 +288,12 @@ impl CampaignRunner {
     }
 
     /// A release schedule fired: the users held for `at` go out, each group once.
-    async fn release(&self, campaign: &Campaign, at: &str) -> Result<Disposition, StoreError> {
+    async fn release(
+        &self,
+        campaign: &Campaign,
+        at: &str,
+        trace: Option<&str>,
+    ) -> Result<Disposition, StoreError> {
         let instant: jiff::Timestamp = at
             .parse()
             .map_err(|e| StoreError::Fatal(format!("release time {at:?}: {e}")))?;
@@ -296,14 +316,10 @@ impl CampaignRunner {
                     Ok(m)
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            self.send_all(&self.notifications, &messages).await?;
+            let released = messages.len() as u64;
+            self.send_all(&self.notifications, messages, trace).await?;
             self.campaigns
-                .release_group(
-                    &campaign.tenant,
-                    &campaign.id,
-                    &group.key,
-                    messages.len() as u64,
-                )
+                .release_group(&campaign.tenant, &campaign.id, &group.key, released)
                 .await?;
         }
         Ok(Disposition::Done)
@@ -315,6 +331,7 @@ impl CampaignRunner {
         page: u32,
         cursor: u64,
         delay: u32,
+        trace: Option<&str>,
     ) -> Result<Disposition, StoreError> {
         let work = CampaignWork::Page {
             tenant: campaign.tenant.clone(),
@@ -325,16 +342,20 @@ impl CampaignRunner {
         let mut message =
             OutgoingMessage::json("page", &work).map_err(|e| StoreError::Fatal(e.to_string()))?;
         message.delay_seconds = (delay > 0).then_some(delay as i32);
-        self.send_all(&self.work, &[message]).await?;
+        self.send_all(&self.work, vec![message], trace).await?;
         Ok(Disposition::Done)
     }
 
     async fn send_all(
         &self,
         queue: &Arc<dyn QueueSender>,
-        messages: &[OutgoingMessage],
+        mut messages: Vec<OutgoingMessage>,
+        trace: Option<&str>,
     ) -> Result<(), StoreError> {
-        for result in queue.send(messages).await {
+        for message in &mut messages {
+            message.trace_header = trace.map(str::to_owned);
+        }
+        for result in queue.send(&messages).await {
             result.map_err(|e| StoreError::Transient(format!("enqueue: {e}")))?;
         }
         Ok(())

@@ -17,7 +17,7 @@ use herald::domain::campaign::{
     CampaignWork, Progress, INLINE_CHUNK,
 };
 use herald::domain::ids::{check_id, CampaignId};
-use herald::http::{parse_json, ApiError};
+use herald::http::{parse_json, ApiError, RequestMeta};
 use herald::ports::{
     AudienceFiles, CampaignStore, Clock, OutgoingMessage, QueueSender, Scheduler, SystemClock,
 };
@@ -107,6 +107,7 @@ pub fn routes(deps: Arc<CampaignDeps>) -> Router {
 async fn create(
     State(deps): State<Arc<CampaignDeps>>,
     token: VerifiedToken,
+    meta: RequestMeta,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, HeaderMap, Json<Value>), ApiError> {
@@ -132,7 +133,13 @@ async fn create(
     if stored.status == CampaignStatus::Scheduled {
         // Also on a retry: the first attempt may have stored it and died before scheduling
         // (schedules are named after the campaign, and a start is recognised twice).
-        schedule_start(&deps, &stored, request.first_instant()).await?;
+        schedule_start(
+            &deps,
+            &stored,
+            request.first_instant(),
+            meta.trace_header.as_deref(),
+        )
+        .await?;
     }
     tracing::info!(campaign = %stored.id, tenant = %stored.tenant, "campaign created");
     let mut out = HeaderMap::new();
@@ -185,10 +192,13 @@ async fn s3_audience(
     }
 }
 
+/// Starts the campaign: on the queue when it is due within a minute (in this request's
+/// trace), else by a one-time schedule (a new trace when it fires).
 async fn schedule_start(
     deps: &CampaignDeps,
     campaign: &Campaign,
     at: Option<jiff::Timestamp>,
+    trace_header: Option<&str>,
 ) -> Result<(), ApiError> {
     let start = CampaignWork::Start {
         tenant: campaign.tenant.clone(),
@@ -206,6 +216,7 @@ async fn schedule_start(
         return Ok(());
     }
     message.delay_seconds = (wait > 0).then_some(wait as i32);
+    message.trace_header = trace_header.map(str::to_owned);
     for result in deps.queue.send(&[message]).await {
         result.map_err(|e| ApiError::Unavailable(format!("campaign queue: {e}")))?;
     }
