@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
+use super::item::{n, number, s, text, Item};
 use super::store_error;
 use crate::domain::campaign::{Campaign, CampaignRef, CampaignStatus, Progress, ProgressMark};
 use crate::domain::ids::{CampaignId, TenantId, UserId};
@@ -91,29 +92,8 @@ impl DynamoCampaigns {
     }
 }
 
-type Item = HashMap<String, AttributeValue>;
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
 fn fatal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Fatal(e.to_string())
-}
-
-fn text(item: &Item, key: &str) -> Option<String> {
-    item.get(key).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn number(item: &Item, key: &str) -> u64 {
-    item.get(key)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn set_len(item: &Item, key: &str) -> u64 {

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
+use super::item::s;
 use super::store_error;
 use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
@@ -99,10 +100,6 @@ pub(super) fn condition_failed<R>(
     }
 }
 
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
-}
-
 fn delivery_key(tenant: &TenantId, record: &DeliveryRecord) -> (String, String) {
     (
         format!("T#{tenant}#N#{}", record.notification_id),
@@ -180,7 +177,7 @@ impl Directory for DynamoDirectory {
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fatal(e.to_string());
         let version = expected + 1;
         let contact_item = HashMap::from([
-            ("pk".to_owned(), s(&format!("T#{tenant}#U#{user}"))),
+            ("pk".to_owned(), s(format!("T#{tenant}#U#{user}"))),
             ("sk".to_owned(), s("CONTACT")),
             ("json".to_owned(), AttributeValue::S(to_json(contact)?)),
             ("version".to_owned(), AttributeValue::N(version.to_string())),
@@ -198,7 +195,7 @@ impl Directory for DynamoDirectory {
                 .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
         };
         let pseudonym_item = HashMap::from([
-            ("pk".to_owned(), s(&format!("T#{tenant}#P#{pseudonym}"))),
+            ("pk".to_owned(), s(format!("T#{tenant}#P#{pseudonym}"))),
             ("sk".to_owned(), s("USER")),
             ("user_id".to_owned(), s(user.as_str())),
         ]);
@@ -372,7 +369,7 @@ impl Directory for DynamoDirectory {
             .item("pk", s(&pk))
             .item("sk", s("SUPPRESSED"))
             .item("reason", s(reason))
-            .item("at", s(&crate::telemetry::now_rfc3339()))
+            .item("at", s(crate::telemetry::now_rfc3339()))
             .send()
             .await
             .map_err(store_error)?;

@@ -7,6 +7,8 @@ pub mod campaigns;
 pub mod directory;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "dynamodb")]
+mod item;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "scheduler")]

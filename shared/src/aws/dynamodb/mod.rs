@@ -26,6 +26,8 @@ use crate::domain::counters::UserKey;
 use crate::domain::ids::{RoomId, TenantId, UserId};
 use crate::error::StoreError;
 
+use super::item::{n, number, s};
+
 pub const TOTAL_SK: &str = "TOTAL";
 pub const BY_ROOM_INDEX: &str = "by_room";
 pub const BY_CHANGE_INDEX: &str = "by_change";
@@ -54,26 +56,9 @@ fn room_pk(pk: &str, room: &RoomId) -> String {
     format!("{pk}#R#{room}")
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn number(item: &HashMap<String, AttributeValue>, key: &str) -> u64 {
-    item.get(key)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .map_or(0, |v| v.max(0) as u64)
-}
-
+/// A string attribute, empty when absent.
 fn text(item: &HashMap<String, AttributeValue>, key: &str) -> String {
-    item.get(key)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default()
+    super::item::text(item, key).unwrap_or_default()
 }
 
 /// The inbox table.
