@@ -810,7 +810,7 @@ struct CampaignState {
     chunks: HashMap<(String, u32), Vec<UserId>>,
     pages: HashMap<(String, u32), PageRecord>,
     held: BTreeMap<(String, String), (HeldGroup, bool)>,
-    marks: HashMap<String, HashSet<(u32, u32, String)>>,
+    marks: HashMap<String, HashSet<(u32, u32, crate::domain::campaign::ProgressMark)>>,
     counts: HashMap<String, (u64, u64, u64)>,
 }
 
@@ -1055,11 +1055,11 @@ impl CampaignStore for InMemoryCampaigns {
         self.round_trip().await;
         let mut state = self.state();
         for (at, mark) in marks {
-            state.marks.entry(at.id.to_string()).or_default().insert((
-                at.page,
-                at.slot,
-                format!("{mark:?}"),
-            ));
+            state
+                .marks
+                .entry(at.id.to_string())
+                .or_default()
+                .insert((at.page, at.slot, *mark));
         }
         Ok(())
     }
@@ -1069,7 +1069,7 @@ impl CampaignStore for InMemoryCampaigns {
         campaign: &crate::domain::campaign::Campaign,
     ) -> Result<crate::domain::campaign::Progress, StoreError> {
         self.round_trip().await;
-        use crate::domain::campaign::Progress;
+        use crate::domain::campaign::{Progress, ProgressMark};
         let state = self.state();
         let (audience, enqueued, held) = state
             .counts
@@ -1085,20 +1085,17 @@ impl CampaignStore for InMemoryCampaigns {
         let marks = state.marks.get(campaign.id.as_str());
         let mut settled = HashSet::new();
         for (page, slot, mark) in marks.into_iter().flatten() {
-            match mark.as_str() {
-                "Committed" => progress.committed += 1,
-                "Skipped" => progress.skipped += 1,
-                "Failed" => progress.failed += 1,
-                sent => {
-                    let channel = Channel::ALL
-                        .into_iter()
-                        .find(|c| sent == format!("Sent({c:?})"));
-                    if let Some(channel) = channel {
-                        *progress.sent.entry(channel).or_default() += 1;
-                    }
+            match mark {
+                ProgressMark::Committed => progress.committed += 1,
+                ProgressMark::Skipped => progress.skipped += 1,
+                ProgressMark::Failed => progress.failed += 1,
+                ProgressMark::Sent(channel) => {
+                    *progress.sent.entry(*channel).or_default() += 1;
+                    // Settled means committed, skipped or failed, as in the adapter.
                     continue;
                 }
             }
+            // Once per slot, however many of those it has.
             settled.insert((page, slot));
         }
         progress.settled = settled.len() as u64;
@@ -1148,14 +1145,9 @@ impl AudienceFiles for InMemoryAudiences {
         let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         Ok(files
             .get(&(bucket.to_owned(), key.to_owned()))
-            .map(|bytes| {
-                let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-                AudienceFile {
-                    column: crate::domain::campaign::audience_header(&String::from_utf8_lossy(
-                        first,
-                    )),
-                    size: bytes.len() as u64,
-                }
+            .map(|bytes| AudienceFile {
+                column: crate::domain::campaign::audience_header(bytes),
+                size: bytes.len() as u64,
             }))
     }
 

@@ -239,8 +239,7 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = deps.tenant(&token)?;
-    let campaign = load(&deps, &tenant, &id).await?;
-    let progress = deps.campaigns.progress(&campaign).await?;
+    let (campaign, progress) = load_with_progress(&deps, &tenant, &id).await?;
     Ok(Json(view(&campaign, Some(&progress))))
 }
 
@@ -281,8 +280,7 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = deps.tenant(&token)?;
-    let campaign = load(&deps, &tenant, &id).await?;
-    let before = deps.campaigns.progress(&campaign).await?;
+    let (campaign, before) = load_with_progress(&deps, &tenant, &id).await?;
     if campaign.status_now(&before) == CampaignStatus::Done {
         return Err(ApiError::Conflict(format!(
             "campaign {id} is done and can no longer be cancelled"
@@ -300,8 +298,7 @@ async fn cancel(
             None,
         )
         .await?;
-    let campaign = load(&deps, &tenant, &id).await?;
-    let progress = deps.campaigns.progress(&campaign).await?;
+    let (campaign, progress) = load_with_progress(&deps, &tenant, &id).await?;
     if !cancelled && campaign.status != CampaignStatus::Cancelled {
         return Err(ApiError::Conflict(format!(
             "campaign {id} is {} and can no longer be cancelled",
@@ -320,12 +317,20 @@ async fn cancel(
     Ok(Json(view(&campaign, Some(&progress))))
 }
 
-async fn load(deps: &CampaignDeps, tenant: &TenantId, id: &str) -> Result<Campaign, ApiError> {
+/// The tenant's campaign `id` (404 when it has none) and its progress.
+async fn load_with_progress(
+    deps: &CampaignDeps,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<(Campaign, Progress), ApiError> {
     let id = CampaignId::parse(id, "id")?;
-    deps.campaigns
+    let campaign = deps
+        .campaigns
         .campaign(tenant, &id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no campaign {id}")))?;
+    let progress = deps.campaigns.progress(&campaign).await?;
+    Ok((campaign, progress))
 }
 
 /// The JSON of a campaign; with progress, the status is the one it implies (`done`).

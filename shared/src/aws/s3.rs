@@ -101,10 +101,11 @@ impl AudienceFiles for S3Audiences {
         if size == 0 {
             return Ok(Some(AudienceFile { column: None, size }));
         }
-        let (first, _) = self.range(bucket, key, 0, WINDOW.min(size)).await?;
-        let line = first.split(|b| *b == b'\n').next().unwrap_or_default();
-        let column = audience_header(&String::from_utf8_lossy(line));
-        Ok(Some(AudienceFile { column, size }))
+        let (leading, _) = self.range(bucket, key, 0, WINDOW.min(size)).await?;
+        Ok(Some(AudienceFile {
+            column: audience_header(&leading),
+            size,
+        }))
     }
 
     async fn read(

@@ -772,16 +772,14 @@ pub fn audience_line(line: &str, column: Option<usize>) -> Result<Option<UserId>
         .map_err(|e| e.message)
 }
 
-/// The first line of an audience file: a CSV header naming `user_id` (its column), or the
-/// first id of a plain list (`None`).
-pub fn audience_header(first_line: &str) -> Option<usize> {
-    let fields: Vec<&str> = first_line
-        .trim_end_matches(['\r', '\n'])
+/// What an audience file's leading bytes say: its first line is a CSV header naming
+/// `user_id` (that column), or the first id of a plain list (`None`).
+pub fn audience_header(leading: &[u8]) -> Option<usize> {
+    let first_line = leading.split(|b| *b == b'\n').next().unwrap_or_default();
+    String::from_utf8_lossy(first_line)
+        .trim_end_matches('\r')
         .split(',')
         .map(|f| f.trim().trim_matches('"'))
-        .collect();
-    fields
-        .iter()
         .position(|f| f.eq_ignore_ascii_case("user_id"))
 }
 
@@ -1076,9 +1074,12 @@ mod tests {
 
     #[test]
     fn audience_files_are_plain_lists_or_csv_with_a_user_id_column() {
-        assert_eq!(audience_header("user_id"), Some(0));
-        assert_eq!(audience_header("email,\"user_id\",name\r\n"), Some(1));
-        assert_eq!(audience_header("alice"), None);
+        assert_eq!(audience_header(b"user_id"), Some(0));
+        assert_eq!(
+            audience_header(b"email,\"user_id\",name\r\nx,alice,y\n"),
+            Some(1)
+        );
+        assert_eq!(audience_header(b"alice\nuser_id\n"), None);
         assert_eq!(
             audience_line("alice\r\n", None).unwrap().unwrap().as_str(),
             "alice"
