@@ -1,4 +1,5 @@
-"""moto's server, with its hot spots under herald's bursts made cheap; behaviour unchanged.
+"""moto's server, with its hot spots under herald's bursts made cheap. Answers stay moto's;
+the one change of behaviour (2.) brings it closer to AWS.
 
 1. DynamoDB transactions snapshot only the items they touch.
 
@@ -135,7 +136,6 @@ dynamodb_models.copy = _CopyWithoutTables()
 DynamoDBBackend.transact_write_items = transact_write_items
 for _name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
     setattr(DynamoDBBackend, _name, _locked(getattr(DynamoDBBackend, _name)))
-
 
 
 _moto_all_items = Table.all_items
