@@ -811,7 +811,16 @@ struct CampaignState {
     pages: HashMap<(String, u32), PageRecord>,
     held: BTreeMap<(String, String), (HeldGroup, bool)>,
     marks: HashMap<String, HashSet<(u32, u32, crate::domain::campaign::ProgressMark)>>,
-    counts: HashMap<String, (u64, u64, u64)>,
+    counts: HashMap<String, CampaignCounts>,
+}
+
+/// A campaign's counts as its item keeps them (the adapter's `ADD`s).
+#[derive(Debug, Clone, Copy, Default)]
+struct CampaignCounts {
+    audience: u64,
+    enqueued: u64,
+    held: u64,
+    invalid: u64,
 }
 
 impl InMemoryCampaigns {
@@ -860,7 +869,9 @@ impl CampaignStore for InMemoryCampaigns {
                 .chunks
                 .insert((campaign.id.to_string(), i as u32), chunk.clone());
         }
-        state.counts.insert(campaign.id.to_string(), (0, 0, 0));
+        state
+            .counts
+            .insert(campaign.id.to_string(), CampaignCounts::default());
         state.campaigns.insert(
             (campaign.tenant.clone(), campaign.id.to_string()),
             campaign.clone(),
@@ -974,9 +985,10 @@ impl CampaignStore for InMemoryCampaigns {
         state.pages.insert(key, page.clone());
         let held: u64 = page.held.iter().map(|(_, r)| r.len() as u64).sum();
         let counts = state.counts.entry(id.to_string()).or_default();
-        counts.1 += page.enqueued;
-        counts.2 += held;
-        counts.0 += page.users;
+        counts.enqueued += page.enqueued;
+        counts.held += held;
+        counts.audience += page.users;
+        counts.invalid += page.invalid;
         for (at, recipients) in &page.held {
             let group = HeldGroup {
                 key: format!("H#{at}#{:08}", page.page),
@@ -1039,8 +1051,8 @@ impl CampaignStore for InMemoryCampaigns {
         }
         *released = true;
         let counts = state.counts.entry(id.to_string()).or_default();
-        counts.1 += enqueued;
-        counts.2 -= enqueued.min(counts.2);
+        counts.enqueued += enqueued;
+        counts.held -= enqueued.min(counts.held);
         Ok(true)
     }
 
@@ -1071,15 +1083,16 @@ impl CampaignStore for InMemoryCampaigns {
         self.round_trip().await;
         use crate::domain::campaign::{Progress, ProgressMark};
         let state = self.state();
-        let (audience, enqueued, held) = state
+        let counts = state
             .counts
             .get(campaign.id.as_str())
             .copied()
             .unwrap_or_default();
         let mut progress = Progress {
-            audience: campaign.audience.known_size().unwrap_or(audience),
-            enqueued,
-            held,
+            audience: campaign.audience.known_size().unwrap_or(counts.audience),
+            enqueued: counts.enqueued,
+            held: counts.held,
+            invalid: counts.invalid,
             ..Progress::default()
         };
         let marks = state.marks.get(campaign.id.as_str());

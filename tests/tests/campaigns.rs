@@ -165,6 +165,10 @@ async fn a_campaign_reaches_everyone_once_while_transactional_mail_goes_first() 
     .await
     .unwrap();
     assert_eq!(list["campaigns"][0]["id"], id.as_str(), "{list}");
+    assert_eq!(
+        list["campaigns"][0]["status"], "done",
+        "the list tells a finished campaign as GET does: {list}"
+    );
     shutdown.cancel();
     futures_util::future::join_all(workers).await;
 }
@@ -558,6 +562,10 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
     .unwrap();
     assert_eq!(done["progress"]["audience"], 300, "{done}");
     assert_eq!(done["progress"]["committed"], 300, "{done}");
+    assert_eq!(
+        done["progress"]["invalid"], 1,
+        "the bad id is skipped and counted (a blank line is neither): {done}"
+    );
     assert_eq!(unread_total(&router, &service, "s3user-299").await, 1);
 
     // A scheduled campaign cancelled before its time never sends.
@@ -647,8 +655,16 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
     .await
     .unwrap();
     assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["local_send_at"],
+        wall.to_string(),
+        "the wall-clock time each recipient gets it at: {created}"
+    );
     let tenant = TenantId::parse("t1", "t").unwrap();
     let id = CampaignId::parse(created["id"].as_str().unwrap(), "id").unwrap();
+    let stored = campaign(&router, &service, id.as_str()).await;
+    assert_eq!(stored["timezone"], "UTC", "{stored}");
+    assert_eq!(stored["local_send_at"], wall.to_string(), "{stored}");
     let instant = |zone: &str| {
         jiff::tz::TimeZone::get(zone)
             .unwrap()

@@ -132,11 +132,12 @@ async fn create(
         .await?;
     if stored.status == CampaignStatus::Scheduled {
         // Also on a retry: the first attempt may have stored it and died before scheduling
-        // (schedules are named after the campaign, and a start is recognised twice).
+        // (schedules are named after the campaign, and a start is recognised twice). The
+        // stored campaign's time, not this body's: a retry's body may differ.
         schedule_start(
             &deps,
             &stored,
-            request.first_instant(),
+            stored.first_instant(),
             meta.trace_header.as_deref(),
         )
         .await?;
@@ -146,11 +147,7 @@ async fn create(
     if let Ok(location) = format!("/v1/campaigns/{}", stored.id).parse() {
         out.insert(axum::http::header::LOCATION, location);
     }
-    Ok((
-        StatusCode::CREATED,
-        out,
-        Json(json!({"id": stored.id, "status": stored.status, "send_at": stored.send_at})),
-    ))
+    Ok((StatusCode::CREATED, out, Json(created_view(&stored))))
 }
 
 /// An S3 audience must be in the audience bucket and exist; its first line decides whether
@@ -265,8 +262,23 @@ async fn list(
         .campaigns
         .campaigns(&tenant, limit, cursor.map(String::as_str))
         .await?;
+    // A running campaign may be done by now: that takes its progress (stored status stays
+    // `running` until then), read for those only.
+    let mut views = Vec::with_capacity(campaigns.len());
+    for campaign in &campaigns {
+        let status = match campaign.status {
+            CampaignStatus::Running => {
+                let progress = deps.campaigns.progress(campaign).await?;
+                campaign.status_now(&progress)
+            }
+            stored => stored,
+        };
+        let mut out = view(campaign, None);
+        out["status"] = json!(status);
+        views.push(out);
+    }
     Ok(Json(json!({
-        "campaigns": campaigns.iter().map(|c| view(c, None)).collect::<Vec<_>>(),
+        "campaigns": views,
         "next_cursor": next,
     })))
 }
@@ -347,6 +359,7 @@ fn view(campaign: &Campaign, progress: Option<&Progress>) -> Value {
         "room_id": campaign.room_id,
         "send_at": campaign.send_at,
         "local_time": campaign.local_time,
+        "timezone": campaign.timezone,
         "rate_per_second": campaign.rate_per_second,
         "audience": match &campaign.audience {
             AudienceSpec::Inline { users, .. } => json!({"users": users}),
@@ -366,10 +379,25 @@ fn view(campaign: &Campaign, progress: Option<&Progress>) -> Value {
             "sent": p.sent,
             "skipped": p.skipped,
             "failed": p.failed,
+            "invalid": p.invalid,
         });
+    }
+    if campaign.local_time {
+        out["local_send_at"] = json!(campaign.send_at_wall);
     }
     if let Some(failure) = &campaign.failure {
         out["failure"] = json!(failure);
+    }
+    out
+}
+
+/// The answer to a create: with `local_time`, `local_send_at` is the wall-clock time each
+/// recipient gets it at (`send_at` is that time at the offset the request gave).
+fn created_view(campaign: &Campaign) -> Value {
+    let mut out =
+        json!({"id": campaign.id, "status": campaign.status, "send_at": campaign.send_at});
+    if campaign.local_time {
+        out["local_send_at"] = json!(campaign.send_at_wall);
     }
     out
 }

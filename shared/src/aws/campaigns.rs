@@ -595,6 +595,7 @@ impl CampaignStore for DynamoCampaigns {
                 .unwrap_or_else(|| number(&item, "audience")),
             enqueued: number(&item, "enqueued"),
             held: number(&item, "held"),
+            invalid: number(&item, "invalid"),
             ..Progress::default()
         };
         let pages = self

@@ -526,6 +526,16 @@ impl Campaign {
         self.send_at_wall.parse().ok()
     }
 
+    /// When its first recipient is due: `send_at`, or with `local_time` the instant its wall
+    /// time comes first on Earth (UTC+14).
+    pub fn first_instant(&self) -> Option<Timestamp> {
+        if self.local_time {
+            self.wall().map(earliest_instant)
+        } else {
+            self.send_at.parse().ok()
+        }
+    }
+
     /// Users one page takes: at a set rate, about a minute's worth, so a page's delays stay
     /// far below SQS's 15-minute limit.
     pub fn page_users(&self) -> usize {
@@ -634,6 +644,8 @@ pub struct Progress {
     pub failed: u64,
     /// Recipients waiting for their local time (`local_time`): enqueued when it comes.
     pub held: u64,
+    /// Audience file lines that were not a user id: skipped (and logged with their offset).
+    pub invalid: u64,
     /// Notifications committed, skipped or failed, each once (a committed one can also be
     /// skipped on a channel): the fan-out is done when this reaches `enqueued`.
     #[serde(skip)]
@@ -1048,6 +1060,21 @@ mod tests {
         let unpaced = campaign(json!({}));
         assert_eq!(unpaced.page_users(), PAGE_USERS);
         assert_eq!(next_page_delay(&unpaced, PAGE_USERS), 0);
+    }
+
+    #[test]
+    fn a_stored_campaign_knows_when_its_first_recipient_is_due() {
+        let plain = campaign(json!({"send_at": "2026-03-29T09:00:00+02:00"}));
+        assert_eq!(
+            plain.first_instant(),
+            Some("2026-03-29T07:00:00Z".parse().unwrap())
+        );
+        // local_time: 09:00 comes first at UTC+14, the evening before in UTC.
+        let local = campaign(json!({"send_at": "2026-03-29T09:00:00+02:00", "local_time": true}));
+        assert_eq!(
+            local.first_instant(),
+            Some("2026-03-28T19:00:00Z".parse().unwrap())
+        );
     }
 
     #[test]
