@@ -153,17 +153,10 @@ impl CampaignRequest {
                 ),
             ));
         }
-        let text = |name: &str, max: usize| -> Result<String, FieldError> {
+        let string = |name: &str| -> Result<Option<String>, FieldError> {
             match obj.get(name) {
-                Some(Value::String(s)) => {
-                    check_text(s, name, max)?;
-                    Ok(s.clone())
-                }
-                None | Some(Value::Null) => Err(FieldError::new(
-                    "missing_field",
-                    name,
-                    format!("{name} is required"),
-                )),
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
                 Some(_) => Err(FieldError::new(
                     "invalid_type",
                     name,
@@ -171,32 +164,25 @@ impl CampaignRequest {
                 )),
             }
         };
+        let text = |name: &str, max: usize| -> Result<String, FieldError> {
+            let s = string(name)?.ok_or_else(|| {
+                FieldError::new("missing_field", name, format!("{name} is required"))
+            })?;
+            check_text(&s, name, max)?;
+            Ok(s)
+        };
         let name = text("name", MAX_NAME_CHARS)?;
         let title = text("title", MAX_TITLE_CHARS)?;
         let body_text = text("body", MAX_BODY_CHARS)?;
         let channels = parse_channels(obj.get("channels"), "channels")?;
-        let category = match obj.get("category") {
-            None | Some(Value::Null) => Category::Marketing,
-            Some(Value::String(s)) => parse_category(s, "category")?,
-            Some(_) => {
-                return Err(FieldError::new(
-                    "invalid_type",
-                    "category",
-                    "category must be a string",
-                ))
-            }
+        let category = match string("category")? {
+            None => Category::Marketing,
+            Some(s) => parse_category(&s, "category")?,
         };
-        let room_id = match obj.get("room_id") {
-            None | Some(Value::Null) => RoomId::parse(DEFAULT_ROOM, "room_id")?,
-            Some(Value::String(s)) => RoomId::parse(s.clone(), "room_id")?,
-            Some(_) => {
-                return Err(FieldError::new(
-                    "invalid_type",
-                    "room_id",
-                    "room_id must be a string",
-                ))
-            }
-        };
+        let room_id = RoomId::parse(
+            string("room_id")?.unwrap_or_else(|| DEFAULT_ROOM.to_owned()),
+            "room_id",
+        )?;
         let data = parse_data(obj.get("data"), "data")?;
         let audience = parse_audience(obj.get("audience"))?;
         let local_time = match obj.get("local_time") {
@@ -946,6 +932,12 @@ mod tests {
             "timezone"
         );
         assert_eq!(field_of(request(json!({"colour": "red"}))), "colour");
+        assert_eq!(field_of(request(json!({"title": null}))), "title");
+        assert_eq!(field_of(request(json!({"title": 7}))), "title");
+        assert_eq!(field_of(request(json!({"category": 1}))), "category");
+        assert_eq!(field_of(request(json!({"category": "loud"}))), "category");
+        assert_eq!(field_of(request(json!({"room_id": ["r"]}))), "room_id");
+        assert_eq!(field_of(request(json!({"room_id": "no/slash"}))), "room_id");
         let many: Vec<String> = (0..=MAX_INLINE_USERS).map(|i| format!("u{i}")).collect();
         assert_eq!(
             field_of(request(json!({"audience": {"users": many}}))),
