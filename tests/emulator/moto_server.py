@@ -20,6 +20,15 @@ sorted (moto sorts every item of the table for each query).
 queue attribute, scanning all its messages, on each send and for each message received, and
 each clock read builds two datetimes), and the retention check reads the one attribute it needs.
 
+5. Connections stay open between requests (HTTP/1.1 keep-alive), as AWS's endpoints keep
+them: werkzeug's development server closes every connection after one answer, because it
+cannot tell where an unread request body ends. Here a body with a Content-Length is read
+through a stream of that length and drained after the answer, so the next request on the
+connection starts where it should; a chunked body still closes its connection. Without
+this, every SDK call opens a TCP connection, and its handshake and teardown (loopback and
+netfilter work in the kernel) are most of a small call's client CPU, which AWS clients do
+not pay.
+
 Usage: python moto_server.py [moto_server arguments], e.g. -H 127.0.0.1 -p 5000
 """
 
@@ -30,6 +39,7 @@ import threading
 import time
 
 import moto.core.utils as core_utils
+from werkzeug.wsgi import LimitedStream
 
 _moto_unix_time = core_utils.unix_time
 _moto_unix_time_millis = core_utils.unix_time_millis
@@ -51,6 +61,7 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.moto_server.werkzeug_app import MotoRequestHandler
 from moto.server import main
 from moto.sqs.models import Queue, SQSBackend
 
@@ -193,6 +204,67 @@ Queue.messages = property(_visible_messages)
 Queue.approximate_number_of_messages_delayed = property(_delayed_count)
 Queue.approximate_number_of_messages_not_visible = property(_not_visible_count)
 SQSBackend.is_message_valid_based_on_retention_period = _within_retention
+
+_moto_make_environ = MotoRequestHandler.make_environ
+_moto_run_wsgi = MotoRequestHandler.run_wsgi
+_moto_send_header = MotoRequestHandler.send_header
+
+
+class _NothingMore:
+    """The connection's reader as werkzeug's after-answer drain sees it: nothing more to
+    read. That drain reads everything the client sent within 10 ms, which on a kept-alive
+    connection is the next request."""
+
+    def __init__(self, reader):
+        self.reader = reader
+
+    def read(self, *_args):
+        return b""
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+def _make_environ(self):
+    """The request body as a stream of its Content-Length, drained after the answer."""
+    environ = _moto_make_environ(self)
+    self.body = None
+    length = environ.get("CONTENT_LENGTH", "") or "0"
+    if environ.get("wsgi.input_terminated") or not length.isdigit():
+        self.close_connection = True  # chunked: close, as werkzeug always does
+    elif not self.close_connection:
+        self.body = LimitedStream(self.rfile, int(length))
+        environ["wsgi.input"] = self.body
+        self.rfile = _NothingMore(self.rfile)
+    return environ
+
+
+def _run_wsgi(self):
+    self.body = None
+    try:
+        _moto_run_wsgi(self)
+    finally:
+        if isinstance(self.rfile, _NothingMore):
+            self.rfile = self.rfile.reader
+    if self.body is not None and not self.close_connection:
+        self.body.exhaust()
+
+
+def _send_header(self, keyword, value):
+    # werkzeug answers `Connection: close` to every request (which also ends the
+    # connection); a request that asked for close, or a chunked one, still gets it.
+    if keyword.lower() == "connection" and value.lower() == "close":
+        if not self.close_connection:
+            return
+    _moto_send_header(self, keyword, value)
+
+
+# An answer's head and body are two writes: without this, Nagle's algorithm holds the body
+# back until the client acks the head, which it delays (40 ms a request on loopback).
+MotoRequestHandler.disable_nagle_algorithm = True
+MotoRequestHandler.make_environ = _make_environ
+MotoRequestHandler.run_wsgi = _run_wsgi
+MotoRequestHandler.send_header = _send_header
 
 # Any moto module imported before the patch above holds moto's own clock functions.
 for _module in list(sys.modules.values()):

@@ -16,7 +16,6 @@ use herald::consumer::{run_worker, BatchHandler, Disposition, QueueBinding, Queu
 use herald::domain::counters::Packing;
 use herald::fake::{Hooked, StoreHooks};
 use herald::ports::UserWrites;
-use herald::Notification;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -99,26 +98,45 @@ pub(super) struct EmulatorRun {
     pub pack_users: bool,
 }
 
-/// Counts commits and records ingest-to-counter latency of each committed notification.
+/// Counts commits and records when each committed notification was committed, for its
+/// ingest-to-counter latency. The hook runs inside the handler's measured CPU, so it only
+/// notes the instant and the `created_at` text; they are parsed after the run.
 #[derive(Default)]
 struct Timing {
     committed: AtomicU64,
-    latencies_ms: Mutex<Vec<f64>>,
+    commits: Mutex<Vec<(jiff::Timestamp, String)>>,
 }
 
 #[async_trait]
 impl StoreHooks for Timing {
     async fn after_commit(&self, writes: &[UserWrites]) {
         let now = jiff::Timestamp::now();
-        let mut latencies = self.latencies_ms.lock().unwrap_or_else(|p| p.into_inner());
-        let messages: Vec<&Notification> = writes.iter().flat_map(|w| &w.messages).collect();
-        for m in &messages {
-            if let Ok(created) = m.created_at.parse::<jiff::Timestamp>() {
-                latencies.push(now.duration_since(created).as_secs_f64() * 1000.0);
-            }
-        }
+        let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let before = commits.len();
+        commits.extend(
+            writes
+                .iter()
+                .flat_map(|w| &w.messages)
+                .map(|m| (now, m.created_at.clone())),
+        );
         self.committed
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            .fetch_add((commits.len() - before) as u64, Ordering::Relaxed);
+    }
+}
+
+impl Timing {
+    /// Ingest-to-counter latency of each committed notification, in ms, sorted.
+    fn latencies_ms(&self) -> Vec<f64> {
+        let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let mut latencies: Vec<f64> = commits
+            .iter()
+            .filter_map(|(at, created)| {
+                let created = created.parse::<jiff::Timestamp>().ok()?;
+                Some(at.duration_since(created).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        latencies
     }
 }
 
@@ -260,13 +278,7 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
 
     let per_1000 = |x: f64| x * 1000.0 / n as f64;
     let handler_cpu_ms = handler.nanos.load(Ordering::Relaxed) as f64 / 1e6;
-    let mut latencies = timed
-        .hooks
-        .latencies_ms
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    latencies.sort_by(f64::total_cmp);
+    let latencies = timed.hooks.latencies_ms();
     let pct = |p: f64| {
         latencies
             .get(((latencies.len() as f64 - 1.0) * p).round() as usize)

@@ -51,6 +51,10 @@ pub struct CountersArgs {
     /// Only the simulations (no emulator runs); writes counters-simulation.json.
     #[arg(long)]
     simulation_only: bool,
+    /// Only these emulator configurations, by label (e.g. `--only marketing-10`), for
+    /// profiling one of them; results then go to counters-partial.json.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 pub fn run(bench: &Bench) -> Result<()> {
@@ -111,6 +115,9 @@ fn counters(args: &CountersArgs) -> Result<()> {
             format!("{shape:?}").to_lowercase(),
             if pack_users { "" } else { "-unpacked" }
         );
+        if !args.only.is_empty() && !args.only.contains(&label) {
+            continue;
+        }
         eprintln!("== emulator: {label}");
         let run = EmulatorRun {
             label: label.clone(),
@@ -123,6 +130,9 @@ fn counters(args: &CountersArgs) -> Result<()> {
         configurations.insert(label, figures);
     }
     drop(emulator);
+    if !args.only.is_empty() {
+        return write_partial(&configurations);
+    }
     let emulated = configurations
         .get("marketing-10")
         .cloned()
@@ -163,6 +173,17 @@ fn counters(args: &CountersArgs) -> Result<()> {
         "\nwrote {} and counters-throughput.svg",
         out_dir.join(results).display()
     );
+    Ok(())
+}
+
+/// The configurations `--only` picked, without the simulations.
+fn write_partial(configurations: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let out_dir = out_dir();
+    std::fs::create_dir_all(&out_dir)?;
+    let path = out_dir.join("counters-partial.json");
+    std::fs::write(&path, serde_json::to_string_pretty(configurations)?)?;
+    report::configurations_table(&json!(configurations));
+    eprintln!("\nwrote {}", path.display());
     Ok(())
 }
 

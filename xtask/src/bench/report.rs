@@ -41,25 +41,7 @@ pub(super) fn summarize(result: &Value) {
         e["ingest_to_counter_ms"]["p50"].as_f64().unwrap_or(0.0),
         e["ingest_to_counter_ms"]["p99"].as_f64().unwrap_or(0.0)
     );
-    eprintln!(
-        "\n== configurations against the emulator (per notification; CPU and modelled Lambda per 1,000;\n   CPU: the handler's own, then the whole process with the local poller)"
-    );
-    eprintln!(
-        "  {:<22} {:>9} {:>6} {:>6} {:>8} {:>8} {:>10}",
-        "", "DynamoDB", "WRU", "SQS", "CPU ms", "process", "model ms"
-    );
-    for (label, c) in result["configurations"].as_object().into_iter().flatten() {
-        let f = |k: &str| c[k].as_f64().unwrap_or(0.0);
-        eprintln!(
-            "  {label:<22} {:>9.3} {:>6.2} {:>6.3} {:>8.0} {:>8.0} {:>10.0}",
-            f("dynamodb_requests_per_notification"),
-            f("wru_per_notification"),
-            f("sqs_requests_per_notification"),
-            f("cpu_ms_per_1000"),
-            f("process_cpu_ms_per_1000"),
-            f("modelled_lambda_ms_per_1000"),
-        );
-    }
+    configurations_table(&result["configurations"]);
     eprintln!("\n== tokio runtime, one worker over the in-memory store (herald CPU ms / 1,000)");
     for (flavor, r) in result["runtimes"].as_object().into_iter().flatten() {
         eprintln!(
@@ -82,6 +64,29 @@ pub(super) fn summarize(result: &Value) {
             "  {:>2} workers: {:>7.0} notifications/s",
             p["workers"],
             p["notifications_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+/// One line per emulator configuration.
+pub(super) fn configurations_table(configurations: &Value) {
+    eprintln!(
+        "\n== configurations against the emulator (per notification; CPU and modelled Lambda per 1,000;\n   CPU: the handler's own, then the whole process with the local poller)"
+    );
+    eprintln!(
+        "  {:<22} {:>9} {:>6} {:>6} {:>8} {:>8} {:>10}",
+        "", "DynamoDB", "WRU", "SQS", "CPU ms", "process", "model ms"
+    );
+    for (label, c) in configurations.as_object().into_iter().flatten() {
+        let f = |k: &str| c[k].as_f64().unwrap_or(0.0);
+        eprintln!(
+            "  {label:<22} {:>9.3} {:>6.2} {:>6.3} {:>8.0} {:>8.0} {:>10.0}",
+            f("dynamodb_requests_per_notification"),
+            f("wru_per_notification"),
+            f("sqs_requests_per_notification"),
+            f("cpu_ms_per_1000"),
+            f("process_cpu_ms_per_1000"),
+            f("modelled_lambda_ms_per_1000"),
         );
     }
 }
