@@ -53,6 +53,19 @@ pub struct InMemoryInbox {
     page_size: usize,
     /// Calls that reached the store (for scaling simulations).
     pub calls: AtomicU64,
+    /// The faults `commit` injected so far, so a test can show its scenario met them.
+    pub injected: InjectedFaults,
+}
+
+/// Counts of the faults an `InMemoryInbox` injected into commits.
+#[derive(Debug, Default)]
+pub struct InjectedFaults {
+    /// Conflicts on a transaction of several users (which the writer splits).
+    pub pack_conflicts: AtomicU64,
+    /// Conflicts on a transaction of one user (which the writer backs off and retries).
+    pub lone_conflicts: AtomicU64,
+    /// Commits applied and then reported as failed.
+    pub lost_acks: AtomicU64,
 }
 
 impl Default for InMemoryInbox {
@@ -68,6 +81,7 @@ impl InMemoryInbox {
             faults,
             page_size: 3,
             calls: AtomicU64::new(0),
+            injected: InjectedFaults::default(),
         }
     }
 
@@ -151,7 +165,18 @@ impl InMemoryInbox {
 #[async_trait]
 impl CounterStore for InMemoryInbox {
     async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
-        let lose_ack = self.enter().await.map_err(CommitError::Retryable)?;
+        let lose_ack = match self.enter().await {
+            Ok(lose_ack) => lose_ack,
+            Err(conflict) => {
+                let count = if writes.len() > 1 {
+                    &self.injected.pack_conflicts
+                } else {
+                    &self.injected.lone_conflicts
+                };
+                count.fetch_add(1, Ordering::Relaxed);
+                return Err(CommitError::Retryable(conflict));
+            }
+        };
         let mut state = self.lock();
         // DynamoDB refuses a transaction that touches one item twice.
         let users: HashSet<&UserKey> = writes.iter().map(|w| &w.user).collect();
@@ -212,6 +237,7 @@ impl CounterStore for InMemoryInbox {
             }
         }
         if lose_ack {
+            self.injected.lost_acks.fetch_add(1, Ordering::Relaxed);
             return Err(CommitError::Retryable(
                 "injected timeout after commit".into(),
             ));
