@@ -54,14 +54,12 @@ impl LocalApp {
         let sdk = &stack.sdk;
         let ingest_vars = stack.function_vars("IngestFunction")?;
         let api_vars = stack.function_vars("InboxApiFunction")?;
-        let mut writer_config =
+        // Packs commit concurrently as deployed (CommitConcurrency): the emulator launcher
+        // runs each transaction under its item lock and rolls back only the items it touched.
+        let writer_config =
             inbox_writer::Config::from_vars(&stack.function_vars("InboxWriterFunction")?)?;
-        // moto rolls a cancelled transaction back by restoring a snapshot of the whole table,
-        // which can erase a concurrent commit: locally, one pack at a time.
-        writer_config.packing.concurrency = 1;
-        let mut marketing_config =
+        let marketing_config =
             inbox_writer::Config::from_vars(&stack.function_vars("MarketingWriterFunction")?)?;
-        marketing_config.packing.concurrency = 1;
         let campaigns_config =
             campaigns::Config::from_vars(&stack.function_vars("CampaignsFunction")?)?;
         // Deployed, links point at the API Gateway URL; locally, at this runner.

@@ -195,7 +195,8 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
         channel_queues: Vec::new(),
         campaigns: None,
         policy: config.policy,
-        // One pack at a time: concurrent transactions roll each other back in moto.
+        // One pack at a time: the emulator runs transactions one at a time anyway (its item
+        // lock), and whether concurrent packs pay is the simulation's `commit_concurrency`.
         packing: Packing {
             pack_users: run.pack_users,
             concurrency: 1,

@@ -19,8 +19,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use testkit::emulator::{free_port, Emulator};
 
-/// One consumer against the emulator: moto is not thread-safe (concurrent transactions fail
-/// with 500s and roll back each other), and per-1,000 costs do not depend on the worker count.
+/// One consumer against the emulator: it runs transactions one at a time (its item lock), and
+/// per-1,000 costs do not depend on the worker count; the simulation shows scaling.
 pub(super) const EMULATOR_WORKERS: usize = 1;
 pub(super) const SIM_WORKERS: [usize; 5] = [1, 2, 4, 8, 16];
 pub(super) const SIM_LATENCY: Duration = Duration::from_millis(2);
