@@ -39,6 +39,7 @@ import threading
 import time
 
 import moto.core.utils as core_utils
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import LimitedStream
 
 _moto_unix_time = core_utils.unix_time
@@ -230,8 +231,10 @@ def _make_environ(self):
     environ = _moto_make_environ(self)
     self.body = None
     length = environ.get("CONTENT_LENGTH", "") or "0"
-    if environ.get("wsgi.input_terminated") or not length.isdigit():
-        self.close_connection = True  # chunked: close, as werkzeug always does
+    if "HTTP_TRANSFER_ENCODING" in environ or not (length.isascii() and length.isdigit()):
+        # A Transfer-Encoding (chunked, say) or an unreadable length: close, as werkzeug
+        # always does, rather than guess where the body ends.
+        self.close_connection = True
     elif not self.close_connection:
         self.body = LimitedStream(self.rfile, int(length))
         environ["wsgi.input"] = self.body
@@ -247,7 +250,10 @@ def _run_wsgi(self):
         if isinstance(self.rfile, _NothingMore):
             self.rfile = self.rfile.reader
     if self.body is not None and not self.close_connection:
-        self.body.exhaust()
+        try:
+            self.body.exhaust()
+        except ClientDisconnected:  # the client left mid-body: nothing more to answer
+            self.close_connection = True
 
 
 def _send_header(self, keyword, value):
@@ -259,12 +265,22 @@ def _send_header(self, keyword, value):
     _moto_send_header(self, keyword, value)
 
 
+_moto_send_error = MotoRequestHandler.send_error
+
+
+def _send_error(self, *args, **kwargs):
+    # http.server's own errors (505, 431, ...) leave the request unread: close, as they ask.
+    self.close_connection = True
+    _moto_send_error(self, *args, **kwargs)
+
+
 # An answer's head and body are two writes: without this, Nagle's algorithm holds the body
 # back until the client acks the head, which it delays (40 ms a request on loopback).
 MotoRequestHandler.disable_nagle_algorithm = True
 MotoRequestHandler.make_environ = _make_environ
 MotoRequestHandler.run_wsgi = _run_wsgi
 MotoRequestHandler.send_header = _send_header
+MotoRequestHandler.send_error = _send_error
 
 # Any moto module imported before the patch above holds moto's own clock functions.
 for _module in list(sys.modules.values()):
