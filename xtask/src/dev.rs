@@ -19,9 +19,9 @@ pub struct Args {
     /// Port of the HTTP APIs on 127.0.0.1.
     #[arg(long, default_value_t = 3000)]
     pub http_port: u16,
-    /// Workers per queue. One by default: moto rolls back a cancelled transaction by
-    /// restoring a snapshot of the table, which can erase a concurrent worker's commit (AWS
-    /// does not).
+    /// Workers per queue (concurrent consumers, as the event source's MaximumConcurrency).
+    /// One by default, plenty locally; more count exactly too (the emulator launcher runs
+    /// each transaction under its item lock).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(usize))]
     pub workers: usize,
 }

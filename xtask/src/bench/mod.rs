@@ -109,12 +109,22 @@ fn counters(args: &CountersArgs) -> Result<()> {
             (Shape::Chat, 100, true),
         ]
     };
-    for (shape, batch_size, pack_users) in runs {
-        let label = format!(
+    let label = |(shape, batch_size, pack_users): (Shape, usize, bool)| {
+        format!(
             "{}-{batch_size}{}",
             format!("{shape:?}").to_lowercase(),
             if pack_users { "" } else { "-unpacked" }
+        )
+    };
+    let labels: Vec<String> = runs.iter().copied().map(label).collect();
+    if let Some(unknown) = args.only.iter().find(|l| !labels.contains(l)) {
+        bail!(
+            "--only {unknown}: no such configuration; they are {}",
+            labels.join(", ")
         );
+    }
+    for (shape, batch_size, pack_users) in runs {
+        let label = label((shape, batch_size, pack_users));
         if !args.only.is_empty() && !args.only.contains(&label) {
             continue;
         }
