@@ -91,12 +91,22 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
          curl localhost:{http_port}/v1/users/u1/messages -H \"Authorization: Bearer $USER\"\n  \
          curl {endpoint}/moto-api/data.json   # what SES/SNS sent\n\nCtrl-C stops everything."
     );
-    tokio::signal::ctrl_c().await?;
+    stop_requested().await?;
     eprintln!("\nstopping...");
     shutdown.cancel();
     for h in handles {
         let _ = h.await;
     }
     server.await??;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (`kill`, a process manager): either stops herald and its emulator.
+async fn stop_requested() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        interrupt = tokio::signal::ctrl_c() => interrupt?,
+        _ = terminate.recv() => {}
+    }
     Ok(())
 }
