@@ -1,5 +1,5 @@
 """moto's server, with its hot spots under herald's bursts made cheap. Answers stay moto's;
-the one change of behaviour (2.) brings it closer to AWS.
+the changes of behaviour (2. and 5.) bring it closer to AWS.
 
 1. DynamoDB transactions snapshot only the items they touch.
 
@@ -210,6 +210,7 @@ SQSBackend.is_message_valid_based_on_retention_period = _within_retention
 _moto_make_environ = MotoRequestHandler.make_environ
 _moto_run_wsgi = MotoRequestHandler.run_wsgi
 _moto_send_header = MotoRequestHandler.send_header
+_moto_send_error = MotoRequestHandler.send_error
 
 
 class _NothingMore:
@@ -259,14 +260,11 @@ def _run_wsgi(self):
 
 def _send_header(self, keyword, value):
     # werkzeug answers `Connection: close` to every request (which also ends the
-    # connection); a request that asked for close, or a chunked one, still gets it.
+    # connection); one whose connection is closing anyway (see above) still gets it.
     if keyword.lower() == "connection" and value.lower() == "close":
         if not self.close_connection:
             return
     _moto_send_header(self, keyword, value)
-
-
-_moto_send_error = MotoRequestHandler.send_error
 
 
 def _send_error(self, *args, **kwargs):

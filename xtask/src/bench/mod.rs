@@ -109,22 +109,25 @@ fn counters(args: &CountersArgs) -> Result<()> {
             (Shape::Chat, 100, true),
         ]
     };
-    let label = |(shape, batch_size, pack_users): (Shape, usize, bool)| {
-        format!(
-            "{}-{batch_size}{}",
-            format!("{shape:?}").to_lowercase(),
-            if pack_users { "" } else { "-unpacked" }
-        )
-    };
-    let labels: Vec<String> = runs.iter().copied().map(label).collect();
-    if let Some(unknown) = args.only.iter().find(|l| !labels.contains(l)) {
+    let runs: Vec<(String, Shape, usize, bool)> = runs
+        .into_iter()
+        .map(|(shape, batch_size, pack_users)| {
+            let label = format!(
+                "{}-{batch_size}{}",
+                format!("{shape:?}").to_lowercase(),
+                if pack_users { "" } else { "-unpacked" }
+            );
+            (label, shape, batch_size, pack_users)
+        })
+        .collect();
+    if let Some(unknown) = args.only.iter().find(|l| !runs.iter().any(|r| &r.0 == *l)) {
+        let labels: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
         bail!(
             "--only {unknown}: no such configuration; they are {}",
             labels.join(", ")
         );
     }
-    for (shape, batch_size, pack_users) in runs {
-        let label = label((shape, batch_size, pack_users));
+    for (label, shape, batch_size, pack_users) in runs {
         if !args.only.is_empty() && !args.only.contains(&label) {
             continue;
         }
