@@ -446,6 +446,8 @@ impl QueueSender for RecordingQueue {
 /// Contacts, delivery records and suppressions in memory.
 #[derive(Default)]
 pub struct InMemoryDirectory {
+    /// The next this many contact reads fail as throttled.
+    pub fail_contact_reads: std::sync::atomic::AtomicU32,
     contacts: Mutex<HashMap<(TenantId, UserId), (Contact, u64)>>,
     pseudonyms: Mutex<HashMap<(TenantId, String), UserId>>,
     pub records: Mutex<Vec<DeliveryRecord>>,
@@ -453,6 +455,11 @@ pub struct InMemoryDirectory {
     pub suppressed: Mutex<HashSet<String>>,
     /// Addresses suppressed for one tenant.
     pub suppressed_for: Mutex<HashSet<(TenantId, String)>>,
+}
+
+/// Whether two delivery records are of the same notification, user and channel.
+fn same_delivery(a: &DeliveryRecord, b: &DeliveryRecord) -> bool {
+    a.notification_id == b.notification_id && a.user_id == b.user_id && a.channel == b.channel
 }
 
 /// A fixed link-signing secret, as Secrets Manager would hand it out.
@@ -480,6 +487,15 @@ impl Directory for InMemoryDirectory {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Option<Contact>, StoreError> {
+        let failing = self
+            .fail_contact_reads
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(StoreError::Transient(
+                "injected ProvisionedThroughputExceededException".into(),
+            ));
+        }
         Ok(self.contact_versioned(tenant, user).await?.0)
     }
 
@@ -569,46 +585,50 @@ impl Directory for InMemoryDirectory {
         let Ok(mut records) = self.records.lock() else {
             return Err(StoreError::Fatal("poisoned".into()));
         };
-        let same = |x: &DeliveryRecord| {
-            x.notification_id == record.notification_id
-                && x.user_id == record.user_id
-                && x.channel == record.channel
-        };
-        let outcome = match records.iter().find(|x| same(x)) {
-            None => Claim::Claimed,
-            Some(held) if held.state.claimable() => Claim::Claimed,
-            Some(held) if held.state == DeliveryState::Sending => {
-                if held.updated_at.as_str() < stale_before {
-                    Claim::Claimed
-                } else {
-                    Claim::Held {
-                        since: held.updated_at.clone(),
-                    }
+        let at = records.iter().position(|x| same_delivery(x, record));
+        let outcome = match at.map(|i| &records[i]) {
+            None => Claim::Claimed { previous: None },
+            Some(held)
+                if held.state.claimable()
+                    || (held.state == DeliveryState::Sending
+                        && held.updated_at.as_str() < stale_before) =>
+            {
+                Claim::Claimed {
+                    previous: Some(Box::new(held.clone())),
                 }
             }
+            Some(held) if held.state == DeliveryState::Sending => Claim::Held {
+                since: held.updated_at.clone(),
+            },
             Some(held) => Claim::Settled(held.state),
         };
-        if outcome == Claim::Claimed {
-            records.retain(|x| !same(x));
-            records.push(record.clone());
+        if matches!(outcome, Claim::Claimed { .. }) {
+            match at {
+                Some(i) => records[i] = record.clone(),
+                None => records.push(record.clone()),
+            }
         }
         Ok(outcome)
     }
 
-    async fn record_delivery(
+    async fn settle_delivery(
         &self,
         _tenant: &TenantId,
         record: &DeliveryRecord,
-    ) -> Result<(), StoreError> {
-        if let Ok(mut r) = self.records.lock() {
-            r.retain(|x| {
-                !(x.notification_id == record.notification_id
-                    && x.user_id == record.user_id
-                    && x.channel == record.channel)
-            });
-            r.push(record.clone());
+    ) -> Result<bool, StoreError> {
+        let Ok(mut records) = self.records.lock() else {
+            return Err(StoreError::Fatal("poisoned".into()));
+        };
+        match records.iter_mut().find(|x| same_delivery(x, record)) {
+            Some(held)
+                if held.state == crate::ports::DeliveryState::Sending
+                    && held.claim == record.claim =>
+            {
+                *held = record.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        Ok(())
     }
 
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
@@ -646,6 +666,10 @@ pub struct RecordingSender {
     pub sms: Mutex<Vec<(String, String)>>,
     pub pushes: Mutex<Vec<(String, String)>>,
     pub throttle: std::sync::atomic::AtomicBool,
+    /// The next this many sends go out but their answer is lost (`SendError::Unknown`).
+    pub lose_answers: std::sync::atomic::AtomicU32,
+    /// SMS answer `OptedOut` (the number replied STOP).
+    pub opted_out: std::sync::atomic::AtomicBool,
 }
 
 impl RecordingSender {
@@ -657,6 +681,20 @@ impl RecordingSender {
         }
         Ok(())
     }
+
+    /// After a send went out: its answer, or a lost one.
+    fn answer(&self) -> Result<String, SendError> {
+        let lost = self
+            .lose_answers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if lost {
+            return Err(SendError::Unknown(CallError::message(
+                "injected timeout: the answer never arrived",
+            )));
+        }
+        Ok(ulid::Ulid::new().to_string())
+    }
 }
 
 #[async_trait]
@@ -664,7 +702,7 @@ impl EmailSender for RecordingSender {
     async fn send_email(&self, email: &Email) -> Result<String, SendError> {
         self.check()?;
         self.emails.lock().map(|mut e| e.push(email.clone())).ok();
-        Ok(ulid::Ulid::new().to_string())
+        self.answer()
     }
 }
 
@@ -672,11 +710,16 @@ impl EmailSender for RecordingSender {
 impl MobileSender for RecordingSender {
     async fn send_sms(&self, sms: &crate::ports::Sms) -> Result<String, SendError> {
         self.check()?;
+        if self.opted_out.load(Ordering::Relaxed) {
+            let mut e = CallError::message("OptedOut: phone number is opted out");
+            e.code = Some("OptedOut".into());
+            return Err(SendError::OptedOut(e));
+        }
         self.sms
             .lock()
             .map(|mut s| s.push((sms.to.clone(), sms.text.clone())))
             .ok();
-        Ok(ulid::Ulid::new().to_string())
+        self.answer()
     }
 
     async fn send_push(
@@ -690,7 +733,7 @@ impl MobileSender for RecordingSender {
             .lock()
             .map(|mut p| p.push((endpoint_arn.into(), title.into())))
             .ok();
-        Ok(ulid::Ulid::new().to_string())
+        self.answer()
     }
 }
 
@@ -1126,7 +1169,7 @@ impl CampaignStore for InMemoryCampaigns {
         for (page, slot, mark) in marks.into_iter().flatten() {
             match mark {
                 ProgressMark::Committed => progress.committed += 1,
-                ProgressMark::Skipped => progress.skipped += 1,
+                ProgressMark::Skipped(_) => progress.skipped += 1,
                 ProgressMark::Failed => progress.failed += 1,
                 ProgressMark::Sent(channel) => {
                     *progress.sent.entry(*channel).or_default() += 1;
@@ -1236,6 +1279,7 @@ pub mod fixtures {
             retrying_since: None,
             endpoints: None,
             campaign: None,
+            record_per_user: false,
         }
     }
 

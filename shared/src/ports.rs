@@ -160,15 +160,19 @@ pub trait Directory: Send + Sync {
         tenant: &TenantId,
         id: &NotificationId,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
-    async fn record_delivery(
+    /// Moves a claimed delivery on (to sent, skipped, failed, or retrying when its holder
+    /// releases it), on condition that `record.claim` still holds it: a copy that did not
+    /// claim never writes. `false`: the claim was no longer held (nothing written).
+    async fn settle_delivery(
         &self,
         tenant: &TenantId,
         record: &DeliveryRecord,
-    ) -> Result<(), StoreError>;
-    /// Claims one delivery (`record`'s notification, user and channel, in state `Sending`)
-    /// with a conditional write: it succeeds when there is no record yet, when the last
-    /// attempt failed or is retrying, or when a claim is older than `stale_before` (its
-    /// holder died). Only the caller that claims may send.
+    ) -> Result<bool, StoreError>;
+    /// Claims one delivery (`record`'s notification, user and channel, in state `Sending`,
+    /// with its own `claim` token) with a conditional write: it succeeds when there is no
+    /// record yet, when the last attempt failed or was released for a retry, or when a claim
+    /// is older than `stale_before` (its holder died). Only the caller that claims may send,
+    /// and `Claimed::previous` tells it what the record said before.
     async fn claim_delivery(
         &self,
         tenant: &TenantId,
@@ -203,6 +207,17 @@ pub struct DeliveryRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     pub updated_at: String,
+    /// The claim (a token of the attempt that holds it) that wrote this record: only that
+    /// holder may move it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    /// Push: the devices that already have it, so that any later copy skips them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_to: Vec<String>,
+    /// Keyed per user (campaign jobs): a campaign's one notification id would otherwise put
+    /// every recipient's record in one partition, the first to throttle in a burst.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_user: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +229,11 @@ pub enum DeliveryState {
     Failed,
     /// Claimed by one copy of the job, which is sending it now.
     Sending,
-    /// Throttled or a transient fault: queued again with a delay.
+    /// The provider may have accepted it, but its answer was lost (or the claim's holder
+    /// stopped mid-send): final, never sent again automatically (a DLQ entry says so).
+    Unknown,
+    /// Released by its holder after a send that certainly did not go out (throttled, or
+    /// refused for now): queued again with a delay, claimable by the next copy.
     Retrying,
 }
 
@@ -226,10 +245,12 @@ impl DeliveryState {
             DeliveryState::Failed => "failed",
             DeliveryState::Sending => "sending",
             DeliveryState::Retrying => "retrying",
+            DeliveryState::Unknown => "unknown",
         }
     }
 
-    /// A claim may be taken over from these (a redrive after a failure, a retry).
+    /// A claim may be taken over from these: a retry, or another try after a failure that
+    /// certainly sent nothing. Never from `Unknown`, which may have gone out.
     pub fn claimable(self) -> bool {
         matches!(self, DeliveryState::Failed | DeliveryState::Retrying)
     }
@@ -238,8 +259,11 @@ impl DeliveryState {
 /// What a delivery claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The caller holds it: send, then record the outcome.
-    Claimed,
+    /// The caller holds it: send, then settle the outcome. `previous`: the record it took
+    /// over (a released retry, a failure being redriven, or an abandoned `Sending` claim).
+    Claimed {
+        previous: Option<Box<DeliveryRecord>>,
+    },
     /// Already sent or skipped: nothing to do.
     Settled(DeliveryState),
     /// Another copy holds it since this time (RFC 3339) and has not recorded an outcome.
@@ -320,16 +344,27 @@ pub struct Email {
     pub list_unsubscribe: Option<String>,
 }
 
-/// Why a send failed: throttled (retry later) or rejected for good; the provider's error
-/// (code, text and the SDK error as `source`) inside.
+/// Why a send failed; the provider's error (code, text and the SDK error as `source`)
+/// inside. Only `Unknown` may have gone out.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
+    /// The provider answered "not now": certainly not sent, retry later.
     #[error("throttled: {0}")]
     Throttled(#[source] CallError),
+    /// The provider refused it for good (this message or address).
     #[error("rejected: {0}")]
     Rejected(#[source] CallError),
+    /// The recipient opted out at the provider (SNS `OptedOut`): a suppression, not an error.
+    #[error("opted out: {0}")]
+    OptedOut(#[source] CallError),
+    /// Not sent: it failed before the request left, or the provider answered with an error
+    /// that is neither of the above.
     #[error("{0}")]
     Other(#[source] CallError),
+    /// The answer was lost (timeout, connection dropped, 5xx): the provider may have
+    /// accepted it. Never sent again automatically.
+    #[error("outcome unknown: {0}")]
+    Unknown(#[source] CallError),
 }
 
 /// One SMS.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::campaign::ProgressMark;
-use herald::domain::delivery::{decide, throttled_delay, Decision, DeliveryJob};
+use herald::domain::delivery::{decide, throttled_delay, Decision, DeliveryJob, SkipReason};
 use herald::domain::notification::Category;
 use herald::ports::{
     Claim, Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, LinkKeys,
@@ -100,13 +100,21 @@ impl Deliverer {
                 herald::aws::campaigns::DynamoCampaigns::new(ddb, &config.directory_table),
             )))),
             email: Arc::new(herald::aws::ses::SesEmail::new(
-                aws_sdk_sesv2::Client::new(aws),
+                aws_sdk_sesv2::Client::from_conf(
+                    aws_sdk_sesv2::config::Builder::from(aws)
+                        .retry_config(no_sdk_retries())
+                        .build(),
+                ),
                 &config.email_from,
                 config.ses_configuration_set.clone(),
             )),
-            mobile: Arc::new(herald::aws::sns::SnsMobile::new(aws_sdk_sns::Client::new(
-                aws,
-            ))),
+            mobile: Arc::new(herald::aws::sns::SnsMobile::new(
+                aws_sdk_sns::Client::from_conf(
+                    aws_sdk_sns::config::Builder::from(aws)
+                        .retry_config(no_sdk_retries())
+                        .build(),
+                ),
+            )),
             requeue: Arc::new(herald::aws::sqs::SqsSender::new(
                 aws_sdk_sqs::Client::new(aws),
                 &config.queue.queue_url,
@@ -127,6 +135,12 @@ impl Deliverer {
             give_up_after: config.give_up_after,
         }
     }
+}
+
+/// Provider clients make one attempt per send: the SDK's own retries resend after a timeout
+/// or a 5xx, whose first attempt may have gone out. Throttling is retried through the queue.
+fn no_sdk_retries() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::disabled()
 }
 
 #[async_trait]
@@ -155,10 +169,13 @@ impl BatchHandler for Deliverer {
 }
 
 impl Deliverer {
-    /// One job: decide, claim, send, record. The claim (a conditional write on the job's
-    /// record) makes each (notification, user, channel) go out at most once however many
-    /// copies of the job arrive; throttling puts the job back with a delay instead of
-    /// spending the queue's receives.
+    /// One job: decide, claim, send, settle. The claim (a conditional write on the job's
+    /// record, with a token of this attempt) makes each (notification, user, channel) go out
+    /// at most once however many copies of the job arrive: only the holder of the claim
+    /// sends, and only it moves the record on (claimed → sent, skipped, failed or unknown; or
+    /// back to retrying when the provider said "not now"), each move conditional on its
+    /// token. A copy that did not claim never writes. Throttling puts the job back with a
+    /// delay instead of spending the queue's receives.
     pub async fn deliver(&self, job: &DeliveryJob) -> Disposition {
         if let (Some(gate), Some(at)) = (&self.campaigns, &job.campaign) {
             match gate.cancelled(&job.tenant, &at.id).await {
@@ -166,7 +183,11 @@ impl Deliverer {
                 Ok(true) => {
                     tracing::info!("campaign cancelled: not sent");
                     return self
-                        .mark_campaign(job, ProgressMark::Skipped, Disposition::Done)
+                        .mark_campaign(
+                            job,
+                            ProgressMark::Skipped(SkipReason::Cancelled),
+                            Disposition::Done,
+                        )
                         .await;
                 }
                 Err(e) => return self.store_fault(job, e).await,
@@ -181,12 +202,13 @@ impl Deliverer {
             // Quiet hours: nothing claimed, so every copy is decided again when they end.
             return self.requeue(job, seconds).await;
         }
-        match self.claim(job).await {
-            Ok(Claim::Claimed) => {}
+        let claim = self.claim_token();
+        let previous = match self.claim(job, &claim).await {
+            Ok(Claim::Claimed { previous }) => previous,
             Ok(Claim::Settled(state)) => {
                 tracing::info!(state = state.as_str(), "already settled by another copy");
                 // The copy that settled it may have died before marking the campaign.
-                return match campaign_mark(state, job.channel) {
+                return match campaign_mark(state, job.channel, None) {
                     Some(mark) => self.mark_campaign(job, mark, Disposition::Done).await,
                     None => Disposition::Done,
                 };
@@ -197,91 +219,203 @@ impl Deliverer {
                 return self.requeue(job, CLAIM_STALE_SECONDS as u32 + 1).await;
             }
             Err(e) => return self.store_fault(job, e).await,
+        };
+        let held = Held {
+            claim,
+            sent_to: previous
+                .as_ref()
+                .map(|p| p.sent_to.clone())
+                .unwrap_or_default(),
+        };
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.state == DeliveryState::Sending)
+        {
+            // Its holder stopped between claim and outcome: it may have sent.
+            let why = "a copy stopped mid-send (claim abandoned): outcome unknown, not resent";
+            self.settle(job, &held, DeliveryState::Unknown, Some(why.into()))
+                .await;
+            return Disposition::Poison(why.into());
         }
         match decision {
             // Requeued above, before claiming; kept whole for the match.
             Decision::Defer(seconds) => self.requeue(job, seconds).await,
-            Decision::Skip(reason) => self.record(job, DeliveryState::Skipped, Some(reason)).await,
-            Decision::Send(addresses) => match self
-                .send(
-                    job,
-                    contact.as_ref().and_then(|c| c.locale.as_deref()),
-                    &addresses,
-                )
-                .await
-            {
-                Ok(Outcome::Sent(provider_id)) => {
-                    self.record(job, DeliveryState::Sent, Some(provider_id))
-                        .await
-                }
-                Ok(Outcome::Suppressed) => {
-                    self.record(
-                        job,
-                        DeliveryState::Skipped,
-                        Some("address suppressed".into()),
-                    )
+            Decision::Skip(skip, reason) => {
+                self.settle_then_mark(job, &held, DeliveryState::Skipped, Some(reason), Some(skip))
                     .await
-                }
-                Ok(Outcome::Partly { sent, left, error }) => {
-                    // Some devices have it: record them, retry only the others.
-                    let detail = format!("{} sent; {} left: {error}", sent.join(","), left.len());
-                    let next = DeliveryJob {
-                        endpoints: Some(left),
-                        ..job.clone()
-                    };
-                    self.retry_later(&next, detail).await
-                }
-                Err(SendError::Rejected(reason)) => {
-                    let _ = self
-                        .record(job, DeliveryState::Failed, Some(reason.to_string()))
-                        .await;
-                    Disposition::Poison(format!("{} rejected: {reason}", job.channel.as_str()))
-                }
-                Err(e @ SendError::Throttled(_)) => self.retry_later(job, e.to_string()).await,
-                Err(e @ SendError::Other(_)) => {
-                    // Unknown whether it went out: release the claim and let the queue retry.
-                    let _ = self
-                        .record(job, DeliveryState::Retrying, Some(e.to_string()))
-                        .await;
-                    Disposition::Retry(e.to_string())
-                }
-            },
+            }
+            Decision::Send(addresses) => {
+                let locale = contact.as_ref().and_then(|c| c.locale.as_deref());
+                self.send_claimed(job, held, locale, addresses).await
+            }
         }
     }
 
-    /// Claims the job's delivery, stamped with the clock.
-    async fn claim(&self, job: &DeliveryJob) -> Result<Claim, StoreError> {
+    /// Sends a claimed job and settles what happened.
+    async fn send_claimed(
+        &self,
+        job: &DeliveryJob,
+        mut held: Held,
+        locale: Option<&str>,
+        mut addresses: Vec<String>,
+    ) -> Disposition {
+        if job.channel == Channel::Push {
+            // Devices an earlier copy reached are never pushed to again.
+            addresses.retain(|a| !held.sent_to.contains(a));
+            if let Some(left) = &job.endpoints {
+                addresses.retain(|a| left.contains(a));
+            }
+        }
+        match self.send(job, locale, &addresses).await {
+            Ok(Outcome::Sent { provider_id, to }) => {
+                held.sent_to.extend(to);
+                self.settle_then_mark(job, &held, DeliveryState::Sent, Some(provider_id), None)
+                    .await
+            }
+            Ok(Outcome::Suppressed) => {
+                self.settle_then_mark(
+                    job,
+                    &held,
+                    DeliveryState::Skipped,
+                    Some("address suppressed".into()),
+                    Some(SkipReason::Suppressed),
+                )
+                .await
+            }
+            Ok(Outcome::Partly {
+                reached,
+                left,
+                error,
+            }) => {
+                // Some devices have it: the record keeps them, retries go to the others only.
+                held.sent_to.extend(reached);
+                let detail = format!(
+                    "{} device(s) reached; {} left: {error}",
+                    held.sent_to.len(),
+                    left.len()
+                );
+                let next = DeliveryJob {
+                    endpoints: Some(left),
+                    ..job.clone()
+                };
+                self.retry_later(&next, Some(&held), detail).await
+            }
+            Err(SendError::OptedOut(e)) => {
+                // The number replied STOP (or is on the account's opt-out list): honour it
+                // for every later SMS, as a STOP reply would, and skip; not an error.
+                if let Some(number) = addresses.first() {
+                    if let Err(error) = self
+                        .directory
+                        .suppress(None, number, "opted out at the provider")
+                        .await
+                    {
+                        tracing::warn!(%error, "opt-out not added to the suppression list");
+                    }
+                }
+                self.settle_then_mark(
+                    job,
+                    &held,
+                    DeliveryState::Skipped,
+                    Some(format!("opted out: {e}")),
+                    Some(SkipReason::OptedOut),
+                )
+                .await
+            }
+            Err(SendError::Rejected(reason)) => {
+                self.settle(job, &held, DeliveryState::Failed, Some(reason.to_string()))
+                    .await;
+                self.mark_campaign(
+                    job,
+                    ProgressMark::Failed,
+                    Disposition::Poison(format!("{} rejected: {reason}", job.channel.as_str())),
+                )
+                .await
+            }
+            Err(e @ SendError::Unknown(_)) => {
+                // The provider may have it: sending again could send twice. Final, to the DLQ.
+                let why = format!("{}: not resent", e);
+                self.settle(job, &held, DeliveryState::Unknown, Some(why.clone()))
+                    .await;
+                self.mark_campaign(job, ProgressMark::Failed, Disposition::Poison(why))
+                    .await
+            }
+            Err(e @ SendError::Throttled(_)) => {
+                self.retry_later(job, Some(&held), e.to_string()).await
+            }
+            Err(e @ SendError::Other(_)) => {
+                // Certainly not sent: release the claim and let the queue retry.
+                if self
+                    .settle(job, &held, DeliveryState::Retrying, Some(e.to_string()))
+                    .await
+                {
+                    Disposition::Retry(e.to_string())
+                } else {
+                    Disposition::Done
+                }
+            }
+        }
+    }
+
+    /// A token of this attempt: unique, so a claim knows its holder.
+    fn claim_token(&self) -> String {
+        ulid::Ulid::new().to_string()
+    }
+
+    /// Claims the job's delivery for `claim`, stamped with the clock.
+    async fn claim(&self, job: &DeliveryJob, claim: &str) -> Result<Claim, StoreError> {
         let now = self.clock.now();
         let stale = now - jiff::SignedDuration::from_secs(CLAIM_STALE_SECONDS);
-        let record = DeliveryRecord {
-            notification_id: job.notification_id.clone(),
-            user_id: job.user_id.clone(),
-            channel: job.channel,
-            state: DeliveryState::Sending,
-            detail: None,
-            updated_at: format!("{now:.3}"),
-        };
+        let record = self.record_of(job, claim, DeliveryState::Sending, None, Vec::new());
         self.directory
             .claim_delivery(&job.tenant, &record, &format!("{stale:.3}"))
             .await
     }
 
-    /// The store could not answer: throttling and transient faults wait with a delay like a
-    /// throttled provider; anything else is retried by the queue.
+    fn record_of(
+        &self,
+        job: &DeliveryJob,
+        claim: &str,
+        state: DeliveryState,
+        detail: Option<String>,
+        sent_to: Vec<String>,
+    ) -> DeliveryRecord {
+        DeliveryRecord {
+            notification_id: job.notification_id.clone(),
+            user_id: job.user_id.clone(),
+            channel: job.channel,
+            state,
+            detail,
+            updated_at: format!("{:.3}", self.clock.now()),
+            claim: Some(claim.to_owned()),
+            sent_to,
+            per_user: job.record_per_user,
+        }
+    }
+
+    /// The store could not answer before anything was claimed: throttling and transient
+    /// faults wait with a delay like a throttled provider; anything else is retried by the
+    /// queue. Nothing is written: this copy holds no claim.
     async fn store_fault(&self, job: &DeliveryJob, e: StoreError) -> Disposition {
         match e {
             StoreError::Transient(_)
             | StoreError::Call {
                 transient: true, ..
-            } => self.retry_later(job, e.to_string()).await,
+            } => self.retry_later(job, None, e.to_string()).await,
             e => Disposition::Retry(e.to_string()),
         }
     }
 
-    /// Throttled: the job goes back on its queue with a growing delay and an attempt count,
-    /// for up to `give_up_after` since the first throttled attempt; only then does it fail
-    /// (to the DLQ, with the reason). The queue's receives are not spent on waiting.
-    async fn retry_later(&self, job: &DeliveryJob, reason: String) -> Disposition {
+    /// Not now (throttled, or a store fault): the job goes back on its queue with a growing
+    /// delay and an attempt count, for up to `give_up_after` since the first such attempt;
+    /// only then does it fail (to the DLQ, with the reason). The queue's receives are not
+    /// spent on waiting. With `held`, this copy holds the claim and releases it (or settles
+    /// it failed on giving up); without, it writes nothing.
+    async fn retry_later(
+        &self,
+        job: &DeliveryJob,
+        held: Option<&Held>,
+        reason: String,
+    ) -> Disposition {
         let now = self.clock.now();
         let since = job
             .retrying_since
@@ -294,20 +428,30 @@ impl Deliverer {
                 "still failing after {:.0} h of retries: {reason}",
                 self.give_up_after.as_secs_f64() / 3600.0
             );
-            let _ = self
-                .record(job, DeliveryState::Failed, Some(why.clone()))
+            let Some(held) = held else {
+                return Disposition::Poison(why);
+            };
+            self.settle(job, held, DeliveryState::Failed, Some(why.clone()))
                 .await;
-            return Disposition::Poison(why);
+            return self
+                .mark_campaign(job, ProgressMark::Failed, Disposition::Poison(why))
+                .await;
         }
-        let _ = self
-            .record(job, DeliveryState::Retrying, Some(reason.clone()))
-            .await;
+        if let Some(held) = held {
+            if !self
+                .settle(job, held, DeliveryState::Retrying, Some(reason.clone()))
+                .await
+            {
+                // The claim was taken over meanwhile: the job is no longer this copy's.
+                return Disposition::Done;
+            }
+        }
         let next = DeliveryJob {
             attempt: job.attempt + 1,
             retrying_since: Some(format!("{since:.3}")),
             ..job.clone()
         };
-        tracing::warn!(attempt = next.attempt, %reason, "throttled; queued again with a delay");
+        tracing::warn!(attempt = next.attempt, %reason, "not now; queued again with a delay");
         self.requeue(&next, throttled_delay(job.attempt)).await
     }
 
@@ -348,7 +492,13 @@ impl Deliverer {
                         herald::domain::feedback::tenant_tag(&job.tenant),
                     )],
                 };
-                self.email.send_email(&email).await.map(Outcome::Sent)
+                self.email
+                    .send_email(&email)
+                    .await
+                    .map(|provider_id| Outcome::Sent {
+                        provider_id,
+                        to: Vec::new(),
+                    })
             }
             Channel::Sms => {
                 if self.suppressed(job, &addresses[0]).await? {
@@ -359,13 +509,20 @@ impl Deliverer {
                     text: sms_text(&job.title, &job.body),
                     promotional: job.category == Category::Marketing,
                 };
-                self.mobile.send_sms(&sms).await.map(Outcome::Sent)
+                self.mobile
+                    .send_sms(&sms)
+                    .await
+                    .map(|provider_id| Outcome::Sent {
+                        provider_id,
+                        to: Vec::new(),
+                    })
             }
             Channel::Push => {
                 // Every device gets it; one dead endpoint must not block the others, and a
                 // retry goes only to the devices that did not get it.
                 let (title, body) = push_text(&job.title, &job.body);
                 let mut sent = Vec::new();
+                let mut reached = Vec::new();
                 let mut left = Vec::new();
                 let mut last_error = None;
                 for endpoint in addresses {
@@ -373,7 +530,10 @@ impl Deliverer {
                         continue;
                     }
                     match self.mobile.send_push(endpoint, &title, &body).await {
-                        Ok(id) => sent.push(id),
+                        Ok(id) => {
+                            sent.push(id);
+                            reached.push(endpoint.clone());
+                        }
                         Err(SendError::Rejected(e)) => {
                             tracing::warn!(%endpoint, error = %e, "push endpoint refused");
                             if e.code
@@ -388,6 +548,12 @@ impl Deliverer {
                             }
                             last_error.get_or_insert(SendError::Rejected(e));
                         }
+                        Err(e @ SendError::Unknown(_)) => {
+                            // It may have arrived: never pushed to this device again.
+                            tracing::warn!(%endpoint, error = %e, "push outcome unknown");
+                            reached.push(endpoint.clone());
+                            last_error = Some(e);
+                        }
                         Err(e) => {
                             left.push(endpoint.clone());
                             last_error = Some(e);
@@ -396,16 +562,22 @@ impl Deliverer {
                 }
                 match (sent.is_empty(), left.is_empty(), last_error) {
                     (true, _, None) => Ok(Outcome::Suppressed),
-                    (_, _, None) | (false, true, Some(_)) => Ok(Outcome::Sent(sent.join(","))),
+                    (_, _, None) | (false, true, Some(_)) => Ok(Outcome::Sent {
+                        provider_id: sent.join(","),
+                        to: reached,
+                    }),
                     (true, _, Some(e)) => Err(e),
                     (false, false, Some(e)) => Ok(Outcome::Partly {
-                        sent,
+                        reached,
                         left,
                         error: e.to_string(),
                     }),
                 }
             }
-            Channel::Inbox => Ok(Outcome::Sent(String::new())),
+            Channel::Inbox => Ok(Outcome::Sent {
+                provider_id: String::new(),
+                to: Vec::new(),
+            }),
         }
     }
 
@@ -449,20 +621,18 @@ impl Deliverer {
         }
     }
 
-    async fn record(
+    /// Moves this copy's claim on to `state`, conditionally on still holding it, with the
+    /// state's metric; transient store faults are retried a few times here, since a claim
+    /// left `sending` would later read as an abandoned send. `false`: not written (the claim
+    /// was taken over, or the store kept failing).
+    async fn settle(
         &self,
         job: &DeliveryJob,
+        held: &Held,
         state: DeliveryState,
         detail: Option<String>,
-    ) -> Disposition {
-        let record = DeliveryRecord {
-            notification_id: job.notification_id.clone(),
-            user_id: job.user_id.clone(),
-            channel: job.channel,
-            state,
-            detail,
-            updated_at: format!("{:.3}", self.clock.now()),
-        };
+    ) -> bool {
+        let record = self.record_of(job, &held.claim, state, detail, held.sent_to.clone());
         let mut metrics = vec![Metric::count(state_metric(state), 1)];
         if state == DeliveryState::Sent {
             let latency = herald::telemetry::ms_since(&job.created_at);
@@ -472,21 +642,53 @@ impl Deliverer {
             ));
         }
         herald::telemetry::emit("deliver", &[("channel", job.channel.as_str())], &metrics);
-        tracing::info!(state = ?state, detail = record.detail.as_deref().unwrap_or_default(), "delivery recorded");
-        let recorded = match self.directory.record_delivery(&job.tenant, &record).await {
-            Ok(()) => Disposition::Done,
-            // The send happened; failing to record it must not resend, so only log.
-            Err(e) if state == DeliveryState::Sent => {
-                tracing::error!(id = %job.notification_id, error = %e, "sent but status not recorded");
-                Disposition::Done
+        tracing::info!(
+            state = state.as_str(),
+            user = %job.user_id,
+            detail = record.detail.as_deref().unwrap_or_default(),
+            "delivery settled"
+        );
+        let mut attempt = 0;
+        loop {
+            match self.directory.settle_delivery(&job.tenant, &record).await {
+                Ok(true) => return true,
+                Ok(false) => {
+                    tracing::error!(
+                        state = state.as_str(),
+                        "claim taken over before settling: not written"
+                    );
+                    return false;
+                }
+                Err(e) if attempt < SETTLE_ATTEMPTS && e.is_transient() => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(state = state.as_str(), error = %e, "delivery outcome not recorded");
+                    return false;
+                }
             }
-            Err(e) => Disposition::Retry(e.to_string()),
-        };
-        match (recorded, campaign_mark(state, job.channel)) {
-            (Disposition::Done, Some(mark)) => {
-                self.mark_campaign(job, mark, Disposition::Done).await
-            }
-            (recorded, _) => recorded,
+        }
+    }
+
+    /// Settles, then leaves the campaign's progress mark for it; `Done` either way once
+    /// settled (a claim taken over is the other copy's to finish).
+    async fn settle_then_mark(
+        &self,
+        job: &DeliveryJob,
+        held: &Held,
+        state: DeliveryState,
+        detail: Option<String>,
+        skip: Option<SkipReason>,
+    ) -> Disposition {
+        if !self.settle(job, held, state, detail).await && state != DeliveryState::Sent {
+            // Not recorded and not sent: the queue's retry decides again (the claim, if
+            // still ours, goes stale and is settled as abandoned).
+            return Disposition::Retry("delivery outcome not recorded".into());
+        }
+        match campaign_mark(state, job.channel, skip) {
+            Some(mark) => self.mark_campaign(job, mark, Disposition::Done).await,
+            None => Disposition::Done,
         }
     }
 
@@ -508,15 +710,32 @@ impl Deliverer {
     }
 }
 
-/// The progress a settled delivery leaves on its campaign.
-fn campaign_mark(state: DeliveryState, channel: Channel) -> Option<ProgressMark> {
+/// The progress a settled delivery leaves on its campaign; a skip found already settled
+/// by another copy counts as that copy's reason would (its own mark, if it made one, is the
+/// same slot and counts once).
+fn campaign_mark(
+    state: DeliveryState,
+    channel: Channel,
+    skip: Option<SkipReason>,
+) -> Option<ProgressMark> {
     match state {
         DeliveryState::Sent => Some(ProgressMark::Sent(channel)),
-        DeliveryState::Skipped => Some(ProgressMark::Skipped),
-        DeliveryState::Failed => Some(ProgressMark::Failed),
-        _ => None,
+        DeliveryState::Skipped => {
+            Some(ProgressMark::Skipped(skip.unwrap_or(SkipReason::NoAddress)))
+        }
+        DeliveryState::Failed | DeliveryState::Unknown => Some(ProgressMark::Failed),
+        DeliveryState::Sending | DeliveryState::Retrying => None,
     }
 }
+
+/// What this copy holds while it sends: its claim, and the devices reached so far.
+struct Held {
+    claim: String,
+    sent_to: Vec<String>,
+}
+
+/// A transient store fault while settling is retried this often before giving up.
+const SETTLE_ATTEMPTS: u32 = 3;
 
 fn state_metric(state: DeliveryState) -> &'static str {
     match state {
@@ -525,18 +744,23 @@ fn state_metric(state: DeliveryState) -> &'static str {
         DeliveryState::Failed => "DeliveriesFailed",
         DeliveryState::Sending => "DeliveriesClaimed",
         DeliveryState::Retrying => "DeliveriesRetried",
+        DeliveryState::Unknown => "DeliveriesUnknown",
     }
 }
 
 /// What one send achieved.
 enum Outcome {
-    /// Sent; the provider's id (several, comma-separated, for push).
-    Sent(String),
+    /// Sent: the provider's id (several, comma-separated, for push), and for push the
+    /// devices reached.
+    Sent {
+        provider_id: String,
+        to: Vec<String>,
+    },
     /// The address is on the suppression list.
     Suppressed,
-    /// Push: some devices got it, these did not (a retryable error).
+    /// Push: `reached` got it, `left` did not (a retryable error).
     Partly {
-        sent: Vec<String>,
+        reached: Vec<String>,
         left: Vec<String>,
         error: String,
     },
@@ -1036,5 +1260,175 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].delay_seconds, Some(900));
         assert!(w.sender.emails.lock().unwrap().is_empty());
+    }
+
+    /// Runs the requeued copies (and what they requeue) until none is left.
+    async fn run_requeued(w: &World) -> Vec<Disposition> {
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            let queued: Vec<_> = w.requeue.sent.lock().unwrap().drain(..).collect();
+            if queued.is_empty() {
+                break;
+            }
+            for m in queued {
+                let next: DeliveryJob = serde_json::from_str(&m.body).unwrap();
+                out.push(w.deliverer.deliver(&next).await);
+            }
+        }
+        out
+    }
+
+    fn state_of(w: &World) -> DeliveryState {
+        w.directory.records.lock().unwrap()[0].state
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_whose_contact_read_is_throttled_never_overwrites_a_sent_record() {
+        let w = world_with(Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        })
+        .await;
+        let j = job(Channel::Email, Category::Transactional);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        assert_eq!(state_of(&w), DeliveryState::Sent);
+        // Copy B: its contact read is throttled, so it waits with a delay.
+        w.directory.fail_contact_reads.store(1, Ordering::Relaxed);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        assert_eq!(
+            state_of(&w),
+            DeliveryState::Sent,
+            "B holds no claim: writes nothing"
+        );
+        let later = run_requeued(&w).await;
+        assert!(later.iter().all(|d| *d == Disposition::Done), "{later:?}");
+        assert_eq!(w.sender.emails.lock().unwrap().len(), 1, "one email");
+    }
+
+    #[tokio::test]
+    async fn giving_up_without_the_claim_leaves_another_copys_record_alone() {
+        let w = world_with(Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        })
+        .await;
+        let j = job(Channel::Email, Category::Transactional);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        // A copy that has waited past the limit, and whose store read fails once more.
+        let old = DeliveryJob {
+            retrying_since: Some("2026-01-01T00:00:00Z".into()),
+            attempt: 40,
+            ..j.clone()
+        };
+        w.directory.fail_contact_reads.store(1, Ordering::Relaxed);
+        assert!(matches!(
+            w.deliverer.deliver(&old).await,
+            Disposition::Poison(_)
+        ));
+        assert_eq!(
+            state_of(&w),
+            DeliveryState::Sent,
+            "not overwritten as failed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_whose_answer_was_lost_is_never_sent_again() {
+        let w = world_with(Contact {
+            phone: Some("+15555550100".into()),
+            ..Contact::default()
+        })
+        .await;
+        w.sender.lose_answers.store(1, Ordering::Relaxed);
+        let j = job(Channel::Sms, Category::Transactional);
+        let first = w.deliverer.deliver(&j).await;
+        assert!(
+            matches!(&first, Disposition::Poison(why) if why.contains("outcome unknown")),
+            "to the DLQ with the reason: {first:?}"
+        );
+        assert_eq!(state_of(&w), DeliveryState::Unknown);
+        // Every later copy (an SQS duplicate, a DLQ redrive) finds it settled.
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        assert!(run_requeued(&w).await.is_empty());
+        assert_eq!(
+            w.sender.sms.lock().unwrap().len(),
+            1,
+            "the one send the provider took"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_claim_is_settled_unknown_not_resent() {
+        let w = world_with(Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        })
+        .await;
+        let j = job(Channel::Email, Category::Transactional);
+        // A copy claimed it two minutes ago and died (before or after sending: unknown).
+        w.directory.records.lock().unwrap().push(DeliveryRecord {
+            notification_id: j.notification_id.clone(),
+            user_id: j.user_id.clone(),
+            channel: j.channel,
+            state: DeliveryState::Sending,
+            detail: None,
+            updated_at: format!("{:.3}", noon() - jiff::SignedDuration::from_mins(2)),
+            claim: Some("dead-copy".into()),
+            sent_to: Vec::new(),
+            per_user: false,
+        });
+        assert!(matches!(
+            w.deliverer.deliver(&j).await,
+            Disposition::Poison(_)
+        ));
+        assert_eq!(state_of(&w), DeliveryState::Unknown);
+        assert!(w.sender.emails.lock().unwrap().is_empty(), "not resent");
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_of_a_partly_sent_push_reaches_only_the_devices_left() {
+        let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
+        let mut w = world_with(Contact {
+            push: vec![arn("ok"), arn("busy")],
+            ..Contact::default()
+        })
+        .await;
+        w.deliverer.mobile = Arc::new(FlakyDevices(w.sender.clone()));
+        let j = job(Channel::Push, Category::Transactional);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        assert_eq!(w.sender.pushes.lock().unwrap().len(), 1);
+        // A plain duplicate (no list of devices left) arrives once "busy" recovered.
+        w.deliverer.mobile = w.sender.clone();
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        run_requeued(&w).await;
+        let pushes: Vec<String> = w
+            .sender
+            .pushes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.0.clone())
+            .collect();
+        assert_eq!(pushes, vec![arn("ok"), arn("busy")], "each device once");
+        assert_eq!(state_of(&w), DeliveryState::Sent);
+    }
+
+    #[tokio::test]
+    async fn an_sms_opt_out_at_the_provider_is_a_suppression_not_a_failure() {
+        let w = world_with(Contact {
+            phone: Some("+15555550100".into()),
+            ..Contact::default()
+        })
+        .await;
+        w.sender.opted_out.store(true, Ordering::Relaxed);
+        let j = job(Channel::Sms, Category::Transactional);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done, "no DLQ");
+        assert_eq!(state_of(&w), DeliveryState::Skipped);
+        let t1 = TenantId::parse("t1", "t").unwrap();
+        assert!(w
+            .directory
+            .is_suppressed(&t1, "+15555550100")
+            .await
+            .unwrap());
     }
 }

@@ -638,12 +638,12 @@ mod tests {
         ) -> Result<Vec<herald::ports::DeliveryRecord>, StoreError> {
             self.inner.user_delivery_status(t, id, u).await
         }
-        async fn record_delivery(
+        async fn settle_delivery(
             &self,
             t: &herald::TenantId,
             r: &herald::ports::DeliveryRecord,
-        ) -> Result<(), StoreError> {
-            self.inner.record_delivery(t, r).await
+        ) -> Result<bool, StoreError> {
+            self.inner.settle_delivery(t, r).await
         }
         async fn claim_delivery(
             &self,

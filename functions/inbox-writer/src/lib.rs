@@ -285,7 +285,13 @@ impl InboxWriter {
                     continue;
                 }
                 Ok(true) => gate
-                    .mark(&n.tenant, &[(at.clone(), ProgressMark::Skipped)])
+                    .mark(
+                        &n.tenant,
+                        &[(
+                            at.clone(),
+                            ProgressMark::Skipped(herald::domain::delivery::SkipReason::Cancelled),
+                        )],
+                    )
                     .await
                     .map(|()| Disposition::Done),
                 Err(e) => Err(e),

@@ -156,7 +156,7 @@ fn mark_target(mark: ProgressMark, slot: u32) -> (&'static str, String) {
     match mark {
         ProgressMark::Committed => ("committed", slot.to_string()),
         ProgressMark::Sent(channel) => (sent_set(channel), slot.to_string()),
-        ProgressMark::Skipped => ("skipped", slot.to_string()),
+        ProgressMark::Skipped(_) => ("skipped", slot.to_string()),
         ProgressMark::Failed => ("failed", slot.to_string()),
     }
 }

@@ -1,7 +1,9 @@
 //! DynamoDB adapter of the directory table: contacts, delivery status and suppression.
 //!
 //! Layout: contact `pk = T#<tenant>#U#<user>, sk = CONTACT`; delivery status
-//! `pk = T#<tenant>#N#<notification>, sk = U#<user>#C#<channel>`; suppression
+//! `pk = T#<tenant>#N#<notification>, sk = U#<user>#C#<channel>`, or for campaign jobs
+//! (`per_user`) `pk = T#<tenant>#N#<notification>#U#<user>, sk = C#<channel>` so that a
+//! campaign's millions of records spread over partitions; suppression
 //! `pk = T#<tenant>#S#<address>, sk = SUPPRESSED` (or `G#S#<address>` for every tenant: an
 //! SMS STOP); unsubscribe pseudonym
 //! `pk = T#<tenant>#P#<pseudonym>, sk = USER` (attribute `user_id`), written with the contact.
@@ -101,14 +103,38 @@ pub(super) fn condition_failed<R>(
 }
 
 fn delivery_key(tenant: &TenantId, record: &DeliveryRecord) -> (String, String) {
-    (
-        format!("T#{tenant}#N#{}", record.notification_id),
-        format!("U#{}#C#{}", record.user_id, record.channel.as_str()),
+    record_key(
+        tenant,
+        &record.notification_id,
+        &record.user_id,
+        record.channel,
+        record.per_user,
     )
 }
 
-/// A delivery record: its JSON, plus `state` and `updated_at` as attributes for claims'
-/// conditions.
+/// Where one delivery record lives (see the module's layout).
+fn record_key(
+    tenant: &TenantId,
+    id: &NotificationId,
+    user: &UserId,
+    channel: Channel,
+    per_user: bool,
+) -> (String, String) {
+    if per_user {
+        (
+            format!("T#{tenant}#N#{id}#U#{user}"),
+            format!("C#{}", channel.as_str()),
+        )
+    } else {
+        (
+            format!("T#{tenant}#N#{id}"),
+            format!("U#{user}#C#{}", channel.as_str()),
+        )
+    }
+}
+
+/// A delivery record: its JSON, plus `state`, `updated_at` and `claim` as attributes for
+/// claims' conditions.
 fn delivery_item(
     tenant: &TenantId,
     record: &DeliveryRecord,
@@ -120,6 +146,10 @@ fn delivery_item(
         ("json".to_owned(), AttributeValue::S(to_json(record)?)),
         ("state".to_owned(), s(record.state.as_str())),
         ("updated_at".to_owned(), s(&record.updated_at)),
+        (
+            "claim".to_owned(),
+            s(record.claim.as_deref().unwrap_or_default()),
+        ),
     ]))
 }
 
@@ -248,12 +278,12 @@ impl Directory for DynamoDirectory {
         id: &NotificationId,
         user: &UserId,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let keys = [Channel::Email, Channel::Sms, Channel::Push].map(|channel| {
-            (
-                format!("T#{tenant}#N#{id}"),
-                format!("U#{user}#C#{}", channel.as_str()),
-            )
-        });
+        // Both layouts: campaign records are keyed per user.
+        let keys = [Channel::Email, Channel::Sms, Channel::Push]
+            .into_iter()
+            .flat_map(|channel| {
+                [false, true].map(|per_user| record_key(tenant, id, user, channel, per_user))
+            });
         let mut records: Vec<DeliveryRecord> = self
             .batch_get(keys)
             .await?
@@ -282,19 +312,32 @@ impl Directory for DynamoDirectory {
         out.items().iter().map(json_of).collect()
     }
 
-    async fn record_delivery(
+    async fn settle_delivery(
         &self,
         tenant: &TenantId,
         record: &DeliveryRecord,
-    ) -> Result<(), StoreError> {
-        self.client
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(delivery_item(tenant, record)?))
+            .condition_expression("#state = :sending AND claim = :claim")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":sending", s(DeliveryState::Sending.as_str()))
+            .expression_attribute_values(":claim", s(record.claim.as_deref().unwrap_or_default()))
             .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn claim_delivery(
@@ -318,10 +361,16 @@ impl Directory for DynamoDirectory {
             .expression_attribute_values(":retrying", s(DeliveryState::Retrying.as_str()))
             .expression_attribute_values(":sending", s(DeliveryState::Sending.as_str()))
             .expression_attribute_values(":stale", s(stale_before))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Claim::Claimed),
+            Ok(out) => Ok(Claim::Claimed {
+                previous: match out.attributes {
+                    Some(old) if !old.is_empty() => Some(Box::new(json_of(&old)?)),
+                    _ => None,
+                },
+            }),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
@@ -374,5 +423,31 @@ impl Directory for DynamoDirectory {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_campaigns_records_spread_over_one_partition_per_user() {
+        let tenant = TenantId::parse("t1", "t").unwrap();
+        let id = NotificationId::parse("01JCAMPAIGN", "id").unwrap();
+        let partitions: std::collections::HashSet<String> = (0..100)
+            .map(|i| {
+                let user = UserId::parse(format!("u{i}"), "u").unwrap();
+                record_key(&tenant, &id, &user, Channel::Email, true).0
+            })
+            .collect();
+        assert_eq!(partitions.len(), 100, "one partition key per recipient");
+        let user = UserId::parse("u1", "u").unwrap();
+        assert_eq!(
+            record_key(&tenant, &id, &user, Channel::Email, false),
+            ("T#t1#N#01JCAMPAIGN".to_owned(), "U#u1#C#email".to_owned()),
+            "other notifications keep the layout their records were written in"
+        );
     }
 }

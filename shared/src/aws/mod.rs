@@ -73,8 +73,6 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// Error codes that mean "slow down and try again".
 #[cfg(any(
     feature = "dynamodb",
-    feature = "ses",
-    feature = "sns",
     feature = "secrets",
     feature = "s3",
     feature = "scheduler"
@@ -94,8 +92,6 @@ const THROTTLING_CODES: [&str; 9] = [
 /// True for errors worth retrying: network, timeouts, throttling, 5xx.
 #[cfg(any(
     feature = "dynamodb",
-    feature = "ses",
-    feature = "sns",
     feature = "secrets",
     feature = "s3",
     feature = "scheduler"
@@ -183,25 +179,123 @@ where
     }
 }
 
-/// Classifies a failed send by the service's error code: transient errors and
-/// `throttling` codes are retried later, `rejected` codes are final for this address.
+/// Classifies a failed send. Only an answer from the provider proves a send did not go out:
+/// a lost answer (timeout, dropped connection, unreadable response, 5xx) is `Unknown`, since
+/// the provider may have accepted it; an error before the request left (construction, no
+/// connection) is `Other`. Among answers, `throttling` codes are retried later, `opted_out`
+/// codes are a suppression, `rejected` codes are final for this address.
 #[cfg(any(feature = "ses", feature = "sns"))]
-pub(crate) fn send_error<E>(
-    err: SdkError<E, HttpResponse>,
-    throttling: &[&str],
-    rejected: &[&str],
-) -> SendError
+pub(crate) fn send_error<E>(err: SdkError<E, HttpResponse>, codes: &SendCodes) -> SendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let transient = is_transient(&err);
+    let answered = match &err {
+        SdkError::ServiceError(e) => Some(e.raw().status().is_server_error()),
+        _ => None,
+    };
+    let never_left = never_left(&err);
     let error = call_error(err);
     let code = error.code.as_deref().unwrap_or_default();
-    if transient || throttling.contains(&code) {
-        SendError::Throttled(error)
-    } else if rejected.contains(&code) {
-        SendError::Rejected(error)
-    } else {
-        SendError::Other(error)
+    let explicit_throttle = codes.throttling.contains(&code);
+    match answered {
+        _ if explicit_throttle => SendError::Throttled(error),
+        Some(false) if codes.opted_out.contains(&code) => SendError::OptedOut(error),
+        Some(false) if codes.rejected.contains(&code) => SendError::Rejected(error),
+        Some(false) => SendError::Other(error),
+        None if never_left => SendError::Other(error),
+        // A 5xx without a throttling code, or no answer at all.
+        Some(true) | None => SendError::Unknown(error),
+    }
+}
+
+/// A provider's error codes, by what they mean for the send.
+#[cfg(any(feature = "ses", feature = "sns"))]
+pub(crate) struct SendCodes {
+    pub throttling: &'static [&'static str],
+    pub rejected: &'static [&'static str],
+    pub opted_out: &'static [&'static str],
+}
+
+/// True when the request certainly never reached the provider: it could not be built, or
+/// no connection was made (DNS, refused). Anything else after dispatch may have arrived.
+#[cfg(any(feature = "ses", feature = "sns"))]
+fn never_left<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::ConstructionFailure(_) => true,
+        SdkError::DispatchFailure(e) if e.is_io() => {
+            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+            while let Some(source) = next {
+                if let Some(io) = source.downcast_ref::<std::io::Error>() {
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::AddrNotAvailable
+                    ) {
+                        return true;
+                    }
+                }
+                // hyper-util's connect failures and the SDK's DNS failures say so.
+                let text = source.to_string();
+                if text.contains("(Connect)") || text.contains("dns error") {
+                    return true;
+                }
+                next = source.source();
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+#[cfg(all(test, feature = "sns"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use aws_sdk_sns::operation::publish::PublishError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+
+    const CODES: SendCodes = SendCodes {
+        throttling: &["Throttled"],
+        rejected: &["InvalidParameter"],
+        opted_out: &["OptedOut"],
+    };
+
+    fn answered(status: u16, code: &str) -> SdkError<PublishError, HttpResponse> {
+        SdkError::service_error(
+            PublishError::generic(ErrorMetadata::builder().code(code).build()),
+            HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn only_an_answer_proves_a_send_did_not_go_out() {
+        let lost = SdkError::<PublishError, HttpResponse>::timeout_error("read timed out");
+        assert!(matches!(send_error(lost, &CODES), SendError::Unknown(_)));
+        assert!(matches!(
+            send_error(answered(500, "InternalError"), &CODES),
+            SendError::Unknown(_)
+        ));
+        assert!(matches!(
+            send_error(answered(400, "Throttled"), &CODES),
+            SendError::Throttled(_)
+        ));
+        assert!(matches!(
+            send_error(answered(400, "OptedOut"), &CODES),
+            SendError::OptedOut(_)
+        ));
+        assert!(matches!(
+            send_error(answered(400, "InvalidParameter"), &CODES),
+            SendError::Rejected(_)
+        ));
+        assert!(matches!(
+            send_error(answered(403, "AuthorizationError"), &CODES),
+            SendError::Other(_)
+        ));
+        let unbuilt = SdkError::<PublishError, HttpResponse>::construction_failure("no region");
+        assert!(matches!(send_error(unbuilt, &CODES), SendError::Other(_)));
     }
 }

@@ -8,7 +8,7 @@ use aws_sdk_sesv2::types::{
 };
 use aws_sdk_sesv2::Client;
 
-use super::send_error;
+use super::{send_error, SendCodes};
 use crate::ports::{Email, EmailSender, SendError};
 
 #[derive(Debug, Clone)]
@@ -77,6 +77,7 @@ impl SesEmail {
 
 /// SES v2 codes meaning "not now": sending paused or a quota reached; retried later.
 const THROTTLING: &[&str] = &[
+    "ThrottlingException",
     "SendingPausedException",
     "TooManyRequestsException",
     "LimitExceededException",
@@ -89,6 +90,13 @@ const REJECTED: &[&str] = &[
     "MailFromDomainNotVerifiedException",
     "NotFoundException",
 ];
+
+const CODES: SendCodes = SendCodes {
+    throttling: THROTTLING,
+    rejected: REJECTED,
+    // SES has no opt-out error: its suppression list answers MessageRejected.
+    opted_out: &[],
+};
 
 #[async_trait]
 impl EmailSender for SesEmail {
@@ -117,7 +125,7 @@ impl EmailSender for SesEmail {
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
-            .map_err(|e| send_error(e, THROTTLING, REJECTED))?;
+            .map_err(|e| send_error(e, &CODES))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }

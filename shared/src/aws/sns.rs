@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use serde_json::json;
 
-use super::send_error;
+use super::{send_error, SendCodes};
 use aws_sdk_sns::types::MessageAttributeValue;
 
 use crate::ports::{MobileSender, SendError, Sms};
@@ -35,11 +35,18 @@ const REJECTED: &[&str] = &[
     "InvalidParameterException",
     "InvalidParameterValue",
     "InvalidParameterValueException",
-    "OptedOut",
-    "OptedOutException",
     "PlatformApplicationDisabled",
     "PlatformApplicationDisabledException",
 ];
+
+/// The number opted out of SMS at SNS (a STOP reply, or the account's opt-out list).
+const OPTED_OUT: &[&str] = &["OptedOut", "OptedOutException"];
+
+const CODES: SendCodes = SendCodes {
+    throttling: THROTTLING,
+    rejected: REJECTED,
+    opted_out: OPTED_OUT,
+};
 
 #[async_trait]
 impl MobileSender for SnsMobile {
@@ -62,7 +69,7 @@ impl MobileSender for SnsMobile {
             .message_attributes("AWS.SNS.SMS.SMSType", sms_type)
             .send()
             .await
-            .map_err(|e| send_error(e, THROTTLING, REJECTED))?;
+            .map_err(|e| send_error(e, &CODES))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 
@@ -84,7 +91,7 @@ impl MobileSender for SnsMobile {
             .message(message.to_string())
             .send()
             .await
-            .map_err(|e| send_error(e, THROTTLING, REJECTED))?;
+            .map_err(|e| send_error(e, &CODES))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }

@@ -614,7 +614,7 @@ pub struct CampaignRef {
 pub enum ProgressMark {
     Committed,
     Sent(Channel),
-    Skipped,
+    Skipped(crate::domain::delivery::SkipReason),
     Failed,
 }
 

@@ -39,6 +39,10 @@ pub struct DeliveryJob {
     /// Sent by a campaign (see `Notification::campaign`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<super::campaign::CampaignRef>,
+    /// Its delivery records are keyed per user (campaign jobs made by this version on): a
+    /// job queued by an earlier version keeps the layout its claim was made in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record_per_user: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -75,6 +79,7 @@ impl DeliveryJob {
                 retrying_since: None,
                 endpoints: None,
                 campaign: n.campaign.clone(),
+                record_per_user: n.campaign.is_some(),
             })
             .collect()
     }
@@ -95,13 +100,45 @@ impl DeliveryJob {
     }
 }
 
+/// Why a notification was not sent on purpose (campaign progress counts each apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Its campaign was cancelled before it went out.
+    Cancelled,
+    /// The user opted out (category or channel preferences, an unsubscribe, STOP).
+    OptedOut,
+    /// The address is on the suppression list (bounces, complaints).
+    Suppressed,
+    /// No contact or no address for the channel.
+    NoAddress,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::Cancelled,
+        SkipReason::OptedOut,
+        SkipReason::Suppressed,
+        SkipReason::NoAddress,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Cancelled => "cancelled",
+            SkipReason::OptedOut => "opted_out",
+            SkipReason::Suppressed => "suppressed",
+            SkipReason::NoAddress => "no_address",
+        }
+    }
+}
+
 /// What to do with one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Send to these addresses (one email/phone, or every push endpoint).
     Send(Vec<String>),
     /// Do not send, for good (recorded as skipped with the reason).
-    Skip(String),
+    Skip(SkipReason, String),
     /// Quiet hours: try again after this many seconds.
     Defer(u32),
 }
@@ -109,14 +146,17 @@ pub enum Decision {
 /// Applies preferences, addresses and quiet hours (marketing only) to a job.
 pub fn decide(contact: Option<&Contact>, job: &DeliveryJob, now: jiff::Timestamp) -> Decision {
     let Some(contact) = contact else {
-        return Decision::Skip("user has no contact".into());
+        return Decision::Skip(SkipReason::NoAddress, "user has no contact".into());
     };
     if !contact.allows(job.channel, job.category) {
-        return Decision::Skip(format!(
-            "user opted out of {} on {}",
-            category_name(job.category),
-            job.channel.as_str()
-        ));
+        return Decision::Skip(
+            SkipReason::OptedOut,
+            format!(
+                "user opted out of {} on {}",
+                category_name(job.category),
+                job.channel.as_str()
+            ),
+        );
     }
     let addresses: Vec<String> = match job.channel {
         Channel::Email => contact.email.iter().cloned().collect(),
@@ -131,10 +171,15 @@ pub fn decide(contact: Option<&Contact>, job: &DeliveryJob, now: jiff::Timestamp
                 .collect(),
             None => contact.push.clone(),
         },
-        Channel::Inbox => return Decision::Skip("inbox needs no delivery".into()),
+        Channel::Inbox => {
+            return Decision::Skip(SkipReason::NoAddress, "inbox needs no delivery".into())
+        }
     };
     if addresses.is_empty() {
-        return Decision::Skip(format!("no {} address", job.channel.as_str()));
+        return Decision::Skip(
+            SkipReason::NoAddress,
+            format!("no {} address", job.channel.as_str()),
+        );
     }
     if job.category == Category::Marketing {
         if let Some(wait) = contact.quiet_for(now) {
@@ -177,11 +222,11 @@ mod tests {
                 &job(Channel::Sms, Category::Transactional),
                 noon()
             ),
-            Decision::Skip(_)
+            Decision::Skip(..)
         ));
         assert!(matches!(
             decide(None, &job(Channel::Email, Category::Transactional), noon()),
-            Decision::Skip(_)
+            Decision::Skip(..)
         ));
     }
 
