@@ -870,6 +870,8 @@ pub struct InMemoryCampaigns {
     state: Mutex<CampaignState>,
     pub latency: Duration,
     pub calls: AtomicU64,
+    /// Items the last progress read touched (the campaign item and its counter shards).
+    pub progress_items: AtomicU64,
 }
 
 #[derive(Default)]
@@ -879,8 +881,13 @@ struct CampaignState {
     chunks: HashMap<(String, u32), Vec<UserId>>,
     pages: HashMap<(String, u32), PageRecord>,
     held: BTreeMap<(String, String), (HeldGroup, bool)>,
-    marks: HashMap<String, HashSet<(u32, u32, crate::domain::campaign::ProgressMark)>>,
+    /// Each page's sets of slots: (campaign, page, set) → slots.
+    marks: HashMap<(String, u32, &'static str), HashSet<u32>>,
+    /// Progress counters by (campaign, shard), as the adapter keeps them.
+    shards: HashMap<(String, u32), crate::domain::campaign::Counters>,
     counts: HashMap<String, CampaignCounts>,
+    /// Fan-out steps: (campaign, step) → the message that took it.
+    steps: HashMap<(String, String), String>,
 }
 
 /// A campaign's counts as its item keeps them (the adapter's `ADD`s).
@@ -1058,6 +1065,18 @@ impl CampaignStore for InMemoryCampaigns {
         counts.held += held;
         counts.audience += page.users;
         counts.invalid += page.invalid;
+        if let Some(campaign) = state
+            .campaigns
+            .values_mut()
+            .find(|c| c.id.as_str() == id.as_str())
+        {
+            for (at, _) in &page.held {
+                if !campaign.releases.contains(at) {
+                    campaign.releases.push(at.clone());
+                    campaign.releases.sort();
+                }
+            }
+        }
         for (at, recipients) in &page.held {
             let group = HeldGroup {
                 key: format!("H#{at}#{:08}", page.page),
@@ -1089,6 +1108,8 @@ impl CampaignStore for InMemoryCampaigns {
         _tenant: &TenantId,
         id: &crate::domain::ids::CampaignId,
         at: &str,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError> {
         self.round_trip().await;
         let prefix = format!("H#{at}#");
@@ -1097,10 +1118,30 @@ impl CampaignStore for InMemoryCampaigns {
             .held
             .iter()
             .filter(|((c, k), (_, released))| {
-                c == id.as_str() && k.starts_with(&prefix) && !released
+                c == id.as_str()
+                    && k.starts_with(&prefix)
+                    && after.is_none_or(|a| k.as_str() > a)
+                    && !released
             })
+            .take(limit)
             .map(|(_, (g, _))| g.clone())
             .collect())
+    }
+
+    async fn claim_step(
+        &self,
+        _tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        step: &str,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        self.round_trip().await;
+        let mut state = self.state();
+        let by = state
+            .steps
+            .entry((id.to_string(), step.to_owned()))
+            .or_insert_with(|| token.to_owned());
+        Ok(by == token)
     }
 
     async fn release_group(
@@ -1136,11 +1177,20 @@ impl CampaignStore for InMemoryCampaigns {
         self.round_trip().await;
         let mut state = self.state();
         for (at, mark) in marks {
-            state
+            let new = state
                 .marks
-                .entry(at.id.to_string())
+                .entry((at.id.to_string(), at.page, mark.dedupe_set()))
                 .or_default()
-                .insert((at.page, at.slot, *mark));
+                .insert(at.slot);
+            if new {
+                let shard = at.page % crate::domain::campaign::COUNTER_SHARDS;
+                *state
+                    .shards
+                    .entry((at.id.to_string(), shard))
+                    .or_default()
+                    .entry(mark.counter())
+                    .or_default() += 1;
+            }
         }
         Ok(())
     }
@@ -1150,38 +1200,36 @@ impl CampaignStore for InMemoryCampaigns {
         campaign: &crate::domain::campaign::Campaign,
     ) -> Result<crate::domain::campaign::Progress, StoreError> {
         self.round_trip().await;
-        use crate::domain::campaign::{Progress, ProgressMark};
         let state = self.state();
         let counts = state
             .counts
             .get(campaign.id.as_str())
             .copied()
             .unwrap_or_default();
-        let mut progress = Progress {
-            audience: campaign.audience.known_size().unwrap_or(counts.audience),
-            enqueued: counts.enqueued,
-            held: counts.held,
-            invalid: counts.invalid,
-            ..Progress::default()
-        };
-        let marks = state.marks.get(campaign.id.as_str());
-        let mut settled = HashSet::new();
-        for (page, slot, mark) in marks.into_iter().flatten() {
-            match mark {
-                ProgressMark::Committed => progress.committed += 1,
-                ProgressMark::Skipped(_) => progress.skipped += 1,
-                ProgressMark::Failed => progress.failed += 1,
-                ProgressMark::Sent(channel) => {
-                    *progress.sent.entry(*channel).or_default() += 1;
-                    // Settled means committed, skipped or failed, as in the adapter.
-                    continue;
-                }
+        let mut counters = crate::domain::campaign::Counters::from([
+            ("audience".to_owned(), counts.audience),
+            ("enqueued".to_owned(), counts.enqueued),
+            ("held".to_owned(), counts.held),
+            ("invalid".to_owned(), counts.invalid),
+        ]);
+        let mut items = 1;
+        for shard in 0..crate::domain::campaign::COUNTER_SHARDS {
+            items += 1;
+            for (name, n) in state
+                .shards
+                .get(&(campaign.id.to_string(), shard))
+                .into_iter()
+                .flatten()
+            {
+                *counters.entry(name.clone()).or_default() += n;
             }
-            // Once per slot, however many of those it has.
-            settled.insert((page, slot));
         }
-        progress.settled = settled.len() as u64;
-        Ok(progress)
+        self.progress_items.store(items, Ordering::Relaxed);
+        Ok(crate::domain::campaign::Progress::from_counters(
+            &counters,
+            campaign.audience.known_size(),
+            campaign.status,
+        ))
     }
 }
 

@@ -500,13 +500,27 @@ pub trait CampaignStore: Send + Sync {
         id: &crate::domain::ids::CampaignId,
         page: u32,
     ) -> Result<(), StoreError>;
-    /// Held recipients for instant `at` not yet released.
+    /// Up to `limit` groups of recipients held for instant `at`, not yet released, after
+    /// group key `after` (a release goes a group at a time, resumable from its key).
     async fn held(
         &self,
         tenant: &TenantId,
         id: &crate::domain::ids::CampaignId,
         at: &str,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError>;
+    /// Claims the fan-out step `step` (queueing page 0, the page after page n, the next part
+    /// of a release) for `token`, the queue message that does it: `true` for the first
+    /// claimer and for the same message again (a redelivery after a crash), `false` for any
+    /// other message, a duplicate whose step another message already took.
+    async fn claim_step(
+        &self,
+        tenant: &TenantId,
+        id: &crate::domain::ids::CampaignId,
+        step: &str,
+        token: &str,
+    ) -> Result<bool, StoreError>;
     /// Marks a held group released and counts it as enqueued, once. `false`: it was already.
     async fn release_group(
         &self,
@@ -515,7 +529,8 @@ pub trait CampaignStore: Send + Sync {
         group: &str,
         enqueued: u64,
     ) -> Result<bool, StoreError>;
-    /// Leaves progress marks; marking a slot twice counts it once.
+    /// Leaves progress marks: each adds one to its counter unless its slot is already in the
+    /// mark's set (`ProgressMark::dedupe_set`), so marking twice counts once.
     async fn mark(
         &self,
         tenant: &TenantId,

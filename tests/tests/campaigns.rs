@@ -256,8 +256,19 @@ impl CampaignStore for DiesBeforeCheckpoint {
         t: &TenantId,
         id: &CampaignId,
         at: &str,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError> {
-        self.inner.held(t, id, at).await
+        self.inner.held(t, id, at, after, limit).await
+    }
+    async fn claim_step(
+        &self,
+        t: &TenantId,
+        id: &CampaignId,
+        step: &str,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.claim_step(t, id, step, token).await
     }
     async fn release_group(
         &self,
@@ -320,7 +331,7 @@ async fn a_page_consumer_killed_between_enqueue_and_checkpoint_skips_and_repeats
         tenant: tenant.clone(),
         campaign: id.clone(),
     };
-    dying.run(&start, None).await.unwrap();
+    dying.run(&start, msg("start")).await.unwrap();
     let page0 = CampaignWork::Page {
         tenant: tenant.clone(),
         campaign: id.clone(),
@@ -328,20 +339,23 @@ async fn a_page_consumer_killed_between_enqueue_and_checkpoint_skips_and_repeats
         cursor: 0,
     };
     assert!(
-        dying.run(&page0, None).await.is_err(),
+        dying.run(&page0, msg("page0")).await.is_err(),
         "died before the checkpoint"
     );
     // Redelivered, page 0 is done again (its 500 users enqueued a second time: the same
     // notification ids, which the inbox counts once), recorded once, and page 1 follows.
-    app.campaigns.run(&page0, None).await.unwrap();
-    app.campaigns.run(&page0, None).await.unwrap();
+    app.campaigns.run(&page0, msg("page0")).await.unwrap();
+    app.campaigns
+        .run(&page0, msg("page0-duplicate"))
+        .await
+        .unwrap();
     let page1 = CampaignWork::Page {
         tenant,
         campaign: id.clone(),
         page: 1,
         cursor: 500,
     };
-    app.campaigns.run(&page1, None).await.unwrap();
+    app.campaigns.run(&page1, msg("page1")).await.unwrap();
     let c = campaign(&router, &service, id.as_str()).await;
     assert_eq!(
         c["progress"]["enqueued"], 520,
@@ -692,7 +706,7 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
                 tenant: tenant.clone(),
                 campaign: id.clone(),
             },
-            None,
+            msg("start"),
         )
         .await
         .unwrap();
@@ -704,7 +718,7 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
                 page: 0,
                 cursor: 0,
             },
-            None,
+            msg("page0"),
         )
         .await
         .unwrap();
@@ -739,8 +753,9 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
                     tenant: tenant.clone(),
                     campaign: id.clone(),
                     at,
+                    after: None,
                 },
-                None,
+                msg("release-london"),
             )
             .await
             .unwrap();
@@ -761,8 +776,9 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
                 tenant: tenant.clone(),
                 campaign: id.clone(),
                 at,
+                after: None,
             },
-            None,
+            msg("release-newyork"),
         )
         .await
         .unwrap();
@@ -776,4 +792,12 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
         (Some(4), Some(0)),
         "{c}"
     );
+}
+
+/// The queue message a work item came in, by its id.
+fn msg(id: &str) -> campaigns::Step<'_> {
+    campaigns::Step {
+        message_id: id,
+        trace: None,
+    }
 }

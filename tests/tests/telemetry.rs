@@ -157,14 +157,32 @@ async fn a_campaign_stays_in_the_trace_of_the_request_that_created_it() {
         tenant: tenant.clone(),
         campaign: id.clone(),
     };
-    runner.run(&start, Some(TRACE)).await.unwrap();
+    runner
+        .run(
+            &start,
+            campaigns::Step {
+                message_id: "start",
+                trace: Some(TRACE),
+            },
+        )
+        .await
+        .unwrap();
     let page = CampaignWork::Page {
         tenant,
         campaign: id,
         page: 0,
         cursor: 0,
     };
-    runner.run(&page, Some(TRACE)).await.unwrap();
+    runner
+        .run(
+            &page,
+            campaigns::Step {
+                message_id: "page0",
+                trace: Some(TRACE),
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         meter.counts().sqs_trace_headers,
         vec![Some(TRACE.to_owned()); 4],

@@ -47,6 +47,24 @@ impl Config {
     }
 }
 
+/// The queue message a work item came in: its id claims the steps it takes, its trace
+/// header goes on what it enqueues.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub message_id: &'a str,
+    pub trace: Option<&'a str>,
+}
+
+/// The SQS delay of the `index`th recipient of a group at the campaign's rate (0 without).
+fn paced_delay(campaign: &Campaign, index: usize) -> u32 {
+    campaign
+        .rate_per_second
+        .map_or(0, |rate| (index as u64 / u64::from(rate.max(1))) as u32)
+}
+
+/// SQS's longest message delay.
+const MAX_DELAY_SECONDS: u32 = 900;
+
 /// The handler and what it talks to.
 pub struct CampaignRunner {
     pub campaigns: Arc<dyn CampaignStore>,
@@ -106,9 +124,11 @@ impl BatchHandler for CampaignRunner {
                         tenant = %work.tenant(),
                         campaign = %work.campaign(),
                     );
-                    let trace = message.trace_header.as_deref();
-                    let result =
-                        tracing::Instrument::instrument(self.run(&work, trace), span).await;
+                    let step = Step {
+                        message_id: &message.message_id,
+                        trace: message.trace_header.as_deref(),
+                    };
+                    let result = tracing::Instrument::instrument(self.run(&work, step), span).await;
                     result.unwrap_or_else(|e| Disposition::Retry(e.to_string()))
                 }
             };
@@ -120,12 +140,13 @@ impl BatchHandler for CampaignRunner {
 
 impl CampaignRunner {
     /// One work item; an error leaves it on the queue to be retried. What it enqueues
-    /// carries `trace` (the item's X-Ray trace header), so a campaign's pages and
-    /// notifications stay in the trace that started it.
+    /// carries the item's X-Ray trace header, so a campaign's pages and notifications stay
+    /// in the trace that started it. The item's queue message id claims the step that
+    /// queues the next item: a duplicate message never starts a second chain.
     pub async fn run(
         &self,
         work: &CampaignWork,
-        trace: Option<&str>,
+        step: Step<'_>,
     ) -> Result<Disposition, StoreError> {
         let Some(campaign) = self
             .campaigns
@@ -145,20 +166,18 @@ impl CampaignRunner {
             return Ok(Disposition::Done);
         }
         match work {
-            CampaignWork::Start { .. } => self.start(&campaign, trace).await,
+            CampaignWork::Start { .. } => self.start(&campaign, step).await,
             CampaignWork::Page { page, cursor, .. } => {
-                self.page(&campaign, *page, *cursor, trace).await
+                self.page(&campaign, *page, *cursor, step).await
             }
-            CampaignWork::Release { at, .. } => self.release(&campaign, at, trace).await,
+            CampaignWork::Release { at, after, .. } => {
+                self.release(&campaign, at, after.as_deref(), step).await
+            }
         }
     }
 
     /// The schedule fired: the campaign runs, and its first page goes on the queue.
-    async fn start(
-        &self,
-        campaign: &Campaign,
-        trace: Option<&str>,
-    ) -> Result<Disposition, StoreError> {
+    async fn start(&self, campaign: &Campaign, step: Step<'_>) -> Result<Disposition, StoreError> {
         let now = format!("{:.3}", self.clock.now());
         let started = self
             .campaigns
@@ -176,9 +195,26 @@ impl CampaignRunner {
         } else if campaign.status != CampaignStatus::Running {
             return Ok(Disposition::Done);
         }
-        // Also on a second start of a running campaign: the first may have died before
-        // queueing page 0, and a page done twice is recorded once.
-        self.queue_page(campaign, 0, 0, 0, trace).await
+        // The start message that queues page 0 is the one that claims it: a second start
+        // (a duplicate, or the schedule firing twice) finds it taken; a redelivery of the
+        // first (it died before queueing) takes it again.
+        if !self.claim(campaign, "start", step).await? {
+            tracing::info!("another start message queued page 0: nothing to do");
+            return Ok(Disposition::Done);
+        }
+        self.queue_page(campaign, 0, 0, 0, step.trace).await
+    }
+
+    /// Claims fan-out step `name` for this message.
+    async fn claim(
+        &self,
+        campaign: &Campaign,
+        name: &str,
+        step: Step<'_>,
+    ) -> Result<bool, StoreError> {
+        self.campaigns
+            .claim_step(&campaign.tenant, &campaign.id, name, step.message_id)
+            .await
     }
 
     /// One page: read, enqueue, record once, queue the next.
@@ -187,8 +223,9 @@ impl CampaignRunner {
         campaign: &Campaign,
         page: u32,
         cursor: u64,
-        trace: Option<&str>,
+        step: Step<'_>,
     ) -> Result<Disposition, StoreError> {
+        let trace = step.trace;
         let now = self.clock.now();
         let (users, invalid, next_cursor, last) = self.read_audience(campaign, cursor).await?;
         let recipients = self.recipients(campaign, users).await?;
@@ -215,6 +252,7 @@ impl CampaignRunner {
                 tenant: campaign.tenant.clone(),
                 campaign: campaign.id.clone(),
                 at: at.to_string(),
+                after: None,
             })
             .map_err(|e| StoreError::Fatal(e.to_string()))?;
             let fire = (*at - jiff::SignedDuration::from_secs(RELEASE_LEAD_SECONDS)).max(now);
@@ -275,7 +313,7 @@ impl CampaignRunner {
             tracing::info!(page, "fan-out complete");
             return Ok(Disposition::Done);
         }
-        if recorded.next_sent {
+        if recorded.next_sent || !self.claim(campaign, &format!("page#{page}"), step).await? {
             return Ok(Disposition::Done);
         }
         let delay = next_page_delay(campaign, count as usize);
@@ -287,12 +325,16 @@ impl CampaignRunner {
         Ok(Disposition::Done)
     }
 
-    /// A release schedule fired: the users held for `at` go out, each group once.
+    /// A release schedule fired (or a release's previous part queued this one): the next
+    /// group of users held for `at` (one page's, at most `PAGE_USERS`) goes out, spread at
+    /// the campaign's rate, and the part after it is queued once the group's time has
+    /// passed. Each invocation does one group, whatever the audience size.
     async fn release(
         &self,
         campaign: &Campaign,
         at: &str,
-        trace: Option<&str>,
+        after: Option<&str>,
+        step: Step<'_>,
     ) -> Result<Disposition, StoreError> {
         let instant: jiff::Timestamp = at
             .parse()
@@ -300,28 +342,52 @@ impl CampaignRunner {
         let now = self.clock.now();
         let created_at = format!("{now:.3}");
         let delay = release_delay(instant, now);
-        for group in self
+        let Some(group) = self
             .campaigns
-            .held(&campaign.tenant, &campaign.id, at)
+            .held(&campaign.tenant, &campaign.id, at, after, 1)
+            .await?
+            .pop()
+        else {
+            tracing::info!(%at, "release complete");
+            return Ok(Disposition::Done);
+        };
+        let messages = group
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(index, (slot, user))| {
+                let n = campaign.notification_for(user.clone(), group.page, *slot, &created_at);
+                let mut m = OutgoingMessage::json(slot.to_string(), &n)
+                    .map_err(|e| StoreError::Fatal(e.to_string()))?;
+                let wait = delay.saturating_add(paced_delay(campaign, index));
+                m.delay_seconds = (wait > 0).then_some(wait.min(MAX_DELAY_SECONDS) as i32);
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let released = messages.len() as u64;
+        self.send_all(&self.notifications, messages, step.trace)
+            .await?;
+        self.campaigns
+            .release_group(&campaign.tenant, &campaign.id, &group.key, released)
+            .await?;
+        // The next part, once: a duplicate of this message finds the step taken.
+        if !self
+            .claim(campaign, &format!("release#{at}#{}", group.key), step)
             .await?
         {
-            let messages = group
-                .recipients
-                .iter()
-                .map(|(slot, user)| {
-                    let n = campaign.notification_for(user.clone(), group.page, *slot, &created_at);
-                    let mut m = OutgoingMessage::json(slot.to_string(), &n)
-                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
-                    m.delay_seconds = (delay > 0).then_some(delay as i32);
-                    Ok(m)
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let released = messages.len() as u64;
-            self.send_all(&self.notifications, messages, trace).await?;
-            self.campaigns
-                .release_group(&campaign.tenant, &campaign.id, &group.key, released)
-                .await?;
+            return Ok(Disposition::Done);
         }
+        let work = CampaignWork::Release {
+            tenant: campaign.tenant.clone(),
+            campaign: campaign.id.clone(),
+            at: at.to_owned(),
+            after: Some(group.key.clone()),
+        };
+        let mut message = OutgoingMessage::json("release", &work)
+            .map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let pause = next_page_delay(campaign, released as usize);
+        message.delay_seconds = (pause > 0).then_some(pause as i32);
+        self.send_all(&self.work, vec![message], step.trace).await?;
         Ok(Disposition::Done)
     }
 

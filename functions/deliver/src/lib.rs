@@ -185,7 +185,7 @@ impl Deliverer {
                     return self
                         .mark_campaign(
                             job,
-                            ProgressMark::Skipped(SkipReason::Cancelled),
+                            ProgressMark::Skipped(job.channel, SkipReason::Cancelled),
                             Disposition::Done,
                         )
                         .await;
@@ -326,7 +326,7 @@ impl Deliverer {
                     .await;
                 self.mark_campaign(
                     job,
-                    ProgressMark::Failed,
+                    ProgressMark::Failed(job.channel),
                     Disposition::Poison(format!("{} rejected: {reason}", job.channel.as_str())),
                 )
                 .await
@@ -336,8 +336,12 @@ impl Deliverer {
                 let why = format!("{}: not resent", e);
                 self.settle(job, &held, DeliveryState::Unknown, Some(why.clone()))
                     .await;
-                self.mark_campaign(job, ProgressMark::Failed, Disposition::Poison(why))
-                    .await
+                self.mark_campaign(
+                    job,
+                    ProgressMark::Failed(job.channel),
+                    Disposition::Poison(why),
+                )
+                .await
             }
             Err(e @ SendError::Throttled(_)) => {
                 self.retry_later(job, Some(&held), e.to_string()).await
@@ -434,7 +438,11 @@ impl Deliverer {
             self.settle(job, held, DeliveryState::Failed, Some(why.clone()))
                 .await;
             return self
-                .mark_campaign(job, ProgressMark::Failed, Disposition::Poison(why))
+                .mark_campaign(
+                    job,
+                    ProgressMark::Failed(job.channel),
+                    Disposition::Poison(why),
+                )
                 .await;
         }
         if let Some(held) = held {
@@ -720,10 +728,11 @@ fn campaign_mark(
 ) -> Option<ProgressMark> {
     match state {
         DeliveryState::Sent => Some(ProgressMark::Sent(channel)),
-        DeliveryState::Skipped => {
-            Some(ProgressMark::Skipped(skip.unwrap_or(SkipReason::NoAddress)))
-        }
-        DeliveryState::Failed | DeliveryState::Unknown => Some(ProgressMark::Failed),
+        DeliveryState::Skipped => Some(ProgressMark::Skipped(
+            channel,
+            skip.unwrap_or(SkipReason::NoAddress),
+        )),
+        DeliveryState::Failed | DeliveryState::Unknown => Some(ProgressMark::Failed(channel)),
         DeliveryState::Sending | DeliveryState::Retrying => None,
     }
 }

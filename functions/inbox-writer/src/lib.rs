@@ -289,7 +289,7 @@ impl InboxWriter {
                         &n.tenant,
                         &[(
                             at.clone(),
-                            ProgressMark::Skipped(herald::domain::delivery::SkipReason::Cancelled),
+                            ProgressMark::Dropped(herald::domain::delivery::SkipReason::Cancelled),
                         )],
                     )
                     .await

@@ -5,19 +5,27 @@
 //! `failure`, `enqueued`, `audience`); idempotency key `sk = K#<key>` (attribute `id`) in the
 //! same partition. Per campaign, `pk = T#<tenant>#C#<id>`: inline audience chunks `A#<n>`
 //! (`users`, newline-separated), pages `P#<n>` (the page record, and its progress as string
-//! sets of slots, so marking twice counts once), held recipients `H#<instant>#<page>`.
+//! sets of slots, so marking twice counts once), held recipients `H#<instant>#<page>`, fan-out
+//! step claims `Q#<step>` (attribute `by`: the queue message that took it). Progress
+//! counters: `pk = T#<tenant>#C#<id>#N#<shard>, sk = COUNTS`, 16 shards (a page's marks go to
+//! shard `page % 16`), each in a partition of its own so a burst of marks spreads; a mark adds
+//! to a counter in the same transaction that adds its slot to the page's set, on condition
+//! that the slot is not in it yet. Reading progress is the campaign item plus the 16 shards,
+//! whatever the audience size. The campaign item also keeps `releases`: the instants of its
+//! release schedules (deleted on cancel, shown by `GET`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use super::item::{n, number, s, text, Item};
 use super::store_error;
-use crate::domain::campaign::{Campaign, CampaignRef, CampaignStatus, Progress, ProgressMark};
+use crate::domain::campaign::{
+    Campaign, CampaignRef, CampaignStatus, Counters, Progress, ProgressMark, COUNTER_SHARDS,
+};
 use crate::domain::ids::{CampaignId, TenantId, UserId};
-use crate::domain::notification::Channel;
 use crate::error::StoreError;
 use crate::ports::{CampaignStore, HeldGroup, PageRecord};
 
@@ -65,41 +73,10 @@ impl DynamoCampaigns {
             .map_err(store_error)?;
         Ok(out.item)
     }
-
-    /// Every item of a campaign's partition under `prefix`, in key order.
-    async fn query_all(&self, pk: String, prefix: String) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":prefix", s(&prefix))
-                .set_exclusive_start_key(start)
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(store_error)?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
-            }
-        }
-    }
 }
 
 fn fatal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Fatal(e.to_string())
-}
-
-fn set_len(item: &Item, key: &str) -> u64 {
-    item.get(key)
-        .and_then(|v| v.as_ss().ok())
-        .map_or(0, |set| set.len() as u64)
 }
 
 fn list_pk(tenant: &TenantId) -> String {
@@ -118,6 +95,14 @@ fn page_sk(page: u32) -> String {
     format!("P#{page:08}")
 }
 
+fn shard_pk(tenant: &TenantId, id: &CampaignId, shard: u32) -> String {
+    format!("T#{tenant}#C#{id}#N#{shard:02}")
+}
+
+/// At most this many marks go in one transaction (its condition names each slot, and an
+/// expression is at most 4 KB).
+const MARKS_PER_WRITE: usize = 40;
+
 /// A campaign from its item: the definition, with the attributes that change laid over it.
 fn campaign_of(item: &Item) -> Result<Campaign, StoreError> {
     let json = text(item, "json").ok_or_else(|| fatal("campaign item without json"))?;
@@ -131,6 +116,12 @@ fn campaign_of(item: &Item) -> Result<Campaign, StoreError> {
     campaign.fanned_out_at = text(item, "fanned_out_at");
     campaign.cancelled_at = text(item, "cancelled_at");
     campaign.failure = text(item, "failure");
+    campaign.releases = item
+        .get("releases")
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    campaign.releases.sort();
     Ok(campaign)
 }
 
@@ -148,25 +139,6 @@ fn page_of(item: &Item, page: u32) -> PageRecord {
             .unwrap_or(false),
         held: Vec::new(),
         next_sent: item.contains_key("next_sent"),
-    }
-}
-
-/// The string set a mark goes in, and the element for its slot.
-fn mark_target(mark: ProgressMark, slot: u32) -> (&'static str, String) {
-    match mark {
-        ProgressMark::Committed => ("committed", slot.to_string()),
-        ProgressMark::Sent(channel) => (sent_set(channel), slot.to_string()),
-        ProgressMark::Skipped(_) => ("skipped", slot.to_string()),
-        ProgressMark::Failed => ("failed", slot.to_string()),
-    }
-}
-
-fn sent_set(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Inbox => "sent_inbox",
-        Channel::Email => "sent_email",
-        Channel::Sms => "sent_sms",
-        Channel::Push => "sent_push",
     }
 }
 
@@ -401,13 +373,25 @@ impl CampaignStore for DynamoCampaigns {
             .expression_attribute_values(":last", AttributeValue::Bool(page.last))
             .build()
             .map_err(fatal)?;
+        let releases: Vec<String> = page.held.iter().map(|(at, _)| at.clone()).collect();
         let counts = Update::builder()
             .table_name(&self.table)
             .key("pk", s(list_pk(tenant)))
             .key("sk", s(campaign_sk(id)))
-            .update_expression(
-                "ADD enqueued :enqueued, audience :users, invalid :invalid, held :held",
-            )
+            .update_expression(if releases.is_empty() {
+                "ADD enqueued :enqueued, audience :users, invalid :invalid, held :held"
+            } else {
+                "ADD enqueued :enqueued, audience :users, invalid :invalid, held :held, \
+                 releases :releases"
+            })
+            .set_expression_attribute_values(if releases.is_empty() {
+                None
+            } else {
+                Some(HashMap::from([(
+                    ":releases".to_owned(),
+                    AttributeValue::Ss(releases),
+                )]))
+            })
             .expression_attribute_values(
                 ":held",
                 n(page.held.iter().map(|(_, r)| r.len()).sum::<usize>()),
@@ -479,14 +463,34 @@ impl CampaignStore for DynamoCampaigns {
         tenant: &TenantId,
         id: &CampaignId,
         at: &str,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError> {
-        let items = self
-            .query_all(campaign_pk(tenant, id), format!("H#{at}#"))
-            .await?;
-        items
-            .iter()
-            .filter(|item| !item.contains_key("released"))
-            .map(|item| {
+        let prefix = format!("H#{at}#");
+        let mut groups = Vec::new();
+        let mut start = after.map(str::to_owned);
+        // Released groups are skipped; a page of the query may hold only those.
+        while groups.len() < limit {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(campaign_pk(tenant, id)))
+                .expression_attribute_values(":prefix", s(&prefix))
+                .limit(limit as i32);
+            if let Some(after) = &start {
+                query = query
+                    .exclusive_start_key("pk", s(campaign_pk(tenant, id)))
+                    .exclusive_start_key("sk", s(after));
+            }
+            let out = query.send().await.map_err(store_error)?;
+            for item in out.items() {
+                start = text(item, "sk");
+                if item.contains_key("released") || groups.len() >= limit {
+                    continue;
+                }
                 let recipients = text(item, "users")
                     .unwrap_or_default()
                     .lines()
@@ -495,13 +499,48 @@ impl CampaignStore for DynamoCampaigns {
                         Some((slot.parse().ok()?, UserId::parse(user, "user_id").ok()?))
                     })
                     .collect();
-                Ok(HeldGroup {
+                groups.push(HeldGroup {
                     key: text(item, "sk").unwrap_or_default(),
                     page: number(item, "page") as u32,
                     recipients,
-                })
-            })
-            .collect()
+                });
+            }
+            if out.last_evaluated_key.is_none_or(|k| k.is_empty()) {
+                break;
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn claim_step(
+        &self,
+        tenant: &TenantId,
+        id: &CampaignId,
+        step: &str,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(campaign_pk(tenant, id)))
+            .item("sk", s(format!("Q#{step}")))
+            .item("by", s(token))
+            .condition_expression("attribute_not_exists(pk) OR #by = :by")
+            .expression_attribute_names("#by", "by")
+            .expression_attribute_values(":by", s(token))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn release_group(
@@ -548,37 +587,21 @@ impl CampaignStore for DynamoCampaigns {
         tenant: &TenantId,
         marks: &[(CampaignRef, ProgressMark)],
     ) -> Result<(), StoreError> {
-        // One update per page: its sets grow by the slots marked.
-        let mut pages: HashMap<(&CampaignId, u32), HashMap<&'static str, Vec<String>>> =
-            HashMap::new();
+        // Per page, each (set, slot) once: a batch may carry two copies of one notification.
+        let mut pages: BTreeMap<(&CampaignId, u32), BTreeSet<(&'static str, u32, String)>> =
+            BTreeMap::new();
         for (at, mark) in marks {
-            let (set, element) = mark_target(*mark, at.slot);
-            pages
-                .entry((&at.id, at.page))
-                .or_default()
-                .entry(set)
-                .or_default()
-                .push(element);
+            pages.entry((&at.id, at.page)).or_default().insert((
+                mark.dedupe_set(),
+                at.slot,
+                mark.counter(),
+            ));
         }
-        for ((id, page), sets) in pages {
-            let mut update = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(campaign_pk(tenant, id)))
-                .key("sk", s(page_sk(page)));
-            let mut parts = Vec::new();
-            for (i, (set, elements)) in sets.into_iter().enumerate() {
-                parts.push(format!("#s{i} :v{i}"));
-                update = update
-                    .expression_attribute_names(format!("#s{i}"), set)
-                    .expression_attribute_values(format!(":v{i}"), AttributeValue::Ss(elements));
+        for ((id, page), marks) in pages {
+            let marks: Vec<_> = marks.into_iter().collect();
+            for chunk in marks.chunks(MARKS_PER_WRITE) {
+                self.mark_page(tenant, id, page, chunk.to_vec()).await?;
             }
-            update
-                .update_expression(format!("ADD {}", parts.join(", ")))
-                .send()
-                .await
-                .map_err(store_error)?;
         }
         Ok(())
     }
@@ -588,41 +611,155 @@ impl CampaignStore for DynamoCampaigns {
             .get(list_pk(&campaign.tenant), campaign_sk(&campaign.id))
             .await?
             .unwrap_or_default();
-        let mut progress = Progress {
-            audience: campaign
-                .audience
-                .known_size()
-                .unwrap_or_else(|| number(&item, "audience")),
-            enqueued: number(&item, "enqueued"),
-            held: number(&item, "held"),
-            invalid: number(&item, "invalid"),
-            ..Progress::default()
-        };
-        let pages = self
-            .query_all(campaign_pk(&campaign.tenant, &campaign.id), "P#".into())
-            .await?;
-        for page in &pages {
-            let slots = |set: &str| -> Vec<&String> {
-                page.get(set)
-                    .and_then(|v| v.as_ss().ok())
-                    .map(|v| v.iter().collect())
-                    .unwrap_or_default()
-            };
-            let settled: std::collections::HashSet<&String> = ["committed", "skipped", "failed"]
-                .iter()
-                .flat_map(|set| slots(set))
-                .collect();
-            progress.settled += settled.len() as u64;
-            progress.committed += set_len(page, "committed");
-            progress.skipped += set_len(page, "skipped");
-            progress.failed += set_len(page, "failed");
-            for channel in Channel::ALL {
-                let sent = set_len(page, sent_set(channel));
-                if sent > 0 {
-                    *progress.sent.entry(channel).or_default() += sent;
+        let mut counters = Counters::new();
+        for name in ["enqueued", "audience", "held", "invalid"] {
+            counters.insert(name.to_owned(), number(&item, name));
+        }
+        let keys: Vec<Item> = (0..COUNTER_SHARDS)
+            .map(|shard| {
+                HashMap::from([
+                    (
+                        "pk".to_owned(),
+                        s(shard_pk(&campaign.tenant, &campaign.id, shard)),
+                    ),
+                    ("sk".to_owned(), s("COUNTS")),
+                ])
+            })
+            .collect();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(fatal)?,
+        );
+        let mut rounds = 0;
+        while let Some(keys) = pending.take() {
+            rounds += 1;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(store_error)?;
+            for shard in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                for (name, value) in &shard {
+                    if let Ok(v) = value.as_n() {
+                        *counters.entry(name.clone()).or_default() +=
+                            v.parse::<i64>().map_or(0, |v| v.max(0) as u64);
+                    }
                 }
             }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys().is_empty());
+            if pending.is_some() && rounds >= 5 {
+                return Err(StoreError::Transient("progress read unprocessed".into()));
+            }
         }
-        Ok(progress)
+        Ok(Progress::from_counters(
+            &counters,
+            campaign.audience.known_size(),
+            campaign.status,
+        ))
+    }
+}
+
+impl DynamoCampaigns {
+    /// Adds `marks` (set, slot, counter) of one page: the page's sets and the shard's counters
+    /// in one transaction, on condition that no slot is in its set yet. When one is (a mark
+    /// made before), the page is read and only the new ones are written.
+    async fn mark_page(
+        &self,
+        tenant: &TenantId,
+        id: &CampaignId,
+        page: u32,
+        mut marks: Vec<(&'static str, u32, String)>,
+    ) -> Result<(), StoreError> {
+        for _ in 0..8 {
+            if marks.is_empty() {
+                return Ok(());
+            }
+            let mut sets: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+            let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut names = HashMap::new();
+            let mut values = HashMap::new();
+            let mut conditions = Vec::new();
+            for (i, (set, slot, counter)) in marks.iter().enumerate() {
+                sets.entry(set).or_default().push(slot.to_string());
+                *counts.entry(counter.as_str()).or_default() += 1;
+                let set_name = format!("#s_{set}");
+                conditions.push(format!("NOT contains({set_name}, :e{i})"));
+                names.insert(set_name, (*set).to_owned());
+                values.insert(format!(":e{i}"), s(slot.to_string()));
+            }
+            let adds: Vec<String> = sets
+                .keys()
+                .map(|set| format!("#s_{set} :v_{set}"))
+                .collect();
+            for (set, slots) in &sets {
+                values.insert(format!(":v_{set}"), AttributeValue::Ss(slots.clone()));
+            }
+            let page_update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(campaign_pk(tenant, id)))
+                .key("sk", s(page_sk(page)))
+                .update_expression(format!("ADD {}", adds.join(", ")))
+                .condition_expression(conditions.join(" AND "))
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(fatal)?;
+            let mut counter_names = HashMap::new();
+            let mut counter_values = HashMap::new();
+            let mut counter_adds = Vec::new();
+            for (i, (counter, count)) in counts.iter().enumerate() {
+                counter_adds.push(format!("#c{i} :c{i}"));
+                counter_names.insert(format!("#c{i}"), (*counter).to_owned());
+                counter_values.insert(format!(":c{i}"), n(*count));
+            }
+            let shard_update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(shard_pk(tenant, id, page % COUNTER_SHARDS)))
+                .key("sk", s("COUNTS"))
+                .update_expression(format!("ADD {}", counter_adds.join(", ")))
+                .set_expression_attribute_names(Some(counter_names))
+                .set_expression_attribute_values(Some(counter_values))
+                .build()
+                .map_err(fatal)?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(page_update).build())
+                .transact_items(TransactWriteItem::builder().update(shard_update).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if super::directory::condition_failed(&e) => {
+                    // Some slots were marked before: keep only the new ones.
+                    let item = self
+                        .get(campaign_pk(tenant, id), page_sk(page))
+                        .await?
+                        .unwrap_or_default();
+                    marks.retain(|(set, slot, _)| {
+                        !item
+                            .get(*set)
+                            .and_then(|v| v.as_ss().ok())
+                            .is_some_and(|members| members.contains(&slot.to_string()))
+                    });
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(StoreError::Transient(
+            "progress marks kept meeting concurrent marks".into(),
+        ))
     }
 }

@@ -15,6 +15,7 @@ use super::notification::{
     check_text, parse_category, parse_channels, parse_data, Category, Channel, Notification,
     MAX_BODY_CHARS, MAX_TITLE_CHARS,
 };
+use crate::domain::delivery::SkipReason;
 use crate::error::FieldError;
 
 /// Most users an inline audience may list (larger audiences come from S3).
@@ -468,6 +469,10 @@ pub struct Campaign {
     pub cancelled_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// `local_time`: the instants (RFC 3339) of its release schedules, as pages held
+    /// recipients for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<String>,
 }
 
 impl Campaign {
@@ -505,6 +510,7 @@ impl Campaign {
             fanned_out_at: None,
             cancelled_at: None,
             failure: None,
+            releases: Vec::new(),
         }
     }
 
@@ -608,17 +614,60 @@ pub struct CampaignRef {
     pub slot: u32,
 }
 
-/// What a consumer did with one campaign notification, kept per page as sets of slots so that
-/// marking twice counts once.
+/// What a consumer did with one campaign notification. Each mark names a set of slots (per
+/// page) and a counter: the counter moves only when the slot is new to its set, so marking
+/// twice (a redelivery) counts once, and progress is read from the counters alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProgressMark {
+    /// The writer took it: in the inbox, and its delivery jobs queued.
     Committed,
+    /// The writer did not take it (campaign cancelled, user opted out): no inbox item, no
+    /// delivery.
+    Dropped(SkipReason),
+    /// A channel sent it.
     Sent(Channel),
-    Skipped(crate::domain::delivery::SkipReason),
-    Failed,
+    /// A channel did not send it, on purpose.
+    Skipped(Channel, SkipReason),
+    /// A channel failed for good (its job is in the DLQ with the reason).
+    Failed(Channel),
 }
 
-/// Exact counts over a campaign's pages.
+impl ProgressMark {
+    /// The set of slots that makes this mark count once: the writer's outcome (one per
+    /// notification), or one outcome per channel.
+    pub fn dedupe_set(self) -> &'static str {
+        match self {
+            Self::Committed | Self::Dropped(_) => "settled",
+            Self::Sent(c) | Self::Skipped(c, _) | Self::Failed(c) => match c {
+                Channel::Inbox => "d_inbox",
+                Channel::Email => "d_email",
+                Channel::Sms => "d_sms",
+                Channel::Push => "d_push",
+            },
+        }
+    }
+
+    /// The counter this mark adds one to.
+    pub fn counter(self) -> String {
+        match self {
+            Self::Committed => "committed".into(),
+            Self::Dropped(reason) => format!("dropped_{}", reason.as_str()),
+            Self::Sent(c) => format!("sent_{}", c.as_str()),
+            Self::Skipped(_, reason) => format!("skipped_{}", reason.as_str()),
+            Self::Failed(_) => "failed".into(),
+        }
+    }
+}
+
+/// How many counter items a campaign's progress is spread over (a page's marks go to shard
+/// `page % COUNTER_SHARDS`): reading progress reads these and the campaign, whatever its size.
+pub const COUNTER_SHARDS: u32 = 16;
+
+/// A campaign's progress counters by name (`ProgressMark::counter`, plus `enqueued`,
+/// `audience`, `held`, `invalid`), summed over wherever they are kept.
+pub type Counters = BTreeMap<String, u64>;
+
+/// Exact counts, read from the campaign's counters: the same few items for 100 users or 10 M.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Users read from the audience so far (all of them once the fan-out is over).
@@ -626,16 +675,73 @@ pub struct Progress {
     pub enqueued: u64,
     pub committed: u64,
     pub sent: BTreeMap<Channel, u64>,
+    /// Sends not made on purpose (the inbox's or a channel's), by reason in `skipped_by`.
     pub skipped: u64,
+    /// `cancelled`, `opted_out`, `suppressed`, `no_address`.
+    pub skipped_by: BTreeMap<String, u64>,
     pub failed: u64,
-    /// Recipients waiting for their local time (`local_time`): enqueued when it comes.
+    /// Recipients waiting for their local time (`local_time`): enqueued when it comes. Once
+    /// the campaign is cancelled they never will be, and count as skipped (cancelled).
     pub held: u64,
     /// Audience file lines that were not a user id: skipped (and logged with their offset).
     pub invalid: u64,
-    /// Notifications committed, skipped or failed, each once (a committed one can also be
-    /// skipped on a channel): the fan-out is done when this reaches `enqueued`.
+    /// Notifications the writer took or dropped, each once: the fan-out is done when this
+    /// reaches `enqueued`.
     #[serde(skip)]
     pub settled: u64,
+}
+
+impl Progress {
+    /// Progress from the counters, as the campaign's `status` makes them read.
+    pub fn from_counters(
+        counters: &Counters,
+        known_audience: Option<u64>,
+        status: CampaignStatus,
+    ) -> Self {
+        let get = |name: &str| counters.get(name).copied().unwrap_or(0);
+        let mut progress = Progress {
+            audience: known_audience.unwrap_or_else(|| get("audience")),
+            enqueued: get("enqueued"),
+            committed: get("committed"),
+            failed: get("failed"),
+            held: get("held"),
+            invalid: get("invalid"),
+            ..Progress::default()
+        };
+        for channel in Channel::ALL {
+            let sent = get(&format!("sent_{}", channel.as_str()));
+            if sent > 0 {
+                progress.sent.insert(channel, sent);
+            }
+        }
+        for reason in SkipReason::ALL {
+            let dropped = get(&format!("dropped_{}", reason.as_str()));
+            let skipped = get(&format!("skipped_{}", reason.as_str()));
+            progress.settled += dropped;
+            if dropped + skipped > 0 {
+                progress
+                    .skipped_by
+                    .insert(reason.as_str().to_owned(), dropped + skipped);
+            }
+            progress.skipped += dropped + skipped;
+        }
+        progress.settled += progress.committed;
+        if status == CampaignStatus::Cancelled && progress.held > 0 {
+            // Held recipients are never released after a cancel.
+            *progress
+                .skipped_by
+                .entry(SkipReason::Cancelled.as_str().to_owned())
+                .or_default() += progress.held;
+            progress.skipped += progress.held;
+            progress.held = 0;
+        }
+        progress
+    }
+
+    /// Recipients enqueued whose notification the writer has not yet taken or dropped.
+    pub fn pending(&self) -> u64 {
+        self.enqueued.saturating_sub(self.settled)
+    }
 }
 
 /// Work on the campaign queue.
@@ -654,11 +760,14 @@ pub enum CampaignWork {
         page: u32,
         cursor: u64,
     },
-    /// From a release schedule: enqueue the users held for instant `at`.
+    /// From a release schedule: enqueue the users held for instant `at`, a group at a time
+    /// (`after`: the key of the group the previous part released).
     Release {
         tenant: TenantId,
         campaign: CampaignId,
         at: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
 }
 
