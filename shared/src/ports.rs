@@ -123,6 +123,21 @@ pub trait Directory: Send + Sync {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Option<Contact>, StoreError>;
+    /// The contacts of several users of one tenant (those that have one), read together:
+    /// the inbox-writer reads a whole batch's at once. Eventually consistent is enough here.
+    async fn contacts(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<std::collections::HashMap<UserId, Contact>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for user in users {
+            if let Some(contact) = self.contact(tenant, user).await? {
+                out.insert(user.clone(), contact);
+            }
+        }
+        Ok(out)
+    }
     /// The contact with its version (0: none stored yet).
     async fn contact_versioned(
         &self,

@@ -63,6 +63,7 @@ async fn run(s: Scenario) {
             },
         },
         packing: s.packing,
+        preferences: None,
     });
 
     // The model: unique inbox notifications per (user, room).

@@ -77,6 +77,7 @@ async fn correlation_id_and_trace_follow_a_notification_to_its_delivery_job() {
         campaigns: None,
         policy: app.writer.policy,
         packing: app.writer.packing,
+        preferences: None,
     };
     assert_eq!(writer.handle(&queued).await, vec![Disposition::Done]);
     assert_eq!(

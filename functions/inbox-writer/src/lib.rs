@@ -12,7 +12,9 @@ use herald::domain::backoff::BackoffPolicy;
 use herald::domain::campaign::{CampaignRef, ProgressMark};
 use herald::domain::counters::{apply_packed, ApplyOutcome, Counter, Counters, Packing, UserKey};
 use herald::domain::delivery::DeliveryJob;
-use herald::ports::{CommitError, CounterStore, OutgoingMessage, QueueSender, UserWrites};
+use herald::ports::{
+    CommitError, CounterStore, Directory, OutgoingMessage, QueueSender, UserWrites,
+};
 use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
 use herald::{Channel, Notification, RoomId, StoreError, TenantId};
@@ -79,6 +81,9 @@ pub struct InboxWriter {
     pub packing: Packing,
     /// Campaign notifications: skipped once their campaign is cancelled, marked when committed.
     pub campaigns: Option<Arc<CampaignGate>>,
+    /// Contacts, whose preferences (marketing consent, `channels.inbox`) the inbox honours:
+    /// one BatchGetItem per batch and tenant.
+    pub preferences: Option<Arc<dyn Directory>>,
 }
 
 impl InboxWriter {
@@ -111,6 +116,12 @@ impl InboxWriter {
                     herald::aws::campaigns::DynamoCampaigns::new(ddb.clone(), table),
                 )))
             }),
+            preferences: config.directory_table.as_ref().map(|table| {
+                let directory: Arc<dyn Directory> = Arc::new(
+                    herald::aws::directory::DynamoDirectory::new(ddb.clone(), table),
+                );
+                directory
+            }),
         }
     }
 }
@@ -121,6 +132,7 @@ impl BatchHandler for InboxWriter {
         let mut dispositions: Vec<Option<Disposition>> = vec![None; batch.len()];
         let parsed = parse_batch(batch, &mut dispositions);
         let parsed = self.skip_cancelled(parsed, &mut dispositions).await;
+        let parsed = self.honour_preferences(parsed, &mut dispositions).await;
         let store = CountingStore::new(self.store.as_ref());
         let outcomes = apply_packed(&store, parsed, &self.policy, self.packing).await;
 
@@ -303,11 +315,102 @@ impl InboxWriter {
         kept
     }
 
+    /// A user who turned the inbox off (`channels.inbox: false`), or withheld consent to the
+    /// notification's category, gets no inbox item and no badge; when no channel of it is
+    /// allowed, it is dropped whole (a campaign's counts it as skipped, opted out). The
+    /// batch's contacts are read together, once per tenant.
+    async fn honour_preferences(
+        &self,
+        parsed: Vec<(usize, Notification)>,
+        dispositions: &mut [Option<Disposition>],
+    ) -> Vec<(usize, Notification)> {
+        let Some(directory) = &self.preferences else {
+            return parsed;
+        };
+        let mut tenants: Vec<&TenantId> = parsed.iter().map(|(_, n)| &n.tenant).collect();
+        tenants.sort();
+        tenants.dedup();
+        let mut contacts = std::collections::HashMap::new();
+        for tenant in tenants {
+            let users: Vec<herald::UserId> = parsed
+                .iter()
+                .filter(|(_, n)| &n.tenant == tenant && n.wants(Channel::Inbox))
+                .map(|(_, n)| n.user_id.clone())
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            match directory.contacts(tenant, &users).await {
+                Ok(found) => {
+                    contacts.insert(tenant.clone(), found);
+                }
+                Err(e) => {
+                    // Without the preferences nothing of this tenant may go in the inbox.
+                    tracing::warn!(tenant = %tenant, error = %e, "contacts not read; retried");
+                    for (index, n) in &parsed {
+                        if &n.tenant == tenant {
+                            dispositions[*index] =
+                                Some(Disposition::Retry(format!("contacts: {e}")));
+                        }
+                    }
+                }
+            }
+        }
+        let mut kept = Vec::with_capacity(parsed.len());
+        let mut dropped = Vec::new();
+        for (index, mut n) in parsed {
+            if dispositions[index].is_some() {
+                continue;
+            }
+            let contact = contacts.get(&n.tenant).and_then(|c| c.get(&n.user_id));
+            if let Some(contact) = contact {
+                if n.wants(Channel::Inbox) && !contact.allows(Channel::Inbox, n.category) {
+                    if n.channels.iter().all(|c| !contact.allows(*c, n.category)) {
+                        tracing::info!(notification_id = %n.id, user = %n.user_id, "user opted out: not in the inbox, not delivered");
+                        dispositions[index] = Some(Disposition::Done);
+                        if let Some(at) = &n.campaign {
+                            dropped.push((index, n.tenant.clone(), at.clone()));
+                        }
+                        continue;
+                    }
+                    n.channels.retain(|c| *c != Channel::Inbox);
+                }
+            }
+            kept.push((index, n));
+        }
+        if !dropped.is_empty() {
+            herald::telemetry::emit(
+                "inbox-writer",
+                &[],
+                &[Metric::count("NotificationsOptedOut", dropped.len())],
+            );
+            self.mark_campaigns(
+                dropped,
+                ProgressMark::Dropped(herald::domain::delivery::SkipReason::OptedOut),
+                dispositions,
+            )
+            .await;
+        }
+        kept
+    }
+
     /// Marks committed campaign notifications in their campaign's progress; a message whose
     /// mark did not make it is retried (its redelivery is a duplicate that marks again).
     async fn mark_committed(
         &self,
         marks: Vec<(usize, TenantId, CampaignRef)>,
+        dispositions: &mut [Option<Disposition>],
+    ) {
+        self.mark_campaigns(marks, ProgressMark::Committed, dispositions)
+            .await;
+    }
+
+    /// Leaves `mark` for each campaign notification; one whose mark did not make it is
+    /// retried.
+    async fn mark_campaigns(
+        &self,
+        marks: Vec<(usize, TenantId, CampaignRef)>,
+        mark: ProgressMark,
         dispositions: &mut [Option<Disposition>],
     ) {
         let Some(gate) = &self.campaigns else {
@@ -321,10 +424,8 @@ impl InboxWriter {
             }
         }
         for (tenant, list) in by_tenant {
-            let refs: Vec<(CampaignRef, ProgressMark)> = list
-                .iter()
-                .map(|(_, at)| (at.clone(), ProgressMark::Committed))
-                .collect();
+            let refs: Vec<(CampaignRef, ProgressMark)> =
+                list.iter().map(|(_, at)| (at.clone(), mark)).collect();
             if let Err(e) = gate.mark(&tenant, &refs).await {
                 for (index, _) in &list {
                     dispositions[*index] =
@@ -418,6 +519,7 @@ mod tests {
             policy: BackoffPolicy::default(),
             packing: Packing::default(),
             campaigns: None,
+            preferences: None,
         };
         (w, store, delivery)
     }
@@ -540,5 +642,51 @@ mod tests {
             .handle(&[message("n1", "u1", "r1", &["inbox", "sms"])])
             .await;
         assert!(matches!(&out[0], Disposition::Retry(r) if r.contains("delivery enqueue")));
+    }
+
+    #[tokio::test]
+    async fn opted_out_users_get_no_badge_and_an_inbox_off_user_still_gets_email() {
+        use herald::domain::contact::Contact;
+        use herald::fake::InMemoryDirectory;
+        let (mut w, store, delivery) = writer(Faults::default());
+        let directory = Arc::new(InMemoryDirectory::default());
+        let t1 = TenantId::parse("t1", "t").unwrap();
+        let mut no_marketing = Contact {
+            email: Some("a@b.co".into()),
+            ..Contact::default()
+        };
+        no_marketing.preferences.marketing = false;
+        let mut inbox_off = Contact {
+            email: Some("c@d.co".into()),
+            ..Contact::default()
+        };
+        inbox_off.preferences.channels.insert(Channel::Inbox, false);
+        for (user, contact) in [("u1", &no_marketing), ("u2", &inbox_off)] {
+            directory
+                .put_contact(&t1, &UserId::parse(user, "u").unwrap(), contact, user, 0)
+                .await
+                .unwrap();
+        }
+        w.preferences = Some(directory);
+        let marketing = |id: &str, user: &str| {
+            let mut m = message(id, user, "r1", &["inbox", "email"]);
+            let mut body: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+            body["category"] = json!("marketing");
+            m.body = body.to_string();
+            m
+        };
+        let batch = vec![marketing("n1", "u1"), marketing("n2", "u2")];
+        assert_eq!(w.handle(&batch).await, vec![Disposition::Done; 2]);
+        for user in ["u1", "u2"] {
+            let counters = store.read_counters(&key(user)).await.unwrap();
+            assert_eq!(counters.unread().total, 0, "{user}: no badge");
+        }
+        let jobs: Vec<DeliveryJob> = delivery
+            .bodies()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].user_id.as_str(), "u2", "inbox off, email on");
     }
 }

@@ -180,6 +180,34 @@ impl Directory for DynamoDirectory {
             .transpose()
     }
 
+    async fn contacts(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Contact>, StoreError> {
+        let mut unique: Vec<&UserId> = users.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut out = HashMap::new();
+        // BatchGetItem takes 100 keys at a time.
+        for chunk in unique.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|u| (format!("T#{tenant}#U#{u}"), "CONTACT".to_owned()));
+            for item in self.batch_get(keys).await? {
+                let user = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.rsplit_once("#U#"))
+                    .and_then(|(_, u)| UserId::parse(u, "user_id").ok());
+                if let Some(user) = user {
+                    out.insert(user, json_of(&item)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn contact_versioned(
         &self,
         tenant: &TenantId,

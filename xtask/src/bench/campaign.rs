@@ -158,6 +158,7 @@ async fn simulate(users: usize) -> Result<Value> {
         campaigns: Some(Arc::new(CampaignGate::new(campaigns.clone()))),
         policy: Default::default(),
         packing: Packing::default(),
+        preferences: None,
     });
 
     // The three campaigns, stored and started at once (as their schedules would).

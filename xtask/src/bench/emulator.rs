@@ -201,6 +201,7 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
             pack_users: run.pack_users,
             concurrency: 1,
         },
+        preferences: None,
     });
     let binding = QueueBinding {
         queue: Arc::new(SqsSourceQueue::new(sqs.clone(), &config.queue)),

@@ -58,6 +58,7 @@ fn setup(
         campaigns: None,
         policy: Default::default(),
         packing,
+        preferences: None,
     });
     (store, queue, writer)
 }
