@@ -358,3 +358,65 @@ fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `${Function.Arn}:*` of a `!Sub` (short or long form): the function it names.
+fn sub_function_arn(v: &Value) -> Option<String> {
+    let text = match v {
+        Value::Tagged(t) if t.tag.to_string().trim_start_matches('!') == "Sub" => t.value.as_str(),
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::Sub").and_then(Value::as_str),
+        _ => None,
+    }?;
+    let function = text.strip_prefix("${")?.strip_suffix(".Arn}:*")?;
+    Some(function.to_owned())
+}
+
+/// CodeDeploy updates each function's `live` alias: a function with a deployment
+/// preference (its own or the Globals') that the role does not cover fails every stack
+/// update after the first with AccessDenied on its alias.
+#[test]
+fn codedeploy_role_covers_every_function_with_a_deployment_preference() {
+    let template = Template::project().unwrap();
+    let global = &template.doc["Globals"]["Function"]["DeploymentPreference"];
+    let role = match intrinsic(&global["Role"]) {
+        Some(Intrinsic::GetAtt(role, att)) if att == "Arn" => role,
+        other => panic!("Globals: DeploymentPreference.Role is {other:?}"),
+    };
+    let deployed: Vec<String> = template
+        .functions()
+        .unwrap()
+        .into_iter()
+        .filter(|f| {
+            let own = &f.properties["DeploymentPreference"];
+            let preference = !own.is_null() || !global.is_null();
+            preference && own["Enabled"] != Value::Bool(false)
+        })
+        .map(|f| f.logical_id)
+        .collect();
+    assert!(deployed.len() >= 10, "{deployed:?}");
+    let statements: Vec<Value> = iam_statements(&template)
+        .into_iter()
+        .filter(|(id, _)| *id == role)
+        .map(|(_, s)| s)
+        .collect();
+    for action in [
+        "lambda:GetAlias",
+        "lambda:UpdateAlias",
+        "lambda:InvokeFunction",
+    ] {
+        let covered: Vec<String> = statements
+            .iter()
+            .filter(|s| strings(&s["Action"]).iter().any(|a| a == action))
+            .flat_map(|s| match &s["Resource"] {
+                Value::Sequence(items) => items.clone(),
+                one => vec![one.clone()],
+            })
+            .filter_map(|r| sub_function_arn(&r))
+            .collect();
+        for function in &deployed {
+            assert!(
+                covered.contains(function),
+                "{role}: {action} does not cover {function}'s aliases"
+            );
+        }
+    }
+}
