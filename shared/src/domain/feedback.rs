@@ -175,8 +175,9 @@ fn tenant_from_tag(hex: &str) -> Option<TenantId> {
     TenantId::parse(String::from_utf8(bytes?).ok()?, "tenant").ok()
 }
 
-/// Carriers' opt-out keywords (CTIA and AWS End User Messaging's defaults).
-const STOP_WORDS: [&str; 8] = [
+/// Opt-out keywords: AWS End User Messaging SMS's required ones (ARRET, CANCEL, END,
+/// OPT-OUT, OPTOUT, QUIT, REMOVE, STOP, TD, UNSUBSCRIBE) and CTIA's STOPALL and REVOKE.
+const STOP_WORDS: [&str; 12] = [
     "STOP",
     "STOPALL",
     "UNSUBSCRIBE",
@@ -184,11 +185,24 @@ const STOP_WORDS: [&str; 8] = [
     "END",
     "QUIT",
     "OPTOUT",
+    "OPT-OUT",
     "REVOKE",
+    "REMOVE",
+    "ARRET",
+    "TD",
 ];
 
+/// An inbound SMS as AWS End User Messaging SMS publishes it to the two-way topic
+/// (`originationNumber`: who replied, `messageBody`: what). Like AWS, which opts a number
+/// out when its message begins with an opt-out keyword, the first word decides
+/// (case and punctuation aside): "Stop." and "STOP sending these" are a STOP too.
 fn sms_reply(from: &str, text: &str) -> Feedback {
-    let word = text.trim().to_ascii_uppercase();
+    let word = text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_ascii_uppercase();
     if STOP_WORDS.contains(&word.as_str()) {
         Feedback::Suppress {
             tenant: None,
@@ -273,6 +287,53 @@ mod tests {
             parse(&hello.to_string(), UntaggedPolicy::Record).unwrap()[0],
             Feedback::Noted { .. }
         ));
+    }
+
+    /// The payload AWS End User Messaging SMS publishes for a reply to the number
+    /// (two-way SMS), and the opt-out keywords it honours, first word of the message.
+    #[test]
+    fn an_inbound_sms_as_aws_publishes_it_is_a_stop_when_its_first_word_opts_out() {
+        let reply = |text: &str| {
+            json!({"originationNumber": "+14255550182", "destinationNumber": "+12125550101",
+                "messageKeyword": "KEYWORD_123456789012", "messageBody": text,
+                "inboundMessageId": "cae173d2-66b9-564c-8309-21f858e9fb84",
+                "previousPublishedMessageId": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"})
+            .to_string()
+        };
+        for (text, word) in [
+            ("STOP", "STOP"),
+            ("Stop.", "STOP"),
+            ("stop sending these", "STOP"),
+            ("opt-out", "OPT-OUT"),
+            ("Remove me", "REMOVE"),
+            ("arret", "ARRET"),
+            ("TD", "TD"),
+            ("Unsubscribe!", "UNSUBSCRIBE"),
+        ] {
+            let raw = reply(text);
+            // Raw delivery (the template's subscription) and inside an SNS envelope.
+            let envelope = json!({"Type": "Notification", "Message": raw}).to_string();
+            for body in [&raw, &envelope] {
+                assert_eq!(
+                    parse(body, UntaggedPolicy::Record).unwrap(),
+                    vec![Feedback::Suppress {
+                        tenant: None,
+                        address: "+14255550182".into(),
+                        reason: format!("SMS reply {word}")
+                    }],
+                    "{text:?}"
+                );
+            }
+        }
+        for text in ["", "  ", "please don't stop", "STOPPED?", "help"] {
+            assert!(
+                matches!(
+                    parse(&reply(text), UntaggedPolicy::Record).unwrap()[..],
+                    [Feedback::Noted { .. }]
+                ),
+                "{text:?}"
+            );
+        }
     }
 
     /// Regression: a bounce without the tenant tag used to suppress the address for every
