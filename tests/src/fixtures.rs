@@ -13,7 +13,7 @@ use crate::harness::{emails_to, queue_depth, sms_to};
 use crate::stack::Stack;
 
 /// (file in events/, template logical id of its function), in the order they run.
-pub const ORDER: [(&str, &str); 14] = [
+pub const ORDER: [(&str, &str); 15] = [
     ("inbox-api-put-contact.json", "InboxApiFunction"),
     ("ingest-notification.json", "IngestFunction"),
     ("ingest-invalid.json", "IngestFunction"),
@@ -26,6 +26,7 @@ pub const ORDER: [(&str, &str); 14] = [
     ("inbox-api-read-room.json", "InboxApiFunction"),
     ("inbox-api-unsubscribe-forged.json", "InboxApiFunction"),
     ("feedback-bounce.json", "FeedbackFunction"),
+    ("feedback-sms-stop.json", "FeedbackFunction"),
     ("inbox-api-create-campaign.json", "InboxApiFunction"),
     ("campaigns-unknown-campaign.json", "CampaignsFunction"),
 ];
@@ -233,6 +234,23 @@ impl Progress {
                         .await?,
                     "{name}: the hard bounce did not suppress the address"
                 );
+            }
+            "feedback-sms-stop.json" => {
+                // A STOP reply as AWS End User Messaging SMS publishes it (two-way SMS, raw
+                // delivery): the number is suppressed for every tenant.
+                no_failures()?;
+                let directory = herald::aws::directory::DynamoDirectory::new(
+                    aws_sdk_dynamodb::Client::new(&stack.sdk),
+                    &stack.resource("DirectoryTable")?.reference,
+                );
+                for tenant in ["default", "another-tenant"] {
+                    let tenant = TenantId::parse(tenant, "tenant")?;
+                    ensure!(
+                        herald::ports::Directory::is_suppressed(&directory, &tenant, FIXTURE_PHONE)
+                            .await?,
+                        "{name}: the STOP did not suppress the number for {tenant}"
+                    );
+                }
             }
             "inbox-api-unsubscribe-forged.json" => {
                 // No token (the link is its own credential), and this link is forged.

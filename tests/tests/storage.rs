@@ -102,7 +102,14 @@ async fn reconcile_walks_many_pages_of_scan_segments_and_of_the_changed_index() 
         changed.add(&reconcile(&store, &store, run).await.unwrap());
     }
     // The repairs above changed no marks; the commits did: all 24 users, p05's drift of 3.
-    assert_eq!((changed.users, changed.drift, changed.repaired), (24, 3, 1));
+    // Commits that straddled an hour: the first run also read the second hour while it was
+    // open, and the second run read it again complete.
+    if first_hour == last_hour {
+        assert_eq!(changed.users, 24);
+    } else {
+        assert!(changed.users >= 24, "{changed:?}");
+    }
+    assert_eq!((changed.drift, changed.repaired), (3, 1));
     let after = store.read_counters(&user("p05")).await.unwrap();
     assert_eq!((after.total.unread, after.drift()), (1, 0));
 }

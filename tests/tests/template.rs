@@ -358,3 +358,177 @@ fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `${Function.Arn}:*` of a `!Sub` (short or long form): the function it names.
+fn sub_function_arn(v: &Value) -> Option<String> {
+    let text = match v {
+        Value::Tagged(t) if t.tag.to_string().trim_start_matches('!') == "Sub" => t.value.as_str(),
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::Sub").and_then(Value::as_str),
+        _ => None,
+    }?;
+    let function = text.strip_prefix("${")?.strip_suffix(".Arn}:*")?;
+    Some(function.to_owned())
+}
+
+/// CodeDeploy updates each function's `live` alias: a function with a deployment
+/// preference (its own or the Globals') that the role does not cover fails every stack
+/// update after the first with AccessDenied on its alias.
+#[test]
+fn codedeploy_role_covers_every_function_with_a_deployment_preference() {
+    let template = Template::project().unwrap();
+    let global = &template.doc["Globals"]["Function"]["DeploymentPreference"];
+    let role = match intrinsic(&global["Role"]) {
+        Some(Intrinsic::GetAtt(role, att)) if att == "Arn" => role,
+        other => panic!("Globals: DeploymentPreference.Role is {other:?}"),
+    };
+    let deployed: Vec<String> = template
+        .functions()
+        .unwrap()
+        .into_iter()
+        .filter(|f| {
+            let own = &f.properties["DeploymentPreference"];
+            let preference = !own.is_null() || !global.is_null();
+            preference && own["Enabled"] != Value::Bool(false)
+        })
+        .map(|f| f.logical_id)
+        .collect();
+    assert!(deployed.len() >= 10, "{deployed:?}");
+    let statements: Vec<Value> = iam_statements(&template)
+        .into_iter()
+        .filter(|(id, _)| *id == role)
+        .map(|(_, s)| s)
+        .collect();
+    for action in [
+        "lambda:GetAlias",
+        "lambda:UpdateAlias",
+        "lambda:InvokeFunction",
+    ] {
+        let covered: Vec<String> = statements
+            .iter()
+            .filter(|s| strings(&s["Action"]).iter().any(|a| a == action))
+            .flat_map(|s| match &s["Resource"] {
+                Value::Sequence(items) => items.clone(),
+                one => vec![one.clone()],
+            })
+            .filter_map(|r| sub_function_arn(&r))
+            .collect();
+        for function in &deployed {
+            assert!(
+                covered.contains(function),
+                "{role}: {action} does not cover {function}'s aliases"
+            );
+        }
+    }
+}
+
+/// The topics whose policy lets `service` publish to them (from this account).
+fn topics_publishable_by(template: &Template, service: &str) -> Vec<String> {
+    let mut topics = Vec::new();
+    for (id, props) in template.resources_of("AWS::SNS::TopicPolicy") {
+        let policy_topics: Vec<String> = props["Topics"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{id}: Topics"))
+            .iter()
+            .filter_map(|t| match intrinsic(t) {
+                Some(Intrinsic::Ref(topic)) => Some(topic),
+                _ => None,
+            })
+            .collect();
+        for statement in props["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if statement["Effect"] != "Allow"
+                || !strings(&statement["Principal"]["Service"]).contains(&service.to_owned())
+                || !strings(&statement["Action"]).contains(&"sns:Publish".to_owned())
+            {
+                continue;
+            }
+            assert!(
+                statement["Condition"]["StringEquals"]
+                    .get("AWS:SourceAccount")
+                    .or_else(|| statement["Condition"]["StringEquals"].get("aws:SourceAccount"))
+                    .and_then(intrinsic)
+                    == Some(Intrinsic::Ref("AWS::AccountId".into())),
+                "{id}: {service} may publish only from this account"
+            );
+            if let Some(Intrinsic::Ref(topic)) = intrinsic(&statement["Resource"]) {
+                if policy_topics.contains(&topic) {
+                    topics.push(topic);
+                }
+            }
+        }
+    }
+    topics
+}
+
+/// SES events and inbound SMS (AWS End User Messaging SMS two-way, which publishes as
+/// `sms-voice.amazonaws.com`) both reach the feedback function: a topic they may publish
+/// to, subscribed (raw) by the feedback queue, which lets that topic send and which the
+/// feedback function consumes. The SMS topic is an output, to set as the phone number's
+/// two-way destination.
+#[test]
+fn ses_events_and_sms_replies_can_reach_the_feedback_queue() {
+    let template = Template::project().unwrap();
+    let feedback_queue = "FeedbackQueue";
+    let subscriptions = template.resources_of("AWS::SNS::Subscription");
+    let queue_policies = template.resources_of("AWS::SQS::QueuePolicy");
+    for service in ["ses.amazonaws.com", "sms-voice.amazonaws.com"] {
+        let topics = topics_publishable_by(&template, service);
+        assert!(!topics.is_empty(), "no topic lets {service} publish");
+        for topic in &topics {
+            assert!(
+                subscriptions.iter().any(|(_, s)| {
+                    intrinsic(&s["TopicArn"]) == Some(Intrinsic::Ref(topic.clone()))
+                        && s["Protocol"] == "sqs"
+                        && intrinsic(&s["Endpoint"])
+                            == Some(Intrinsic::GetAtt(feedback_queue.into(), "Arn".into()))
+                        && s["RawMessageDelivery"] == Value::Bool(true)
+                }),
+                "{service}: {topic} has no raw subscription of {feedback_queue}"
+            );
+            assert!(
+                queue_policies.iter().any(|(_, p)| {
+                    p["Queues"].as_sequence().is_some_and(|q| {
+                        q.iter()
+                            .any(|q| intrinsic(q) == Some(Intrinsic::Ref(feedback_queue.into())))
+                    }) && p["PolicyDocument"]["Statement"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .any(|s| {
+                            strings(&s["Principal"]["Service"])
+                                .contains(&"sns.amazonaws.com".into())
+                                && strings(&s["Action"]).contains(&"sqs:SendMessage".into())
+                                && intrinsic(&s["Condition"]["ArnEquals"]["aws:SourceArn"])
+                                    == Some(Intrinsic::Ref(topic.clone()))
+                        })
+                }),
+                "{service}: {feedback_queue}'s policy does not let {topic} send"
+            );
+        }
+        if service == "sms-voice.amazonaws.com" {
+            let outputs = template.doc["Outputs"].as_mapping().unwrap();
+            assert!(
+                outputs.values().any(|o| topics
+                    .iter()
+                    .any(|t| intrinsic(&o["Value"]) == Some(Intrinsic::Ref(t.clone())))),
+                "no output names the topic to set as the number's two-way destination"
+            );
+        }
+    }
+    let consumer = template
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.logical_id == "FeedbackFunction")
+        .unwrap();
+    let events = consumer.properties["Events"].as_mapping().unwrap();
+    assert!(
+        events.values().any(|e| e["Type"] == "SQS"
+            && intrinsic(&e["Properties"]["Queue"])
+                == Some(Intrinsic::GetAtt(feedback_queue.into(), "Arn".into()))),
+        "FeedbackFunction consumes {feedback_queue}"
+    );
+}

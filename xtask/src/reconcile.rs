@@ -61,7 +61,7 @@ pub async fn reconcile_table(
 
 pub fn print_report(table: &str, r: &ReconcileReport) {
     eprintln!(
-        "reconcile {table}: {} users, {} drifted, drift {} (repaired {}), {} errors, {} pages{}",
+        "reconcile {table}: {} users, {} drifted, drift {} (repaired {}), {} errors, {} pages{}{}",
         r.users,
         r.drifted_users,
         r.drift,
@@ -72,6 +72,11 @@ pub fn print_report(table: &str, r: &ReconcileReport) {
             String::new()
         } else {
             format!(", hours {}", r.hours.join(" "))
+        },
+        if r.open_hours.is_empty() {
+            String::new()
+        } else {
+            format!(", open hours {}", r.open_hours.join(" "))
         }
     );
 }

@@ -5,7 +5,10 @@
 //! and the next one goes on where it stopped):
 //! - `Changed` (the hourly default): only users whose counters changed, found through a sparse
 //!   index. Every counter write stamps the user's TOTAL with the hour and a shard
-//!   (`change_mark`); each completed hour is read shard by shard, in parallel.
+//!   (`change_mark`); each completed hour is read shard by shard, in parallel, and then the
+//!   hours still open (the current one, and the last one while in its grace) are read too,
+//!   without a checkpoint: a user written every hour before the run's minute always carries
+//!   an open hour's mark, and would otherwise never be visited.
 //! - `Full`: a parallel Scan over every TOTAL item, segment by segment.
 
 use std::time::Instant;
@@ -165,11 +168,16 @@ pub struct ReconcileReport {
     pub errors: u64,
     /// Pages read from the table or index.
     pub pages: u64,
-    /// False when the deadline stopped the run: the next run resumes from the checkpoint.
+    /// False when the deadline stopped the run: the next run resumes from the checkpoint
+    /// (and reads the open hours again).
     pub complete: bool,
-    /// For `Changed`: the hours read in this run.
+    /// For `Changed`: the completed hours read in this run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hours: Vec<String>,
+    /// For `Changed`: the hours still open that were read after them (read again once
+    /// complete).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_hours: Vec<String>,
 }
 
 impl ReconcileReport {
@@ -222,14 +230,16 @@ pub async fn reconcile(
     loop {
         if let Some(hour) = &checkpoint.hour {
             if *hour > last_hour {
-                // Nothing complete to read yet: keep the checkpoint for the next run.
-                report.complete = true;
+                // Every complete hour is done: keep the checkpoint for the next run, then
+                // visit the users of the open hours.
                 save(index, name, &to_json(&checkpoint)?, policy).await?;
+                report.complete =
+                    visit_open_hours(store, index, &last_hour, &run, &mut report).await?;
                 return Ok(report);
             }
             report.hours.push(hour.clone());
         }
-        checkpoint = run_pass(store, index, name, checkpoint, &run, &mut report).await?;
+        checkpoint = run_pass(store, index, Some(name), checkpoint, &run, &mut report).await?;
         if !checkpoint.is_done() {
             return Ok(report);
         }
@@ -249,6 +259,41 @@ pub async fn reconcile(
             }
         }
     }
+}
+
+/// Reads the hours after `last_hour` up to the current one, which the checkpoint has not
+/// reached: true when they were all read before the deadline.
+///
+/// Every counter write moves the user's mark to the hour of the write, so a user written in
+/// every hour before the run's minute (or in the grace minutes after it) carries a mark the
+/// completed passes never read: when its hour completes, the mark has already moved on to
+/// an open hour. Reading the open hours as well visits that user in every run, at the cost
+/// of a second visit (reads only) of a user whose hour is read open and again complete.
+/// Keeping the first change's hour instead (`if_not_exists`) would need reconcile to clear
+/// the mark after each visit (a table and an index write per user, versus reads here) and
+/// would strand every mark written before the change. No checkpoint: a run stopped here
+/// reads these hours again next time, and they are read again complete anyway.
+async fn visit_open_hours(
+    store: &dyn CounterStore,
+    index: &dyn UserIndex,
+    last_hour: &str,
+    run: &Run,
+    report: &mut ReconcileReport,
+) -> Result<bool, StoreError> {
+    let current = hour_of(run.now);
+    let mut hour = next_hour(last_hour);
+    while let Some(open) = hour.filter(|h| *h <= current) {
+        report.open_hours.push(open.clone());
+        let pass = Checkpoint::changed(open.clone());
+        if !run_pass(store, index, None, pass, run, report)
+            .await?
+            .is_done()
+        {
+            return Ok(false);
+        }
+        hour = next_hour(&open);
+    }
+    Ok(true)
 }
 
 /// One whole pass with no deadline (by hand and in tests).
@@ -284,11 +329,12 @@ fn to_json(checkpoint: &Checkpoint) -> Result<String, StoreError> {
     serde_json::to_string(checkpoint).map_err(|e| StoreError::Fatal(e.to_string()))
 }
 
-/// Runs every unfinished partition of a pass concurrently, saving progress after each page.
+/// Runs every unfinished partition of a pass concurrently, saving progress after each page
+/// under the checkpoint `name` (none: not saved).
 async fn run_pass(
     store: &dyn CounterStore,
     index: &dyn UserIndex,
-    name: &str,
+    name: Option<&str>,
     checkpoint: Checkpoint,
     run: &Run,
     report: &mut ReconcileReport,
@@ -318,7 +364,7 @@ async fn run_pass(
 async fn run_partition(
     store: &dyn CounterStore,
     index: &dyn UserIndex,
-    name: &str,
+    name: Option<&str>,
     shared: &Mutex<(Checkpoint, ReconcileReport)>,
     part: usize,
     set: UserSet,
@@ -346,7 +392,9 @@ async fn run_partition(
             None => PartState::Done,
         };
         // Saved under the lock: checkpoints of concurrent partitions never overwrite a newer one.
-        save(index, name, &to_json(checkpoint)?, &run.policy).await?;
+        if let Some(name) = name {
+            save(index, name, &to_json(checkpoint)?, &run.policy).await?;
+        }
         if cursor.is_none() {
             return Ok(());
         }
@@ -554,7 +602,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_hourly_run_reads_only_users_changed_in_completed_hours() {
+    async fn the_hourly_run_reads_completed_hours_once_and_open_hours_again() {
         let store = InMemoryInbox::default();
         seed(&store, 12).await;
         let ten: jiff::Timestamp = "2026-11-29T10:30:00Z".parse().unwrap();
@@ -569,27 +617,72 @@ mod tests {
             now: t.parse().unwrap(),
             policy: BackoffPolicy::default(),
         };
-        // At 11:05 only 10h is complete: its 8 users, not the drifted one of 11h.
+        // At 11:05 only 10h is complete: its 8 users; then 11h, still open: its 4 users,
+        // the drifted one among them.
         let r = reconcile(&store, &store, at("2026-11-29T11:05:00Z"))
             .await
             .unwrap();
         assert_eq!(
-            (r.users, r.drift, r.hours.clone()),
-            (8, 0, vec!["2026112910".to_owned()])
+            (r.users, r.drift, r.hours.clone(), r.open_hours.clone()),
+            (
+                12,
+                3,
+                vec!["2026112910".to_owned()],
+                vec!["2026112911".to_owned()]
+            )
         );
-        // At 12:05 the checkpoint goes on with 11h only.
+        // At 12:05 the checkpoint goes on with 11h, now complete: its 4 users again; 12h is
+        // open and empty.
         let r = reconcile(&store, &store, at("2026-11-29T12:05:00Z"))
             .await
             .unwrap();
         assert_eq!(
-            (r.users, r.drift, r.hours.clone()),
-            (4, 3, vec!["2026112911".to_owned()])
+            (r.users, r.drift, r.hours.clone(), r.open_hours.clone()),
+            (
+                4,
+                0,
+                vec!["2026112911".to_owned()],
+                vec!["2026112912".to_owned()]
+            )
         );
         // Nothing new: nothing read, and the run is complete.
         let r = reconcile(&store, &store, at("2026-11-29T12:30:00Z"))
             .await
             .unwrap();
         assert_eq!((r.users, r.complete), (0, true));
+    }
+
+    /// Regression: every write moves the mark to the hour of the write, so a user written in
+    /// every hour before the run's minute (or in the last grace minutes of an hour, for a
+    /// run early in the next) never had the mark of a completed hour when it was read.
+    #[tokio::test]
+    async fn a_user_written_every_hour_before_the_run_is_reconciled_in_every_run() {
+        let hour = |h: i64, secs: i64| -> jiff::Timestamp {
+            let start: jiff::Timestamp = "2026-11-29T00:00:00Z".parse().unwrap();
+            start + jiff::SignedDuration::from_secs(h * 3600 + secs)
+        };
+        // (when the user is written, when reconcile runs), relative to each hour.
+        for (write, run_at) in [(60, 300), (-30, 60), (3500, 3599)] {
+            let store = InMemoryInbox::default();
+            seed(&store, 1).await;
+            for h in 10..16 {
+                store.mark_changed_at(&user(0), hour(h, write));
+                // Drift only this run can find: one more unread than the single room holds.
+                store.corrupt_total(&user(0), 2);
+                let run = Run {
+                    mode: Mode::Changed,
+                    deadline: Instant::now() + Duration::from_secs(60),
+                    now: hour(h, run_at),
+                    policy: BackoffPolicy::default(),
+                };
+                let r = reconcile(&store, &store, run).await.unwrap();
+                assert_eq!(
+                    (r.drifted_users, r.repaired, r.complete),
+                    (1, 1, true),
+                    "written at {write} s, run at {run_at} s into hour {h}: {r:?}"
+                );
+            }
+        }
     }
 
     #[test]
