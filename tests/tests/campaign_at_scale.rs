@@ -307,7 +307,7 @@ async fn a_campaign_under_faults_reaches_each_recipient_at_most_once_and_stops_w
         if idle {
             break;
         }
-        if rounds % 500 == 0 {
+        if rounds.is_multiple_of(500) {
             let stored = campaigns
                 .campaign(&tenant, &campaign.id)
                 .await
