@@ -460,12 +460,13 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
     let router = app.router();
     let service = app.service_token("t1");
     let bucket = stack.resource("AudienceBucket").unwrap().reference.clone();
-    // A CSV with a user_id column, a blank line and one bad id.
-    let mut csv = String::from("email,user_id\n");
+    // A CSV as Excel writes it (a byte order mark, CRLF, quoted fields with commas), with a
+    // user_id column, a blank line and one bad id.
+    let mut csv = String::from("\u{feff}user_id,name\r\n");
     for i in 0..300 {
-        csv.push_str(&format!("u{i}@example.com,s3user-{i}\n"));
+        csv.push_str(&format!("s3user-{i},\"Doe, {i}\"\r\n"));
     }
-    csv.push_str("\nbad@example.com,not an id\n");
+    csv.push_str("\r\nnot an id,bad\r\n");
     let s3 = herald::aws::s3::client(&stack.sdk);
     s3.put_object()
         .bucket(&bucket)
