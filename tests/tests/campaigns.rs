@@ -470,16 +470,34 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
     let s3 = herald::aws::s3::client(&stack.sdk);
     s3.put_object()
         .bucket(&bucket)
-        .key("spring.csv")
-        .body(csv.into_bytes().into())
+        .key("t1/spring.csv")
+        .body(csv.clone().into_bytes().into())
         .send()
         .await
         .unwrap();
+    // The same file outside tenant t1's prefix (t2's, or the bucket's root): t1 may not use it.
+    for key in ["t2/spring.csv", "spring.csv"] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(csv.clone().into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+    }
 
     // Bad input changes nothing and names the field.
     for (body, field) in [
         (
-            json!({"s3": format!("s3://{bucket}/missing.csv")}),
+            json!({"s3": format!("s3://{bucket}/t1/missing.csv")}),
+            "audience.s3",
+        ),
+        (
+            json!({"s3": format!("s3://{bucket}/t2/spring.csv")}),
+            "audience.s3",
+        ),
+        (
+            json!({"s3": format!("s3://{bucket}/spring.csv")}),
             "audience.s3",
         ),
         (json!({"s3": "s3://someone-elses/x.csv"}), "audience.s3"),
@@ -523,7 +541,7 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
 
     let send_at = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10);
     let body = json!({"name": "spring", "title": "Spring", "body": "B", "channels": ["inbox"],
-        "audience": {"s3": format!("s3://{bucket}/spring.csv")}, "send_at": send_at.to_string()});
+        "audience": {"s3": format!("s3://{bucket}/t1/spring.csv")}, "send_at": send_at.to_string()});
     let (status, created) = call(
         &router,
         "POST",

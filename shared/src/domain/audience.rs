@@ -8,7 +8,8 @@ use std::borrow::Cow;
 
 use csv::{ByteRecord, ReaderBuilder};
 
-use super::ids::UserId;
+use super::ids::{TenantId, UserId};
+use crate::error::FieldError;
 
 /// The UTF-8 byte order mark ("CSV UTF-8" files from Excel start with one).
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -34,6 +35,29 @@ pub struct AudienceRead {
     pub invalid: Vec<(u64, String)>,
     pub next: u64,
     pub end: bool,
+}
+
+/// A tenant's audience files live under its own prefix, `<tenant>/`: a campaign may use no
+/// other key, so a tenant never reaches another's users. `.` and `..` segments are refused
+/// too (S3 keeps them literally, but not every path handling on the way does). The error
+/// names `audience.s3`.
+pub fn check_audience_key(tenant: &TenantId, key: &str) -> Result<(), FieldError> {
+    let inside = key
+        .strip_prefix(tenant.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| {
+            !rest.is_empty() && !rest.split('/').any(|segment| matches!(segment, "." | ".."))
+        });
+    if inside {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        "invalid_value",
+        "audience.s3",
+        format!(
+            "audience files of tenant {tenant} must be under its prefix: s3://<AudienceBucket>/{tenant}/<file> (got the key {key:?})"
+        ),
+    ))
 }
 
 /// Bytes of a byte order mark at the start of `buf`, when `buf` starts the file.
@@ -228,6 +252,33 @@ mod tests {
 
     fn ids(read: &AudienceRead) -> Vec<&str> {
         read.users.iter().map(UserId::as_str).collect()
+    }
+
+    #[test]
+    fn audience_keys_are_under_the_tenants_prefix() {
+        let acme = TenantId::parse("acme", "tenant").unwrap();
+        for ok in [
+            "acme/users.csv",
+            "acme/2026/winter/users.txt",
+            "acme/.hidden",
+        ] {
+            assert!(check_audience_key(&acme, ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "users.csv",
+            "acme",
+            "acme/",
+            "acme.eu/users.csv",
+            "acmeusers.csv",
+            "other/users.csv",
+            "other/acme/users.csv",
+            "acme/../other/users.csv",
+            "acme/./users.csv",
+            "/acme/users.csv",
+        ] {
+            let err = check_audience_key(&acme, bad).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("audience.s3"), "{bad}");
+        }
     }
 
     fn whole(file: &[u8]) -> AudienceRead {
