@@ -474,25 +474,44 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
     let router = app.router();
     let service = app.service_token("t1");
     let bucket = stack.resource("AudienceBucket").unwrap().reference.clone();
-    // A CSV with a user_id column, a blank line and one bad id.
-    let mut csv = String::from("email,user_id\n");
+    // A CSV as Excel writes it (a byte order mark, CRLF, quoted fields with commas), with a
+    // user_id column, a blank line and one bad id.
+    let mut csv = String::from("\u{feff}user_id,name\r\n");
     for i in 0..300 {
-        csv.push_str(&format!("u{i}@example.com,s3user-{i}\n"));
+        csv.push_str(&format!("s3user-{i},\"Doe, {i}\"\r\n"));
     }
-    csv.push_str("\nbad@example.com,not an id\n");
+    csv.push_str("\r\nnot an id,bad\r\n");
     let s3 = herald::aws::s3::client(&stack.sdk);
     s3.put_object()
         .bucket(&bucket)
-        .key("spring.csv")
-        .body(csv.into_bytes().into())
+        .key("t1/spring.csv")
+        .body(csv.clone().into_bytes().into())
         .send()
         .await
         .unwrap();
+    // The same file outside tenant t1's prefix (t2's, or the bucket's root): t1 may not use it.
+    for key in ["t2/spring.csv", "spring.csv"] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(csv.clone().into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+    }
 
     // Bad input changes nothing and names the field.
     for (body, field) in [
         (
-            json!({"s3": format!("s3://{bucket}/missing.csv")}),
+            json!({"s3": format!("s3://{bucket}/t1/missing.csv")}),
+            "audience.s3",
+        ),
+        (
+            json!({"s3": format!("s3://{bucket}/t2/spring.csv")}),
+            "audience.s3",
+        ),
+        (
+            json!({"s3": format!("s3://{bucket}/spring.csv")}),
             "audience.s3",
         ),
         (json!({"s3": "s3://someone-elses/x.csv"}), "audience.s3"),
@@ -536,7 +555,7 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
 
     let send_at = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10);
     let body = json!({"name": "spring", "title": "Spring", "body": "B", "channels": ["inbox"],
-        "audience": {"s3": format!("s3://{bucket}/spring.csv")}, "send_at": send_at.to_string()});
+        "audience": {"s3": format!("s3://{bucket}/t1/spring.csv")}, "send_at": send_at.to_string()});
     let (status, created) = call(
         &router,
         "POST",

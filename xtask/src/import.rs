@@ -2,7 +2,7 @@
 //! JSON, plain or .gz) into herald's contacts, through `POST /v1/contacts/import` in chunks,
 //! read streamed (never the whole file in memory). Prints what was skipped and refused by line
 //! number; `--audience PATH` also writes the imported user ids, one a line, ready to upload as
-//! a campaign audience.
+//! a campaign audience (under the tenant's prefix of the AudienceBucket, as it says).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -96,7 +96,16 @@ pub fn run(args: &Args) -> Result<()> {
             writeln!(out, "{user}")?;
         }
         out.flush()?;
-        eprintln!("wrote {} user ids to {}", users.len(), path.display());
+        let name = path
+            .file_name()
+            .map_or_else(|| "audience.txt".into(), |n| n.to_string_lossy());
+        eprintln!(
+            "wrote {} user ids to {}: upload it under the tenant's prefix, as \
+             s3://<AudienceBucket>/{}/{name}, and use that as the campaign's audience.s3",
+            users.len(),
+            path.display(),
+            args.tenant
+        );
     }
     if !totals.errors.is_empty() {
         bail!(

@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use herald::auth::{AuthSettings, Scope, VerifiedToken};
 use herald::config::{ConfigError, Vars};
+use herald::domain::audience::check_audience_key;
 use herald::domain::campaign::{
     release_schedule_name, start_schedule_name, Audience, AudienceSpec, Campaign, CampaignRequest,
     CampaignStatus, CampaignWork, Progress, INLINE_CHUNK,
@@ -123,7 +124,9 @@ async fn create(
             },
             users.chunks(INLINE_CHUNK).map(<[_]>::to_vec).collect(),
         ),
-        Audience::S3 { bucket, key } => (s3_audience(&deps, bucket, key).await?, Vec::new()),
+        Audience::S3 { bucket, key } => {
+            (s3_audience(&deps, &tenant, bucket, key).await?, Vec::new())
+        }
     };
     let campaign = Campaign::new(tenant, CampaignId::generate(), &request, audience, now);
     let stored = deps
@@ -150,10 +153,11 @@ async fn create(
     Ok((StatusCode::CREATED, out, Json(created_view(&stored))))
 }
 
-/// An S3 audience must be in the audience bucket and exist; its first line decides whether
-/// it is a CSV (a `user_id` column) or a plain list.
+/// An S3 audience must be in the audience bucket, under the tenant's prefix, and exist; its
+/// first line decides whether it is a CSV (a `user_id` column) or a plain list.
 async fn s3_audience(
     deps: &CampaignDeps,
+    tenant: &TenantId,
     bucket: &str,
     key: &str,
 ) -> Result<AudienceSpec, ApiError> {
@@ -168,6 +172,8 @@ async fn s3_audience(
         )
         .into());
     }
+    // Before any S3 call: another tenant's file is refused whether or not it exists.
+    check_audience_key(tenant, key)?;
     match deps.audiences.inspect(bucket, key).await? {
         None => Err(FieldError::new(
             "not_found",

@@ -10,6 +10,7 @@ use jiff::{civil, tz::TimeZone, SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::audience::{audience_header, read_audience, AudienceFile, AudienceRead};
 use super::ids::{CampaignId, NotificationId, RoomId, TenantId, UserId};
 use super::notification::{
     check_text, parse_category, parse_channels, parse_data, Category, Channel, Notification,
@@ -859,96 +860,6 @@ pub fn next_page_delay(campaign: &Campaign, users: usize) -> u32 {
     })
 }
 
-/// One line of an audience file: a user id (plain list) or a CSV row's `column`. Blank lines
-/// are `Ok(None)`.
-pub fn audience_line(line: &str, column: Option<usize>) -> Result<Option<UserId>, String> {
-    let line = line.trim_end_matches(['\r', '\n']);
-    let field = match column {
-        None => line.trim(),
-        Some(c) => match line.split(',').nth(c) {
-            Some(f) => f.trim().trim_matches('"'),
-            None if line.trim().is_empty() => "",
-            None => return Err(format!("no column {c} in {line:?}")),
-        },
-    };
-    if field.is_empty() {
-        return Ok(None);
-    }
-    UserId::parse(field, "user_id")
-        .map(Some)
-        .map_err(|e| e.message)
-}
-
-/// What an audience file's leading bytes say: its first line is a CSV header naming
-/// `user_id` (that column), or the first id of a plain list (`None`).
-pub fn audience_header(leading: &[u8]) -> Option<usize> {
-    let first_line = leading.split(|b| *b == b'\n').next().unwrap_or_default();
-    String::from_utf8_lossy(first_line)
-        .trim_end_matches('\r')
-        .split(',')
-        .map(|f| f.trim().trim_matches('"'))
-        .position(|f| f.eq_ignore_ascii_case("user_id"))
-}
-
-/// What an audience file's first line says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AudienceFile {
-    /// The CSV `user_id` column; `None`: a plain list of ids.
-    pub column: Option<usize>,
-    pub size: u64,
-}
-
-/// Users read from an audience file.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AudienceRead {
-    pub users: Vec<UserId>,
-    /// (byte offset of the line, why) of lines that are not a user id.
-    pub invalid: Vec<(u64, String)>,
-    pub next: u64,
-    pub end: bool,
-}
-
-/// Reads up to `max` users from `buf`, which holds the file from byte `start` on (`at_eof`:
-/// through its end). Only whole lines are taken: `next` is where the first line not taken
-/// starts. A CSV's header (the line at byte 0) is skipped.
-pub fn read_audience(
-    buf: &[u8],
-    start: u64,
-    at_eof: bool,
-    column: Option<usize>,
-    max: usize,
-) -> AudienceRead {
-    let mut read = AudienceRead {
-        next: start,
-        ..AudienceRead::default()
-    };
-    let mut offset = 0usize;
-    while read.users.len() < max && offset < buf.len() {
-        let rest = &buf[offset..];
-        let (line, consumed) = match rest.iter().position(|b| *b == b'\n') {
-            Some(end) => (&rest[..end], end + 1),
-            None if at_eof => (rest, rest.len()),
-            None => break,
-        };
-        let line_start = start + offset as u64;
-        offset += consumed;
-        read.next = start + offset as u64;
-        if line_start == 0 && column.is_some() {
-            continue;
-        }
-        match std::str::from_utf8(line)
-            .map_err(|_| "not UTF-8".to_owned())
-            .and_then(|l| audience_line(l, column))
-        {
-            Ok(Some(user)) => read.users.push(user),
-            Ok(None) => {}
-            Err(why) => read.invalid.push((line_start, why)),
-        }
-    }
-    read.end = at_eof && offset >= buf.len();
-    read
-}
-
 /// The name of the one-time schedule that releases `campaign`'s users held for `at`
 /// (schedule names are unique: creating it twice is recognised).
 pub fn release_schedule_name(campaign: &CampaignId, at: Timestamp) -> String {
@@ -1198,29 +1109,5 @@ mod tests {
         );
         assert_eq!(n.campaign.as_ref().map(|c| (c.page, c.slot)), Some((3, 7)));
         assert!(n.check().is_ok());
-    }
-
-    #[test]
-    fn audience_files_are_plain_lists_or_csv_with_a_user_id_column() {
-        assert_eq!(audience_header(b"user_id"), Some(0));
-        assert_eq!(
-            audience_header(b"email,\"user_id\",name\r\nx,alice,y\n"),
-            Some(1)
-        );
-        assert_eq!(audience_header(b"alice\nuser_id\n"), None);
-        assert_eq!(
-            audience_line("alice\r\n", None).unwrap().unwrap().as_str(),
-            "alice"
-        );
-        assert_eq!(audience_line("  \n", None).unwrap(), None);
-        assert_eq!(
-            audience_line("a@x,bob,B", Some(1))
-                .unwrap()
-                .unwrap()
-                .as_str(),
-            "bob"
-        );
-        assert!(audience_line("bad id", None).is_err());
-        assert!(audience_line("onlyone", Some(2)).is_err());
     }
 }

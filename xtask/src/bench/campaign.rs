@@ -165,7 +165,7 @@ async fn simulate(users: usize) -> Result<Value> {
     let now = jiff::Timestamp::now();
     let mut started = Vec::new();
     for (tenant, count) in shares(users) {
-        let key = format!("{tenant}.csv");
+        let key = format!("{tenant}/audience.csv"); // under the tenant's prefix
         audiences
             .files
             .lock()
@@ -316,7 +316,7 @@ async fn against_emulator(users: usize) -> Result<Value> {
     let clock = Instant::now();
     let mut ids = Vec::new();
     for (tenant, count) in shares(users) {
-        let key = format!("{tenant}.csv");
+        let key = format!("{tenant}/audience.csv"); // under the tenant's prefix
         s3.put_object()
             .bucket(&bucket)
             .key(&key)
