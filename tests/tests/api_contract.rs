@@ -65,6 +65,7 @@ async fn every_documented_route_is_served() {
         scheduler: Arc::new(herald::fake::RecordingScheduler::default()),
         queue: Arc::new(herald::fake::RecordingQueue::default()),
         audience_bucket: "audiences".into(),
+        audience_retention_days: 30,
         auth: auth_settings(),
         clock: Arc::new(herald::ports::SystemClock),
     });

@@ -3,7 +3,8 @@
 //! progress that adds up (and a transactional notification sent meanwhile arrives before the
 //! burst is over); the page consumer dying between its enqueue and its checkpoint skips and
 //! repeats no one; cancel stops a running campaign; a scheduled start fires through the
-//! emulator's Scheduler state; S3 audiences are read a range at a time.
+//! emulator's Scheduler state; S3 audiences are read a range at a time, of the version the
+//! campaign pinned (a file replaced or deleted fails the campaign with the reason).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -640,6 +641,78 @@ async fn a_scheduled_campaign_from_an_s3_file_starts_when_its_schedule_fires() {
     .await
     .unwrap();
     assert_eq!(status, 409);
+    shutdown.cancel();
+    futures_util::future::join_all(workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_campaign_whose_file_is_replaced_or_deleted_fails_with_the_reason() {
+    let (_emulator, stack) = private_stack(&[]).await.unwrap();
+    let app = Arc::new(LocalApp::new(&stack).unwrap());
+    let router = app.router();
+    let service = app.service_token("t1");
+    let bucket = stack.resource("AudienceBucket").unwrap().reference.clone();
+    let s3 = herald::aws::s3::client(&stack.sdk);
+    let upload = |key: &'static str, body: &'static str| {
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        async move {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(body.as_bytes().to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    upload("t1/replaced.txt", "old-1\nold-2\n").await;
+    upload("t1/deleted.txt", "gone-1\n").await;
+    let mut ids = Vec::new();
+    for key in ["t1/replaced.txt", "t1/deleted.txt"] {
+        let (status, created) = call(
+            &router,
+            "POST",
+            "/v1/campaigns",
+            Some(&service),
+            Some(
+                json!({"name": key, "title": "T", "body": "B", "channels": ["inbox"],
+                "audience": {"s3": format!("s3://{bucket}/{key}")}, "send_at": "now"}),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    // Before the workers take the starts: one file replaced, the other deleted.
+    upload("t1/replaced.txt", "new-1\nnew-2\nnew-3\n").await;
+    s3.delete_object()
+        .bucket(&bucket)
+        .key("t1/deleted.txt")
+        .send()
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    for (id, reason) in ids
+        .iter()
+        .zip(["changed after the campaign was created", "no longer exists"])
+    {
+        let failed = eventually(Duration::from_secs(60), "the campaign to fail", || {
+            let (router, service) = (&router, &service);
+            async move {
+                let c = poll_campaign(router, service, id).await;
+                Ok((c["status"] == "failed").then_some(c))
+            }
+        })
+        .await
+        .unwrap();
+        let failure = failed["failure"].as_str().unwrap_or_default();
+        assert!(failure.contains(reason), "{failed}");
+        assert_eq!(failed["progress"]["enqueued"], 0, "{failed}");
+    }
+    assert_eq!(unread_total(&router, &service, "new-1").await, 0);
+    assert_eq!(unread_total(&router, &service, "old-1").await, 0);
     shutdown.cancel();
     futures_util::future::join_all(workers).await;
 }

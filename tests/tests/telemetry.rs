@@ -113,6 +113,7 @@ async fn a_campaign_stays_in_the_trace_of_the_request_that_created_it() {
         scheduler: api.scheduler.clone(),
         queue: queue("CampaignQueue"),
         audience_bucket: api.audience_bucket.clone(),
+        audience_retention_days: api.audience_retention_days,
         auth: api.auth.clone(),
         clock: api.clock.clone(),
     }));

@@ -5,9 +5,11 @@
 //! ids are deterministic, so a page done twice still counts each user once. Each campaign has
 //! one page on the queue at a time, so campaigns that start together interleave. With
 //! `local_time`, users whose time is hours away are held and released by a schedule of their
-//! own.
+//! own. An audience file that can no longer be read as pinned fails the campaign (`failure`).
 
 use std::sync::Arc;
+
+mod failure;
 
 use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
@@ -19,8 +21,8 @@ use herald::domain::campaign::{
 };
 use herald::domain::ids::UserId;
 use herald::ports::{
-    AudienceFiles, CampaignStore, Clock, Directory, OutgoingMessage, PageRecord, QueueSender,
-    Scheduler, SystemClock,
+    AudienceError, AudienceFiles, CampaignStore, Clock, Directory, OutgoingMessage, PageRecord,
+    QueueSender, Scheduler, SystemClock,
 };
 use herald::telemetry::Metric;
 use herald::StoreError;
@@ -227,7 +229,11 @@ impl CampaignRunner {
     ) -> Result<Disposition, StoreError> {
         let trace = step.trace;
         let now = self.clock.now();
-        let (users, invalid, next_cursor, last) = self.read_audience(campaign, cursor).await?;
+        let (users, invalid, next_cursor, last) = match self.read_audience(campaign, cursor).await {
+            Ok(read) => read,
+            Err(AudienceError::Unreadable(why)) => return self.fail(campaign, page, &why).await,
+            Err(AudienceError::Store(e)) => return Err(e),
+        };
         let recipients = self.recipients(campaign, users).await?;
         let count = recipients.len() as u64;
         let plan = plan_page(campaign, recipients, now);
@@ -432,7 +438,7 @@ impl CampaignRunner {
         &self,
         campaign: &Campaign,
         cursor: u64,
-    ) -> Result<(Vec<UserId>, u64, u64, bool), StoreError> {
+    ) -> Result<(Vec<UserId>, u64, u64, bool), AudienceError> {
         let max = campaign.page_users();
         match &campaign.audience {
             AudienceSpec::Inline { users, chunks } => {
@@ -463,10 +469,11 @@ impl CampaignRunner {
                 bucket,
                 key,
                 column,
+                etag,
             } => {
                 let read = self
                     .audiences
-                    .read(bucket, key, *column, cursor, max)
+                    .read(bucket, key, etag.as_deref(), *column, cursor, max)
                     .await?;
                 for (offset, why) in &read.invalid {
                     tracing::warn!(offset, %why, "audience line skipped: not a user id");

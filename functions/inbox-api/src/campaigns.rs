@@ -12,7 +12,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use herald::auth::{AuthSettings, Scope, VerifiedToken};
 use herald::config::{ConfigError, Vars};
-use herald::domain::audience::check_audience_key;
+use herald::domain::audience::{
+    check_audience_key, check_audience_retention, DEFAULT_RETENTION_DAYS,
+};
 use herald::domain::campaign::{
     release_schedule_name, start_schedule_name, Audience, AudienceSpec, Campaign, CampaignRequest,
     CampaignStatus, CampaignWork, Progress, INLINE_CHUNK,
@@ -37,6 +39,9 @@ pub struct CampaignConfig {
     pub schedules: herald::aws::scheduler::ScheduleTarget,
     /// S3 audiences must be in this bucket (the only one the functions may read).
     pub audience_bucket: String,
+    /// `AUDIENCE_RETENTION_DAYS`: the bucket deletes a file this many days after its upload
+    /// (default 30, the template's `AudienceRetentionDays`).
+    pub audience_retention_days: u32,
 }
 
 impl CampaignConfig {
@@ -46,6 +51,8 @@ impl CampaignConfig {
             campaign_queue_url: vars.required("CAMPAIGN_QUEUE_URL")?,
             schedules: herald::aws::scheduler::ScheduleTarget::from_vars(vars)?,
             audience_bucket: vars.required("AUDIENCE_BUCKET")?,
+            audience_retention_days: vars
+                .parsed_or("AUDIENCE_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)?,
         })
     }
 }
@@ -57,6 +64,9 @@ pub struct CampaignDeps {
     /// The campaign queue: campaigns due now start here directly.
     pub queue: Arc<dyn QueueSender>,
     pub audience_bucket: String,
+    /// Days the bucket keeps a file after its upload: a campaign must be done reading it
+    /// a day before.
+    pub audience_retention_days: u32,
     pub auth: AuthSettings,
     pub clock: Arc<dyn Clock>,
 }
@@ -82,6 +92,7 @@ impl CampaignDeps {
                 &config.campaign_queue_url,
             )),
             audience_bucket: config.audience_bucket.clone(),
+            audience_retention_days: config.audience_retention_days,
             auth: auth.clone(),
             clock: Arc::new(SystemClock),
         }
@@ -124,9 +135,10 @@ async fn create(
             },
             users.chunks(INLINE_CHUNK).map(<[_]>::to_vec).collect(),
         ),
-        Audience::S3 { bucket, key } => {
-            (s3_audience(&deps, &tenant, bucket, key).await?, Vec::new())
-        }
+        Audience::S3 { bucket, key } => (
+            s3_audience(&deps, &tenant, &request, bucket, key).await?,
+            Vec::new(),
+        ),
     };
     let campaign = Campaign::new(tenant, CampaignId::generate(), &request, audience, now);
     let stored = deps
@@ -154,10 +166,13 @@ async fn create(
 }
 
 /// An S3 audience must be in the audience bucket, under the tenant's prefix, and exist; its
-/// first line decides whether it is a CSV (a `user_id` column) or a plain list.
+/// first line decides whether it is a CSV (a `user_id` column) or a plain list. The campaign
+/// pins the version seen (its ETag), and must be done reading it a day before the bucket's
+/// lifecycle rule deletes it.
 async fn s3_audience(
     deps: &CampaignDeps,
     tenant: &TenantId,
+    request: &CampaignRequest,
     bucket: &str,
     key: &str,
 ) -> Result<AudienceSpec, ApiError> {
@@ -187,11 +202,22 @@ async fn s3_audience(
             format!("s3://{bucket}/{key} is empty"),
         )
         .into()),
-        Some(file) => Ok(AudienceSpec::S3 {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            column: file.column,
-        }),
+        Some(file) => {
+            let now = deps.clock.now();
+            check_audience_retention(
+                &file,
+                request.first_instant().unwrap_or(now),
+                request.rate_per_second,
+                deps.audience_retention_days,
+                now,
+            )?;
+            Ok(AudienceSpec::S3 {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                column: file.column,
+                etag: file.etag,
+            })
+        }
     }
 }
 

@@ -2,12 +2,15 @@
 //! or a plain list of ids), and reading users from a byte range of one, so that the fan-out
 //! never holds a whole file and every cursor lands on a record boundary. CSVs are read with
 //! the `csv` crate: quoted fields (commas, quotes and line breaks inside), a UTF-8 byte
-//! order mark. No AWS here.
+//! order mark. Also where a tenant's files may be, how long the bucket keeps them, and why a
+//! pinned file can no longer be read. No AWS here.
 
 use std::borrow::Cow;
 
 use csv::{ByteRecord, ReaderBuilder};
+use jiff::{SignedDuration, Timestamp};
 
+use super::campaign::PAGE_USERS;
 use super::ids::{TenantId, UserId};
 use crate::error::FieldError;
 
@@ -20,11 +23,130 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub const MAX_RECORD: usize = 64 * 1024;
 
 /// What an audience file's first line says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AudienceFile {
     /// The CSV `user_id` column; `None`: a plain list of ids.
     pub column: Option<usize>,
     pub size: u64,
+    /// The version read: a campaign pins it, and every later read asks for this one
+    /// (`If-Match`), so a file replaced mid-campaign is never read from a stale cursor.
+    pub etag: Option<String>,
+    /// When it was uploaded: the bucket's lifecycle rule deletes it `retention` days on.
+    /// `None`: unknown (counted as now).
+    pub modified: Option<Timestamp>,
+    /// Its users, estimated from the lines of its leading bytes (see `estimate_users`).
+    pub users_estimate: u64,
+}
+
+/// How many days the AudienceBucket keeps a file after its upload, unless
+/// `AUDIENCE_RETENTION_DAYS` says otherwise (the template sets it from the same parameter
+/// as the bucket's lifecycle rule).
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+/// A campaign must have read its whole file this long before the file expires.
+pub const RETENTION_MARGIN: SignedDuration = SignedDuration::from_hours(24);
+/// How long an unpaced page takes at most, for the estimate of a fan-out's duration.
+const UNPACED_PAGE: SignedDuration = SignedDuration::from_secs(2);
+
+/// The lines of a file of `size` bytes whose first bytes are `leading`: exact when they are
+/// the whole file, else their lines per byte over the size (a partial last line counts).
+pub fn estimate_users(leading: &[u8], size: u64) -> u64 {
+    if leading.is_empty() {
+        return 0;
+    }
+    let breaks = leading.iter().filter(|b| **b == b'\n').count() as u64;
+    let lines = breaks + u64::from(!leading.ends_with(b"\n"));
+    let sampled = leading.len() as u64;
+    if sampled >= size {
+        return lines;
+    }
+    (u128::from(size) * u128::from(lines)).div_ceil(u128::from(sampled)) as u64
+}
+
+/// How long a fan-out of `users` takes: at `rate` per second, or unpaced a page of
+/// `PAGE_USERS` every `UNPACED_PAGE`.
+pub fn fanout_estimate(users: u64, rate: Option<u32>) -> SignedDuration {
+    let seconds = match rate {
+        Some(rate) => users.div_ceil(u64::from(rate.max(1))),
+        None => users.div_ceil(PAGE_USERS as u64) * UNPACED_PAGE.as_secs() as u64,
+    };
+    SignedDuration::from_secs(i64::try_from(seconds).unwrap_or(i64::MAX))
+}
+
+/// A campaign whose fan-out starts at `start` must have read its file `RETENTION_MARGIN`
+/// before the bucket deletes it (`retention_days` after its upload), else it would fail
+/// mid-way: refused up front, naming `send_at`.
+pub fn check_audience_retention(
+    file: &AudienceFile,
+    start: Timestamp,
+    rate: Option<u32>,
+    retention_days: u32,
+    now: Timestamp,
+) -> Result<(), FieldError> {
+    let uploaded = file.modified.unwrap_or(now);
+    let reading = fanout_estimate(file.users_estimate, rate);
+    let expires = uploaded.checked_add(SignedDuration::from_hours(24 * i64::from(retention_days)));
+    let done = start
+        .checked_add(reading)
+        .and_then(|t| t.checked_add(RETENTION_MARGIN));
+    match (expires, done) {
+        (Ok(expires), Ok(done)) if done <= expires => Ok(()),
+        (expires, _) => {
+            let expires = expires.map_or_else(|_| "never".to_owned(), |t| format!("{t:.0}"));
+            Err(FieldError::new(
+                "beyond_retention",
+                "send_at",
+                format!(
+                    "the audience file expires at {expires} ({retention_days} days after its upload at {uploaded:.0}); \
+                     this campaign would still be reading it then (it starts at {start:.0}, and about {} users take about {} h{}, \
+                     plus a day's margin): send it earlier, raise rate_per_second, or upload the file again",
+                    file.users_estimate,
+                    (reading.as_secs().max(0) as u64).div_ceil(3600),
+                    rate.map_or_else(String::new, |r| format!(" at {r}/s")),
+                ),
+            ))
+        }
+    }
+}
+
+/// Why a campaign's audience file can no longer be read as the campaign pinned it. Retrying
+/// does not help: the campaign fails with this as its reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AudienceUnreadable {
+    #[error("the audience file {uri} no longer exists (deleted, or expired by the AudienceBucket's lifecycle rule)")]
+    Gone { uri: String },
+    #[error("the audience file {uri} changed after the campaign was created (it was pinned to ETag {etag}); upload the new audience and create a new campaign")]
+    Changed { uri: String, etag: String },
+    #[error("reading the audience file {uri} is denied (S3 403): check the campaigns role and the bucket's key")]
+    Denied { uri: String },
+    #[error("the audience file {uri} has a line at byte {offset} longer than {max} bytes")]
+    LineTooLong { uri: String, offset: u64, max: u64 },
+}
+
+impl AudienceUnreadable {
+    /// What an S3 answer's HTTP status means for a pinned read of `uri` (`etag`: the pin);
+    /// `None`: an error worth retrying (or a bug), not a reason to fail the campaign.
+    pub fn from_status(status: u16, uri: &str, etag: Option<&str>) -> Option<Self> {
+        let uri = uri.to_owned();
+        match status {
+            404 => Some(Self::Gone { uri }),
+            412 => Some(Self::Changed {
+                uri,
+                etag: etag.unwrap_or_default().to_owned(),
+            }),
+            403 => Some(Self::Denied { uri }),
+            _ => None,
+        }
+    }
+
+    /// A short name: the `reason` dimension of the `CampaignsFailed` metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Gone { .. } => "gone",
+            Self::Changed { .. } => "changed",
+            Self::Denied { .. } => "denied",
+            Self::LineTooLong { .. } => "line_too_long",
+        }
+    }
 }
 
 /// Users read from an audience file.
@@ -279,6 +401,80 @@ mod tests {
             let err = check_audience_key(&acme, bad).unwrap_err();
             assert_eq!(err.field.as_deref(), Some("audience.s3"), "{bad}");
         }
+    }
+
+    #[test]
+    fn estimates_count_the_leading_lines_over_the_size() {
+        assert_eq!(estimate_users(b"", 0), 0);
+        assert_eq!(estimate_users(b"a\nb\nc", 5), 3, "the whole file: exact");
+        assert_eq!(estimate_users(b"a\nb\n", 4_000), 2_000);
+        assert_eq!(
+            estimate_users(b"user_id\nab", 1_000),
+            200,
+            "a partial line counts"
+        );
+        assert_eq!(
+            fanout_estimate(1_000, Some(10)),
+            SignedDuration::from_secs(100)
+        );
+        assert_eq!(fanout_estimate(1_001, None), SignedDuration::from_secs(6));
+    }
+
+    #[test]
+    fn a_campaign_must_read_its_file_a_day_before_the_bucket_deletes_it() {
+        let now: Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();
+        let day = SignedDuration::from_hours(24);
+        let file = AudienceFile {
+            modified: Some(now - day * 2), // uploaded two days ago
+            users_estimate: 1_000,
+            ..AudienceFile::default()
+        };
+        let check = |start: Timestamp, rate| check_audience_retention(&file, start, rate, 30, now);
+        // Expires in 28 days: a campaign then has to be done on day 27.
+        assert!(check(now, None).is_ok());
+        assert!(check(now + day * 26, None).is_ok());
+        let err = check(now + day * 27, None).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("send_at"));
+        assert!(
+            err.message.contains("2026-03-29T00:00:00Z"),
+            "{}",
+            err.message
+        );
+        // A slow rate counts: 1,000 users at 1 a second take 17 minutes; 3 million, 35 days.
+        assert!(check(now + day * 26, Some(1)).is_ok());
+        let big = AudienceFile {
+            users_estimate: 3_000_000,
+            ..file.clone()
+        };
+        let err = check_audience_retention(&big, now, Some(1), 30, now).unwrap_err();
+        assert!(err.message.contains("at 1/s"), "{}", err.message);
+        assert!(check_audience_retention(&big, now, Some(100), 30, now).is_ok());
+        // An unknown upload time counts as now; a longer retention leaves longer.
+        let unknown = AudienceFile {
+            modified: None,
+            ..file.clone()
+        };
+        assert!(check_audience_retention(&unknown, now + day * 28, None, 30, now).is_ok());
+        assert!(check(now + day * 27, None).is_err());
+        assert!(check_audience_retention(&file, now + day * 27, None, 90, now).is_ok());
+    }
+
+    #[test]
+    fn s3_answers_that_fail_a_campaign() {
+        let uri = "s3://b/acme/u.csv";
+        let reason = |status| {
+            AudienceUnreadable::from_status(status, uri, Some("\"e1\"")).map(|u| u.reason())
+        };
+        assert_eq!(reason(404), Some("gone"));
+        assert_eq!(reason(412), Some("changed"));
+        assert_eq!(reason(403), Some("denied"));
+        for retried in [400, 416, 429, 500, 503] {
+            assert_eq!(reason(retried), None, "{retried}");
+        }
+        let changed = AudienceUnreadable::from_status(412, uri, Some("\"e1\"")).unwrap();
+        assert!(changed
+            .to_string()
+            .contains("changed after the campaign was created"));
     }
 
     fn whole(file: &[u8]) -> AudienceRead {

@@ -10,7 +10,9 @@ use jiff::{civil, tz::TimeZone, SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use super::audience::{audience_header, read_audience, AudienceFile, AudienceRead};
+pub use super::audience::{
+    audience_header, read_audience, AudienceFile, AudienceRead, AudienceUnreadable,
+};
 use super::ids::{CampaignId, NotificationId, RoomId, TenantId, UserId};
 use super::notification::{
     check_text, parse_category, parse_channels, parse_data, Category, Channel, Notification,
@@ -83,6 +85,10 @@ pub enum AudienceSpec {
         /// CSV: the `user_id` column (the first line is the header); plain list: none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         column: Option<usize>,
+        /// The object's ETag when the campaign was created: every read asks for this version
+        /// (`If-Match`). `None`: stored before files were pinned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        etag: Option<String>,
     },
 }
 

@@ -188,6 +188,7 @@ async fn simulate(users: usize) -> Result<Value> {
                 bucket: "audiences".into(),
                 key,
                 column: Some(0),
+                etag: None,
             },
             now,
         );
