@@ -141,7 +141,16 @@ mod tests {
                 tenant: campaign.tenant.clone(),
                 campaign: campaign.id.clone(),
             };
-            self.runner.run(&start, None).await.unwrap();
+            self.runner
+                .run(
+                    &start,
+                    crate::Step {
+                        message_id: "start",
+                        trace: None,
+                    },
+                )
+                .await
+                .unwrap();
             campaign
         }
 
@@ -156,9 +165,16 @@ mod tests {
                 };
                 done += 1;
                 let work: CampaignWork = serde_json::from_str(body).unwrap();
+                let message_id = format!("work-{done}");
                 results.push(
                     self.runner
-                        .run(&work, None)
+                        .run(
+                            &work,
+                            crate::Step {
+                                message_id: &message_id,
+                                trace: None,
+                            },
+                        )
                         .await
                         .map_err(|e| e.to_string()),
                 );
@@ -197,7 +213,19 @@ mod tests {
             page: 0,
             cursor: 0,
         };
-        assert_eq!(w.runner.run(&again, None).await.unwrap(), Disposition::Done);
+        assert_eq!(
+            w.runner
+                .run(
+                    &again,
+                    crate::Step {
+                        message_id: "again",
+                        trace: None
+                    }
+                )
+                .await
+                .unwrap(),
+            Disposition::Done
+        );
     }
 
     #[tokio::test]
@@ -208,7 +236,16 @@ mod tests {
         // Page 0 reads the first 500 users, then the file is replaced by one whose lines
         // are shorter: page 1's byte cursor would land mid-line in it.
         let work: CampaignWork = serde_json::from_str(&w.work.bodies()[0]).unwrap();
-        w.runner.run(&work, None).await.unwrap();
+        w.runner
+            .run(
+                &work,
+                crate::Step {
+                    message_id: "work",
+                    trace: None,
+                },
+            )
+            .await
+            .unwrap();
         w.upload(Some(file(0..1_200, "x")));
         let results = w.run_pages().await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
