@@ -92,6 +92,15 @@ impl InMemoryInbox {
             .insert(user.clone(), change_mark(user, at));
     }
 
+    /// Messages that are in someone's inbox (the channel `inbox`), each once.
+    pub fn inbox_message_count(&self) -> usize {
+        self.lock()
+            .messages
+            .values()
+            .filter(|(n, _)| n.wants(Channel::Inbox))
+            .count()
+    }
+
     /// Forgets the user's messages (as the message log's TTL does), leaving counters alone.
     pub fn expire_messages(&self, user: &UserKey) {
         self.lock().messages.retain(|(u, _), _| u != user);
@@ -150,6 +159,11 @@ impl InMemoryInbox {
                 .map(|((_, r), c)| (r.clone(), *c))
                 .collect(),
         }
+    }
+
+    /// A user's TOTAL unread, without injected faults (one lookup: simulations check millions).
+    pub fn unread_total(&self, user: &UserKey) -> u64 {
+        self.lock().totals.get(user).map_or(0, |total| total.unread)
     }
 
     /// Stored inbox messages of one user in one room.
@@ -446,20 +460,46 @@ impl QueueSender for RecordingQueue {
 /// Contacts, delivery records and suppressions in memory.
 #[derive(Default)]
 pub struct InMemoryDirectory {
+    /// Calls that reached the store, as DynamoDB requests (a batch read of 100: one).
+    pub calls: AtomicU64,
     /// The next this many contact reads fail as throttled.
     pub fail_contact_reads: std::sync::atomic::AtomicU32,
     contacts: Mutex<HashMap<(TenantId, UserId), (Contact, u64)>>,
     pseudonyms: Mutex<HashMap<(TenantId, String), UserId>>,
     pub records: Mutex<Vec<DeliveryRecord>>,
+    /// Where each record is in `records` (rebuilt when a test pushed records itself).
+    record_index: Mutex<HashMap<(NotificationId, UserId, Channel), usize>>,
     /// Addresses suppressed for every tenant.
     pub suppressed: Mutex<HashSet<String>>,
     /// Addresses suppressed for one tenant.
     pub suppressed_for: Mutex<HashSet<(TenantId, String)>>,
 }
 
-/// Whether two delivery records are of the same notification, user and channel.
-fn same_delivery(a: &DeliveryRecord, b: &DeliveryRecord) -> bool {
-    a.notification_id == b.notification_id && a.user_id == b.user_id && a.channel == b.channel
+/// What makes two delivery records the same delivery: notification, user and channel.
+fn record_key(r: &DeliveryRecord) -> (NotificationId, UserId, Channel) {
+    (r.notification_id.clone(), r.user_id.clone(), r.channel)
+}
+
+impl InMemoryDirectory {
+    fn index(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(NotificationId, UserId, Channel), usize>> {
+        self.record_index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where `record`'s delivery is in `records` (an index, rebuilt when a test pushed
+    /// records itself: simulations hold millions).
+    fn find_record(&self, records: &[DeliveryRecord], record: &DeliveryRecord) -> Option<usize> {
+        let mut index = self.index();
+        if index.len() != records.len() {
+            *index = records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (record_key(r), i))
+                .collect();
+        }
+        index.get(&record_key(record)).copied()
+    }
 }
 
 /// A fixed link-signing secret, as Secrets Manager would hand it out.
@@ -487,6 +527,8 @@ impl Directory for InMemoryDirectory {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Option<Contact>, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        tokio::task::yield_now().await;
         let failing = self
             .fail_contact_reads
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
@@ -497,6 +539,26 @@ impl Directory for InMemoryDirectory {
             ));
         }
         Ok(self.contact_versioned(tenant, user).await?.0)
+    }
+
+    async fn contacts(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Contact>, StoreError> {
+        // As the adapter: one BatchGetItem per 100 users.
+        self.calls
+            .fetch_add(users.len().div_ceil(100) as u64, Ordering::Relaxed);
+        tokio::task::yield_now().await;
+        let contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(users
+            .iter()
+            .filter_map(|u| {
+                contacts
+                    .get(&(tenant.clone(), u.clone()))
+                    .map(|(c, _)| (u.clone(), c.clone()))
+            })
+            .collect())
     }
 
     async fn contact_versioned(
@@ -582,10 +644,12 @@ impl Directory for InMemoryDirectory {
         stale_before: &str,
     ) -> Result<crate::ports::Claim, StoreError> {
         use crate::ports::{Claim, DeliveryState};
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        tokio::task::yield_now().await;
         let Ok(mut records) = self.records.lock() else {
             return Err(StoreError::Fatal("poisoned".into()));
         };
-        let at = records.iter().position(|x| same_delivery(x, record));
+        let at = self.find_record(&records, record);
         let outcome = match at.map(|i| &records[i]) {
             None => Claim::Claimed { previous: None },
             Some(held)
@@ -605,7 +669,10 @@ impl Directory for InMemoryDirectory {
         if matches!(outcome, Claim::Claimed { .. }) {
             match at {
                 Some(i) => records[i] = record.clone(),
-                None => records.push(record.clone()),
+                None => {
+                    records.push(record.clone());
+                    self.index().insert(record_key(record), records.len() - 1);
+                }
             }
         }
         Ok(outcome)
@@ -616,18 +683,20 @@ impl Directory for InMemoryDirectory {
         _tenant: &TenantId,
         record: &DeliveryRecord,
     ) -> Result<bool, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        tokio::task::yield_now().await;
         let Ok(mut records) = self.records.lock() else {
             return Err(StoreError::Fatal("poisoned".into()));
         };
-        match records.iter_mut().find(|x| same_delivery(x, record)) {
-            Some(held)
-                if held.state == crate::ports::DeliveryState::Sending
-                    && held.claim == record.claim =>
-            {
-                *held = record.clone();
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Some(i) = self.find_record(&records, record) else {
+            return Ok(false);
+        };
+        let held = &mut records[i];
+        if held.state == crate::ports::DeliveryState::Sending && held.claim == record.claim {
+            *held = record.clone();
+            Ok(true)
+        } else {
+            Ok(false)
         }
     }
 
@@ -912,6 +981,8 @@ impl InMemoryCampaigns {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
+        // A call is a point where an invocation can be stopped (simulated crashes).
+        tokio::task::yield_now().await;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, CampaignState> {
@@ -1113,16 +1184,14 @@ impl CampaignStore for InMemoryCampaigns {
     ) -> Result<Vec<HeldGroup>, StoreError> {
         self.round_trip().await;
         let prefix = format!("H#{at}#");
+        let from = (id.to_string(), after.unwrap_or(&prefix).to_owned());
+        // A range of the ordered keys, as the adapter's query: simulations hold many groups.
         Ok(self
             .state()
             .held
-            .iter()
-            .filter(|((c, k), (_, released))| {
-                c == id.as_str()
-                    && k.starts_with(&prefix)
-                    && after.is_none_or(|a| k.as_str() > a)
-                    && !released
-            })
+            .range(from..)
+            .take_while(|((c, k), _)| c == id.as_str() && k.starts_with(&prefix))
+            .filter(|((_, k), (_, released))| after.is_none_or(|a| k.as_str() > a) && !released)
             .take(limit)
             .map(|(_, (g, _))| g.clone())
             .collect())

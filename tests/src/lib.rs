@@ -5,6 +5,7 @@
 //! serves the APIs and runs the queue workers.
 
 pub mod auth;
+pub mod campaign_sim;
 pub mod contract;
 pub mod counters_kit;
 pub mod emulator;

@@ -177,27 +177,26 @@ impl Deliverer {
     /// token. A copy that did not claim never writes. Throttling puts the job back with a
     /// delay instead of spending the queue's receives.
     pub async fn deliver(&self, job: &DeliveryJob) -> Disposition {
-        if let (Some(gate), Some(at)) = (&self.campaigns, &job.campaign) {
-            match gate.cancelled(&job.tenant, &at.id).await {
-                Ok(false) => {}
-                Ok(true) => {
-                    tracing::info!("campaign cancelled: not sent");
-                    return self
-                        .mark_campaign(
-                            job,
-                            ProgressMark::Skipped(job.channel, SkipReason::Cancelled),
-                            Disposition::Done,
-                        )
-                        .await;
-                }
+        let cancelled = match (&self.campaigns, &job.campaign) {
+            (Some(gate), Some(at)) => match gate.cancelled(&job.tenant, &at.id).await {
+                Ok(cancelled) => cancelled,
                 Err(e) => return self.store_fault(job, e).await,
-            }
-        }
-        let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
-            Ok(contact) => contact,
-            Err(e) => return self.store_fault(job, e).await,
+            },
+            _ => false,
         };
-        let decision = decide(contact.as_ref(), job, self.clock.now());
+        // A cancelled campaign's job is still claimed, then settled skipped: an earlier copy
+        // that died mid-send must be told apart (its outcome is unknown, not cancelled).
+        let (contact, decision) = if cancelled {
+            let why = "campaign cancelled: not sent".to_owned();
+            (None, Decision::Skip(SkipReason::Cancelled, why))
+        } else {
+            let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
+                Ok(contact) => contact,
+                Err(e) => return self.store_fault(job, e).await,
+            };
+            let decision = decide(contact.as_ref(), job, self.clock.now());
+            (contact, decision)
+        };
         if let Decision::Defer(seconds) = decision {
             // Quiet hours: nothing claimed, so every copy is decided again when they end.
             return self.requeue(job, seconds).await;
@@ -235,7 +234,13 @@ impl Deliverer {
             let why = "a copy stopped mid-send (claim abandoned): outcome unknown, not resent";
             self.settle(job, &held, DeliveryState::Unknown, Some(why.into()))
                 .await;
-            return Disposition::Poison(why.into());
+            return self
+                .mark_campaign(
+                    job,
+                    ProgressMark::Failed(job.channel),
+                    Disposition::Poison(why.into()),
+                )
+                .await;
         }
         match decision {
             // Requeued above, before claiming; kept whole for the match.
