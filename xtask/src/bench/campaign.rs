@@ -52,20 +52,39 @@ pub struct CampaignArgs {
     /// Users against the emulator, over the three tenants (0: skip).
     #[arg(long, default_value_t = 5_000)]
     emulator_users: usize,
+    /// Recipients of the one campaign of the fault simulation (testkit::campaign_sim: 30
+    /// time zones, killed invocations, duplicates, lost acks, throttling, lost provider
+    /// answers, 10 % opted out, a cancel half-way; 0: skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    recipients: usize,
+    /// Recipients of an S3 campaign on the emulator that is cancelled half-way (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    cancel_users: usize,
 }
 
 pub fn run(args: &CampaignArgs) -> Result<()> {
     herald::telemetry::init_tracing();
     let runtime = tokio::runtime::Runtime::new()?;
+    let faults = if args.recipients > 0 {
+        Some(runtime.block_on(under_faults(args.recipients))?)
+    } else {
+        None
+    };
     let simulation = runtime.block_on(simulate(args.users))?;
     let emulator = if args.emulator_users > 0 {
         Some(runtime.block_on(against_emulator(args.emulator_users))?)
     } else {
         None
     };
+    let cancelled = if args.cancel_users > 0 {
+        Some(runtime.block_on(cancel_on_emulator(args.cancel_users))?)
+    } else {
+        None
+    };
     let out_dir = super::out_dir();
     std::fs::create_dir_all(&out_dir)?;
-    let result = json!({"simulation": simulation, "emulator": emulator});
+    let result = json!({"faults": faults, "simulation": simulation, "emulator": emulator,
+        "cancel_on_emulator": cancelled});
     std::fs::write(
         out_dir.join("campaign.json"),
         serde_json::to_string_pretty(&result)?,
@@ -83,6 +102,49 @@ pub fn run(args: &CampaignArgs) -> Result<()> {
 }
 
 fn summarize(result: &Value) {
+    if let Some(f) = result["faults"].as_object() {
+        let big = &f["run"];
+        eprintln!(
+            "\n== SIMULATION under faults (testkit::campaign_sim; in-memory, simulated time)"
+        );
+        eprintln!(
+            "  {} recipients, {} eligible: {} in inboxes ({} when the cancel took effect), {} emails; {:.1} s wall, {:.1} h simulated",
+            big["config"]["recipients"], big["eligible"], big["in_inbox"], big["in_inbox_at_cancel"],
+            big["emails"], f["seconds"].as_f64().unwrap_or(0.0), big["simulated_hours"].as_f64().unwrap_or(0.0)
+        );
+        eprintln!(
+            "  faults met: {} invocations killed, {} acks lost, {} dead letters; promises broken: {}",
+            big["kills"], big["lost_acks"], big["dead_letters"],
+            big["violations"].as_array().map_or(0, Vec::len)
+        );
+        eprintln!(
+            "  items a progress read touched: {} at {} recipients, {} at 1,000",
+            big["progress_items"], big["config"]["recipients"], f["small"]["progress_items"]
+        );
+        for stage in ["fan_out", "writer", "deliver"] {
+            let m = &big[stage]["max"];
+            eprintln!(
+                "  most one {stage} invocation did: {} SQS calls, {} table calls, {} bytes enqueued ({} invocations)",
+                m["sqs_calls"], m["store_calls"], m["bytes_enqueued"], big[stage]["total"]["invocations"]
+            );
+        }
+        let model = &big["model"];
+        eprintln!(
+            "  MODEL ({}): page chain {:.0} s, writers {:.0} s, deliverers {:.0} s",
+            model["note"].as_str().unwrap_or(""),
+            model["pages_seconds"].as_f64().unwrap_or(0.0),
+            model["writers_seconds"].as_f64().unwrap_or(0.0),
+            model["deliverers_seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(c) = result["cancel_on_emulator"].as_object() {
+        eprintln!("\n== against the emulator: an S3 campaign cancelled half-way");
+        eprintln!(
+            "  {} users: DELETE answered with {} committed ({} pending); {} committed at the end, {} skipped as cancelled; {:.1} s",
+            c["users"], c["committed_at_delete"], c["pending_at_delete"], c["committed_final"],
+            c["skipped_cancelled"], c["seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
     let s = &result["simulation"];
     eprintln!("\n== {}", s["label"].as_str().unwrap_or(""));
     eprintln!(
@@ -115,6 +177,165 @@ fn summarize(result: &Value) {
             e["notifications_per_s"].as_f64().unwrap_or(0.0)
         );
     }
+}
+
+/// The fault simulation at `recipients`, and at 1,000 for the cost of a progress read.
+async fn under_faults(recipients: usize) -> Result<Value> {
+    let clock = Instant::now();
+    let run = testkit::campaign_sim::run(&testkit::campaign_sim::SimConfig::new(recipients)).await;
+    let seconds = clock.elapsed().as_secs_f64();
+    let small = testkit::campaign_sim::run(&testkit::campaign_sim::SimConfig::new(1_000)).await;
+    if !run.violations.is_empty() || !small.violations.is_empty() {
+        bail!(
+            "promises broken: {:?} {:?}",
+            run.violations,
+            small.violations
+        );
+    }
+    Ok(json!({
+        "label": "SIMULATION under faults: the real runner, writer and deliverer over in-memory adapters in simulated time",
+        "seconds": seconds,
+        "run": run,
+        "small": {"progress_items": small.progress_items, "progress_reads": small.progress_reads},
+    }))
+}
+
+/// One campaign from an S3 file on the emulator, cancelled once half its users have it:
+/// what `DELETE` answers, and that nothing more is committed once the cancel took effect.
+async fn cancel_on_emulator(users: usize) -> Result<Value> {
+    use testkit::emulator::{free_port, Emulator};
+    use testkit::harness::call;
+    let root = testkit::workspace_root();
+    let venv = testkit::tools::dev_venv(&root)?;
+    let emulator = Emulator::start(
+        &venv,
+        free_port()?,
+        &root.join(".herald/moto-bench-cancel.log"),
+    )?;
+    let stack = testkit::stack::Stack::provision(
+        &emulator.endpoint,
+        "bench-cancel",
+        testkit::template::Template::project()?,
+        &[],
+    )
+    .await?;
+    let app = Arc::new(testkit::runner::LocalApp::new(&stack)?);
+    let router = app.router();
+    let bucket = stack.resource("AudienceBucket")?.reference.clone();
+    let s3 = herald::aws::s3::client(&stack.sdk);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let tenant = "acme";
+    let token = app.service_token(tenant);
+    let key = format!("{tenant}/cancel.csv");
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(audience_file(tenant, users).into())
+        .send()
+        .await?;
+    let clock = Instant::now();
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/v1/campaigns",
+        Some(&token),
+        Some(
+            json!({"name": "cancel", "title": "Sale", "body": "30% off", "channels": ["inbox"],
+            "audience": {"s3": format!("s3://{bucket}/{key}")}, "send_at": "now"}),
+        ),
+    )
+    .await?;
+    if status != 201 {
+        bail!("creating the campaign: {status} {created}");
+    }
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let progress = |c: &Value, field: &str| c["progress"][field].as_u64().unwrap_or(0);
+    loop {
+        let (_, c) = call(
+            &router,
+            "GET",
+            &format!("/v1/campaigns/{id}"),
+            Some(&token),
+            None,
+        )
+        .await?;
+        if progress(&c, "committed") as usize >= users / 2 {
+            break;
+        }
+        if clock.elapsed() > Duration::from_secs(1800) {
+            bail!("the campaign stalled at {}", progress(&c, "committed"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, answer) = call(
+        &router,
+        "DELETE",
+        &format!("/v1/campaigns/{id}"),
+        Some(&token),
+        None,
+    )
+    .await?;
+    if status != 200 {
+        bail!("cancel: {status} {answer}");
+    }
+    // The consumers trust a status for 3 s; after that nothing more may be committed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, settled) = call(
+        &router,
+        "GET",
+        &format!("/v1/campaigns/{id}"),
+        Some(&token),
+        None,
+    )
+    .await?;
+    let committed_after_ttl = progress(&settled, "committed");
+    // Let the queue drain: what is left is skipped.
+    loop {
+        let (_, c) = call(
+            &router,
+            "GET",
+            &format!("/v1/campaigns/{id}"),
+            Some(&token),
+            None,
+        )
+        .await?;
+        let p = &c["progress"];
+        let settled_all = progress(&c, "committed")
+            + p["skipped_by"]["cancelled"].as_u64().unwrap_or(0)
+            >= progress(&c, "enqueued");
+        if settled_all || clock.elapsed() > Duration::from_secs(1800) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (_, last) = call(
+        &router,
+        "GET",
+        &format!("/v1/campaigns/{id}"),
+        Some(&token),
+        None,
+    )
+    .await?;
+    shutdown.cancel();
+    futures_util::future::join_all(workers).await;
+    if progress(&last, "committed") != committed_after_ttl {
+        bail!(
+            "committed grew after the cancel took effect: {committed_after_ttl} then {}",
+            progress(&last, "committed")
+        );
+    }
+    Ok(json!({
+        "label": "against the emulator: an S3 campaign, DELETE once half its users have it",
+        "users": users,
+        "seconds": clock.elapsed().as_secs_f64(),
+        "committed_at_delete": progress(&answer, "committed"),
+        "pending_at_delete": answer["cancelled"]["pending"],
+        "committed_final": progress(&last, "committed"),
+        "skipped_cancelled": last["progress"]["skipped_by"]["cancelled"],
+        "enqueued": progress(&last, "enqueued"),
+        "status": last["status"],
+    }))
 }
 
 /// Splits `users` over the tenants: (tenant, first user number, count).

@@ -32,9 +32,13 @@ pub enum Bench {
     /// throughput over 1-16 workers in a labelled simulation; writes
     /// target/bench/counters.json and counters-throughput.svg.
     Counters(CountersArgs),
-    /// Three tenants' campaigns starting at once (one large, two small): a labelled
-    /// simulation of --users (default 100,000) with injected latency, and --emulator-users on
-    /// the emulator end to end; writes target/bench/campaign.json and campaign-progress.svg.
+    /// Campaigns: one of --recipients (default 1,000,000) under injected faults in simulated
+    /// time (every promise checked, the most one invocation did, the items a progress read
+    /// touches, a modelled fan-out time); three tenants' campaigns starting at once, a
+    /// labelled simulation of --users (default 100,000) with injected latency, and
+    /// --emulator-users on the emulator end to end; an S3 campaign of --cancel-users on the
+    /// emulator cancelled half-way. Writes target/bench/campaign.json and
+    /// campaign-progress.svg.
     Campaign(campaign::CampaignArgs),
 }
 
