@@ -161,6 +161,13 @@ impl InMemoryInbox {
         }
     }
 
+    /// Whether the message log holds this notification of this user.
+    pub fn has_message(&self, user: &UserKey, id: &NotificationId) -> bool {
+        self.lock()
+            .messages
+            .contains_key(&(user.clone(), id.clone()))
+    }
+
     /// A user's TOTAL unread, without injected faults (one lookup: simulations check millions).
     pub fn unread_total(&self, user: &UserKey) -> u64 {
         self.lock().totals.get(user).map_or(0, |total| total.unread)
@@ -464,6 +471,8 @@ pub struct InMemoryDirectory {
     pub calls: AtomicU64,
     /// The next this many contact reads fail as throttled.
     pub fail_contact_reads: std::sync::atomic::AtomicU32,
+    /// A suppression read of one of these addresses fails as throttled (once each).
+    pub fail_suppression_of: Mutex<HashSet<String>>,
     contacts: Mutex<HashMap<(TenantId, UserId), (Contact, u64)>>,
     pseudonyms: Mutex<HashMap<(TenantId, String), UserId>>,
     pub records: Mutex<Vec<DeliveryRecord>>,
@@ -701,6 +710,15 @@ impl Directory for InMemoryDirectory {
     }
 
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
+        let failing = self
+            .fail_suppression_of
+            .lock()
+            .is_ok_and(|mut f| f.remove(address));
+        if failing {
+            return Err(StoreError::Transient(
+                "injected ProvisionedThroughputExceededException".into(),
+            ));
+        }
         let address = address.to_ascii_lowercase();
         Ok(self.suppressed.lock().is_ok_and(|s| s.contains(&address))
             || self
@@ -1153,6 +1171,7 @@ impl CampaignStore for InMemoryCampaigns {
                 key: format!("H#{at}#{:08}", page.page),
                 page: page.page,
                 recipients: recipients.clone(),
+                released: false,
             };
             state
                 .held
@@ -1191,9 +1210,12 @@ impl CampaignStore for InMemoryCampaigns {
             .held
             .range(from..)
             .take_while(|((c, k), _)| c == id.as_str() && k.starts_with(&prefix))
-            .filter(|((_, k), (_, released))| after.is_none_or(|a| k.as_str() > a) && !released)
+            .filter(|((_, k), _)| after.is_none_or(|a| k.as_str() > a))
             .take(limit)
-            .map(|(_, (g, _))| g.clone())
+            .map(|(_, (g, released))| HeldGroup {
+                released: *released,
+                ..g.clone()
+            })
             .collect())
     }
 

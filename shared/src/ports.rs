@@ -453,6 +453,8 @@ pub struct HeldGroup {
     pub page: u32,
     /// (slot, user).
     pub recipients: Vec<(u32, UserId)>,
+    /// Already released (by an earlier attempt of the same release step).
+    pub released: bool,
 }
 
 /// Campaigns, their inline audiences and their progress.
@@ -515,8 +517,9 @@ pub trait CampaignStore: Send + Sync {
         id: &crate::domain::ids::CampaignId,
         page: u32,
     ) -> Result<(), StoreError>;
-    /// Up to `limit` groups of recipients held for instant `at`, not yet released, after
-    /// group key `after` (a release goes a group at a time, resumable from its key).
+    /// Up to `limit` groups of recipients held for instant `at`, after group key `after`, in
+    /// key order, released or not (a release goes a group at a time from its position, and a
+    /// redelivered step finds the group it released before).
     async fn held(
         &self,
         tenant: &TenantId,

@@ -345,6 +345,13 @@ impl CampaignRunner {
         let instant: jiff::Timestamp = at
             .parse()
             .map_err(|e| StoreError::Fatal(format!("release time {at:?}: {e}")))?;
+        // This position of the release is one message's: a duplicate (or the schedule
+        // firing twice) finds it taken and stops, so one chain goes, at the set pace.
+        let position = format!("release#{at}#{}", after.unwrap_or("first"));
+        if !self.claim(campaign, &position, step).await? {
+            tracing::info!(%at, "another message holds this part of the release");
+            return Ok(Disposition::Done);
+        }
         let now = self.clock.now();
         let created_at = format!("{now:.3}");
         let delay = release_delay(instant, now);
@@ -357,31 +364,27 @@ impl CampaignRunner {
             tracing::info!(%at, "release complete");
             return Ok(Disposition::Done);
         };
-        let messages = group
-            .recipients
-            .iter()
-            .enumerate()
-            .map(|(index, (slot, user))| {
-                let n = campaign.notification_for(user.clone(), group.page, *slot, &created_at);
-                let mut m = OutgoingMessage::json(slot.to_string(), &n)
-                    .map_err(|e| StoreError::Fatal(e.to_string()))?;
-                let wait = delay.saturating_add(paced_delay(campaign, index));
-                m.delay_seconds = (wait > 0).then_some(wait.min(MAX_DELAY_SECONDS) as i32);
-                Ok(m)
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let released = messages.len() as u64;
-        self.send_all(&self.notifications, messages, step.trace)
-            .await?;
-        self.campaigns
-            .release_group(&campaign.tenant, &campaign.id, &group.key, released)
-            .await?;
-        // The next part, once: a duplicate of this message finds the step taken.
-        if !self
-            .claim(campaign, &format!("release#{at}#{}", group.key), step)
-            .await?
-        {
-            return Ok(Disposition::Done);
+        let released = group.recipients.len() as u64;
+        // Released by an earlier attempt of this message: only the next part is left to queue.
+        if !group.released {
+            let messages = group
+                .recipients
+                .iter()
+                .enumerate()
+                .map(|(index, (slot, user))| {
+                    let n = campaign.notification_for(user.clone(), group.page, *slot, &created_at);
+                    let mut m = OutgoingMessage::json(slot.to_string(), &n)
+                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
+                    let wait = delay.saturating_add(paced_delay(campaign, index));
+                    m.delay_seconds = (wait > 0).then_some(wait.min(MAX_DELAY_SECONDS) as i32);
+                    Ok(m)
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            self.send_all(&self.notifications, messages, step.trace)
+                .await?;
+            self.campaigns
+                .release_group(&campaign.tenant, &campaign.id, &group.key, released)
+                .await?;
         }
         let work = CampaignWork::Release {
             tenant: campaign.tenant.clone(),
@@ -525,5 +528,131 @@ impl CampaignRunner {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use herald::domain::campaign::CampaignRequest;
+    use herald::domain::ids::{CampaignId, TenantId};
+    use herald::fake::{
+        FixedClock, InMemoryAudiences, InMemoryCampaigns, InMemoryDirectory, RecordingQueue,
+        RecordingScheduler,
+    };
+    use serde_json::json;
+
+    use super::*;
+
+    fn step(id: &str) -> Step<'_> {
+        Step {
+            message_id: id,
+            trace: None,
+        }
+    }
+
+    /// A duplicate release message (the schedule firing twice) starts no second chain, and a
+    /// redelivered one does not jump ahead: each group goes once, in order, one at a time.
+    #[tokio::test]
+    async fn a_release_is_one_chain_whatever_its_duplicates_and_redeliveries() {
+        let campaigns = Arc::new(InMemoryCampaigns::default());
+        let (work, notifications) = (
+            Arc::new(RecordingQueue::default()),
+            Arc::new(RecordingQueue::default()),
+        );
+        let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let runner = CampaignRunner {
+            campaigns: campaigns.clone(),
+            directory: Arc::new(InMemoryDirectory::default()),
+            audiences: Arc::new(InMemoryAudiences::default()),
+            scheduler: Arc::new(RecordingScheduler::default()),
+            work: work.clone(),
+            notifications: notifications.clone(),
+            clock: Arc::new(FixedClock(now)),
+        };
+        let request = CampaignRequest::parse(
+            &json!({"name": "n", "title": "T", "body": "B", "channels": ["inbox"],
+                "audience": {"users": ["a"]}, "send_at": "now"}),
+            now,
+        )
+        .unwrap();
+        let tenant = TenantId::parse("acme", "tenant").unwrap();
+        let mut campaign = Campaign::new(
+            tenant.clone(),
+            CampaignId::generate(),
+            &request,
+            AudienceSpec::Inline {
+                users: 4,
+                chunks: 1,
+            },
+            now,
+        );
+        campaign.status = CampaignStatus::Running;
+        campaigns
+            .create_campaign(&campaign, &[], None)
+            .await
+            .unwrap();
+        let at = "2026-03-01T18:00:00Z".to_owned();
+        for page in 0..2u32 {
+            let held = vec![
+                (0, UserId::parse(format!("p{page}-a"), "u").unwrap()),
+                (1, UserId::parse(format!("p{page}-b"), "u").unwrap()),
+            ];
+            let record = PageRecord {
+                page,
+                users: 2,
+                enqueued: 0,
+                invalid: 0,
+                next_cursor: 0,
+                last: page == 1,
+                held: vec![(at.clone(), held)],
+                next_sent: true,
+            };
+            campaigns
+                .record_page(&tenant, &campaign.id, &record)
+                .await
+                .unwrap();
+        }
+        let first = CampaignWork::Release {
+            tenant: tenant.clone(),
+            campaign: campaign.id.clone(),
+            at: at.clone(),
+            after: None,
+        };
+        runner.run(&first, step("m1")).await.unwrap();
+        assert_eq!(notifications.bodies().len(), 2, "page 0's group");
+        // The schedule fired twice: the duplicate finds the first part taken.
+        runner.run(&first, step("m2")).await.unwrap();
+        // m1 redelivered (its ack was lost): page 0's group again? no; page 1's? not yet.
+        runner.run(&first, step("m1")).await.unwrap();
+        assert_eq!(
+            notifications.bodies().len(),
+            2,
+            "nothing more, nothing ahead"
+        );
+        // The next part, queued (twice, by m1's two attempts): page 1's group, once.
+        let next: Vec<CampaignWork> = work
+            .bodies()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect();
+        assert_eq!(next.len(), 2, "{next:?}");
+        for (i, part) in next.iter().enumerate() {
+            runner.run(part, step(&format!("next-{i}"))).await.unwrap();
+        }
+        let users: Vec<String> = notifications
+            .bodies()
+            .iter()
+            .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["user_id"].to_string())
+            .collect();
+        assert_eq!(users.len(), 4, "{users:?}");
+        let stored = campaigns
+            .campaign(&tenant, &campaign.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let progress = campaigns.progress(&stored).await.unwrap();
+        assert_eq!((progress.enqueued, progress.held), (4, 0));
     }
 }

@@ -245,6 +245,15 @@ impl Deliverer {
         match decision {
             // Requeued above, before claiming; kept whole for the match.
             Decision::Defer(seconds) => self.requeue(job, seconds).await,
+            // An earlier copy reached some devices: sent, though the rest are skipped now.
+            Decision::Skip(skip, reason) if !held.sent_to.is_empty() => {
+                let detail = format!(
+                    "{} device(s) reached; the rest: {reason}",
+                    held.sent_to.len()
+                );
+                self.settle_then_mark(job, &held, DeliveryState::Sent, Some(detail), Some(skip))
+                    .await
+            }
             Decision::Skip(skip, reason) => {
                 self.settle_then_mark(job, &held, DeliveryState::Skipped, Some(reason), Some(skip))
                     .await
@@ -353,13 +362,12 @@ impl Deliverer {
             }
             Err(e @ SendError::Other(_)) => {
                 // Certainly not sent: release the claim and let the queue retry.
-                if self
+                match self
                     .settle(job, &held, DeliveryState::Retrying, Some(e.to_string()))
                     .await
                 {
-                    Disposition::Retry(e.to_string())
-                } else {
-                    Disposition::Done
+                    Settled::TakenOver => Disposition::Done,
+                    Settled::Written | Settled::NotRecorded => Disposition::Retry(e.to_string()),
                 }
             }
         }
@@ -451,12 +459,18 @@ impl Deliverer {
                 .await;
         }
         if let Some(held) = held {
-            if !self
+            match self
                 .settle(job, held, DeliveryState::Retrying, Some(reason.clone()))
                 .await
             {
+                Settled::Written => {}
                 // The claim was taken over meanwhile: the job is no longer this copy's.
-                return Disposition::Done;
+                Settled::TakenOver => return Disposition::Done,
+                // Kept on the queue, never dropped: its claim goes stale, and the job ends
+                // `unknown` in the DLQ (rare: the store failed on every attempt).
+                Settled::NotRecorded => {
+                    return Disposition::Retry(format!("claim not released: {reason}"))
+                }
             }
         }
         let next = DeliveryJob {
@@ -535,12 +549,22 @@ impl Deliverer {
                 // retry goes only to the devices that did not get it.
                 let (title, body) = push_text(&job.title, &job.body);
                 let mut sent = Vec::new();
+                // Devices that have it, or may (answer lost): never pushed to again.
                 let mut reached = Vec::new();
+                let mut maybe = false;
+                // Devices to retry (throttled, or not tried: a store fault), and why.
                 let mut left = Vec::new();
-                let mut last_error = None;
+                let mut retry_error = None;
+                let mut refused = None;
                 for endpoint in addresses {
-                    if self.suppressed(job, endpoint).await? {
-                        continue;
+                    match self.suppressed(job, endpoint).await {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => {
+                            left.push(endpoint.clone());
+                            retry_error = Some(e);
+                            continue;
+                        }
                     }
                     match self.mobile.send_push(endpoint, &title, &body).await {
                         Ok(id) => {
@@ -559,33 +583,21 @@ impl Deliverer {
                                     .suppress(Some(&job.tenant), endpoint, "push endpoint disabled")
                                     .await;
                             }
-                            last_error.get_or_insert(SendError::Rejected(e));
+                            refused.get_or_insert(SendError::Rejected(e));
                         }
                         Err(e @ SendError::Unknown(_)) => {
-                            // It may have arrived: never pushed to this device again.
                             tracing::warn!(%endpoint, error = %e, "push outcome unknown");
                             reached.push(endpoint.clone());
-                            last_error = Some(e);
+                            maybe = true;
+                            refused.get_or_insert(e);
                         }
                         Err(e) => {
                             left.push(endpoint.clone());
-                            last_error = Some(e);
+                            retry_error = Some(e);
                         }
                     }
                 }
-                match (sent.is_empty(), left.is_empty(), last_error) {
-                    (true, _, None) => Ok(Outcome::Suppressed),
-                    (_, _, None) | (false, true, Some(_)) => Ok(Outcome::Sent {
-                        provider_id: sent.join(","),
-                        to: reached,
-                    }),
-                    (true, _, Some(e)) => Err(e),
-                    (false, false, Some(e)) => Ok(Outcome::Partly {
-                        reached,
-                        left,
-                        error: e.to_string(),
-                    }),
-                }
+                push_outcome(sent, reached, maybe, left, retry_error, refused)
             }
             Channel::Inbox => Ok(Outcome::Sent {
                 provider_id: String::new(),
@@ -636,15 +648,14 @@ impl Deliverer {
 
     /// Moves this copy's claim on to `state`, conditionally on still holding it, with the
     /// state's metric; transient store faults are retried a few times here, since a claim
-    /// left `sending` would later read as an abandoned send. `false`: not written (the claim
-    /// was taken over, or the store kept failing).
+    /// left `sending` would later read as an abandoned send.
     async fn settle(
         &self,
         job: &DeliveryJob,
         held: &Held,
         state: DeliveryState,
         detail: Option<String>,
-    ) -> bool {
+    ) -> Settled {
         let record = self.record_of(job, &held.claim, state, detail, held.sent_to.clone());
         let mut metrics = vec![Metric::count(state_metric(state), 1)];
         if state == DeliveryState::Sent {
@@ -664,13 +675,13 @@ impl Deliverer {
         let mut attempt = 0;
         loop {
             match self.directory.settle_delivery(&job.tenant, &record).await {
-                Ok(true) => return true,
+                Ok(true) => return Settled::Written,
                 Ok(false) => {
                     tracing::error!(
                         state = state.as_str(),
                         "claim taken over before settling: not written"
                     );
-                    return false;
+                    return Settled::TakenOver;
                 }
                 Err(e) if attempt < SETTLE_ATTEMPTS && e.is_transient() => {
                     attempt += 1;
@@ -678,7 +689,7 @@ impl Deliverer {
                 }
                 Err(e) => {
                     tracing::error!(state = state.as_str(), error = %e, "delivery outcome not recorded");
-                    return false;
+                    return Settled::NotRecorded;
                 }
             }
         }
@@ -694,10 +705,18 @@ impl Deliverer {
         detail: Option<String>,
         skip: Option<SkipReason>,
     ) -> Disposition {
-        if !self.settle(job, held, state, detail).await && state != DeliveryState::Sent {
-            // Not recorded and not sent: the queue's retry decides again (the claim, if
-            // still ours, goes stale and is settled as abandoned).
-            return Disposition::Retry("delivery outcome not recorded".into());
+        match self.settle(job, held, state, detail).await {
+            Settled::Written => {}
+            // Another copy holds it now: it settles and marks.
+            Settled::TakenOver => return Disposition::Done,
+            // Sent but not recorded: its claim goes stale and a later copy settles it
+            // `unknown`; the send is counted here, once.
+            Settled::NotRecorded if state == DeliveryState::Sent => {}
+            // Not sent and not recorded: kept on the queue (the claim goes stale: the job
+            // ends `unknown` in the DLQ, never sent twice).
+            Settled::NotRecorded => {
+                return Disposition::Retry("delivery outcome not recorded".into())
+            }
         }
         match campaign_mark(state, job.channel, skip) {
             Some(mark) => self.mark_campaign(job, mark, Disposition::Done).await,
@@ -742,6 +761,16 @@ fn campaign_mark(
     }
 }
 
+/// Whether a settle was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Written,
+    /// The claim was no longer this copy's (taken over once stale).
+    TakenOver,
+    /// The store kept failing.
+    NotRecorded,
+}
+
 /// What this copy holds while it sends: its claim, and the devices reached so far.
 struct Held {
     claim: String,
@@ -759,6 +788,42 @@ fn state_metric(state: DeliveryState) -> &'static str {
         DeliveryState::Sending => "DeliveriesClaimed",
         DeliveryState::Retrying => "DeliveriesRetried",
         DeliveryState::Unknown => "DeliveriesUnknown",
+    }
+}
+
+/// A push's outcome over its devices: devices left to retry make it partial (whatever else
+/// happened, the reached ones are kept); otherwise any device that got it makes it sent; a
+/// lost answer with none sent is unknown; else the refusal, or every device suppressed.
+fn push_outcome(
+    sent: Vec<String>,
+    reached: Vec<String>,
+    maybe: bool,
+    left: Vec<String>,
+    retry_error: Option<SendError>,
+    refused: Option<SendError>,
+) -> Result<Outcome, SendError> {
+    if let Some(error) = retry_error.filter(|_| !left.is_empty()) {
+        if reached.is_empty() && refused.is_none() {
+            return Err(error);
+        }
+        return Ok(Outcome::Partly {
+            reached,
+            left,
+            error: error.to_string(),
+        });
+    }
+    if !sent.is_empty() {
+        return Ok(Outcome::Sent {
+            provider_id: sent.join(","),
+            to: reached,
+        });
+    }
+    match refused {
+        Some(e) if maybe => Err(SendError::Unknown(herald::error::CallError::message(
+            e.to_string(),
+        ))),
+        Some(e) => Err(e),
+        None => Ok(Outcome::Suppressed),
     }
 }
 
@@ -1444,5 +1509,83 @@ mod tests {
             .is_suppressed(&t1, "+15555550100")
             .await
             .unwrap());
+    }
+
+    /// Push whose first device gets it and whose second meets `second`.
+    struct SecondDevice {
+        inner: Arc<RecordingSender>,
+        second: fn() -> SendError,
+    }
+
+    #[async_trait]
+    impl MobileSender for SecondDevice {
+        async fn send_sms(&self, sms: &Sms) -> Result<String, SendError> {
+            self.inner.send_sms(sms).await
+        }
+        async fn send_push(
+            &self,
+            endpoint: &str,
+            title: &str,
+            body: &str,
+        ) -> Result<String, SendError> {
+            if endpoint.ends_with("/two") {
+                return Err((self.second)());
+            }
+            self.inner.send_push(endpoint, title, body).await
+        }
+    }
+
+    fn pushed(w: &World) -> Vec<String> {
+        w.sender
+            .pushes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.0.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_store_fault_mid_push_keeps_the_devices_already_reached() {
+        let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
+        let w = world_with(Contact {
+            push: vec![arn("one"), arn("two")],
+            ..Contact::default()
+        })
+        .await;
+        // "one" is pushed; the suppression read of "two" fails before it is tried.
+        w.directory
+            .fail_suppression_of
+            .lock()
+            .unwrap()
+            .insert(arn("two"));
+        let j = job(Channel::Push, Category::Transactional);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        // A plain duplicate, and the requeued copy: "two" once, "one" never again.
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        run_requeued(&w).await;
+        assert_eq!(pushed(&w), vec![arn("one"), arn("two")]);
+    }
+
+    #[tokio::test]
+    async fn a_device_whose_answer_was_lost_is_never_pushed_again() {
+        let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
+        let mut w = world_with(Contact {
+            push: vec![arn("one"), arn("two")],
+            ..Contact::default()
+        })
+        .await;
+        // "one" goes out but its answer is lost; "two" is throttled.
+        w.sender.lose_answers.store(1, Ordering::Relaxed);
+        w.deliverer.mobile = Arc::new(SecondDevice {
+            inner: w.sender.clone(),
+            second: || SendError::Throttled(herald::error::CallError::message("Throttled")),
+        });
+        let j = job(Channel::Push, Category::Transactional);
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        w.deliverer.mobile = w.sender.clone();
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        run_requeued(&w).await;
+        assert_eq!(pushed(&w), vec![arn("one"), arn("two")], "each device once");
     }
 }

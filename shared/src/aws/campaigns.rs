@@ -469,7 +469,6 @@ impl CampaignStore for DynamoCampaigns {
         let prefix = format!("H#{at}#");
         let mut groups = Vec::new();
         let mut start = after.map(str::to_owned);
-        // Released groups are skipped; a page of the query may hold only those.
         while groups.len() < limit {
             let mut query = self
                 .client
@@ -488,7 +487,7 @@ impl CampaignStore for DynamoCampaigns {
             let out = query.send().await.map_err(store_error)?;
             for item in out.items() {
                 start = text(item, "sk");
-                if item.contains_key("released") || groups.len() >= limit {
+                if groups.len() >= limit {
                     continue;
                 }
                 let recipients = text(item, "users")
@@ -503,6 +502,7 @@ impl CampaignStore for DynamoCampaigns {
                     key: text(item, "sk").unwrap_or_default(),
                     page: number(item, "page") as u32,
                     recipients,
+                    released: item.contains_key("released"),
                 });
             }
             if out.last_evaluated_key.is_none_or(|k| k.is_empty()) {
@@ -682,6 +682,7 @@ impl DynamoCampaigns {
         page: u32,
         mut marks: Vec<(&'static str, u32, String)>,
     ) -> Result<(), StoreError> {
+        let mut contended = 0u32;
         for _ in 0..8 {
             if marks.is_empty() {
                 return Ok(());
@@ -754,6 +755,12 @@ impl DynamoCampaigns {
                             .and_then(|v| v.as_ss().ok())
                             .is_some_and(|members| members.contains(&slot.to_string()))
                     });
+                }
+                Err(e) if super::directory::cancelled_by_contention(&e) => {
+                    // Another mark of the same page or shard was in flight: back off, retry.
+                    contended += 1;
+                    let wait = rand::random_range(10..=(20u64 << contended.min(5)));
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 }
                 Err(e) => return Err(store_error(e)),
             }

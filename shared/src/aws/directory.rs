@@ -102,6 +102,38 @@ pub(super) fn condition_failed<R>(
     }
 }
 
+/// A transaction cancelled by contention, not by its conditions: another transaction on one
+/// of its items (`TransactionConflict`) or throttling. Worth retrying as it is.
+pub(super) fn cancelled_by_contention<R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match e.as_service_error() {
+        Some(E::TransactionCanceledException(c)) => {
+            let codes: Vec<&str> = c
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|r| r.code())
+                .collect();
+            !codes.contains(&"ConditionalCheckFailed")
+                && codes.iter().any(|code| {
+                    matches!(
+                        *code,
+                        "TransactionConflict"
+                            | "ThrottlingError"
+                            | "ProvisionedThroughputExceeded"
+                            | "RequestLimitExceeded"
+                    )
+                })
+        }
+        Some(E::TransactionInProgressException(_)) => true,
+        _ => false,
+    }
+}
+
 fn delivery_key(tenant: &TenantId, record: &DeliveryRecord) -> (String, String) {
     record_key(
         tenant,
@@ -477,5 +509,37 @@ mod tests {
             ("T#t1#N#01JCAMPAIGN".to_owned(), "U#u1#C#email".to_owned()),
             "other notifications keep the layout their records were written in"
         );
+    }
+
+    #[test]
+    fn a_transaction_conflict_is_contention_and_a_failed_condition_is_not() {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+        use aws_sdk_dynamodb::types::CancellationReason;
+        use aws_smithy_runtime_api::client::result::SdkError;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        let cancelled = |codes: &[&str]| {
+            let mut e = TransactionCanceledException::builder();
+            for code in codes {
+                e = e.cancellation_reasons(CancellationReason::builder().code(*code).build());
+            }
+            SdkError::service_error(
+                TransactWriteItemsError::TransactionCanceledException(e.build()),
+                Response::new(StatusCode::try_from(400).unwrap(), SdkBody::empty()),
+            )
+        };
+        assert!(cancelled_by_contention(&cancelled(&[
+            "None",
+            "TransactionConflict"
+        ])));
+        assert!(!cancelled_by_contention(&cancelled(&[
+            "ConditionalCheckFailed",
+            "None"
+        ])));
+        assert!(!cancelled_by_contention(&cancelled(&[
+            "ConditionalCheckFailed",
+            "TransactionConflict"
+        ])));
     }
 }

@@ -63,6 +63,10 @@ pub struct CampaignArgs {
 }
 
 pub fn run(args: &CampaignArgs) -> Result<()> {
+    // The handlers log every delivery: at a million, only errors are worth the terminal.
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "error");
+    }
     herald::telemetry::init_tracing();
     let runtime = tokio::runtime::Runtime::new()?;
     let faults = if args.recipients > 0 {
