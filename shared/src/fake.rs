@@ -185,6 +185,21 @@ impl InMemoryInbox {
 
 #[async_trait]
 impl CounterStore for InMemoryInbox {
+    async fn applied(&self, messages: &[Notification]) -> Result<Vec<bool>, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let state = self.lock();
+        Ok(messages
+            .iter()
+            .map(|m| {
+                let user = UserKey {
+                    tenant: m.tenant.clone(),
+                    user: m.user_id.clone(),
+                };
+                state.messages.contains_key(&(user, m.id.clone()))
+            })
+            .collect())
+    }
+
     async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
         let lose_ack = match self.enter().await {
             Ok(lose_ack) => lose_ack,
@@ -846,6 +861,10 @@ pub struct Hooked<H> {
 
 #[async_trait]
 impl<H: StoreHooks> CounterStore for Hooked<H> {
+    async fn applied(&self, messages: &[Notification]) -> Result<Vec<bool>, StoreError> {
+        self.inner.applied(messages).await
+    }
+
     async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
         self.hooks.before_commit(writes).await?;
         self.inner.commit(writes).await?;

@@ -39,6 +39,9 @@ pub trait CounterStore: Send + Sync {
     async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError>;
     /// TOTAL and every room, strongly consistent.
     async fn read_counters(&self, user: &UserKey) -> Result<Counters, StoreError>;
+    /// Whether each notification was committed already (its message item exists), in order:
+    /// a redelivered campaign notification of a cancelled campaign may have been.
+    async fn applied(&self, messages: &[Notification]) -> Result<Vec<bool>, StoreError>;
     /// Sets each room to 0 if its version is still the one seen, and subtracts the sum from
     /// TOTAL, in one transaction.
     async fn zero_rooms(

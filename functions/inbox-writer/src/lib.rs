@@ -224,6 +224,10 @@ impl<'a> CountingStore<'a> {
 
 #[async_trait]
 impl CounterStore for CountingStore<'_> {
+    async fn applied(&self, messages: &[Notification]) -> Result<Vec<bool>, StoreError> {
+        self.inner.applied(messages).await
+    }
+
     async fn commit(&self, writes: &[UserWrites]) -> Result<(), CommitError> {
         let result = self.inner.commit(writes).await;
         match &result {
@@ -286,31 +290,48 @@ impl InboxWriter {
             return parsed;
         };
         let mut kept = Vec::with_capacity(parsed.len());
+        let mut cancelled = Vec::new();
         for (index, n) in parsed {
             let Some(at) = &n.campaign else {
                 kept.push((index, n));
                 continue;
             };
-            let skipped = match gate.cancelled(&n.tenant, &at.id).await {
-                Ok(false) => {
-                    kept.push((index, n));
-                    continue;
+            match gate.cancelled(&n.tenant, &at.id).await {
+                Ok(false) => kept.push((index, n)),
+                Ok(true) => cancelled.push((index, n)),
+                Err(e) => {
+                    dispositions[index] = Some(Disposition::Retry(format!("campaign status: {e}")))
                 }
-                Ok(true) => gate
-                    .mark(
-                        &n.tenant,
-                        &[(
-                            at.clone(),
-                            ProgressMark::Dropped(herald::domain::delivery::SkipReason::Cancelled),
-                        )],
-                    )
-                    .await
-                    .map(|()| Disposition::Done),
-                Err(e) => Err(e),
+            }
+        }
+        if cancelled.is_empty() {
+            return kept;
+        }
+        // A redelivered copy may have been committed before (its mark lost with its
+        // invocation): that one counts as committed, the others as skipped.
+        let notifications: Vec<Notification> = cancelled.iter().map(|(_, n)| n.clone()).collect();
+        let applied = match self.store.applied(&notifications).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                for (index, _) in &cancelled {
+                    dispositions[*index] = Some(Disposition::Retry(format!("inbox read: {e}")));
+                }
+                return kept;
+            }
+        };
+        for ((index, n), applied) in cancelled.into_iter().zip(applied) {
+            let Some(at) = n.campaign.clone() else {
+                continue;
             };
-            dispositions[index] = Some(
-                skipped.unwrap_or_else(|e| Disposition::Retry(format!("campaign status: {e}"))),
-            );
+            let mark = if applied {
+                ProgressMark::Committed
+            } else {
+                ProgressMark::Dropped(herald::domain::delivery::SkipReason::Cancelled)
+            };
+            dispositions[index] = Some(match gate.mark(&n.tenant, &[(at, mark)]).await {
+                Ok(()) => Disposition::Done,
+                Err(e) => Disposition::Retry(format!("campaign progress: {e}")),
+            });
         }
         kept
     }
@@ -688,5 +709,90 @@ mod tests {
             .collect();
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         assert_eq!(jobs[0].user_id.as_str(), "u2", "inbox off, email on");
+    }
+
+    /// A committed campaign notification whose mark was lost with its invocation, redelivered
+    /// after its campaign was cancelled, counts as committed, not as skipped.
+    #[tokio::test]
+    async fn a_redelivery_after_a_cancel_counts_what_was_committed() {
+        use herald::domain::campaign::{AudienceSpec, Campaign, CampaignRequest, CampaignStatus};
+        use herald::fake::InMemoryCampaigns;
+        use herald::ports::CampaignStore;
+        let campaigns = Arc::new(InMemoryCampaigns::default());
+        let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let request = CampaignRequest::parse(
+            &json!({"name": "n", "title": "T", "body": "B", "channels": ["inbox"],
+                "audience": {"users": ["u1", "u2"]}, "send_at": "now"}),
+            now,
+        )
+        .unwrap();
+        let t1 = TenantId::parse("t1", "t").unwrap();
+        let mut campaign = Campaign::new(
+            t1.clone(),
+            herald::domain::ids::CampaignId::generate(),
+            &request,
+            AudienceSpec::Inline {
+                users: 2,
+                chunks: 1,
+            },
+            now,
+        );
+        campaign.status = CampaignStatus::Running;
+        campaigns
+            .create_campaign(&campaign, &[], None)
+            .await
+            .unwrap();
+        let message = |user: &str, slot: u32| {
+            let n = campaign.notification_for(
+                UserId::parse(user, "u").unwrap(),
+                0,
+                slot,
+                "2026-03-01T12:00:00Z",
+            );
+            QueueMessage {
+                message_id: format!("m-{user}"),
+                receipt_handle: "h".into(),
+                body: serde_json::to_string(&n).unwrap(),
+                receive_count: 1,
+                trace_header: None,
+            }
+        };
+        let store = Arc::new(InMemoryInbox::default());
+        // u1's notification is committed, but its invocation dies before the mark.
+        store
+            .commit(&[UserWrites {
+                user: key("u1"),
+                messages: vec![serde_json::from_str(&message("u1", 0).body).unwrap()],
+            }])
+            .await
+            .unwrap();
+        campaigns
+            .transition(
+                &t1,
+                &campaign.id,
+                &[CampaignStatus::Running],
+                CampaignStatus::Cancelled,
+                "x",
+                None,
+            )
+            .await
+            .unwrap();
+        let (mut w, _, _) = writer(Faults::default());
+        w.store = store.clone();
+        w.campaigns = Some(Arc::new(CampaignGate::new(campaigns.clone())));
+        let out = w.handle(&[message("u1", 0), message("u2", 1)]).await;
+        assert_eq!(out, vec![Disposition::Done; 2]);
+        let stored = campaigns
+            .campaign(&t1, &campaign.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let progress = campaigns.progress(&stored).await.unwrap();
+        assert_eq!(progress.committed, 1, "u1 is in the inbox: {progress:?}");
+        assert_eq!(
+            progress.skipped_by.get("cancelled"),
+            Some(&1),
+            "u2 never was"
+        );
     }
 }
