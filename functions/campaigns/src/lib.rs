@@ -12,7 +12,6 @@ use std::sync::Arc;
 mod failure;
 
 use async_trait::async_trait;
-use futures_util::{stream, StreamExt};
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::campaign::{
@@ -503,31 +502,20 @@ impl CampaignRunner {
                 })
                 .collect());
         }
-        let zones: Vec<Result<Option<String>, StoreError>> = stream::iter(users.clone())
-            .map(|user| {
-                let (directory, tenant) = (self.directory.clone(), campaign.tenant.clone());
-                async move {
-                    Ok(directory
-                        .contact(&tenant, &user)
-                        .await?
-                        .and_then(|c| c.timezone))
-                }
-            })
-            .buffered(16)
-            .collect()
-            .await;
-        users
+        // The page's contacts in BatchGetItems of 100, not a read per user.
+        let mut contacts = self.directory.contacts(&campaign.tenant, &users).await?;
+        Ok(users
             .into_iter()
-            .zip(zones)
             .enumerate()
-            .map(|(slot, (user, zone))| {
-                Ok(Recipient {
+            .map(|(slot, user)| {
+                let timezone = contacts.remove(&user).and_then(|c| c.timezone);
+                Recipient {
                     user,
                     slot: slot as u32,
-                    timezone: zone?,
-                })
+                    timezone,
+                }
             })
-            .collect()
+            .collect())
     }
 }
 
