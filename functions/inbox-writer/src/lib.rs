@@ -319,20 +319,29 @@ impl InboxWriter {
                 return kept;
             }
         };
+        let (mut committed, mut dropped) = (Vec::new(), Vec::new());
         for ((index, n), applied) in cancelled.into_iter().zip(applied) {
             let Some(at) = n.campaign.clone() else {
                 continue;
             };
-            let mark = if applied {
-                ProgressMark::Committed
+            if applied {
+                committed.push((index, n.tenant, at));
             } else {
-                ProgressMark::Dropped(herald::domain::delivery::SkipReason::Cancelled)
-            };
-            dispositions[index] = Some(match gate.mark(&n.tenant, &[(at, mark)]).await {
-                Ok(()) => Disposition::Done,
-                Err(e) => Disposition::Retry(format!("campaign progress: {e}")),
-            });
+                dropped.push((index, n.tenant, at));
+            }
         }
+        for (index, _, _) in committed.iter().chain(&dropped) {
+            dispositions[*index] = Some(Disposition::Done);
+        }
+        // One mark call per tenant and kind, as for commits.
+        self.mark_campaigns(committed, ProgressMark::Committed, dispositions)
+            .await;
+        self.mark_campaigns(
+            dropped,
+            ProgressMark::Dropped(herald::domain::delivery::SkipReason::Cancelled),
+            dispositions,
+        )
+        .await;
         kept
     }
 
