@@ -432,6 +432,20 @@ async fn cancel_stops_a_running_campaign_and_skips_what_is_still_queued() {
         cancelled["progress"]["committed"].as_u64().unwrap() > 0,
         "{cancelled}"
     );
+    // The answer says what was still pending; the campaign names its notification.
+    let p = &cancelled["progress"];
+    let settled_then = p["committed"].as_u64().unwrap() + p["skipped"].as_u64().unwrap();
+    assert_eq!(
+        cancelled["cancelled"]["pending"].as_u64(),
+        Some(p["enqueued"].as_u64().unwrap() - settled_then),
+        "{cancelled}"
+    );
+    assert_eq!(cancelled["cancelled"]["held"], 0, "{cancelled}");
+    assert_eq!(
+        cancelled["notification_id"].as_str().map(str::len),
+        Some(26),
+        "a ULID: {cancelled}"
+    );
 
     // Everything enqueued settles: committed before the cancel took effect, skipped after.
     let settled = eventually(Duration::from_secs(120), "the queue to drain", || {
@@ -447,6 +461,10 @@ async fn cancel_stops_a_running_campaign_and_skips_what_is_still_queued() {
     .unwrap();
     let committed = settled["progress"]["committed"].as_u64().unwrap();
     assert!(committed < 600, "the fan-out stopped: {settled}");
+    assert_eq!(
+        settled["progress"]["skipped_by"]["cancelled"], settled["progress"]["skipped"],
+        "skips are told by reason: {settled}"
+    );
     assert_eq!(settled["status"], "cancelled");
     let mut reached = 0;
     for user in &audience {

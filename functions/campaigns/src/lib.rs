@@ -643,4 +643,83 @@ mod tests {
         let progress = campaigns.progress(&stored).await.unwrap();
         assert_eq!((progress.enqueued, progress.held), (4, 0));
     }
+
+    /// A second `Start` of a running campaign (a duplicate, or the schedule firing twice)
+    /// queues no second page 0; a redelivery of the first queues it again (it may have died
+    /// before), and its duplicate is stopped at page 0's next step.
+    #[tokio::test]
+    async fn a_second_start_starts_no_second_chain() {
+        let campaigns = Arc::new(InMemoryCampaigns::default());
+        let work = Arc::new(RecordingQueue::default());
+        let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let runner = CampaignRunner {
+            campaigns: campaigns.clone(),
+            directory: Arc::new(InMemoryDirectory::default()),
+            audiences: Arc::new(InMemoryAudiences::default()),
+            scheduler: Arc::new(RecordingScheduler::default()),
+            work: work.clone(),
+            notifications: Arc::new(RecordingQueue::default()),
+            clock: Arc::new(FixedClock(now)),
+        };
+        let request = CampaignRequest::parse(
+            &json!({"name": "n", "title": "T", "body": "B", "channels": ["inbox"],
+                "audience": {"users": ["a"]}, "send_at": "now"}),
+            now,
+        )
+        .unwrap();
+        let tenant = TenantId::parse("acme", "tenant").unwrap();
+        let campaign = Campaign::new(
+            tenant.clone(),
+            CampaignId::generate(),
+            &request,
+            AudienceSpec::Inline {
+                users: 1,
+                chunks: 1,
+            },
+            now,
+        );
+        campaigns
+            .create_campaign(&campaign, &[], None)
+            .await
+            .unwrap();
+        let start = CampaignWork::Start {
+            tenant,
+            campaign: campaign.id.clone(),
+        };
+        runner.run(&start, step("s1")).await.unwrap();
+        runner.run(&start, step("s2")).await.unwrap();
+        assert_eq!(work.bodies().len(), 1, "one page 0");
+        runner.run(&start, step("s1")).await.unwrap();
+        assert_eq!(
+            work.bodies().len(),
+            2,
+            "the first start, redelivered, queues it again"
+        );
+    }
+
+    /// A release at a rate spreads its group one `1/rate` apart and waits the group's
+    /// duration before the next part.
+    #[test]
+    fn a_paced_release_spreads_its_group() {
+        let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let request = CampaignRequest::parse(
+            &json!({"name": "n", "title": "T", "body": "B", "channels": ["inbox"],
+                "audience": {"users": ["a"]}, "send_at": "now", "rate_per_second": 2}),
+            now,
+        )
+        .unwrap();
+        let campaign = Campaign::new(
+            TenantId::parse("acme", "tenant").unwrap(),
+            CampaignId::generate(),
+            &request,
+            AudienceSpec::Inline {
+                users: 1,
+                chunks: 1,
+            },
+            now,
+        );
+        let delays: Vec<u32> = (0..6).map(|i| paced_delay(&campaign, i)).collect();
+        assert_eq!(delays, vec![0, 0, 1, 1, 2, 2]);
+        assert_eq!(next_page_delay(&campaign, 6), 3);
+    }
 }
