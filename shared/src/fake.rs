@@ -688,7 +688,7 @@ impl Directory for InMemoryDirectory {
             Some(held) if held.state == DeliveryState::Sending => Claim::Held {
                 since: held.updated_at.clone(),
             },
-            Some(held) => Claim::Settled(held.state),
+            Some(held) => Claim::Settled(held.state, held.skip),
         };
         if matches!(outcome, Claim::Claimed { .. }) {
             match at {

@@ -232,6 +232,9 @@ pub struct DeliveryRecord {
     /// Push: the devices that already have it, so that any later copy skips them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sent_to: Vec<String>,
+    /// Skipped: why (campaign progress counts skips by reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<crate::domain::delivery::SkipReason>,
     /// Keyed per user (campaign jobs): a campaign's one notification id would otherwise put
     /// every recipient's record in one partition, the first to throttle in a burst.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -282,8 +285,8 @@ pub enum Claim {
     Claimed {
         previous: Option<Box<DeliveryRecord>>,
     },
-    /// Already sent or skipped: nothing to do.
-    Settled(DeliveryState),
+    /// Already sent, skipped (with its reason) or unknown: nothing to do.
+    Settled(DeliveryState, Option<crate::domain::delivery::SkipReason>),
     /// Another copy holds it since this time (RFC 3339) and has not recorded an outcome.
     Held { since: String },
 }

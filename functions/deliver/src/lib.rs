@@ -204,10 +204,10 @@ impl Deliverer {
         let claim = self.claim_token();
         let previous = match self.claim(job, &claim).await {
             Ok(Claim::Claimed { previous }) => previous,
-            Ok(Claim::Settled(state)) => {
+            Ok(Claim::Settled(state, skip)) => {
                 tracing::info!(state = state.as_str(), "already settled by another copy");
                 // The copy that settled it may have died before marking the campaign.
-                return match campaign_mark(state, job.channel, None) {
+                return match campaign_mark(state, job.channel, skip) {
                     Some(mark) => self.mark_campaign(job, mark, Disposition::Done).await,
                     None => Disposition::Done,
                 };
@@ -397,6 +397,7 @@ impl Deliverer {
         sent_to: Vec<String>,
     ) -> DeliveryRecord {
         DeliveryRecord {
+            skip: None,
             notification_id: job.notification_id.clone(),
             user_id: job.user_id.clone(),
             channel: job.channel,
@@ -656,7 +657,20 @@ impl Deliverer {
         state: DeliveryState,
         detail: Option<String>,
     ) -> Settled {
-        let record = self.record_of(job, &held.claim, state, detail, held.sent_to.clone());
+        self.settle_with(job, held, state, detail, None).await
+    }
+
+    /// `settle`, keeping a skip's reason on the record (a later copy marks the same one).
+    async fn settle_with(
+        &self,
+        job: &DeliveryJob,
+        held: &Held,
+        state: DeliveryState,
+        detail: Option<String>,
+        skip: Option<SkipReason>,
+    ) -> Settled {
+        let mut record = self.record_of(job, &held.claim, state, detail, held.sent_to.clone());
+        record.skip = skip.filter(|_| state == DeliveryState::Skipped);
         let mut metrics = vec![Metric::count(state_metric(state), 1)];
         if state == DeliveryState::Sent {
             let latency = herald::telemetry::ms_since(&job.created_at);
@@ -705,7 +719,7 @@ impl Deliverer {
         detail: Option<String>,
         skip: Option<SkipReason>,
     ) -> Disposition {
-        match self.settle(job, held, state, detail).await {
+        match self.settle_with(job, held, state, detail, skip).await {
             Settled::Written => {}
             // Another copy holds it now: it settles and marks.
             Settled::TakenOver => return Disposition::Done,
@@ -743,8 +757,8 @@ impl Deliverer {
 }
 
 /// The progress a settled delivery leaves on its campaign; a skip found already settled
-/// by another copy counts as that copy's reason would (its own mark, if it made one, is the
-/// same slot and counts once).
+/// by another copy counts with the reason its record keeps (the other copy's own mark, if it
+/// made one, is the same slot and counts once).
 fn campaign_mark(
     state: DeliveryState,
     channel: Channel,
@@ -1454,6 +1468,7 @@ mod tests {
             updated_at: format!("{:.3}", noon() - jiff::SignedDuration::from_mins(2)),
             claim: Some("dead-copy".into()),
             sent_to: Vec::new(),
+            skip: None,
             per_user: false,
         });
         assert!(matches!(
@@ -1587,5 +1602,65 @@ mod tests {
         assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
         run_requeued(&w).await;
         assert_eq!(pushed(&w), vec![arn("one"), arn("two")], "each device once");
+    }
+
+    /// A copy that finds the job skipped by another (which died before marking its
+    /// campaign) marks it with the reason the record keeps.
+    #[tokio::test]
+    async fn a_skip_found_settled_is_marked_with_its_own_reason() {
+        use herald::domain::campaign::{AudienceSpec, Campaign, CampaignRef, CampaignRequest};
+        use herald::fake::InMemoryCampaigns;
+        use herald::ports::CampaignStore;
+        let campaigns = Arc::new(InMemoryCampaigns::default());
+        let request = CampaignRequest::parse(
+            &serde_json::json!({"name": "n", "title": "T", "body": "B", "channels": ["email"],
+                "audience": {"users": ["u1"]}, "send_at": "now"}),
+            noon(),
+        )
+        .unwrap();
+        let mut campaign = Campaign::new(
+            TenantId::parse("t1", "t").unwrap(),
+            herald::domain::ids::CampaignId::generate(),
+            &request,
+            AudienceSpec::Inline {
+                users: 1,
+                chunks: 1,
+            },
+            noon(),
+        );
+        campaign.status = herald::domain::campaign::CampaignStatus::Running;
+        campaigns
+            .create_campaign(&campaign, &[], None)
+            .await
+            .unwrap();
+        let mut w = world();
+        w.deliverer.campaigns = Some(Arc::new(CampaignGate::new(campaigns.clone())));
+        let j = DeliveryJob {
+            campaign: Some(CampaignRef {
+                id: campaign.id.clone(),
+                page: 0,
+                slot: 0,
+            }),
+            ..job(Channel::Email, Category::Marketing)
+        };
+        w.directory.records.lock().unwrap().push(DeliveryRecord {
+            notification_id: j.notification_id.clone(),
+            user_id: j.user_id.clone(),
+            channel: j.channel,
+            state: DeliveryState::Skipped,
+            detail: Some("user opted out of marketing on email".into()),
+            updated_at: format!("{:.3}", noon()),
+            claim: Some("first-copy".into()),
+            sent_to: Vec::new(),
+            skip: Some(SkipReason::OptedOut),
+            per_user: false,
+        });
+        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
+        let progress = campaigns.progress(&campaign).await.unwrap();
+        assert_eq!(
+            progress.skipped_by.get("opted_out"),
+            Some(&1),
+            "{progress:?}"
+        );
     }
 }

@@ -447,7 +447,7 @@ impl Directory for DynamoDirectory {
                     DeliveryState::Sending => Claim::Held {
                         since: held.updated_at,
                     },
-                    state => Claim::Settled(state),
+                    state => Claim::Settled(state, held.skip),
                 })
             }
             Err(e) => Err(store_error(e)),
