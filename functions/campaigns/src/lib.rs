@@ -540,6 +540,44 @@ mod tests {
         }
     }
 
+    /// A runner over in-memory adapters at `now`.
+    fn runner(
+        campaigns: &Arc<InMemoryCampaigns>,
+        work: &Arc<RecordingQueue>,
+        notifications: &Arc<RecordingQueue>,
+        now: jiff::Timestamp,
+    ) -> CampaignRunner {
+        CampaignRunner {
+            campaigns: campaigns.clone(),
+            directory: Arc::new(InMemoryDirectory::default()),
+            audiences: Arc::new(InMemoryAudiences::default()),
+            scheduler: Arc::new(RecordingScheduler::default()),
+            work: work.clone(),
+            notifications: notifications.clone(),
+            clock: Arc::new(FixedClock(now)),
+        }
+    }
+
+    /// A campaign of tenant acme as a request with `extra` fields makes it (not stored).
+    fn campaign(now: jiff::Timestamp, extra: serde_json::Value) -> Campaign {
+        let mut body = json!({"name": "n", "title": "T", "body": "B", "channels": ["inbox"],
+            "audience": {"users": ["a"]}, "send_at": "now"});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        let request = CampaignRequest::parse(&body, now).unwrap();
+        Campaign::new(
+            TenantId::parse("acme", "tenant").unwrap(),
+            CampaignId::generate(),
+            &request,
+            AudienceSpec::Inline {
+                users: 1,
+                chunks: 1,
+            },
+            now,
+        )
+    }
+
     /// A duplicate release message (the schedule firing twice) starts no second chain, and a
     /// redelivered one does not jump ahead: each group goes once, in order, one at a time.
     #[tokio::test]
@@ -550,32 +588,9 @@ mod tests {
             Arc::new(RecordingQueue::default()),
         );
         let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
-        let runner = CampaignRunner {
-            campaigns: campaigns.clone(),
-            directory: Arc::new(InMemoryDirectory::default()),
-            audiences: Arc::new(InMemoryAudiences::default()),
-            scheduler: Arc::new(RecordingScheduler::default()),
-            work: work.clone(),
-            notifications: notifications.clone(),
-            clock: Arc::new(FixedClock(now)),
-        };
-        let request = CampaignRequest::parse(
-            &json!({"name": "n", "title": "T", "body": "B", "channels": ["inbox"],
-                "audience": {"users": ["a"]}, "send_at": "now"}),
-            now,
-        )
-        .unwrap();
-        let tenant = TenantId::parse("acme", "tenant").unwrap();
-        let mut campaign = Campaign::new(
-            tenant.clone(),
-            CampaignId::generate(),
-            &request,
-            AudienceSpec::Inline {
-                users: 4,
-                chunks: 1,
-            },
-            now,
-        );
+        let runner = runner(&campaigns, &work, &notifications, now);
+        let mut campaign = campaign(now, json!({}));
+        let tenant = campaign.tenant.clone();
         campaign.status = CampaignStatus::Running;
         campaigns
             .create_campaign(&campaign, &[], None)
@@ -652,32 +667,9 @@ mod tests {
         let campaigns = Arc::new(InMemoryCampaigns::default());
         let work = Arc::new(RecordingQueue::default());
         let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
-        let runner = CampaignRunner {
-            campaigns: campaigns.clone(),
-            directory: Arc::new(InMemoryDirectory::default()),
-            audiences: Arc::new(InMemoryAudiences::default()),
-            scheduler: Arc::new(RecordingScheduler::default()),
-            work: work.clone(),
-            notifications: Arc::new(RecordingQueue::default()),
-            clock: Arc::new(FixedClock(now)),
-        };
-        let request = CampaignRequest::parse(
-            &json!({"name": "n", "title": "T", "body": "B", "channels": ["inbox"],
-                "audience": {"users": ["a"]}, "send_at": "now"}),
-            now,
-        )
-        .unwrap();
-        let tenant = TenantId::parse("acme", "tenant").unwrap();
-        let campaign = Campaign::new(
-            tenant.clone(),
-            CampaignId::generate(),
-            &request,
-            AudienceSpec::Inline {
-                users: 1,
-                chunks: 1,
-            },
-            now,
-        );
+        let runner = runner(&campaigns, &work, &Arc::new(RecordingQueue::default()), now);
+        let campaign = campaign(now, json!({}));
+        let tenant = campaign.tenant.clone();
         campaigns
             .create_campaign(&campaign, &[], None)
             .await
@@ -702,22 +694,7 @@ mod tests {
     #[test]
     fn a_paced_release_spreads_its_group() {
         let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
-        let request = CampaignRequest::parse(
-            &json!({"name": "n", "title": "T", "body": "B", "channels": ["inbox"],
-                "audience": {"users": ["a"]}, "send_at": "now", "rate_per_second": 2}),
-            now,
-        )
-        .unwrap();
-        let campaign = Campaign::new(
-            TenantId::parse("acme", "tenant").unwrap(),
-            CampaignId::generate(),
-            &request,
-            AudienceSpec::Inline {
-                users: 1,
-                chunks: 1,
-            },
-            now,
-        );
+        let campaign = campaign(now, json!({"rate_per_second": 2}));
         let delays: Vec<u32> = (0..6).map(|i| paced_delay(&campaign, i)).collect();
         assert_eq!(delays, vec![0, 0, 1, 1, 2, 2]);
         assert_eq!(next_page_delay(&campaign, 6), 3);

@@ -204,31 +204,62 @@ async fn under_faults(recipients: usize) -> Result<Value> {
     }))
 }
 
+/// A stack on an emulator of its own, the local runner's app and its workers.
+struct EmulatorApp {
+    _emulator: testkit::emulator::Emulator,
+    app: Arc<testkit::runner::LocalApp>,
+    bucket: String,
+    s3: aws_sdk_s3::Client,
+    shutdown: tokio_util::sync::CancellationToken,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl EmulatorApp {
+    async fn start(name: &str) -> Result<Self> {
+        use testkit::emulator::{free_port, Emulator};
+        let root = testkit::workspace_root();
+        let venv = testkit::tools::dev_venv(&root)?;
+        let emulator = Emulator::start(
+            &venv,
+            free_port()?,
+            &root.join(format!(".herald/moto-{name}.log")),
+        )?;
+        let stack = testkit::stack::Stack::provision(
+            &emulator.endpoint,
+            name,
+            testkit::template::Template::project()?,
+            &[],
+        )
+        .await?;
+        let app = Arc::new(testkit::runner::LocalApp::new(&stack)?);
+        let bucket = stack.resource("AudienceBucket")?.reference.clone();
+        let s3 = herald::aws::s3::client(&stack.sdk);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let workers = app.spawn_workers(1, 1, &shutdown);
+        Ok(Self {
+            _emulator: emulator,
+            app,
+            bucket,
+            s3,
+            shutdown,
+            workers,
+        })
+    }
+}
+
 /// One campaign from an S3 file on the emulator, cancelled once half its users have it:
 /// what `DELETE` answers, and that nothing more is committed once the cancel took effect.
 async fn cancel_on_emulator(users: usize) -> Result<Value> {
-    use testkit::emulator::{free_port, Emulator};
     use testkit::harness::call;
-    let root = testkit::workspace_root();
-    let venv = testkit::tools::dev_venv(&root)?;
-    let emulator = Emulator::start(
-        &venv,
-        free_port()?,
-        &root.join(".herald/moto-bench-cancel.log"),
-    )?;
-    let stack = testkit::stack::Stack::provision(
-        &emulator.endpoint,
-        "bench-cancel",
-        testkit::template::Template::project()?,
-        &[],
-    )
-    .await?;
-    let app = Arc::new(testkit::runner::LocalApp::new(&stack)?);
+    let EmulatorApp {
+        _emulator,
+        app,
+        bucket,
+        s3,
+        shutdown,
+        workers,
+    } = EmulatorApp::start("bench-cancel").await?;
     let router = app.router();
-    let bucket = stack.resource("AudienceBucket")?.reference.clone();
-    let s3 = herald::aws::s3::client(&stack.sdk);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let workers = app.spawn_workers(1, 1, &shutdown);
     let tenant = "acme";
     let token = app.service_token(tenant);
     let key = format!("{tenant}/cancel.csv");
@@ -517,28 +548,16 @@ async fn simulate(users: usize) -> Result<Value> {
 /// The same three campaigns end to end on the emulator: audiences uploaded to its S3,
 /// `POST /v1/campaigns`, the local runner's workers, until every campaign is done.
 async fn against_emulator(users: usize) -> Result<Value> {
-    use testkit::emulator::{free_port, Emulator};
     use testkit::harness::call;
-    let root = testkit::workspace_root();
-    let venv = testkit::tools::dev_venv(&root)?;
-    let emulator = Emulator::start(
-        &venv,
-        free_port()?,
-        &root.join(".herald/moto-bench-campaign.log"),
-    )?;
-    let stack = testkit::stack::Stack::provision(
-        &emulator.endpoint,
-        "bench-campaign",
-        testkit::template::Template::project()?,
-        &[],
-    )
-    .await?;
-    let app = Arc::new(testkit::runner::LocalApp::new(&stack)?);
+    let EmulatorApp {
+        _emulator,
+        app,
+        bucket,
+        s3,
+        shutdown,
+        workers,
+    } = EmulatorApp::start("bench-campaign").await?;
     let router = app.router();
-    let bucket = stack.resource("AudienceBucket")?.reference.clone();
-    let s3 = herald::aws::s3::client(&stack.sdk);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let workers = app.spawn_workers(1, 1, &shutdown);
     let clock = Instant::now();
     let mut ids = Vec::new();
     for (tenant, count) in shares(users) {
