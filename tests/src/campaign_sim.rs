@@ -655,7 +655,7 @@ pub async fn run(config: &SimConfig) -> Report {
             }
         }
         if rounds.is_multiple_of(check_every) {
-            check(
+            let truth = check(
                 &mut report,
                 &campaigns,
                 &campaign,
@@ -664,7 +664,6 @@ pub async fn run(config: &SimConfig) -> Report {
                 &mut last_committed,
             )
             .await;
-            let truth = inbox.inbox_message_count();
             let due = config
                 .cancel_at
                 .is_some_and(|share| truth as f64 >= share * eligible as f64);
@@ -803,7 +802,7 @@ pub async fn run(config: &SimConfig) -> Report {
     report
 }
 
-/// One progress read, held against the truth.
+/// One progress read, held against the truth: the users with it in their inbox, returned.
 async fn check(
     report: &mut Report,
     campaigns: &InMemoryCampaigns,
@@ -811,21 +810,21 @@ async fn check(
     inbox: &InMemoryInbox,
     provider: &RecordingSender,
     last_committed: &mut u64,
-) {
+) -> usize {
+    let truth = inbox.inbox_message_count();
     let Ok(Some(stored)) = campaigns.campaign(&campaign.tenant, &campaign.id).await else {
         report.violations.push("the campaign is gone".into());
-        return;
+        return truth;
     };
     let Ok(progress) = campaigns.progress(&stored).await else {
         report.violations.push("progress could not be read".into());
-        return;
+        return truth;
     };
     report.progress_reads += 1;
     report
         .progress_items
         .insert(campaigns.progress_items.load(Ordering::Relaxed));
-    let truth = inbox.inbox_message_count() as u64;
-    if progress.committed > truth {
+    if progress.committed > truth as u64 {
         report.violations.push(format!(
             "progress ahead of the inbox: {} committed, {truth} in inboxes",
             progress.committed
@@ -847,6 +846,7 @@ async fn check(
         ));
     }
     report.progress = progress;
+    truth
 }
 
 /// What `DELETE /v1/campaigns/{id}` does: the status first, then its schedules.

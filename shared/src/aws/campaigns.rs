@@ -17,10 +17,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
-use super::item::{n, number, s, text, Item};
+use super::item::{n, number, s, text, written, Item};
 use super::store_error;
 use crate::domain::campaign::{
     Campaign, CampaignRef, CampaignStatus, Counters, Progress, ProgressMark, COUNTER_SHARDS,
@@ -300,16 +300,7 @@ impl CampaignStore for DynamoCampaigns {
         if let Some(detail) = detail {
             update = update.expression_attribute_values(":detail", s(detail));
         }
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        written(update.send().await)
     }
 
     async fn mark_fanned_out(
@@ -466,50 +457,40 @@ impl CampaignStore for DynamoCampaigns {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError> {
-        let prefix = format!("H#{at}#");
-        let mut groups = Vec::new();
-        let mut start = after.map(str::to_owned);
-        while groups.len() < limit {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(campaign_pk(tenant, id)))
-                .expression_attribute_values(":prefix", s(&prefix))
-                .limit(limit as i32);
-            if let Some(after) = &start {
-                query = query
-                    .exclusive_start_key("pk", s(campaign_pk(tenant, id)))
-                    .exclusive_start_key("sk", s(after));
-            }
-            let out = query.send().await.map_err(store_error)?;
-            for item in out.items() {
-                start = text(item, "sk");
-                if groups.len() >= limit {
-                    continue;
-                }
-                let recipients = text(item, "users")
+        // Released groups are listed too, so one query of `limit` items is the answer
+        // (a group is at most one page's users: far below a query page's 1 MB).
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(campaign_pk(tenant, id)))
+            .expression_attribute_values(":prefix", s(format!("H#{at}#")))
+            .limit(limit as i32);
+        if let Some(after) = after {
+            query = query
+                .exclusive_start_key("pk", s(campaign_pk(tenant, id)))
+                .exclusive_start_key("sk", s(after));
+        }
+        let out = query.send().await.map_err(store_error)?;
+        Ok(out
+            .items()
+            .iter()
+            .map(|item| HeldGroup {
+                key: text(item, "sk").unwrap_or_default(),
+                page: number(item, "page") as u32,
+                recipients: text(item, "users")
                     .unwrap_or_default()
                     .lines()
                     .filter_map(|line| {
                         let (slot, user) = line.split_once(' ')?;
                         Some((slot.parse().ok()?, UserId::parse(user, "user_id").ok()?))
                     })
-                    .collect();
-                groups.push(HeldGroup {
-                    key: text(item, "sk").unwrap_or_default(),
-                    page: number(item, "page") as u32,
-                    recipients,
-                    released: item.contains_key("released"),
-                });
-            }
-            if out.last_evaluated_key.is_none_or(|k| k.is_empty()) {
-                break;
-            }
-        }
-        Ok(groups)
+                    .collect(),
+                released: item.contains_key("released"),
+            })
+            .collect())
     }
 
     async fn claim_step(
@@ -531,16 +512,7 @@ impl CampaignStore for DynamoCampaigns {
             .expression_attribute_values(":by", s(token))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        written(put)
     }
 
     async fn release_group(
@@ -615,52 +587,18 @@ impl CampaignStore for DynamoCampaigns {
         for name in ["enqueued", "audience", "held", "invalid"] {
             counters.insert(name.to_owned(), number(&item, name));
         }
-        let keys: Vec<Item> = (0..COUNTER_SHARDS)
-            .map(|shard| {
-                HashMap::from([
-                    (
-                        "pk".to_owned(),
-                        s(shard_pk(&campaign.tenant, &campaign.id, shard)),
-                    ),
-                    ("sk".to_owned(), s("COUNTS")),
-                ])
-            })
-            .collect();
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(fatal)?,
-        );
-        let mut rounds = 0;
-        while let Some(keys) = pending.take() {
-            rounds += 1;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, keys)
-                .send()
-                .await
-                .map_err(store_error)?;
-            for shard in out
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default()
-            {
-                for (name, value) in &shard {
-                    if let Ok(v) = value.as_n() {
-                        *counters.entry(name.clone()).or_default() +=
-                            v.parse::<i64>().map_or(0, |v| v.max(0) as u64);
-                    }
+        let shards = (0..COUNTER_SHARDS).map(|shard| {
+            (
+                shard_pk(&campaign.tenant, &campaign.id, shard),
+                "COUNTS".to_owned(),
+            )
+        });
+        for shard in super::item::batch_get(&self.client, &self.table, shards, None, 5).await? {
+            for (name, value) in &shard {
+                if let Ok(v) = value.as_n() {
+                    *counters.entry(name.clone()).or_default() +=
+                        v.parse::<i64>().map_or(0, |v| v.max(0) as u64);
                 }
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .filter(|k| !k.keys().is_empty());
-            if pending.is_some() && rounds >= 5 {
-                return Err(StoreError::Transient("progress read unprocessed".into()));
             }
         }
         Ok(Progress::from_counters(

@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::item::s;
+use super::item::{s, written};
 use super::store_error;
 use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
@@ -54,35 +54,13 @@ impl DynamoDirectory {
         Ok(out.item)
     }
 
-    /// Strongly consistent reads of a few `(pk, sk)` keys in one BatchGetItem; keys
-    /// DynamoDB did not get to (throttling) make it a transient error, never a silent miss.
+    /// Strongly consistent reads of `(pk, sk)` keys; keys DynamoDB did not get to
+    /// (throttling) make it a transient error, never a silent miss.
     async fn batch_get(
         &self,
         keys: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-        let keys = keys
-            .into_iter()
-            .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(&sk))]))
-            .collect();
-        let keys = KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
-        let out = self
-            .client
-            .batch_get_item()
-            .request_items(&self.table, keys)
-            .send()
-            .await
-            .map_err(store_error)?;
-        if out.unprocessed_keys().is_some_and(|u| !u.is_empty()) {
-            return Err(StoreError::Transient("batch read unprocessed".into()));
-        }
-        Ok(out
-            .responses
-            .and_then(|mut r| r.remove(&self.table))
-            .unwrap_or_default())
+        super::item::batch_get(&self.client, &self.table, keys, None, 1).await
     }
 }
 
@@ -220,21 +198,18 @@ impl Directory for DynamoDirectory {
         let mut unique: Vec<&UserId> = users.iter().collect();
         unique.sort();
         unique.dedup();
+        let keys = unique
+            .iter()
+            .map(|u| (format!("T#{tenant}#U#{u}"), "CONTACT".to_owned()));
         let mut out = HashMap::new();
-        // BatchGetItem takes 100 keys at a time.
-        for chunk in unique.chunks(100) {
-            let keys = chunk
-                .iter()
-                .map(|u| (format!("T#{tenant}#U#{u}"), "CONTACT".to_owned()));
-            for item in self.batch_get(keys).await? {
-                let user = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|pk| pk.rsplit_once("#U#"))
-                    .and_then(|(_, u)| UserId::parse(u, "user_id").ok());
-                if let Some(user) = user {
-                    out.insert(user, json_of(&item)?);
-                }
+        for item in self.batch_get(keys).await? {
+            let user = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|pk| pk.rsplit_once("#U#"))
+                .and_then(|(_, u)| UserId::parse(u, "user_id").ok());
+            if let Some(user) = user {
+                out.insert(user, json_of(&item)?);
             }
         }
         Ok(out)
@@ -388,16 +363,7 @@ impl Directory for DynamoDirectory {
             .expression_attribute_values(":claim", s(record.claim.as_deref().unwrap_or_default()))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        written(put)
     }
 
     async fn claim_delivery(

@@ -1,8 +1,14 @@
-//! Reading and writing DynamoDB item attributes, shared by the table adapters.
+//! Reading and writing DynamoDB items and their attributes, shared by the table adapters.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpResponse};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::store_error;
+use crate::error::StoreError;
 
 /// One DynamoDB item: attribute name to value.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -28,6 +34,76 @@ pub(crate) fn number(item: &Item, key: &str) -> u64 {
 /// A string attribute, when present.
 pub(crate) fn text(item: &Item, key: &str) -> Option<String> {
     item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// Strongly consistent reads of `(pk, sk)` keys by BatchGetItem, 100 keys a request (with
+/// `projection`, only those attributes). Keys DynamoDB did not get to (throttling) are asked
+/// again for up to `rounds` requests in all; still unread, they make a transient error, never
+/// a silent miss.
+pub(crate) async fn batch_get(
+    client: &Client,
+    table: &str,
+    keys: impl IntoIterator<Item = (String, String)>,
+    projection: Option<&str>,
+    rounds: usize,
+) -> Result<Vec<Item>, StoreError> {
+    let keys: Vec<Item> = keys
+        .into_iter()
+        .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
+        .collect();
+    let mut items = Vec::new();
+    for chunk in keys.chunks(100) {
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .set_projection_expression(projection.map(str::to_owned))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Fatal(e.to_string()))?,
+        );
+        let mut round = 0;
+        while let Some(request) = pending.take() {
+            round += 1;
+            let out = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(store_error)?;
+            items.extend(
+                out.responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default(),
+            );
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .filter(|k| !k.keys().is_empty());
+            if pending.is_some() && round >= rounds {
+                return Err(StoreError::Transient("batch read unprocessed".into()));
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// A conditional write's outcome: `true` written, `false` its condition did not hold.
+pub(crate) fn written<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(store_error(e)),
+    }
 }
 
 #[cfg(test)]

@@ -247,60 +247,30 @@ fn commit_error(
 #[async_trait]
 impl CounterStore for DynamoInbox {
     async fn applied(&self, messages: &[Notification]) -> Result<Vec<bool>, StoreError> {
-        let mut found = std::collections::HashSet::new();
-        // Two keys a message (`M#` listed, `L#` other channels): 50 messages a request.
-        for chunk in messages.chunks(50) {
-            // Each key once: a batch may carry two copies of one notification.
-            let keys: std::collections::BTreeSet<(String, String)> = chunk
+        let pk = |m: &Notification| {
+            user_pk(&UserKey {
+                tenant: m.tenant.clone(),
+                user: m.user_id.clone(),
+            })
+        };
+        // Two keys a message (`M#` listed, `L#` other channels), each once: a batch may
+        // carry two copies of one notification.
+        let keys: std::collections::BTreeSet<(String, String)> = messages
+            .iter()
+            .flat_map(|m| ["M", "L"].map(|kind| (pk(m), format!("{kind}#{}", m.log_key()))))
+            .collect();
+        let found: std::collections::HashSet<(String, String)> =
+            crate::aws::item::batch_get(&self.client, &self.table, keys, Some("pk, sk"), 1)
+                .await?
                 .iter()
-                .flat_map(|m| {
-                    let pk = user_pk(&UserKey {
-                        tenant: m.tenant.clone(),
-                        user: m.user_id.clone(),
-                    });
-                    ["M", "L"].map(|kind| (pk.clone(), format!("{kind}#{}", m.log_key())))
+                .filter_map(|item| {
+                    let log_key = text(item, "sk").get(2..)?.to_owned();
+                    Some((text(item, "pk"), log_key))
                 })
                 .collect();
-            let keys: Vec<HashMap<String, AttributeValue>> = keys
-                .into_iter()
-                .map(|(pk, sk)| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
-                .collect();
-            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .projection_expression("pk, sk")
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Fatal(e.to_string()))?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(store_error)?;
-            if out.unprocessed_keys().is_some_and(|u| !u.is_empty()) {
-                return Err(StoreError::Transient("batch read unprocessed".into()));
-            }
-            for item in out
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default()
-            {
-                let (pk, sk) = (text(&item, "pk"), text(&item, "sk"));
-                if let Some(log_key) = sk.get(2..) {
-                    found.insert((pk, log_key.to_owned()));
-                }
-            }
-        }
         Ok(messages
             .iter()
-            .map(|m| {
-                let pk = user_pk(&UserKey {
-                    tenant: m.tenant.clone(),
-                    user: m.user_id.clone(),
-                });
-                found.contains(&(pk, m.log_key().to_owned()))
-            })
+            .map(|m| found.contains(&(pk(m), m.log_key().to_owned())))
             .collect())
     }
 
