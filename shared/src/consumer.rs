@@ -15,26 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Vars};
 use crate::domain::backoff::BackoffPolicy;
-use crate::ports::SourceQueue;
+pub use crate::ports::sqs::QueueMessage;
+use crate::ports::sqs::SourceQueue;
 
 /// Message attribute carrying why a message was dead-lettered.
 pub const DLQ_REASON_ATTRIBUTE: &str = "herald-reason";
 pub const DLQ_SOURCE_ATTRIBUTE: &str = "herald-source-message-id";
 /// Most messages one ReceiveMessage returns (SQS's limit), and the worker's default batch.
 pub const MAX_RECEIVE: usize = 10;
-
-/// One received message, whether from a Lambda event or ReceiveMessage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueMessage {
-    pub message_id: String,
-    pub receipt_handle: String,
-    pub body: String,
-    /// ApproximateReceiveCount: 1 on first delivery.
-    pub receive_count: u32,
-    /// The X-Ray trace the sender was in (`AWSTraceHeader`), to hand on to what this
-    /// message causes.
-    pub trace_header: Option<String>,
-}
 
 impl From<SqsMessage> for QueueMessage {
     fn from(record: SqsMessage) -> Self {

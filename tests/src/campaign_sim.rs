@@ -28,7 +28,8 @@ use herald::domain::campaign::{
     CampaignStatus, CampaignWork, Progress, INLINE_CHUNK,
 };
 use herald::domain::contact::Contact;
-use herald::domain::counters::{Packing, UserKey};
+use herald::domain::counters::commit::Packing;
+use herald::domain::counters::UserKey;
 use herald::domain::ids::CampaignId;
 use herald::fake::{
     InMemoryCampaigns, InMemoryDirectory, InMemoryInbox, ManualClock, RecordingScheduler,

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use herald::auth::Scope;
-use herald::domain::counters::{apply_to_counters, Unread};
+use herald::domain::counters::commit::apply_to_counters;
+use herald::domain::counters::Unread;
 use herald::domain::notification::{parse_notification, IdSource};
 use herald::{TenantId, UserId, UserKey};
 use serde_json::{json, Value};

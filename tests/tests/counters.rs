@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::{apply_to_counters, ApplyOutcome};
+use herald::domain::counters::commit::{apply_to_counters, ApplyOutcome};
 use herald::domain::reconcile::{reconcile_all, Mode};
 use herald::fake::Flaky;
 use herald::ports::CounterStore;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::Packing;
+use herald::domain::counters::commit::Packing;
 use herald::domain::mark_read::{mark_all_read, mark_room_read};
 use herald::fake::{Faults, InMemoryInbox, RecordingQueue};
 use herald::{Notification, RoomId, TenantId, UserId, UserKey};

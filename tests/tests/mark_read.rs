@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::apply_to_counters;
+use herald::domain::counters::commit::apply_to_counters;
 use herald::domain::mark_read::{mark_all_read, mark_room_read};
 use herald::domain::reconcile::{reconcile_all, Mode};
 use herald::fake::{Hooked, StoreHooks};

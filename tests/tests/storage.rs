@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use herald::aws::dynamodb::{user_pk, DynamoInbox};
 use herald::domain::backoff::BackoffPolicy;
-use herald::domain::counters::{apply_to_counters, ApplyOutcome};
+use herald::domain::counters::commit::{apply_to_counters, ApplyOutcome};
 use herald::domain::mark_read::mark_room_read;
 use herald::domain::notification::{parse_notification, IdSource};
 use herald::domain::reconcile::{hour_of, reconcile, reconcile_all, Mode, Run};

@@ -156,7 +156,7 @@ async fn invalid_input_is_a_400_naming_the_field_and_enqueues_nothing() -> anyho
 
 #[tokio::test]
 async fn message_pages_follow_dynamodb_cursors_and_reject_foreign_ones() -> anyhow::Result<()> {
-    use herald::domain::counters::apply_to_counters;
+    use herald::domain::counters::commit::apply_to_counters;
 
     let stack = test_stack(&[]).await?;
     let app = LocalApp::new(&stack)?;

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use herald::auth::{AuthSettings, Scope, VerifiedToken};
 use herald::config::{ConfigError, Vars};
-use herald::domain::audience::{
+use herald::domain::campaign::audience::{
     check_audience_key, check_audience_retention, DEFAULT_RETENTION_DAYS,
 };
 use herald::domain::campaign::{

@@ -466,7 +466,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use herald::auth::{claims, jwt_request_context};
-    use herald::domain::counters::apply_to_counters;
+    use herald::domain::counters::commit::apply_to_counters;
     use herald::domain::notification::{parse_notification, IdSource};
     use herald::fake::{InMemoryDirectory, InMemoryInbox, StaticKeys};
     use herald::TenantId;

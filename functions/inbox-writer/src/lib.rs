@@ -10,7 +10,8 @@ use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::backoff::BackoffPolicy;
 use herald::domain::campaign::{CampaignRef, ProgressMark};
-use herald::domain::counters::{apply_packed, ApplyOutcome, Counter, Counters, Packing, UserKey};
+use herald::domain::counters::commit::{apply_packed, ApplyOutcome, Packing};
+use herald::domain::counters::{Counter, Counters, UserKey};
 use herald::domain::delivery::DeliveryJob;
 use herald::ports::{
     CommitError, CounterStore, Directory, OutgoingMessage, QueueSender, UserWrites,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 
 use super::store_error;
-use crate::domain::audience::estimate_users;
+use crate::domain::campaign::audience::estimate_users;
 use crate::domain::campaign::{
     audience_header, read_audience, AudienceFile, AudienceRead, AudienceUnreadable,
 };

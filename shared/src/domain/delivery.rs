@@ -38,7 +38,7 @@ pub struct DeliveryJob {
     pub endpoints: Option<Vec<String>>,
     /// Sent by a campaign (see `Notification::campaign`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub campaign: Option<super::campaign::CampaignRef>,
+    pub campaign: Option<super::ids::CampaignRef>,
     /// Its delivery records are keyed per user (campaign jobs made by this version on): a
     /// job queued by an earlier version keeps the layout its claim was made in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -123,6 +123,14 @@ pub fn time_ordered_key() -> String {
         .to_string()
 }
 
+/// Which campaign (and where in its fan-out) a notification or delivery job came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CampaignRef {
+    pub id: CampaignId,
+    pub page: u32,
+    pub slot: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

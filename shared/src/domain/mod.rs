@@ -1,6 +1,5 @@
 //! The domain: model, validation, counter algebra and backoff. No AWS imports here.
 
-pub mod audience;
 pub mod backoff;
 pub mod campaign;
 pub mod contact;

@@ -76,7 +76,7 @@ pub struct Notification {
     pub correlation_id: Option<String>,
     /// Sent by a campaign: which one, and where in its fan-out (for cancel and progress).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub campaign: Option<super::campaign::CampaignRef>,
+    pub campaign: Option<super::ids::CampaignRef>,
 }
 
 impl Notification {

@@ -510,7 +510,7 @@ mod tests {
 
     use std::time::Duration;
 
-    use crate::domain::counters::apply_to_counters;
+    use crate::domain::counters::commit::apply_to_counters;
     use crate::domain::notification::{parse_notification, IdSource};
     use crate::fake::{Faults, InMemoryInbox};
 

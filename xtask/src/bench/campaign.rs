@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use herald::domain::campaign::{AudienceSpec, Campaign, CampaignRequest, CampaignWork};
-use herald::domain::counters::Packing;
+use herald::domain::counters::commit::Packing;
 use herald::domain::ids::CampaignId;
 use herald::fake::{
     Faults, InMemoryAudiences, InMemoryCampaigns, InMemoryDirectory, InMemoryInbox, RecordingQueue,

@@ -13,7 +13,7 @@ use axum::http::Request;
 use herald::aws::dynamodb::DynamoInbox;
 use herald::aws::sqs::{SqsSender, SqsSourceQueue};
 use herald::consumer::{run_worker, BatchHandler, Disposition, QueueBinding, QueueMessage};
-use herald::domain::counters::Packing;
+use herald::domain::counters::commit::Packing;
 use herald::fake::{Hooked, StoreHooks};
 use herald::ports::UserWrites;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use herald::domain::counters::Packing;
+use herald::domain::counters::commit::Packing;
 use herald::fake::{Faults, InMemoryInbox, RecordingQueue};
 use indicatif::ProgressBar;
 use serde_json::{json, Value};

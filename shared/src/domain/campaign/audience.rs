@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use csv::{ByteRecord, ReaderBuilder};
 use jiff::{SignedDuration, Timestamp};
 
-use super::campaign::PAGE_USERS;
-use super::ids::{TenantId, UserId};
+use super::PAGE_USERS;
+use crate::domain::ids::{TenantId, UserId};
 use crate::error::FieldError;
 
 /// The UTF-8 byte order mark ("CSV UTF-8" files from Excel start with one).

@@ -1,191 +1,13 @@
-//! The counter algorithm: exactly-once unread counts per room and in total.
-//!
-//! A batch is grouped by user; each user's share (message Puts that double as idempotency
-//! records + coalesced room ADDs + one TOTAL ADD) is packed with other users' into one
-//! TransactWriteItems of at most DynamoDB's 100 items; a pack that loses a race is split in
-//! halves down to one user. Duplicates found from the
-//! cancellation reasons are dropped and the rest retried; conflicts and throttling back off
-//! with full jitter until the time budget is spent, then the work is reported as unfinished.
-//! Mark-read (`mark_read`) clears rooms under optimistic locking; `reconcile` checks TOTAL
-//! against rooms.
+//! Committing a batch to a `CounterStore`: packs of users' transactions, split in halves on
+//! conflicts, duplicates dropped, backoff within one time budget for the whole batch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use super::backoff::BackoffPolicy;
-use super::ids::{NotificationId, RoomId, TenantId, UserId};
-use super::notification::{Channel, Notification};
-use crate::ports::{CommitError, CounterStore, UserWrites};
-
-/// DynamoDB's limit on items per transaction.
-pub const MAX_TRANSACTION_ITEMS: usize = 100;
-
-/// Whose counters: the partition of one user in one tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserKey {
-    pub tenant: TenantId,
-    pub user: UserId,
-}
-
-impl UserKey {
-    pub fn of(n: &Notification) -> Self {
-        Self {
-            tenant: n.tenant.clone(),
-            user: n.user_id.clone(),
-        }
-    }
-}
-
-/// One counter item: its unread count and the version used for optimistic locking.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counter {
-    pub unread: u64,
-    pub version: u64,
-    /// Rooms: the commit stamp of the last write (see `CommitStamp`); 0 for TOTAL.
-    pub stamp: u64,
-}
-
-/// Orders a room's writes the way its counter applies them, so "read" in the message list
-/// agrees with the badge.
-///
-/// Every commit stamps its messages and their room with the writer's clock (nanoseconds),
-/// under the condition that the room's last stamp is smaller; a mark-read sets the room's
-/// `read_at` and stamp to a value above the last stamp it saw (under its version check).
-/// Stamps of one room therefore increase in commit order, and a message is read exactly
-/// when its stamp is at most the room's `read_at`: when the clear that counted it happened
-/// after its commit. A writer whose clock lags gets a condition failure and retries with a
-/// fresh stamp, like any conflict.
-pub struct CommitStamp;
-
-impl CommitStamp {
-    /// The writer's clock in nanoseconds since the epoch.
-    pub fn now() -> u64 {
-        u64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(0)
-    }
-
-    /// The stamp of a mark-read that saw `last` as the room's stamp.
-    pub fn after(last: u64) -> u64 {
-        Self::now().max(last + 1)
-    }
-}
-
-/// A user's counters as stored: TOTAL and every room item.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub total: Counter,
-    pub rooms: BTreeMap<RoomId, Counter>,
-}
-
-impl Counters {
-    /// The API view: rooms with 0 unread are omitted.
-    pub fn unread(&self) -> Unread {
-        Unread {
-            total: self.total.unread,
-            rooms: self
-                .rooms
-                .iter()
-                .filter(|(_, c)| c.unread > 0)
-                .map(|(r, c)| (r.to_string(), c.unread))
-                .collect(),
-        }
-    }
-
-    /// TOTAL minus the sum of rooms; 0 when consistent.
-    pub fn drift(&self) -> i64 {
-        let rooms: u64 = self.rooms.values().map(|c| c.unread).sum();
-        self.total.unread as i64 - rooms as i64
-    }
-}
-
-/// `{"total": n, "rooms": {...}}` as the API answers it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Unread {
-    pub total: u64,
-    pub rooms: BTreeMap<String, u64>,
-}
-
-/// One message waiting to be committed, with the keys (e.g. SQS message ids) it answers for.
-#[derive(Debug, Clone)]
-pub struct PendingMessage<K> {
-    pub keys: Vec<K>,
-    pub notification: Notification,
-}
-
-/// The work of one TransactWriteItems for one user.
-#[derive(Debug, Clone)]
-pub struct UserTransaction<K> {
-    pub user: UserKey,
-    pub messages: Vec<PendingMessage<K>>,
-}
-
-/// Same-room increments coalesced: only inbox messages count as unread.
-pub fn room_increments<'a>(
-    messages: impl IntoIterator<Item = &'a Notification>,
-) -> BTreeMap<RoomId, u64> {
-    let mut rooms = BTreeMap::new();
-    for n in messages.into_iter().filter(|n| n.wants(Channel::Inbox)) {
-        *rooms.entry(n.room_id.clone()).or_insert(0) += 1;
-    }
-    rooms
-}
-
-/// Items one transaction touches: message Puts, idempotency records of client-chosen ids,
-/// room Updates and the TOTAL Update.
-pub fn transaction_items<'a>(messages: impl Iterator<Item = &'a Notification> + Clone) -> usize {
-    let rooms = room_increments(messages.clone()).len();
-    let (puts, records) = messages.fold((0, 0), |(puts, records), m| {
-        (puts + 1, records + usize::from(m.has_client_id()))
-    });
-    puts + records + rooms + usize::from(rooms > 0)
-}
-
-impl<K> UserTransaction<K> {
-    pub fn notifications(&self) -> Vec<Notification> {
-        self.messages
-            .iter()
-            .map(|m| m.notification.clone())
-            .collect()
-    }
-
-    pub fn item_count(&self) -> usize {
-        transaction_items(self.messages.iter().map(|m| &m.notification))
-    }
-}
-
-/// Groups a batch by user, drops in-batch repeats of an id (a transaction cannot touch one
-/// item twice; the repeat answers with its twin) and splits groups over the item limit.
-pub fn plan_transactions<K>(batch: Vec<(K, Notification)>) -> Vec<UserTransaction<K>> {
-    let mut by_user: BTreeMap<UserKey, Vec<PendingMessage<K>>> = BTreeMap::new();
-    for (key, n) in batch {
-        let group = by_user.entry(UserKey::of(&n)).or_default();
-        match group.iter_mut().find(|m| m.notification.id == n.id) {
-            Some(twin) => twin.keys.push(key),
-            None => group.push(PendingMessage {
-                keys: vec![key],
-                notification: n,
-            }),
-        }
-    }
-    let mut plans = Vec::new();
-    for (user, messages) in by_user {
-        let mut current = UserTransaction {
-            user: user.clone(),
-            messages: Vec::new(),
-        };
-        for m in messages {
-            current.messages.push(m);
-            if current.item_count() > MAX_TRANSACTION_ITEMS {
-                let overflow = current.messages.pop().into_iter().collect();
-                plans.push(current);
-                current = UserTransaction {
-                    user: user.clone(),
-                    messages: overflow,
-                };
-            }
-        }
-        plans.push(current);
-    }
-    plans
-}
+use super::{pack_transactions, plan_transactions, UserKey, UserTransaction};
+use crate::domain::backoff::{BackoffPolicy, Retry};
+use crate::domain::ids::NotificationId;
+use crate::domain::notification::Notification;
+use crate::ports::counters::{CommitError, CounterStore, UserWrites};
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,26 +77,6 @@ pub async fn apply_packed<K: Clone>(
         }
     }
     outcomes
-}
-
-/// Packs user transactions greedily into groups of at most 100 items, never two of one user
-/// in a pack (a transaction cannot touch one TOTAL twice).
-pub fn pack_transactions<K>(transactions: Vec<UserTransaction<K>>) -> Vec<Vec<UserTransaction<K>>> {
-    let mut packs: Vec<(usize, Vec<UserTransaction<K>>)> = Vec::new();
-    for tx in transactions {
-        let items = tx.item_count();
-        let fits = packs.iter_mut().find(|(size, pack)| {
-            size + items <= MAX_TRANSACTION_ITEMS && pack.iter().all(|t| t.user != tx.user)
-        });
-        match fits {
-            Some((size, pack)) => {
-                *size += items;
-                pack.push(tx);
-            }
-            None => packs.push((items, vec![tx])),
-        }
-    }
-    packs.into_iter().map(|(_, pack)| pack).collect()
 }
 
 /// Commits one pack, splitting it on conflicts; returns each key's outcome.
@@ -384,7 +186,7 @@ fn split_in_halves<K>(
     mut pack: Vec<UserTransaction<K>>,
     policy: &BackoffPolicy,
     batch_started: std::time::Instant,
-    work: &mut Vec<(Vec<UserTransaction<K>>, super::backoff::Retry)>,
+    work: &mut Vec<(Vec<UserTransaction<K>>, Retry)>,
 ) {
     let right = pack.split_off(pack.len() / 2);
     work.push((right, policy.start_at(batch_started)));
@@ -395,10 +197,10 @@ fn split_in_halves<K>(
 /// retries, or is unfinished once the batch's budget is spent.
 async fn split_or_wait<K: Clone>(
     pack: Vec<UserTransaction<K>>,
-    mut retry: super::backoff::Retry,
+    mut retry: Retry,
     policy: &BackoffPolicy,
     batch_started: std::time::Instant,
-    work: &mut Vec<(Vec<UserTransaction<K>>, super::backoff::Retry)>,
+    work: &mut Vec<(Vec<UserTransaction<K>>, Retry)>,
     record: &mut impl FnMut(&UserTransaction<K>, &ApplyOutcome),
     reason: &str,
 ) {
@@ -422,6 +224,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::domain::ids::{TenantId, UserId};
     use crate::domain::notification::{parse_notification, IdSource};
     use crate::fake::{Hooked, InMemoryInbox, StoreHooks};
 

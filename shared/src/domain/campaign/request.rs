@@ -1,0 +1,417 @@
+//! `POST /v1/campaigns`: the request, validated against the clock; every error names its
+//! field.
+
+use jiff::{civil, tz::TimeZone, SignedDuration, Timestamp};
+use serde_json::Value;
+
+use super::zone::{earliest_instant, latest_instant};
+use super::{DEFAULT_ROOM, MAX_INLINE_USERS, MAX_NAME_CHARS, MAX_RATE, MIN_RATE};
+use crate::domain::ids::{RoomId, UserId};
+use crate::domain::notification::{
+    check_text, parse_category, parse_channels, parse_data, Category, Channel, MAX_BODY_CHARS,
+    MAX_TITLE_CHARS,
+};
+use crate::error::FieldError;
+
+/// Who gets the campaign, as requested.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Audience {
+    Users(Vec<UserId>),
+    S3 { bucket: String, key: String },
+}
+
+/// `POST /v1/campaigns`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignRequest {
+    pub name: String,
+    pub title: String,
+    pub body: String,
+    pub channels: Vec<Channel>,
+    pub category: Category,
+    pub room_id: RoomId,
+    pub data: Option<Value>,
+    pub audience: Audience,
+    /// `None`: "now".
+    pub send_at: Option<SendAt>,
+    pub local_time: bool,
+    /// Recipients without a timezone in their contact: this zone (`local_time` only).
+    pub timezone: String,
+    pub rate_per_second: Option<u32>,
+}
+
+/// `send_at` as given: the instant, and the wall-clock time `local_time` uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendAt {
+    pub instant: Timestamp,
+    pub wall: civil::DateTime,
+}
+
+impl CampaignRequest {
+    /// Validates the JSON body against `now`; every error names its field.
+    pub fn parse(body: &Value, now: Timestamp) -> Result<Self, FieldError> {
+        let Some(obj) = body.as_object() else {
+            return Err(FieldError::body(
+                "invalid_type",
+                "the body must be a JSON object",
+            ));
+        };
+        const KNOWN: [&str; 12] = [
+            "name",
+            "title",
+            "body",
+            "channels",
+            "category",
+            "room_id",
+            "data",
+            "audience",
+            "send_at",
+            "local_time",
+            "timezone",
+            "rate_per_second",
+        ];
+        if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(FieldError::new(
+                "unknown_field",
+                unknown,
+                format!(
+                    "unknown field {unknown:?}; expected one of {}",
+                    KNOWN.join(", ")
+                ),
+            ));
+        }
+        let string = |name: &str| -> Result<Option<String>, FieldError> {
+            match obj.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(FieldError::new(
+                    "invalid_type",
+                    name,
+                    format!("{name} must be a string"),
+                )),
+            }
+        };
+        let text = |name: &str, max: usize| -> Result<String, FieldError> {
+            let s = string(name)?.ok_or_else(|| {
+                FieldError::new("missing_field", name, format!("{name} is required"))
+            })?;
+            check_text(&s, name, max)?;
+            Ok(s)
+        };
+        let name = text("name", MAX_NAME_CHARS)?;
+        let title = text("title", MAX_TITLE_CHARS)?;
+        let body_text = text("body", MAX_BODY_CHARS)?;
+        let channels = parse_channels(obj.get("channels"), "channels")?;
+        let category = match string("category")? {
+            None => Category::Marketing,
+            Some(s) => parse_category(&s, "category")?,
+        };
+        let room_id = RoomId::parse(
+            string("room_id")?.unwrap_or_else(|| DEFAULT_ROOM.to_owned()),
+            "room_id",
+        )?;
+        let data = parse_data(obj.get("data"), "data")?;
+        let audience = parse_audience(obj.get("audience"))?;
+        let local_time = match obj.get("local_time") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(FieldError::new(
+                    "invalid_type",
+                    "local_time",
+                    "local_time must be true or false",
+                ))
+            }
+        };
+        let timezone = match obj.get("timezone") {
+            None | Some(Value::Null) => "UTC".to_owned(),
+            Some(Value::String(zone)) if TimeZone::get(zone).is_ok() => zone.clone(),
+            Some(other) => {
+                return Err(FieldError::new(
+                    "invalid_value",
+                    "timezone",
+                    format!("timezone {other} is not an IANA time zone such as Europe/Berlin"),
+                ))
+            }
+        };
+        let send_at = parse_send_at(obj.get("send_at"), local_time, now)?;
+        let rate_per_second = match obj.get("rate_per_second") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(r) if (MIN_RATE as u64..=MAX_RATE as u64).contains(&r) => Some(r as u32),
+                _ => {
+                    return Err(FieldError::new(
+                        "out_of_range",
+                        "rate_per_second",
+                        format!(
+                            "rate_per_second must be a whole number from {MIN_RATE} to {MAX_RATE}"
+                        ),
+                    ))
+                }
+            },
+        };
+        Ok(Self {
+            name,
+            title,
+            body: body_text,
+            channels,
+            category,
+            room_id,
+            data,
+            audience,
+            send_at,
+            local_time,
+            timezone,
+            rate_per_second,
+        })
+    }
+
+    /// When the campaign's schedule fires: `send_at`, or with `local_time` the first instant
+    /// any recipient's clock shows it (UTC+14). `None`: now.
+    pub fn first_instant(&self) -> Option<Timestamp> {
+        let at = self.send_at.as_ref()?;
+        Some(if self.local_time {
+            earliest_instant(at.wall)
+        } else {
+            at.instant
+        })
+    }
+}
+
+fn parse_audience(value: Option<&Value>) -> Result<Audience, FieldError> {
+    let missing = || {
+        FieldError::new(
+            "missing_field",
+            "audience",
+            "audience is required: {\"users\": [ids...]} or {\"s3\": \"s3://bucket/key\"}",
+        )
+    };
+    let Some(Value::Object(obj)) = value else {
+        return Err(missing());
+    };
+    match (obj.get("users"), obj.get("s3")) {
+        (Some(_), Some(_)) => Err(FieldError::new(
+            "invalid_value",
+            "audience",
+            "audience takes either users or s3, not both",
+        )),
+        (Some(Value::Array(users)), None) => {
+            if users.is_empty() {
+                return Err(FieldError::new(
+                    "empty",
+                    "audience.users",
+                    "audience.users must list at least one user",
+                ));
+            }
+            if users.len() > MAX_INLINE_USERS {
+                return Err(FieldError::new(
+                    "too_many",
+                    "audience.users",
+                    format!(
+                        "audience.users lists {}; at most {MAX_INLINE_USERS} inline (use an S3 file for more)",
+                        users.len()
+                    ),
+                ));
+            }
+            let mut seen = std::collections::HashSet::with_capacity(users.len());
+            let mut parsed = Vec::with_capacity(users.len());
+            for (i, user) in users.iter().enumerate() {
+                let field = format!("audience.users[{i}]");
+                let Some(id) = user.as_str() else {
+                    return Err(FieldError::new(
+                        "invalid_type",
+                        &field,
+                        format!("{field} must be a string"),
+                    ));
+                };
+                let id = UserId::parse(id, &field)?;
+                // A user listed twice gets one notification.
+                if seen.insert(id.clone()) {
+                    parsed.push(id);
+                }
+            }
+            Ok(Audience::Users(parsed))
+        }
+        (Some(_), None) => Err(FieldError::new(
+            "invalid_type",
+            "audience.users",
+            "audience.users must be an array of user ids",
+        )),
+        (None, Some(Value::String(uri))) => {
+            let parsed = uri
+                .strip_prefix("s3://")
+                .and_then(|rest| rest.split_once('/'))
+                .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty());
+            match parsed {
+                Some((bucket, key)) => Ok(Audience::S3 {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }),
+                None => Err(FieldError::new(
+                    "invalid_value",
+                    "audience.s3",
+                    "audience.s3 must look like s3://bucket/key",
+                )),
+            }
+        }
+        (None, Some(_)) => Err(FieldError::new(
+            "invalid_type",
+            "audience.s3",
+            "audience.s3 must be a string s3://bucket/key",
+        )),
+        (None, None) => Err(missing()),
+    }
+}
+
+fn parse_send_at(
+    value: Option<&Value>,
+    local_time: bool,
+    now: Timestamp,
+) -> Result<Option<SendAt>, FieldError> {
+    let text = match value {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => {
+            return Err(FieldError::new(
+                "missing_field",
+                "send_at",
+                "send_at is required: an RFC 3339 time with an offset, or \"now\"",
+            ))
+        }
+        Some(_) => {
+            return Err(FieldError::new(
+                "invalid_type",
+                "send_at",
+                "send_at must be a string",
+            ))
+        }
+    };
+    if text == "now" {
+        if local_time {
+            return Err(FieldError::new(
+                "invalid_value",
+                "send_at",
+                "local_time needs a wall-clock send_at, not \"now\"",
+            ));
+        }
+        return Ok(None);
+    }
+    let zoned = text
+        .parse::<Timestamp>()
+        .ok()
+        .and_then(|instant| {
+            // The offset as written keeps the wall-clock time the caller meant.
+            let offset = jiff::fmt::temporal::Pieces::parse(text.as_str()).ok()?.offset()?;
+            let offset = match offset {
+                jiff::fmt::temporal::PiecesOffset::Numeric(n) => n.offset(),
+                _ => jiff::tz::Offset::UTC,
+            };
+            Some((instant, offset.to_datetime(instant)))
+        })
+        .ok_or_else(|| {
+            FieldError::new(
+                "invalid_value",
+                "send_at",
+                format!("send_at {text:?} is not an RFC 3339 time with an offset, such as 2026-12-01T09:00:00+01:00"),
+            )
+        })?;
+    let (instant, wall) = zoned;
+    // With local_time, the last zone (UTC-12) must still be ahead of now.
+    let last = if local_time {
+        latest_instant(wall)
+    } else {
+        instant
+    };
+    if last < now - SignedDuration::from_secs(60) {
+        return Err(FieldError::new(
+            "in_the_past",
+            "send_at",
+            format!("send_at {text} is in the past"),
+        ));
+    }
+    Ok(Some(SendAt { instant, wall }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::campaign::testing::*;
+
+    #[test]
+    fn a_valid_request_defaults_to_marketing_and_drops_repeated_users() {
+        let r = CampaignRequest::parse(&request(json!({})), now()).unwrap();
+        assert_eq!(r.category, Category::Marketing);
+        assert_eq!(r.room_id.as_str(), DEFAULT_ROOM);
+        assert_eq!(
+            r.audience,
+            Audience::Users(vec![
+                UserId::parse("u1", "u").unwrap(),
+                UserId::parse("u2", "u").unwrap()
+            ])
+        );
+        let at = r.send_at.unwrap();
+        assert_eq!(at.instant, "2026-03-28T08:00:00Z".parse().unwrap());
+        assert_eq!(at.wall.to_string(), "2026-03-28T09:00:00");
+    }
+
+    #[test]
+    fn bad_input_names_its_field() {
+        assert_eq!(
+            field_of(request(json!({"send_at": "2026-03-27T11:00:00Z"}))),
+            "send_at"
+        );
+        assert_eq!(field_of(request(json!({"send_at": "tomorrow"}))), "send_at");
+        assert_eq!(
+            field_of(request(json!({"audience": {"users": []}}))),
+            "audience.users"
+        );
+        assert_eq!(field_of(request(json!({"audience": null}))), "audience");
+        assert_eq!(
+            field_of(request(json!({"audience": {"users": ["ok", "bad/id"]}}))),
+            "audience.users[1]"
+        );
+        assert_eq!(
+            field_of(request(json!({"audience": {"s3": "http://x"}}))),
+            "audience.s3"
+        );
+        assert_eq!(
+            field_of(request(json!({"channels": ["fax"]}))),
+            "channels[0]"
+        );
+        assert_eq!(
+            field_of(request(json!({"rate_per_second": 0}))),
+            "rate_per_second"
+        );
+        assert_eq!(
+            field_of(request(json!({"rate_per_second": 10001}))),
+            "rate_per_second"
+        );
+        assert_eq!(
+            field_of(request(json!({"timezone": "Mars/Olympus"}))),
+            "timezone"
+        );
+        assert_eq!(field_of(request(json!({"colour": "red"}))), "colour");
+        assert_eq!(field_of(request(json!({"title": null}))), "title");
+        assert_eq!(field_of(request(json!({"title": 7}))), "title");
+        assert_eq!(field_of(request(json!({"category": 1}))), "category");
+        assert_eq!(field_of(request(json!({"category": "loud"}))), "category");
+        assert_eq!(field_of(request(json!({"room_id": ["r"]}))), "room_id");
+        assert_eq!(field_of(request(json!({"room_id": "no/slash"}))), "room_id");
+        let many: Vec<String> = (0..=MAX_INLINE_USERS).map(|i| format!("u{i}")).collect();
+        assert_eq!(
+            field_of(request(json!({"audience": {"users": many}}))),
+            "audience.users"
+        );
+    }
+
+    #[test]
+    fn local_time_accepts_a_time_that_has_passed_in_some_zones_only() {
+        // 12:30 wall clock: past in UTC+0 (now is 12:00Z + ...), still ahead in UTC-12.
+        let body = request(json!({"send_at": "2026-03-27T11:30:00Z", "local_time": true}));
+        assert!(CampaignRequest::parse(&body, now()).is_ok());
+        let body = request(json!({"send_at": "2026-03-27T11:30:00Z"}));
+        assert!(CampaignRequest::parse(&body, now()).is_err());
+        let body = request(json!({"send_at": "now", "local_time": true}));
+        assert!(CampaignRequest::parse(&body, now()).is_err());
+    }
+}

@@ -1,0 +1,64 @@
+//! `InMemoryInbox` as the message log.
+
+use async_trait::async_trait;
+
+use super::counters::InMemoryInbox;
+use crate::domain::counters::UserKey;
+use crate::domain::ids::RoomId;
+use crate::domain::notification::{Channel, Notification};
+use crate::error::StoreError;
+use crate::ports::*;
+
+#[async_trait]
+impl MessageLog for InMemoryInbox {
+    async fn list_messages(
+        &self,
+        user: &UserKey,
+        room: Option<&RoomId>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<MessagePage, StoreError> {
+        let state = self.lock();
+        let mut mine: Vec<&(Notification, u64)> = state
+            .messages
+            .iter()
+            .filter(|((u, _), (n, _))| {
+                u == user && n.wants(Channel::Inbox) && room.is_none_or(|r| &n.room_id == r)
+            })
+            .map(|(_, m)| m)
+            .collect();
+        mine.sort_by(|(a, _), (b, _)| b.log_key().cmp(a.log_key()));
+        // Cursors name their list, as the DynamoDB adapter's do.
+        let list = room.map_or("*", RoomId::as_str);
+        let start = match cursor {
+            None => 0,
+            Some(c) => c
+                .strip_prefix(list)
+                .and_then(|rest| rest.strip_prefix('|'))
+                .and_then(|i| i.parse::<usize>().ok())
+                .ok_or(StoreError::BadCursor)?,
+        };
+        let page: Vec<MessageView> = mine
+            .iter()
+            .skip(start)
+            .take(limit as usize)
+            .map(|(n, stamp)| MessageView {
+                id: n.id.to_string(),
+                room_id: n.room_id.to_string(),
+                title: n.title.clone(),
+                body: n.body.clone(),
+                created_at: n.created_at.clone(),
+                read: state
+                    .read_at
+                    .get(&(user.clone(), n.room_id.clone()))
+                    .is_some_and(|at| stamp <= at),
+                data: n.data.clone(),
+            })
+            .collect();
+        let end = start + page.len();
+        Ok(MessagePage {
+            messages: page,
+            next_cursor: (end < mine.len()).then(|| format!("{list}|{end}")),
+        })
+    }
+}

@@ -1,0 +1,27 @@
+//! In-memory adapters for fast tests and simulations, with injectable faults and latency,
+//! one file per port (`ports/`). They keep DynamoDB's semantics that matter here: a
+//! transaction is all-or-nothing, a duplicate Put cancels it, conditions compare versions.
+
+pub mod campaigns;
+pub mod clock;
+pub mod counters;
+pub mod directory;
+pub mod fixtures;
+pub mod messages;
+pub mod s3;
+pub mod scheduler;
+pub mod secrets;
+pub mod ses;
+pub mod sns;
+pub mod sqs;
+pub mod users;
+
+pub use campaigns::*;
+pub use clock::*;
+pub use counters::*;
+pub use directory::*;
+pub use s3::*;
+pub use scheduler::*;
+pub use secrets::*;
+pub use ses::*;
+pub use sqs::*;
