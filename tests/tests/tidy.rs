@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -210,4 +211,284 @@ fn the_path_check_catches_what_it_is_for() {
         "generated"
     );
     assert!(check("s3://bucket/key", false).is_none());
+}
+
+/// The kinds of item a module defines by name.
+const ITEM_KINDS: [&str; 7] = ["struct", "enum", "trait", "fn", "type", "const", "static"];
+
+/// The `shared/` crate's modules and the modules each one uses, from its `use` lines and
+/// inline `crate::` paths (test modules and re-exports left out: a `pub use` is surface,
+/// not a dependency). An item imported through a re-export counts as a use of the module
+/// that defines it.
+struct ModuleGraph {
+    /// Module path (`["domain", "campaign", "model"]`) → its source text without tests.
+    modules: BTreeMap<Vec<String>, String>,
+}
+
+impl ModuleGraph {
+    fn load(src: &Path) -> Self {
+        let mut modules = BTreeMap::new();
+        for file in rust_files(src) {
+            let relative = file.strip_prefix(src).unwrap().with_extension("");
+            let mut path: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if matches!(path.last().map(String::as_str), Some("mod" | "lib")) {
+                path.pop();
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = match text.find("#[cfg(test)]\nmod tests") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            };
+            modules.insert(path, code);
+        }
+        Self { modules }
+    }
+
+    fn defines(&self, module: &[String], name: &str) -> bool {
+        self.modules.get(module).is_some_and(|code| {
+            ITEM_KINDS.iter().any(|kind| {
+                [" ", "<", "(", ":", ";"]
+                    .iter()
+                    .any(|after| code.contains(&format!("{kind} {name}{after}")))
+            })
+        })
+    }
+
+    /// The module that defines `name`, looked up from `module` through its re-exports.
+    fn definer(&self, module: &[String], name: &str, depth: usize) -> Vec<String> {
+        if depth > 8 || self.defines(module, name) {
+            return module.to_vec();
+        }
+        let code = self.modules.get(module).map_or("", String::as_str);
+        for reexport in statements(code, "pub use ") {
+            for path in expand_use(&reexport) {
+                let Some(segments) = self.absolute(module, &path) else {
+                    continue;
+                };
+                match segments.split_last() {
+                    Some((last, parent)) if last == "*" => {
+                        let found = self.definer(parent, name, depth + 1);
+                        if self.defines(&found, name) {
+                            return found;
+                        }
+                    }
+                    Some((last, _)) if last == name => return self.resolve(&segments, depth + 1),
+                    _ => {}
+                }
+            }
+        }
+        module.to_vec()
+    }
+
+    /// The module an absolute path (`["ports", "CounterStore"]`) leads to.
+    fn resolve(&self, segments: &[String], depth: usize) -> Vec<String> {
+        let mut module: Vec<String> = Vec::new();
+        for segment in segments {
+            let mut deeper = module.clone();
+            deeper.push(segment.clone());
+            if self.modules.contains_key(&deeper) {
+                module = deeper;
+            } else if segment == "*" {
+                break;
+            } else {
+                return self.definer(&module, segment, depth);
+            }
+        }
+        module
+    }
+
+    /// A path as written in `module`, as segments from the crate root; `None` when it names
+    /// another crate.
+    fn absolute(&self, module: &[String], path: &str) -> Option<Vec<String>> {
+        let mut segments = path.split("::").filter(|s| !s.is_empty()).peekable();
+        let mut base: Vec<String> = match *segments.peek()? {
+            "crate" => Vec::new(),
+            "self" | "super" => module.to_vec(),
+            child => {
+                let mut inner = module.to_vec();
+                inner.push(child.to_owned());
+                if !self.modules.contains_key(&inner) {
+                    return None;
+                }
+                module.to_vec()
+            }
+        };
+        for segment in segments {
+            match segment {
+                "crate" | "self" => {}
+                "super" => {
+                    base.pop();
+                }
+                _ => base.push(segment.to_owned()),
+            }
+        }
+        Some(base)
+    }
+
+    /// Every module → the modules it uses.
+    fn edges(&self) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+        let mut edges = BTreeMap::new();
+        for (module, code) in &self.modules {
+            let mut paths: Vec<String> = statements(code, "use ")
+                .iter()
+                .flat_map(|s| expand_use(s))
+                .collect();
+            let mut rest = code.as_str();
+            while let Some(at) = rest.find("crate::") {
+                let tail = &rest[at..];
+                let end = tail
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .unwrap_or(tail.len());
+                paths.push(tail[..end].trim_end_matches(':').to_owned());
+                rest = &tail[end..];
+            }
+            let used = paths
+                .iter()
+                .filter_map(|path| self.absolute(module, path))
+                .map(|segments| self.resolve(&segments, 0))
+                .filter(|target| target != module && !target.is_empty())
+                .collect();
+            edges.insert(module.clone(), used);
+        }
+        edges
+    }
+
+    /// A circle of modules that use each other, if there is one.
+    fn circle(&self) -> Option<Vec<Vec<String>>> {
+        let edges = self.edges();
+        // Depth-first; `path` is the current chain, `done` the modules proven circle-free.
+        fn visit(
+            node: &Vec<String>,
+            edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+            path: &mut Vec<Vec<String>>,
+            done: &mut BTreeSet<Vec<String>>,
+        ) -> Option<Vec<Vec<String>>> {
+            if let Some(at) = path.iter().position(|n| n == node) {
+                let mut circle = path[at..].to_vec();
+                circle.push(node.clone());
+                return Some(circle);
+            }
+            if done.contains(node) {
+                return None;
+            }
+            path.push(node.clone());
+            for next in edges.get(node).into_iter().flatten() {
+                if let Some(circle) = visit(next, edges, path, done) {
+                    return Some(circle);
+                }
+            }
+            path.pop();
+            done.insert(node.clone());
+            None
+        }
+        let mut done = BTreeSet::new();
+        edges
+            .keys()
+            .find_map(|node| visit(node, &edges, &mut Vec::new(), &mut done))
+    }
+}
+
+/// The statements of `code` that start a line with `keyword` (`use ` or `pub use `), up to
+/// their `;`, whitespace collapsed.
+fn statements(code: &str, keyword: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find(keyword) {
+        let line_start = rest[..at].rfind('\n').map_or(0, |n| n + 1);
+        let indented = rest[line_start..at].trim().is_empty();
+        let tail = &rest[at + keyword.len()..];
+        let end = tail.find(';').unwrap_or(tail.len());
+        if indented {
+            out.push(tail[..end].split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// `a::{b, c::{d, e as f}}` → `a::b`, `a::c::d`, `a::c::e` (`self` folded into its parent).
+fn expand_use(tree: &str) -> Vec<String> {
+    let tree: String = tree.replace(" as ", "@").split_whitespace().collect();
+    let Some(open) = tree.find('{') else {
+        let path = tree.split('@').next().unwrap_or_default();
+        return vec![path.trim_end_matches("::self").to_owned()];
+    };
+    let prefix = &tree[..open];
+    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&inner[start..]);
+    items
+        .into_iter()
+        .filter(|item| !item.is_empty())
+        .flat_map(|item| expand_use(&format!("{prefix}{item}")))
+        .collect()
+}
+
+#[test]
+fn shared_has_no_import_circles() {
+    let graph = ModuleGraph::load(&root().join("shared/src"));
+    let edges = graph.edges();
+    // The checker sees real uses: the inbox-writer's port is found where it is defined.
+    assert!(
+        edges[&vec!["consumer".to_owned()]].contains(&vec!["ports".to_owned(), "sqs".to_owned()]),
+        "{:?}",
+        edges[&vec!["consumer".to_owned()]]
+    );
+    if let Some(circle) = graph.circle() {
+        let names: Vec<String> = circle.iter().map(|m| m.join("::")).collect();
+        panic!(
+            "modules of shared/ import each other in a circle: {}",
+            names.join(" → ")
+        );
+    }
+}
+
+/// The check finds a circle that runs through a re-export (the one `shared/` had between
+/// `consumer` and `ports`), and none once the shared type moves below both.
+#[test]
+fn the_circle_check_sees_through_re_exports() {
+    let dir = std::env::temp_dir().join(format!("herald-tidy-{}", std::process::id()));
+    let write = |path: &str, text: &str| {
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    };
+    write("lib.rs", "//! x\npub mod consumer;\npub mod ports;\n");
+    write("ports/mod.rs", "//! x\npub mod sqs;\n\npub use sqs::*;\n");
+    write(
+        "ports/sqs.rs",
+        "//! x\nuse crate::consumer::QueueMessage;\n\npub trait SourceQueue {}\n",
+    );
+    write(
+        "consumer.rs",
+        "//! x\nuse crate::ports::{\n    SourceQueue,\n};\n\npub struct QueueMessage;\n",
+    );
+    let circle = ModuleGraph::load(&dir).circle().expect("a circle");
+    let names: Vec<String> = circle.iter().map(|m| m.join("::")).collect();
+    assert!(names.contains(&"ports::sqs".to_owned()), "{names:?}");
+    write(
+        "ports/sqs.rs",
+        "//! x\npub struct QueueMessage;\n\npub trait SourceQueue {}\n",
+    );
+    write(
+        "consumer.rs",
+        "//! x\npub use crate::ports::sqs::QueueMessage;\nuse crate::ports::SourceQueue;\n",
+    );
+    assert_eq!(ModuleGraph::load(&dir).circle(), None);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,6 +7,7 @@ mod import;
 mod reconcile;
 mod sam;
 mod size;
+mod template;
 mod test;
 mod token;
 
@@ -48,6 +49,9 @@ enum Task {
     /// Release binary and zip size of each function, built as `sam build` builds them
     /// (cargo-lambda, arm64 unless --x86-64); also written to target/bench/sizes.json.
     Size(size::Args),
+    /// Rewrite template.yaml's generated sections (queues, log groups, alarms, the CodeDeploy
+    /// role, the dashboard) from xtask/src/template/table.rs and xtask/template/dashboard.json.
+    Template,
     /// Benchmarks; results go to target/bench/.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
         Task::Reconcile(args) => reconcile::run(&args),
         Task::ImportPinpoint(args) => import::run(&args),
         Task::Size(args) => size::run(&args),
+        Task::Template => template::run(),
         Task::Bench(bench) => bench::run(&bench),
     }
 }
