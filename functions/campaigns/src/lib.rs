@@ -14,14 +14,17 @@ mod failure;
 use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
+use herald::domain::campaign::fanout::{
+    after_page, page_step, recipients, release_step, AfterPage, AudiencePage, Enqueue, PageStep,
+    Recipient, ReleaseStep,
+};
 use herald::domain::campaign::{
-    next_page_delay, plan_page, release_delay, release_schedule_name, AudienceSpec, Campaign,
-    CampaignStatus, CampaignWork, Recipient, INLINE_CHUNK, RELEASE_LEAD_SECONDS,
+    AudienceSpec, Campaign, CampaignStatus, CampaignWork, INLINE_CHUNK,
 };
 use herald::domain::ids::UserId;
 use herald::ports::{
-    AudienceError, AudienceFiles, CampaignStore, Clock, Directory, OutgoingMessage, PageRecord,
-    QueueSender, Scheduler, SystemClock,
+    AudienceError, AudienceFiles, CampaignStore, Clock, Directory, OutgoingMessage, QueueSender,
+    Scheduler, SystemClock,
 };
 use herald::telemetry::Metric;
 use herald::StoreError;
@@ -55,16 +58,6 @@ pub struct Step<'a> {
     pub message_id: &'a str,
     pub trace: Option<&'a str>,
 }
-
-/// The SQS delay of the `index`th recipient of a group at the campaign's rate (0 without).
-fn paced_delay(campaign: &Campaign, index: usize) -> u32 {
-    campaign
-        .rate_per_second
-        .map_or(0, |rate| (index as u64 / u64::from(rate.max(1))) as u32)
-}
-
-/// SQS's longest message delay.
-const MAX_DELAY_SECONDS: u32 = 900;
 
 /// The handler and what it talks to.
 pub struct CampaignRunner {
@@ -203,7 +196,14 @@ impl CampaignRunner {
             tracing::info!("another start message queued page 0: nothing to do");
             return Ok(Disposition::Done);
         }
-        self.queue_page(campaign, 0, 0, 0, step.trace).await
+        let first = CampaignWork::Page {
+            tenant: campaign.tenant.clone(),
+            campaign: campaign.id.clone(),
+            page: 0,
+            cursor: 0,
+        };
+        self.queue_work(&first, "page", 0, step.trace).await?;
+        Ok(Disposition::Done)
     }
 
     /// Claims fan-out step `name` for this message.
@@ -218,7 +218,8 @@ impl CampaignRunner {
             .await
     }
 
-    /// One page: read, enqueue, record once, queue the next.
+    /// One page: read its users (and their zones), let `fanout::page_step` decide, then
+    /// enqueue, schedule, record once, and queue the next page as `fanout::after_page` says.
     async fn page(
         &self,
         campaign: &Campaign,
@@ -226,64 +227,31 @@ impl CampaignRunner {
         cursor: u64,
         step: Step<'_>,
     ) -> Result<Disposition, StoreError> {
-        let trace = step.trace;
         let now = self.clock.now();
-        let (users, invalid, next_cursor, last) = match self.read_audience(campaign, cursor).await {
+        let audience = match self.read_audience(campaign, cursor).await {
             Ok(read) => read,
             Err(AudienceError::Unreadable(why)) => return self.fail(campaign, page, &why).await,
             Err(AudienceError::Store(e)) => return Err(e),
         };
+        let users = audience.users.clone();
         let recipients = self.recipients(campaign, users).await?;
-        let count = recipients.len() as u64;
-        let plan = plan_page(campaign, recipients, now);
+        let PageStep {
+            enqueue,
+            schedules,
+            record,
+        } = page_step(campaign, page, audience, recipients, now);
 
         // Enqueue first, record after: a crash in between redoes the page, and the
         // deterministic ids make that a no-op downstream.
-        let created_at = format!("{now:.3}");
-        let messages = plan
-            .now
-            .iter()
-            .map(|(r, delay)| {
-                let n = campaign.notification_for(r.user.clone(), page, r.slot, &created_at);
-                let mut m = OutgoingMessage::json(r.slot.to_string(), &n)
-                    .map_err(|e| StoreError::Fatal(e.to_string()))?;
-                m.delay_seconds = (*delay > 0).then_some(*delay as i32);
-                Ok(m)
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.send_all(&self.notifications, messages, trace).await?;
-        for at in plan.held.keys() {
-            let payload = serde_json::to_string(&CampaignWork::Release {
-                tenant: campaign.tenant.clone(),
-                campaign: campaign.id.clone(),
-                at: at.to_string(),
-                after: None,
-            })
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
-            let fire = (*at - jiff::SignedDuration::from_secs(RELEASE_LEAD_SECONDS)).max(now);
+        self.enqueue(enqueue, step.trace).await?;
+        for schedule in schedules {
+            let payload = serde_json::to_string(&schedule.work)
+                .map_err(|e| StoreError::Fatal(e.to_string()))?;
             self.scheduler
-                .schedule_once(&release_schedule_name(&campaign.id, *at), fire, &payload)
+                .schedule_once(&schedule.name, schedule.fire, &payload)
                 .await?;
         }
-        let record = PageRecord {
-            page,
-            users: count,
-            enqueued: plan.now.len() as u64,
-            invalid,
-            next_cursor,
-            last,
-            held: plan
-                .held
-                .iter()
-                .map(|(at, rs)| {
-                    (
-                        at.to_string(),
-                        rs.iter().map(|r| (r.slot, r.user.clone())).collect(),
-                    )
-                })
-                .collect(),
-            next_sent: false,
-        };
+        let users = record.users;
         let recorded = match self
             .campaigns
             .record_page(&campaign.tenant, &campaign.id, &record)
@@ -295,45 +263,47 @@ impl CampaignRunner {
                 earlier
             }
         };
-        let enqueued = recorded.enqueued;
         herald::telemetry::emit(
             "campaigns",
             &[],
             &[
-                Metric::count("CampaignNotificationsEnqueued", enqueued as usize),
+                Metric::count("CampaignNotificationsEnqueued", recorded.enqueued as usize),
                 Metric::count(
                     "CampaignRecipientsHeld",
-                    count.saturating_sub(enqueued) as usize,
+                    users.saturating_sub(recorded.enqueued) as usize,
                 ),
             ],
         );
-        if recorded.last {
-            self.campaigns
-                .mark_fanned_out(
-                    &campaign.tenant,
-                    &campaign.id,
-                    &format!("{:.3}", self.clock.now()),
-                )
-                .await?;
-            tracing::info!(page, "fan-out complete");
-            return Ok(Disposition::Done);
+        match after_page(campaign, &recorded) {
+            AfterPage::FannedOut => {
+                self.campaigns
+                    .mark_fanned_out(
+                        &campaign.tenant,
+                        &campaign.id,
+                        &format!("{:.3}", self.clock.now()),
+                    )
+                    .await?;
+                tracing::info!(page, "fan-out complete");
+            }
+            AfterPage::NextQueued => {}
+            AfterPage::Next { work, delay } => {
+                // One message of this page queues the next: a duplicate finds it claimed.
+                if self.claim(campaign, &format!("page#{page}"), step).await? {
+                    self.queue_work(&work, "page", delay, step.trace).await?;
+                    self.campaigns
+                        .mark_next_sent(&campaign.tenant, &campaign.id, page)
+                        .await?;
+                }
+            }
         }
-        if recorded.next_sent || !self.claim(campaign, &format!("page#{page}"), step).await? {
-            return Ok(Disposition::Done);
-        }
-        let delay = next_page_delay(campaign, count as usize);
-        self.queue_page(campaign, page + 1, recorded.next_cursor, delay, trace)
-            .await?;
-        self.campaigns
-            .mark_next_sent(&campaign.tenant, &campaign.id, page)
-            .await?;
         Ok(Disposition::Done)
     }
 
     /// A release schedule fired (or a release's previous part queued this one): the next
     /// group of users held for `at` (one page's, at most `PAGE_USERS`) goes out, spread at
     /// the campaign's rate, and the part after it is queued once the group's time has
-    /// passed. Each invocation does one group, whatever the audience size.
+    /// passed (`fanout::release_step`). Each invocation does one group, whatever the
+    /// audience size.
     async fn release(
         &self,
         campaign: &Campaign,
@@ -351,9 +321,6 @@ impl CampaignRunner {
             tracing::info!(%at, "another message holds this part of the release");
             return Ok(Disposition::Done);
         }
-        let now = self.clock.now();
-        let created_at = format!("{now:.3}");
-        let delay = release_delay(instant, now);
         let Some(group) = self
             .campaigns
             .held(&campaign.tenant, &campaign.id, at, after, 1)
@@ -363,61 +330,54 @@ impl CampaignRunner {
             tracing::info!(%at, "release complete");
             return Ok(Disposition::Done);
         };
-        let released = group.recipients.len() as u64;
+        let ReleaseStep {
+            enqueue,
+            next,
+            next_delay,
+        } = release_step(campaign, instant, &group, self.clock.now());
         // Released by an earlier attempt of this message: only the next part is left to queue.
-        if !group.released {
-            let messages = group
-                .recipients
-                .iter()
-                .enumerate()
-                .map(|(index, (slot, user))| {
-                    let n = campaign.notification_for(user.clone(), group.page, *slot, &created_at);
-                    let mut m = OutgoingMessage::json(slot.to_string(), &n)
-                        .map_err(|e| StoreError::Fatal(e.to_string()))?;
-                    let wait = delay.saturating_add(paced_delay(campaign, index));
-                    m.delay_seconds = (wait > 0).then_some(wait.min(MAX_DELAY_SECONDS) as i32);
-                    Ok(m)
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            self.send_all(&self.notifications, messages, step.trace)
-                .await?;
+        if !enqueue.is_empty() {
+            self.enqueue(enqueue, step.trace).await?;
             self.campaigns
-                .release_group(&campaign.tenant, &campaign.id, &group.key, released)
+                .release_group(
+                    &campaign.tenant,
+                    &campaign.id,
+                    &group.key,
+                    group.recipients.len() as u64,
+                )
                 .await?;
         }
-        let work = CampaignWork::Release {
-            tenant: campaign.tenant.clone(),
-            campaign: campaign.id.clone(),
-            at: at.to_owned(),
-            after: Some(group.key.clone()),
-        };
-        let mut message = OutgoingMessage::json("release", &work)
-            .map_err(|e| StoreError::Fatal(e.to_string()))?;
-        let pause = next_page_delay(campaign, released as usize);
-        message.delay_seconds = (pause > 0).then_some(pause as i32);
-        self.send_all(&self.work, vec![message], step.trace).await?;
+        self.queue_work(&next, "release", next_delay, step.trace)
+            .await?;
         Ok(Disposition::Done)
     }
 
-    async fn queue_page(
+    /// Campaign notifications onto the marketing queue, each with its delay.
+    async fn enqueue(&self, enqueue: Vec<Enqueue>, trace: Option<&str>) -> Result<(), StoreError> {
+        let messages = enqueue
+            .into_iter()
+            .map(|e| {
+                let mut m = OutgoingMessage::json(e.slot.to_string(), &e.notification)
+                    .map_err(|e| StoreError::Fatal(e.to_string()))?;
+                m.delay_seconds = (e.delay > 0).then_some(e.delay as i32);
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.send_all(&self.notifications, messages, trace).await
+    }
+
+    /// Work onto the campaign queue, `delay` seconds from now.
+    async fn queue_work(
         &self,
-        campaign: &Campaign,
-        page: u32,
-        cursor: u64,
+        work: &CampaignWork,
+        id: &str,
         delay: u32,
         trace: Option<&str>,
-    ) -> Result<Disposition, StoreError> {
-        let work = CampaignWork::Page {
-            tenant: campaign.tenant.clone(),
-            campaign: campaign.id.clone(),
-            page,
-            cursor,
-        };
+    ) -> Result<(), StoreError> {
         let mut message =
-            OutgoingMessage::json("page", &work).map_err(|e| StoreError::Fatal(e.to_string()))?;
+            OutgoingMessage::json(id, work).map_err(|e| StoreError::Fatal(e.to_string()))?;
         message.delay_seconds = (delay > 0).then_some(delay as i32);
-        self.send_all(&self.work, vec![message], trace).await?;
-        Ok(Disposition::Done)
+        self.send_all(&self.work, vec![message], trace).await
     }
 
     async fn send_all(
@@ -435,12 +395,12 @@ impl CampaignRunner {
         Ok(())
     }
 
-    /// The next users from `cursor`: (users, invalid lines, next cursor, whether it is the end).
+    /// The next users from `cursor`.
     async fn read_audience(
         &self,
         campaign: &Campaign,
         cursor: u64,
-    ) -> Result<(Vec<UserId>, u64, u64, bool), AudienceError> {
+    ) -> Result<AudiencePage, AudienceError> {
         let max = campaign.page_users();
         match &campaign.audience {
             AudienceSpec::Inline { users, chunks } => {
@@ -465,7 +425,12 @@ impl CampaignRunner {
                     at += part.len() as u64;
                     taken.extend(part);
                 }
-                Ok((taken, 0, at, at >= *users))
+                Ok(AudiencePage {
+                    users: taken,
+                    invalid: 0,
+                    next_cursor: at,
+                    last: at >= *users,
+                })
             }
             AudienceSpec::S3 {
                 bucket,
@@ -480,7 +445,12 @@ impl CampaignRunner {
                 for (offset, why) in &read.invalid {
                     tracing::warn!(offset, %why, "audience line skipped: not a user id");
                 }
-                Ok((read.users, read.invalid.len() as u64, read.next, read.end))
+                Ok(AudiencePage {
+                    invalid: read.invalid.len() as u64,
+                    users: read.users,
+                    next_cursor: read.next,
+                    last: read.end,
+                })
             }
         }
     }
@@ -492,30 +462,13 @@ impl CampaignRunner {
         users: Vec<UserId>,
     ) -> Result<Vec<Recipient>, StoreError> {
         if !campaign.local_time {
-            return Ok(users
-                .into_iter()
-                .enumerate()
-                .map(|(slot, user)| Recipient {
-                    user,
-                    slot: slot as u32,
-                    timezone: None,
-                })
-                .collect());
+            return Ok(recipients(users, |_| None));
         }
         // The page's contacts in BatchGetItems of 100, not a read per user.
         let mut contacts = self.directory.contacts(&campaign.tenant, &users).await?;
-        Ok(users
-            .into_iter()
-            .enumerate()
-            .map(|(slot, user)| {
-                let timezone = contacts.remove(&user).and_then(|c| c.timezone);
-                Recipient {
-                    user,
-                    slot: slot as u32,
-                    timezone,
-                }
-            })
-            .collect())
+        Ok(recipients(users, |user| {
+            contacts.remove(user).and_then(|c| c.timezone)
+        }))
     }
 }
 
@@ -523,6 +476,7 @@ impl CampaignRunner {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use herald::domain::campaign::fanout::PageRecord;
     use herald::domain::campaign::CampaignRequest;
     use herald::domain::ids::{CampaignId, TenantId};
     use herald::fake::{
@@ -687,16 +641,5 @@ mod tests {
             2,
             "the first start, redelivered, queues it again"
         );
-    }
-
-    /// A release at a rate spreads its group one `1/rate` apart and waits the group's
-    /// duration before the next part.
-    #[test]
-    fn a_paced_release_spreads_its_group() {
-        let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
-        let campaign = campaign(now, json!({"rate_per_second": 2}));
-        let delays: Vec<u32> = (0..6).map(|i| paced_delay(&campaign, i)).collect();
-        assert_eq!(delays, vec![0, 0, 1, 1, 2, 2]);
-        assert_eq!(next_page_delay(&campaign, 6), 3);
     }
 }

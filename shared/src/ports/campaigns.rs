@@ -3,38 +3,9 @@
 
 use async_trait::async_trait;
 
+pub use crate::domain::campaign::fanout::{HeldGroup, PageRecord};
 use crate::domain::ids::{TenantId, UserId};
 use crate::error::StoreError;
-
-/// One page of a campaign's fan-out, recorded once it is enqueued.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PageRecord {
-    pub page: u32,
-    /// Users read from the audience for this page (held ones included).
-    pub users: u64,
-    /// Enqueued now (the held are counted when released).
-    pub enqueued: u64,
-    /// Lines that were not a valid user id.
-    pub invalid: u64,
-    /// Where the next page starts, and whether there is one.
-    pub next_cursor: u64,
-    pub last: bool,
-    /// Recipients waiting for a release at an instant (RFC 3339), as (slot, user).
-    pub held: Vec<(String, Vec<(u32, UserId)>)>,
-    /// The page after this one is on the queue.
-    pub next_sent: bool,
-}
-
-/// One page's recipients held for one instant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldGroup {
-    pub key: String,
-    pub page: u32,
-    /// (slot, user).
-    pub recipients: Vec<(u32, UserId)>,
-    /// Already released (by an earlier attempt of the same release step).
-    pub released: bool,
-}
 
 /// Campaigns, their inline audiences and their progress.
 #[async_trait]

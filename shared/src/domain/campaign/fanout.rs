@@ -1,14 +1,47 @@
-//! The fan-out's decisions, with no I/O: who of a page goes now and with which delay, who
-//! is held for a later release, and how fast the next page follows.
+//! The fan-out's decisions, with no I/O: what a page enqueues now and with which delay,
+//! whom it holds for a later release and which schedules that takes, what its record says,
+//! what follows it; and what one part of a release sends. The campaigns function reads the
+//! inputs, calls these, and carries the answers out (`functions/campaigns`).
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::model::Campaign;
+use super::model::{Campaign, CampaignWork};
 use super::zone::local_instant;
-use super::{HOLD_BEYOND_SECONDS, MAX_DELAY_SECONDS};
+use super::{HOLD_BEYOND_SECONDS, MAX_DELAY_SECONDS, RELEASE_LEAD_SECONDS};
 use crate::domain::ids::{CampaignId, UserId};
+use crate::domain::notification::Notification;
+
+/// One page of a campaign's fan-out, recorded once it is enqueued.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageRecord {
+    pub page: u32,
+    /// Users read from the audience for this page (held ones included).
+    pub users: u64,
+    /// Enqueued now (the held are counted when released).
+    pub enqueued: u64,
+    /// Lines that were not a valid user id.
+    pub invalid: u64,
+    /// Where the next page starts, and whether there is one.
+    pub next_cursor: u64,
+    pub last: bool,
+    /// Recipients waiting for a release at an instant (RFC 3339), as (slot, user).
+    pub held: Vec<(String, Vec<(u32, UserId)>)>,
+    /// The page after this one is on the queue.
+    pub next_sent: bool,
+}
+
+/// One page's recipients held for one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldGroup {
+    pub key: String,
+    pub page: u32,
+    /// (slot, user).
+    pub recipients: Vec<(u32, UserId)>,
+    /// Already released (by an earlier attempt of the same release step).
+    pub released: bool,
+}
 
 /// One recipient of a page, and where they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +124,209 @@ pub fn start_schedule_name(campaign: &CampaignId) -> String {
     format!("herald-{campaign}")
 }
 
+/// The SQS delay of the `index`th recipient of a group at the campaign's rate (0 without).
+pub fn paced_delay(campaign: &Campaign, index: usize) -> u32 {
+    campaign
+        .rate_per_second
+        .map_or(0, |rate| (index as u64 / u64::from(rate.max(1))) as u32)
+}
+
+/// The next users of the audience, as the page consumer read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudiencePage {
+    pub users: Vec<UserId>,
+    /// Lines that were not a user id (skipped, counted).
+    pub invalid: u64,
+    pub next_cursor: u64,
+    /// The audience ends with these users.
+    pub last: bool,
+}
+
+/// A page's users as recipients: their slots, and for `local_time` their time zones
+/// (`zone_of`: from their contacts).
+pub fn recipients(
+    users: Vec<UserId>,
+    mut zone_of: impl FnMut(&UserId) -> Option<String>,
+) -> Vec<Recipient> {
+    users
+        .into_iter()
+        .enumerate()
+        .map(|(slot, user)| Recipient {
+            timezone: zone_of(&user),
+            user,
+            slot: slot as u32,
+        })
+        .collect()
+}
+
+/// A campaign notification to put on the marketing queue, `delay` seconds from now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueue {
+    /// Also the SQS batch entry id: unique within the page.
+    pub slot: u32,
+    pub notification: Notification,
+    pub delay: u32,
+}
+
+/// A one-time schedule that puts `work` on the campaign queue at `fire`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseSchedule {
+    pub name: String,
+    pub fire: Timestamp,
+    pub work: CampaignWork,
+}
+
+/// Everything one page does, decided before any of it happens. Carried out in this order:
+/// enqueue, schedule, then record (a crash in between redoes the page, and the
+/// deterministic notification ids make that a no-op downstream).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageStep {
+    pub enqueue: Vec<Enqueue>,
+    pub schedules: Vec<ReleaseSchedule>,
+    pub record: PageRecord,
+}
+
+/// What page `page` of `campaign` does at `now` with the users it read.
+pub fn page_step(
+    campaign: &Campaign,
+    page: u32,
+    audience: AudiencePage,
+    recipients: Vec<Recipient>,
+    now: Timestamp,
+) -> PageStep {
+    let users = recipients.len() as u64;
+    let plan = plan_page(campaign, recipients, now);
+    let created_at = format!("{now:.3}");
+    let enqueue: Vec<Enqueue> = plan
+        .now
+        .into_iter()
+        .map(|(r, delay)| Enqueue {
+            slot: r.slot,
+            notification: campaign.notification_for(r.user, page, r.slot, &created_at),
+            delay,
+        })
+        .collect();
+    let schedules = plan
+        .held
+        .keys()
+        .map(|at| ReleaseSchedule {
+            name: release_schedule_name(&campaign.id, *at),
+            // Early by the lead, never in the past: the messages wait out the rest as a delay.
+            fire: (*at - jiff::SignedDuration::from_secs(RELEASE_LEAD_SECONDS)).max(now),
+            work: CampaignWork::Release {
+                tenant: campaign.tenant.clone(),
+                campaign: campaign.id.clone(),
+                at: at.to_string(),
+                after: None,
+            },
+        })
+        .collect();
+    let record = PageRecord {
+        page,
+        users,
+        enqueued: enqueue.len() as u64,
+        invalid: audience.invalid,
+        next_cursor: audience.next_cursor,
+        last: audience.last,
+        held: plan
+            .held
+            .into_iter()
+            .map(|(at, rs)| {
+                (
+                    at.to_string(),
+                    rs.into_iter().map(|r| (r.slot, r.user)).collect(),
+                )
+            })
+            .collect(),
+        next_sent: false,
+    };
+    PageStep {
+        enqueue,
+        schedules,
+        record,
+    }
+}
+
+/// What follows a page, from its record as stored (this attempt's, or an earlier one's).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterPage {
+    /// The audience ended here: the fan-out is over.
+    FannedOut,
+    /// The next page was queued already (by an earlier attempt): nothing to do.
+    NextQueued,
+    /// Queue this (once the step is claimed), `delay` seconds from now.
+    Next { work: CampaignWork, delay: u32 },
+}
+
+pub fn after_page(campaign: &Campaign, recorded: &PageRecord) -> AfterPage {
+    if recorded.last {
+        return AfterPage::FannedOut;
+    }
+    if recorded.next_sent {
+        return AfterPage::NextQueued;
+    }
+    AfterPage::Next {
+        work: CampaignWork::Page {
+            tenant: campaign.tenant.clone(),
+            campaign: campaign.id.clone(),
+            page: recorded.page + 1,
+            cursor: recorded.next_cursor,
+        },
+        delay: next_page_delay(campaign, recorded.users as usize),
+    }
+}
+
+/// One part of a release: the group's notifications (none if an earlier attempt sent
+/// them), and the next part, queued after the group's time has passed at the rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseStep {
+    pub enqueue: Vec<Enqueue>,
+    pub next: CampaignWork,
+    pub next_delay: u32,
+}
+
+/// What releasing `group` (held for `at`) does at `now`.
+pub fn release_step(
+    campaign: &Campaign,
+    at: Timestamp,
+    group: &HeldGroup,
+    now: Timestamp,
+) -> ReleaseStep {
+    let created_at = format!("{now:.3}");
+    let wait = release_delay(at, now);
+    let enqueue = if group.released {
+        Vec::new()
+    } else {
+        group
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(index, (slot, user))| Enqueue {
+                slot: *slot,
+                notification: campaign.notification_for(
+                    user.clone(),
+                    group.page,
+                    *slot,
+                    &created_at,
+                ),
+                delay: wait
+                    .saturating_add(paced_delay(campaign, index))
+                    .min(MAX_DELAY_SECONDS),
+            })
+            .collect()
+    };
+    ReleaseStep {
+        enqueue,
+        next: CampaignWork::Release {
+            tenant: campaign.tenant.clone(),
+            campaign: campaign.id.clone(),
+            at: at.to_string(),
+            after: Some(group.key.clone()),
+        },
+        next_delay: next_page_delay(campaign, group.recipients.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -99,7 +335,7 @@ mod tests {
     use crate::domain::campaign::testing::*;
     use crate::domain::campaign::PAGE_USERS;
 
-    fn recipients(zones: &[Option<&str>]) -> Vec<Recipient> {
+    fn zoned(zones: &[Option<&str>]) -> Vec<Recipient> {
         zones
             .iter()
             .enumerate()
@@ -119,7 +355,7 @@ mod tests {
         let at: Timestamp = "2026-03-29T06:55:00Z".parse().unwrap();
         let plan = plan_page(
             &c,
-            recipients(&[
+            zoned(&[
                 Some("Europe/Berlin"),
                 Some("Asia/Tokyo"),
                 Some("America/New_York"),
@@ -140,12 +376,161 @@ mod tests {
     fn a_rate_spreads_a_page_and_paces_the_next() {
         let c = campaign(json!({"rate_per_second": 2}));
         assert_eq!(c.page_users(), 120);
-        let plan = plan_page(&c, recipients(&[None; 5]), now());
+        let plan = plan_page(&c, zoned(&[None; 5]), now());
         let delays: Vec<u32> = plan.now.iter().map(|(_, d)| *d).collect();
         assert_eq!(delays, vec![0, 0, 1, 1, 2]);
         assert_eq!(next_page_delay(&c, 120), 60);
         let unpaced = campaign(json!({}));
         assert_eq!(unpaced.page_users(), PAGE_USERS);
         assert_eq!(next_page_delay(&unpaced, PAGE_USERS), 0);
+    }
+
+    /// A page step enqueues who is due (with their delays), schedules one release per held
+    /// instant a lead ahead of it, and records exactly that.
+    #[test]
+    fn a_page_step_enqueues_the_due_schedules_the_held_and_records_both() {
+        let c = campaign(json!({"send_at": "2026-03-29T09:00:00Z", "local_time": true}));
+        let at: Timestamp = "2026-03-29T06:55:00Z".parse().unwrap();
+        let users: Vec<UserId> = ["b", "t", "n"]
+            .iter()
+            .map(|u| UserId::parse(*u, "u").unwrap())
+            .collect();
+        let zones = [
+            ("b", "Europe/Berlin"),
+            ("t", "Asia/Tokyo"),
+            ("n", "America/New_York"),
+        ];
+        let audience = AudiencePage {
+            users: users.clone(),
+            invalid: 2,
+            next_cursor: 40,
+            last: false,
+        };
+        let recipients = recipients(users, |u| {
+            zones
+                .iter()
+                .find(|(id, _)| *id == u.as_str())
+                .map(|(_, zone)| (*zone).to_owned())
+        });
+        let step = page_step(&c, 7, audience, recipients, at);
+        let enqueued: Vec<(u32, &str, u32)> = step
+            .enqueue
+            .iter()
+            .map(|e| (e.slot, e.notification.user_id.as_str(), e.delay))
+            .collect();
+        assert_eq!(enqueued, vec![(0, "b", 300), (1, "t", 0)]);
+        let first = &step.enqueue[0].notification;
+        assert_eq!(first.id, c.notification_id(), "one id for every recipient");
+        assert_eq!(
+            first.campaign.as_ref().map(|r| (r.page, r.slot)),
+            Some((7, 0))
+        );
+        assert_eq!(step.schedules.len(), 1);
+        let schedule = &step.schedules[0];
+        assert_eq!(
+            schedule.fire.to_string(),
+            "2026-03-29T12:55:00Z",
+            "five minutes early"
+        );
+        assert_eq!(
+            schedule.work,
+            CampaignWork::Release {
+                tenant: c.tenant.clone(),
+                campaign: c.id.clone(),
+                at: "2026-03-29T13:00:00Z".into(),
+                after: None,
+            }
+        );
+        let n = UserId::parse("n", "u").unwrap();
+        assert_eq!(
+            step.record,
+            PageRecord {
+                page: 7,
+                users: 3,
+                enqueued: 2,
+                invalid: 2,
+                next_cursor: 40,
+                last: false,
+                held: vec![("2026-03-29T13:00:00Z".into(), vec![(2, n)])],
+                next_sent: false,
+            }
+        );
+    }
+
+    /// After a page: the end of the audience ends the fan-out; a next page already queued is
+    /// not queued again; otherwise the next page starts at the recorded cursor, paced.
+    #[test]
+    fn after_a_page_comes_the_next_once_or_the_end() {
+        let c = campaign(json!({"rate_per_second": 10}));
+        let record = PageRecord {
+            page: 3,
+            users: 120,
+            next_cursor: 4_096,
+            ..PageRecord::default()
+        };
+        assert_eq!(
+            after_page(&c, &record),
+            AfterPage::Next {
+                work: CampaignWork::Page {
+                    tenant: c.tenant.clone(),
+                    campaign: c.id.clone(),
+                    page: 4,
+                    cursor: 4_096,
+                },
+                delay: 12,
+            }
+        );
+        let queued = PageRecord {
+            next_sent: true,
+            ..record.clone()
+        };
+        assert_eq!(after_page(&c, &queued), AfterPage::NextQueued);
+        let last = PageRecord {
+            last: true,
+            ..record
+        };
+        assert_eq!(after_page(&c, &last), AfterPage::FannedOut);
+    }
+
+    /// A release at a rate spreads its group one `1/rate` apart after the instant's wait,
+    /// never beyond SQS's 15 minutes, and queues the next part after the group's duration; a
+    /// group an earlier attempt released sends nothing again but still queues the next part.
+    #[test]
+    fn a_release_step_paces_its_group_and_queues_the_next_part() {
+        let c = campaign(json!({"rate_per_second": 2}));
+        let now: Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let at: Timestamp = "2026-03-01T12:01:40Z".parse().unwrap();
+        let mut group = HeldGroup {
+            key: "H#k#0".into(),
+            page: 5,
+            recipients: (0..6)
+                .map(|i| (i, UserId::parse(format!("u{i}"), "u").unwrap()))
+                .collect(),
+            released: false,
+        };
+        let step = release_step(&c, at, &group, now);
+        let delays: Vec<u32> = step.enqueue.iter().map(|e| e.delay).collect();
+        assert_eq!(delays, vec![100, 100, 101, 101, 102, 102]);
+        assert!(step
+            .enqueue
+            .iter()
+            .all(|e| e.notification.campaign.as_ref().map(|r| r.page) == Some(5)));
+        assert_eq!(
+            step.next,
+            CampaignWork::Release {
+                tenant: c.tenant.clone(),
+                campaign: c.id.clone(),
+                at: at.to_string(),
+                after: Some("H#k#0".into()),
+            }
+        );
+        assert_eq!(step.next_delay, 3);
+        let far: Timestamp = "2026-03-01T13:00:00Z".parse().unwrap();
+        let capped = release_step(&c, far, &group, now);
+        assert!(capped.enqueue.iter().all(|e| e.delay == MAX_DELAY_SECONDS));
+        group.released = true;
+        let again = release_step(&c, at, &group, now);
+        assert!(again.enqueue.is_empty());
+        assert_eq!(again.next, step.next);
     }
 }
