@@ -19,9 +19,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Where the Rust sources are.
-const SOURCE_DIRS: [&str; 5] = [
+const SOURCE_DIRS: [&str; 6] = [
     "shared/src",
     "functions",
+    "local/src",
     "tests/src",
     "tests/tests",
     "xtask/src",

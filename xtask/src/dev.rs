@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use testkit::auth::LocalIssuer;
-use testkit::emulator::Emulator;
-use testkit::runner::LocalApp;
-use testkit::stack::Stack;
-use testkit::template::Template;
+use local::auth::LocalIssuer;
+use local::emulator::Emulator;
+use local::runner::LocalApp;
+use local::stack::Stack;
+use local::template::Template;
 use tokio_util::sync::CancellationToken;
 
 /// Options of `cargo xtask dev`.
@@ -28,8 +28,8 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let (port, http_port, workers) = (args.port, args.http_port, args.workers);
-    let root = testkit::workspace_root();
-    let venv = testkit::tools::dev_venv(&root)?;
+    let root = local::workspace_root();
+    let venv = local::tools::dev_venv(&root)?;
     if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
         anyhow::bail!("port {port} is taken; stop what runs there or pass --port N");
     }
@@ -51,12 +51,12 @@ pub fn run(args: &Args) -> Result<()> {
 async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
     herald::telemetry::init_tracing();
     let stack = Stack::provision(endpoint, "herald", Template::project()?, &[]).await?;
-    let env_file = testkit::workspace_root().join("env.local.json");
+    let env_file = local::workspace_root().join("env.local.json");
     std::fs::write(
         &env_file,
         serde_json::to_string_pretty(&stack.sam_env_json()?)?,
     )?;
-    let lambda_env = testkit::workspace_root().join(".herald/lambda.env");
+    let lambda_env = local::workspace_root().join(".herald/lambda.env");
     std::fs::write(&lambda_env, stack.dotenv()?)?;
     for (id, r) in &stack.resources {
         eprintln!("  {id:<22} {}", r.reference);
@@ -68,7 +68,7 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
     );
 
     // Tokens are really signed: a key pair made on first start, its JWKS served by the API.
-    let issuer = LocalIssuer::load_or_create(&testkit::workspace_root().join(".herald/jwt"))?;
+    let issuer = LocalIssuer::load_or_create(&local::workspace_root().join(".herald/jwt"))?;
     let public_url = format!("http://127.0.0.1:{http_port}");
     let app = std::sync::Arc::new(LocalApp::with_issuer(&stack, issuer, &public_url)?);
     let shutdown = CancellationToken::new();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use herald::domain::pinpoint::{parse_endpoint, EndpointLine};
+use local::auth::LocalIssuer;
 use serde_json::Value;
-use testkit::auth::LocalIssuer;
 
 /// Lines per request (the route's limit).
 const CHUNK: usize = 1_000;
@@ -42,8 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
     let token = match &args.token {
         Some(token) => token.clone(),
         None => {
-            let issuer =
-                LocalIssuer::load_or_create(&testkit::workspace_root().join(".herald/jwt"))?;
+            let issuer = LocalIssuer::load_or_create(&local::workspace_root().join(".herald/jwt"))?;
             issuer.sign(&issuer.service(&args.tenant))
         }
     };

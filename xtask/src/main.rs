@@ -61,7 +61,7 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Dev(args) => dev::run(&args),
         Task::Test => test::run(),
-        Task::Sam => sam::run(&testkit::workspace_root()),
+        Task::Sam => sam::run(&local::workspace_root()),
         Task::Token(args) => token::run(&args),
         Task::Reconcile(args) => reconcile::run(&args),
         Task::ImportPinpoint(args) => import::run(&args),

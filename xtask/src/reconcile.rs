@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> Result<()> {
         let sdk = if aws {
             herald::aws::sdk_config().await
         } else {
-            testkit::emulator::sdk_config(endpoint).await
+            local::emulator::sdk_config(endpoint).await
         };
         let report = reconcile_table(&sdk, table, mode).await?;
         print_report(table, &report);
@@ -83,7 +83,7 @@ pub fn print_report(table: &str, r: &ReconcileReport) {
 
 /// Every inbox table in the emulator: the test suite leaves one per test.
 pub async fn reconcile_every_inbox_table(endpoint: &str) -> Result<ReconcileReport> {
-    let sdk = testkit::emulator::sdk_config(endpoint).await;
+    let sdk = local::emulator::sdk_config(endpoint).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let mut total = ReconcileReport::default();
     let mut start: Option<String> = None;

@@ -12,12 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use local::emulator::{free_port, Emulator};
+use local::stack::Stack;
+use local::template::Template;
+use local::tools::Venv;
 use serde_json::{json, Value};
-use testkit::emulator::{free_port, Emulator};
 use testkit::fixtures::{Answer, Progress, ORDER};
-use testkit::stack::Stack;
-use testkit::template::Template;
-use testkit::tools::Venv;
 
 pub const STAND_IN_IMAGE: &str = "herald/lambda-provided-al2023:local";
 
@@ -47,8 +47,8 @@ fn host_architecture() -> &'static str {
 
 pub fn run(root: &Path) -> Result<()> {
     let started = Instant::now();
-    let dev = testkit::tools::dev_venv(root)?;
-    let sam = testkit::tools::sam_venv(root)?;
+    let dev = local::tools::dev_venv(root)?;
+    let sam = local::tools::sam_venv(root)?;
     // SAM's own reading of the template (transform, then cfn-lint on the result).
     run_step(
         "sam validate --lint",
@@ -149,8 +149,8 @@ fn sam_command(root: &Path, sam: &Venv, dev: &Venv) -> Command {
         .env("SAM_CLI_TELEMETRY", "0")
         .env("__SAM_CLI_APP_DIR", &app_dir)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", testkit::emulator::REGION)
-        .env("AWS_DEFAULT_REGION", testkit::emulator::REGION)
+        .env("AWS_REGION", local::emulator::REGION)
+        .env("AWS_DEFAULT_REGION", local::emulator::REGION)
         .env("NO_PROXY", "localhost,127.0.0.1")
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -286,7 +286,7 @@ async fn start_api(
     // `sam local start-api` skips JWT authorizers (only Lambda authorizers run locally), so
     // requests reach the functions with no verified claims: herald must refuse them all,
     // even with a well-formed token in the header, and change nothing.
-    let token = testkit::auth::LocalIssuer::ephemeral();
+    let token = local::auth::LocalIssuer::ephemeral();
     let token = token.sign(&token.service("default"));
     let unread_url = format!("{base}/v1/users/start-api-user/unread");
     let refused = |(status, body): &(u16, serde_json::Value)| {

@@ -5,8 +5,8 @@
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use local::template::Template;
 use serde_json::json;
-use testkit::template::Template;
 
 /// Options of `cargo xtask size`.
 #[derive(Debug, clap::Args)]
@@ -17,8 +17,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let root = testkit::workspace_root();
-    let venv = testkit::tools::dev_venv(&root)?;
+    let root = local::workspace_root();
+    let venv = local::tools::dev_venv(&root)?;
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));

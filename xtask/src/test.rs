@@ -4,12 +4,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use testkit::emulator::{free_port, Emulator, REGION};
+use local::emulator::{free_port, Emulator, REGION};
 
 pub fn run() -> Result<()> {
-    let root = testkit::workspace_root();
+    let root = local::workspace_root();
     let started = Instant::now();
-    let venv = testkit::tools::dev_venv(&root)?;
+    let venv = local::tools::dev_venv(&root)?;
 
     step(
         "cargo fmt --check",
@@ -73,7 +73,7 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("\n==> {name}");
     let started = Instant::now();
     let status = cmd
-        .current_dir(testkit::workspace_root())
+        .current_dir(local::workspace_root())
         .status()
         .with_context(|| format!("running {name}"))?;
     if !status.success() {

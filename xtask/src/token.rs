@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use herald::auth::Scope;
-use testkit::auth::LocalIssuer;
+use local::auth::LocalIssuer;
 
 /// Options of `cargo xtask token`.
 #[derive(Debug, clap::Args)]
@@ -27,7 +27,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     herald::TenantId::parse(&args.tenant, "--tenant").map_err(|e| anyhow::anyhow!(e.message))?;
-    let issuer = LocalIssuer::load_or_create(&testkit::workspace_root().join(".herald/jwt"))?;
+    let issuer = LocalIssuer::load_or_create(&local::workspace_root().join(".herald/jwt"))?;
     let mut spec = match &args.user {
         Some(user) => {
             herald::UserId::parse(user, "--user").map_err(|e| anyhow::anyhow!(e.message))?;

@@ -31,7 +31,7 @@ const SECTIONS: [(&str, Render); 5] = [
 ];
 
 pub fn run() -> Result<()> {
-    let path = testkit::workspace_root().join("template.yaml");
+    let path = local::workspace_root().join("template.yaml");
     let text = std::fs::read_to_string(&path).context("reading template.yaml")?;
     let fresh = regenerate(&text)?;
     if fresh == text {
@@ -372,7 +372,7 @@ mod tests {
     /// `cargo xtask template`.
     #[test]
     fn template_yaml_is_up_to_date_with_its_table() {
-        let path = testkit::workspace_root().join("template.yaml");
+        let path = local::workspace_root().join("template.yaml");
         let text = std::fs::read_to_string(path).unwrap();
         let fresh = regenerate(&text).unwrap();
         assert!(
@@ -390,7 +390,7 @@ mod tests {
     /// one cannot miss its alarms, log group or deploy permissions.
     #[test]
     fn the_table_lists_every_function_and_queue_of_the_template() {
-        let template = testkit::template::Template::project().unwrap();
+        let template = local::template::Template::project().unwrap();
         let mut functions: Vec<String> = template
             .resources_of("AWS::Serverless::Function")
             .into_iter()

@@ -19,12 +19,12 @@ pub struct Emulator {
 
 impl Emulator {
     /// Starts moto's server from the venv on `port` and waits until it answers. It runs
-    /// through `tests/emulator/moto_server.py`, which gives moto's DynamoDB transactions an
+    /// through `local/emulator/moto_server.py`, which gives moto's DynamoDB transactions an
     /// item-level rollback (moto copies whole tables per action, which made bursts crawl).
     pub fn start(venv: &crate::tools::Venv, port: u16, log: &Path) -> Result<Self> {
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let launcher = crate::workspace_root().join("tests/emulator/moto_server.py");
+        let launcher = crate::workspace_root().join("local/emulator/moto_server.py");
         let child = Command::new(venv.bin("python"))
             .arg(&launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
