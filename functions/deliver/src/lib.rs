@@ -4,15 +4,19 @@
 
 use std::sync::Arc;
 
+mod channels;
+
 use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::campaign::ProgressMark;
-use herald::domain::delivery::{decide, throttled_delay, Decision, DeliveryJob, SkipReason};
-use herald::domain::notification::Category;
+use herald::domain::delivery::outcome::{
+    after_send, campaign_mark, retry_plan, state_metric, AfterSend, RetryPlan, Settled,
+};
+use herald::domain::delivery::{decide, Decision, DeliveryJob, SkipReason};
 use herald::ports::{
-    Claim, Clock, DeliveryRecord, DeliveryState, Directory, Email, EmailSender, LinkKeys,
-    MobileSender, OutgoingMessage, QueueSender, SendError, Sms, SystemClock,
+    Claim, Clock, DeliveryRecord, DeliveryState, Directory, EmailSender, LinkKeys, MobileSender,
+    OutgoingMessage, QueueSender, SystemClock,
 };
 use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
@@ -280,47 +284,23 @@ impl Deliverer {
                 addresses.retain(|a| left.contains(a));
             }
         }
-        match self.send(job, locale, &addresses).await {
-            Ok(Outcome::Sent { provider_id, to }) => {
-                held.sent_to.extend(to);
-                self.settle_then_mark(job, &held, DeliveryState::Sent, Some(provider_id), None)
+        let result = self.send(job, locale, &addresses).await;
+        match after_send(job, &addresses, result) {
+            AfterSend::Settle {
+                state,
+                detail,
+                skip,
+                reached,
+            } => {
+                held.sent_to.extend(reached);
+                self.settle_then_mark(job, &held, state, Some(detail), skip)
                     .await
             }
-            Ok(Outcome::Suppressed) => {
-                self.settle_then_mark(
-                    job,
-                    &held,
-                    DeliveryState::Skipped,
-                    Some("address suppressed".into()),
-                    Some(SkipReason::Suppressed),
-                )
-                .await
-            }
-            Ok(Outcome::Partly {
-                reached,
-                left,
-                error,
-            }) => {
-                // Some devices have it: the record keeps them, retries go to the others only.
-                held.sent_to.extend(reached);
-                let detail = format!(
-                    "{} device(s) reached; {} left: {error}",
-                    held.sent_to.len(),
-                    left.len()
-                );
-                let next = DeliveryJob {
-                    endpoints: Some(left),
-                    ..job.clone()
-                };
-                self.retry_later(&next, Some(&held), detail).await
-            }
-            Err(SendError::OptedOut(e)) => {
-                // The number replied STOP (or is on the account's opt-out list): honour it
-                // for every later SMS, as a STOP reply would, and skip; not an error.
-                if let Some(number) = addresses.first() {
+            AfterSend::OptOut { number, detail } => {
+                if let Some(number) = number {
                     if let Err(error) = self
                         .directory
-                        .suppress(None, number, "opted out at the provider")
+                        .suppress(None, &number, "opted out at the provider")
                         .await
                     {
                         tracing::warn!(%error, "opt-out not added to the suppression list");
@@ -330,26 +310,13 @@ impl Deliverer {
                     job,
                     &held,
                     DeliveryState::Skipped,
-                    Some(format!("opted out: {e}")),
+                    Some(detail),
                     Some(SkipReason::OptedOut),
                 )
                 .await
             }
-            Err(SendError::Rejected(reason)) => {
-                self.settle(job, &held, DeliveryState::Failed, Some(reason.to_string()))
-                    .await;
-                self.mark_campaign(
-                    job,
-                    ProgressMark::Failed(job.channel),
-                    Disposition::Poison(format!("{} rejected: {reason}", job.channel.as_str())),
-                )
-                .await
-            }
-            Err(e @ SendError::Unknown(_)) => {
-                // The provider may have it: sending again could send twice. Final, to the DLQ.
-                let why = format!("{}: not resent", e);
-                self.settle(job, &held, DeliveryState::Unknown, Some(why.clone()))
-                    .await;
+            AfterSend::Fail { state, detail, why } => {
+                self.settle(job, &held, state, Some(detail)).await;
                 self.mark_campaign(
                     job,
                     ProgressMark::Failed(job.channel),
@@ -357,17 +324,35 @@ impl Deliverer {
                 )
                 .await
             }
-            Err(e @ SendError::Throttled(_)) => {
-                self.retry_later(job, Some(&held), e.to_string()).await
+            AfterSend::RetryLater {
+                reached,
+                endpoints: None,
+                reason,
+            } => {
+                held.sent_to.extend(reached);
+                self.retry_later(job, Some(&held), reason).await
             }
-            Err(e @ SendError::Other(_)) => {
-                // Certainly not sent: release the claim and let the queue retry.
+            AfterSend::RetryLater {
+                reached,
+                endpoints: Some(left),
+                reason,
+            } => {
+                // Some devices have it: the record keeps them, retries go to the others only.
+                held.sent_to.extend(reached);
+                let detail = format!("{} device(s) reached; {reason}", held.sent_to.len());
+                let next = DeliveryJob {
+                    endpoints: Some(left),
+                    ..job.clone()
+                };
+                self.retry_later(&next, Some(&held), detail).await
+            }
+            AfterSend::Release { reason } => {
                 match self
-                    .settle(job, &held, DeliveryState::Retrying, Some(e.to_string()))
+                    .settle(job, &held, DeliveryState::Retrying, Some(reason.clone()))
                     .await
                 {
                     Settled::TakenOver => Disposition::Done,
-                    Settled::Written | Settled::NotRecorded => Disposition::Retry(e.to_string()),
+                    Settled::Written | Settled::NotRecorded => Disposition::Retry(reason),
                 }
             }
         }
@@ -434,31 +419,23 @@ impl Deliverer {
         held: Option<&Held>,
         reason: String,
     ) -> Disposition {
-        let now = self.clock.now();
-        let since = job
-            .retrying_since
-            .as_deref()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .unwrap_or(now);
-        let waited = now.duration_since(since).as_secs().max(0) as u64;
-        if waited > self.give_up_after.as_secs() {
-            let why = format!(
-                "still failing after {:.0} h of retries: {reason}",
-                self.give_up_after.as_secs_f64() / 3600.0
-            );
-            let Some(held) = held else {
-                return Disposition::Poison(why);
-            };
-            self.settle(job, held, DeliveryState::Failed, Some(why.clone()))
-                .await;
-            return self
-                .mark_campaign(
-                    job,
-                    ProgressMark::Failed(job.channel),
-                    Disposition::Poison(why),
-                )
-                .await;
-        }
+        let next = match retry_plan(job, self.clock.now(), self.give_up_after, &reason) {
+            RetryPlan::GiveUp(why) => {
+                let Some(held) = held else {
+                    return Disposition::Poison(why);
+                };
+                self.settle(job, held, DeliveryState::Failed, Some(why.clone()))
+                    .await;
+                return self
+                    .mark_campaign(
+                        job,
+                        ProgressMark::Failed(job.channel),
+                        Disposition::Poison(why),
+                    )
+                    .await;
+            }
+            RetryPlan::Again { next, delay } => (next, delay),
+        };
         if let Some(held) = held {
             match self
                 .settle(job, held, DeliveryState::Retrying, Some(reason.clone()))
@@ -474,162 +451,9 @@ impl Deliverer {
                 }
             }
         }
-        let next = DeliveryJob {
-            attempt: job.attempt + 1,
-            retrying_since: Some(format!("{since:.3}")),
-            ..job.clone()
-        };
+        let (next, delay) = next;
         tracing::warn!(attempt = next.attempt, %reason, "not now; queued again with a delay");
-        self.requeue(&next, throttled_delay(job.attempt)).await
-    }
-
-    /// Sends on the job's channel; email in the contact's `locale`.
-    async fn send(
-        &self,
-        job: &DeliveryJob,
-        locale: Option<&str>,
-        addresses: &[String],
-    ) -> Result<Outcome, SendError> {
-        match job.channel {
-            Channel::Email => {
-                let to = &addresses[0];
-                if self.suppressed(job, to).await? {
-                    return Ok(Outcome::Suppressed);
-                }
-                let list_unsubscribe = self.unsubscribe_link(job).await?;
-                let parts = herald::domain::email::render(
-                    locale,
-                    &job.title,
-                    &job.body,
-                    list_unsubscribe.as_deref(),
-                )
-                .map_err(|e| {
-                    SendError::Rejected(herald::error::CallError::message(format!(
-                        "email template: {e}"
-                    )))
-                })?;
-                let email = Email {
-                    to: to.clone(),
-                    subject: job.title.clone(),
-                    text: parts.text,
-                    html: parts.html,
-                    list_unsubscribe,
-                    // SES events carry it back, so a bounce suppresses for this tenant.
-                    tags: vec![(
-                        herald::domain::feedback::TENANT_TAG.to_owned(),
-                        herald::domain::feedback::tenant_tag(&job.tenant),
-                    )],
-                };
-                self.email
-                    .send_email(&email)
-                    .await
-                    .map(|provider_id| Outcome::Sent {
-                        provider_id,
-                        to: Vec::new(),
-                    })
-            }
-            Channel::Sms => {
-                if self.suppressed(job, &addresses[0]).await? {
-                    return Ok(Outcome::Suppressed);
-                }
-                let sms = Sms {
-                    to: addresses[0].clone(),
-                    text: sms_text(&job.title, &job.body),
-                    promotional: job.category == Category::Marketing,
-                };
-                self.mobile
-                    .send_sms(&sms)
-                    .await
-                    .map(|provider_id| Outcome::Sent {
-                        provider_id,
-                        to: Vec::new(),
-                    })
-            }
-            Channel::Push => {
-                // Every device gets it; one dead endpoint must not block the others, and a
-                // retry goes only to the devices that did not get it.
-                let (title, body) = push_text(&job.title, &job.body);
-                let mut sent = Vec::new();
-                // Devices that have it, or may (answer lost): never pushed to again.
-                let mut reached = Vec::new();
-                let mut maybe = false;
-                // Devices to retry (throttled, or not tried: a store fault), and why.
-                let mut left = Vec::new();
-                let mut retry_error = None;
-                let mut refused = None;
-                for endpoint in addresses {
-                    match self.suppressed(job, endpoint).await {
-                        Ok(true) => continue,
-                        Ok(false) => {}
-                        Err(e) => {
-                            left.push(endpoint.clone());
-                            retry_error = Some(e);
-                            continue;
-                        }
-                    }
-                    match self.mobile.send_push(endpoint, &title, &body).await {
-                        Ok(id) => {
-                            sent.push(id);
-                            reached.push(endpoint.clone());
-                        }
-                        Err(SendError::Rejected(e)) => {
-                            tracing::warn!(%endpoint, error = %e, "push endpoint refused");
-                            if e.code
-                                .as_deref()
-                                .is_some_and(|c| c.starts_with("EndpointDisabled"))
-                            {
-                                // A dead device (app removed, token expired): never again.
-                                let _ = self
-                                    .directory
-                                    .suppress(Some(&job.tenant), endpoint, "push endpoint disabled")
-                                    .await;
-                            }
-                            refused.get_or_insert(SendError::Rejected(e));
-                        }
-                        Err(e @ SendError::Unknown(_)) => {
-                            tracing::warn!(%endpoint, error = %e, "push outcome unknown");
-                            reached.push(endpoint.clone());
-                            maybe = true;
-                            refused.get_or_insert(e);
-                        }
-                        Err(e) => {
-                            left.push(endpoint.clone());
-                            retry_error = Some(e);
-                        }
-                    }
-                }
-                push_outcome(sent, reached, maybe, left, retry_error, refused)
-            }
-            Channel::Inbox => Ok(Outcome::Sent {
-                provider_id: String::new(),
-                to: Vec::new(),
-            }),
-        }
-    }
-
-    /// Whether the address is on the suppression list (a store fault is a retry, not a send).
-    async fn suppressed(&self, job: &DeliveryJob, address: &str) -> Result<bool, SendError> {
-        self.directory
-            .is_suppressed(&job.tenant, address)
-            .await
-            .map_err(|e| SendError::Other(herald::error::CallError::message(e.to_string())))
-    }
-
-    /// The signed one-click link of marketing email (it names a pseudonym, never the user).
-    async fn unsubscribe_link(&self, job: &DeliveryJob) -> Result<Option<String>, SendError> {
-        let Some((base, keys)) = &self.unsubscribe else {
-            return Ok(None);
-        };
-        if job.category != Category::Marketing {
-            return Ok(None);
-        }
-        let signer = keys.signer().await.map_err(|e| {
-            SendError::Other(herald::error::CallError::message(format!(
-                "unsubscribe secret: {e}"
-            )))
-        })?;
-        let token = signer.token(&job.tenant, &job.user_id, job.category);
-        Ok(Some(format!("{base}?token={token}")))
+        self.requeue(&next, delay).await
     }
 
     /// Puts the job back on the delivery queue to be seen again in `seconds` (SQS delays
@@ -756,35 +580,6 @@ impl Deliverer {
     }
 }
 
-/// The progress a settled delivery leaves on its campaign; a skip found already settled
-/// by another copy counts with the reason its record keeps (the other copy's own mark, if it
-/// made one, is the same slot and counts once).
-fn campaign_mark(
-    state: DeliveryState,
-    channel: Channel,
-    skip: Option<SkipReason>,
-) -> Option<ProgressMark> {
-    match state {
-        DeliveryState::Sent => Some(ProgressMark::Sent(channel)),
-        DeliveryState::Skipped => Some(ProgressMark::Skipped(
-            channel,
-            skip.unwrap_or(SkipReason::NoAddress),
-        )),
-        DeliveryState::Failed | DeliveryState::Unknown => Some(ProgressMark::Failed(channel)),
-        DeliveryState::Sending | DeliveryState::Retrying => None,
-    }
-}
-
-/// Whether a settle was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settled {
-    Written,
-    /// The claim was no longer this copy's (taken over once stale).
-    TakenOver,
-    /// The store kept failing.
-    NotRecorded,
-}
-
 /// What this copy holds while it sends: its claim, and the devices reached so far.
 struct Held {
     claim: String,
@@ -794,873 +589,5 @@ struct Held {
 /// A transient store fault while settling is retried this often before giving up.
 const SETTLE_ATTEMPTS: u32 = 3;
 
-fn state_metric(state: DeliveryState) -> &'static str {
-    match state {
-        DeliveryState::Sent => "DeliveriesSent",
-        DeliveryState::Skipped => "DeliveriesSkipped",
-        DeliveryState::Failed => "DeliveriesFailed",
-        DeliveryState::Sending => "DeliveriesClaimed",
-        DeliveryState::Retrying => "DeliveriesRetried",
-        DeliveryState::Unknown => "DeliveriesUnknown",
-    }
-}
-
-/// A push's outcome over its devices: devices left to retry make it partial (whatever else
-/// happened, the reached ones are kept); otherwise any device that got it makes it sent; a
-/// lost answer with none sent is unknown; else the refusal, or every device suppressed.
-fn push_outcome(
-    sent: Vec<String>,
-    reached: Vec<String>,
-    maybe: bool,
-    left: Vec<String>,
-    retry_error: Option<SendError>,
-    refused: Option<SendError>,
-) -> Result<Outcome, SendError> {
-    if let Some(error) = retry_error.filter(|_| !left.is_empty()) {
-        if reached.is_empty() && refused.is_none() {
-            return Err(error);
-        }
-        return Ok(Outcome::Partly {
-            reached,
-            left,
-            error: error.to_string(),
-        });
-    }
-    if !sent.is_empty() {
-        return Ok(Outcome::Sent {
-            provider_id: sent.join(","),
-            to: reached,
-        });
-    }
-    match refused {
-        Some(e) if maybe => Err(SendError::Unknown(herald::error::CallError::message(
-            e.to_string(),
-        ))),
-        Some(e) => Err(e),
-        None => Ok(Outcome::Suppressed),
-    }
-}
-
-/// What one send achieved.
-enum Outcome {
-    /// Sent: the provider's id (several, comma-separated, for push), and for push the
-    /// devices reached.
-    Sent {
-        provider_id: String,
-        to: Vec<String>,
-    },
-    /// The address is on the suppression list.
-    Suppressed,
-    /// Push: `reached` got it, `left` did not (a retryable error).
-    Partly {
-        reached: Vec<String>,
-        left: Vec<String>,
-        error: String,
-    },
-}
-
-/// The most an SMS may hold: SNS refuses longer messages (1,600 characters, 10 parts).
-pub const MAX_SMS_CHARS: usize = 1_600;
-
-/// "title: body", cut cleanly at a character boundary to fit one SMS send, with an
-/// ellipsis when cut (documented in docs/delivery.md: herald truncates, never refuses).
-pub fn sms_text(title: &str, body: &str) -> String {
-    clip_chars(&format!("{title}: {body}"), MAX_SMS_CHARS)
-}
-
-/// APNs and FCM take 4 KB payloads; title and body are cut (at character boundaries) to
-/// leave room for the envelope: 200 and 2,000 bytes at most.
-pub fn push_text(title: &str, body: &str) -> (String, String) {
-    (clip_bytes(title, 200), clip_bytes(body, 2_000))
-}
-
-fn clip_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_owned(),
-        Some(_) => {
-            let cut = text.char_indices().nth(max - 1).map_or(0, |(i, _)| i);
-            format!("{}…", &text[..cut])
-        }
-    }
-}
-
-fn clip_bytes(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut cut = max - '…'.len_utf8();
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
-}
-
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::Ordering;
-
-    use herald::domain::contact::Contact;
-    use herald::fake::fixtures::{delivery_job as job, noon};
-    use herald::fake::{
-        FixedClock, InMemoryDirectory, ManualClock, RecordingQueue, RecordingSender, StaticKeys,
-    };
-    use herald::{TenantId, UserId};
-
-    use super::*;
-
-    struct World {
-        deliverer: Deliverer,
-        directory: Arc<InMemoryDirectory>,
-        sender: Arc<RecordingSender>,
-        requeue: Arc<RecordingQueue>,
-    }
-
-    /// A deliverer whose user u1 (tenant t1) has `contact`.
-    async fn world_with(contact: Contact) -> World {
-        let w = world();
-        w.directory
-            .put_contact(
-                &TenantId::parse("t1", "t").unwrap(),
-                &UserId::parse("u1", "u").unwrap(),
-                &contact,
-                "p1",
-                0,
-            )
-            .await
-            .unwrap();
-        w
-    }
-
-    fn world() -> World {
-        let directory = Arc::new(InMemoryDirectory::default());
-        let sender = Arc::new(RecordingSender::default());
-        let requeue = Arc::new(RecordingQueue::default());
-        let deliverer = Deliverer {
-            directory: directory.clone(),
-            email: sender.clone(),
-            mobile: sender.clone(),
-            requeue: requeue.clone(),
-            unsubscribe: Some((
-                "https://example.com/unsub".into(),
-                Arc::new(StaticKeys::default()),
-            )),
-            clock: Arc::new(FixedClock(noon())),
-            give_up_after: std::time::Duration::from_secs(24 * 3600),
-            campaigns: None,
-        };
-        World {
-            deliverer,
-            directory,
-            sender,
-            requeue,
-        }
-    }
-
-    #[tokio::test]
-    async fn email_is_sent_once_even_when_redelivered() {
-        let w = world_with(Contact {
-            email: Some("a@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        let j = job(Channel::Email, Category::Marketing);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        let emails = w.sender.emails.lock().unwrap().clone();
-        assert_eq!(emails.len(), 1);
-        let link = emails[0].list_unsubscribe.clone().unwrap();
-        let token = link
-            .strip_prefix("https://example.com/unsub?token=")
-            .unwrap();
-        assert!(!token.contains("u1"), "no raw user id in {link}");
-        let signer = StaticKeys::default().signer().await.unwrap();
-        let request = signer.verify(token).unwrap();
-        assert_eq!(
-            request.pseudonym,
-            signer.pseudonym(&j.tenant, &j.user_id),
-            "the link names u1's pseudonym"
-        );
-    }
-
-    #[tokio::test]
-    async fn the_same_client_id_for_two_users_reaches_both() {
-        let w = world_with(Contact {
-            email: Some("a@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        let other = UserId::parse("u2", "u").unwrap();
-        let contact = Contact {
-            email: Some("c@d.co".into()),
-            ..Contact::default()
-        };
-        w.directory
-            .put_contact(
-                &TenantId::parse("t1", "t").unwrap(),
-                &other,
-                &contact,
-                "p2",
-                0,
-            )
-            .await
-            .unwrap();
-        let first = job(Channel::Email, Category::Transactional);
-        let second = DeliveryJob {
-            user_id: other,
-            ..first.clone()
-        };
-        assert_eq!(w.deliverer.deliver(&first).await, Disposition::Done);
-        assert_eq!(w.deliverer.deliver(&second).await, Disposition::Done);
-        let to: Vec<String> = w
-            .sender
-            .emails
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.to.clone())
-            .collect();
-        assert_eq!(to, vec!["a@b.co".to_owned(), "c@d.co".to_owned()]);
-    }
-
-    #[tokio::test]
-    async fn throttling_requeues_with_a_delay_and_an_attempt_count_without_spending_receives() {
-        let w = world_with(Contact {
-            phone: Some("+15555550100".into()),
-            ..Contact::default()
-        })
-        .await;
-        w.sender.throttle.store(true, Ordering::Relaxed);
-        let j = job(Channel::Sms, Category::Transactional);
-        assert_eq!(
-            w.deliverer.deliver(&j).await,
-            Disposition::Done,
-            "acked: a copy waits"
-        );
-        let sent = w.requeue.sent.lock().unwrap().clone();
-        assert_eq!(sent.len(), 1);
-        assert!(
-            (1..=2).contains(&sent[0].delay_seconds.unwrap()),
-            "{:?}",
-            sent[0].delay_seconds
-        );
-        let next: DeliveryJob = serde_json::from_str(&sent[0].body).unwrap();
-        assert_eq!(next.attempt, 1);
-        assert!(next.retrying_since.is_some());
-        let records = w.directory.records.lock().unwrap().clone();
-        assert_eq!(
-            records[0].state,
-            DeliveryState::Retrying,
-            "the claim is released"
-        );
-        assert!(w.sender.sms.lock().unwrap().is_empty());
-    }
-
-    /// A sender that throttles until the clock passes `until`.
-    struct ThrottledUntil {
-        inner: Arc<RecordingSender>,
-        clock: Arc<ManualClock>,
-        until: jiff::Timestamp,
-    }
-
-    #[async_trait]
-    impl EmailSender for ThrottledUntil {
-        async fn send_email(&self, email: &Email) -> Result<String, SendError> {
-            if self.clock.now() < self.until {
-                return Err(SendError::Throttled(herald::error::CallError::message(
-                    "TooManyRequestsException: maximum sending rate exceeded",
-                )));
-            }
-            self.inner.send_email(email).await
-        }
-    }
-
-    /// Runs every queued job as the queue would hand them out, moving the clock to each
-    /// job's due time; returns what ended in the DLQ.
-    async fn drain(
-        w: &World,
-        clock: &ManualClock,
-        mut queue: Vec<(u32, DeliveryJob)>,
-    ) -> Vec<String> {
-        let mut dead = Vec::new();
-        let mut rounds = 0;
-        while !queue.is_empty() {
-            rounds += 1;
-            assert!(rounds < 10_000, "the queue never drains");
-            queue.sort_by_key(|(delay, _)| *delay);
-            let (delay, job) = queue.remove(0);
-            clock.advance(std::time::Duration::from_secs(u64::from(delay)));
-            for (d, _) in &mut queue {
-                *d = d.saturating_sub(delay);
-            }
-            match w.deliverer.deliver(&job).await {
-                Disposition::Done => {}
-                Disposition::Poison(reason) => dead.push(reason),
-                Disposition::Retry(reason) => panic!("a retry spends receives: {reason}"),
-            }
-            for m in w.requeue.sent.lock().unwrap().drain(..) {
-                queue.push((
-                    m.delay_seconds.unwrap_or(0) as u32,
-                    serde_json::from_str(&m.body).unwrap(),
-                ));
-            }
-        }
-        dead
-    }
-
-    #[tokio::test]
-    async fn ses_throttled_for_an_hour_then_every_email_is_sent_and_nothing_is_dead() {
-        let clock = Arc::new(ManualClock::new(noon()));
-        let mut w = world();
-        let recording = w.sender.clone();
-        w.deliverer.email = Arc::new(ThrottledUntil {
-            inner: recording.clone(),
-            clock: clock.clone(),
-            until: noon() + jiff::SignedDuration::from_hours(1),
-        });
-        w.deliverer.clock = clock.clone();
-        let tenant = TenantId::parse("t1", "t").unwrap();
-        let mut queue = Vec::new();
-        for i in 0..20 {
-            let user = UserId::parse(format!("u{i}"), "u").unwrap();
-            let contact = Contact {
-                email: Some(format!("u{i}@example.com")),
-                ..Contact::default()
-            };
-            w.directory
-                .put_contact(&tenant, &user, &contact, &format!("p{i}"), 0)
-                .await
-                .unwrap();
-            queue.push((
-                0,
-                DeliveryJob {
-                    user_id: user,
-                    ..job(Channel::Email, Category::Transactional)
-                },
-            ));
-        }
-        let dead = drain(&w, &clock, queue).await;
-        assert!(dead.is_empty(), "{dead:?}");
-        assert_eq!(
-            recording.emails.lock().unwrap().len(),
-            20,
-            "every email, once"
-        );
-        assert!(clock.now() >= noon() + jiff::SignedDuration::from_hours(1));
-        let records = w.directory.records.lock().unwrap().clone();
-        assert!(
-            records.iter().all(|r| r.state == DeliveryState::Sent),
-            "{records:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn throttling_gives_up_only_after_the_configured_hours() {
-        let clock = Arc::new(ManualClock::new(noon()));
-        let mut w = world_with(Contact {
-            email: Some("a@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        w.deliverer.email = Arc::new(ThrottledUntil {
-            inner: w.sender.clone(),
-            clock: clock.clone(),
-            until: noon() + jiff::SignedDuration::from_hours(100),
-        });
-        w.deliverer.clock = clock.clone();
-        w.deliverer.give_up_after = std::time::Duration::from_secs(3 * 3600);
-        let dead = drain(
-            &w,
-            &clock,
-            vec![(0, job(Channel::Email, Category::Transactional))],
-        )
-        .await;
-        assert_eq!(dead.len(), 1);
-        assert!(dead[0].contains("3 h"), "{dead:?}");
-        let waited = clock.now().duration_since(noon()).as_secs();
-        assert!((3 * 3600..4 * 3600).contains(&waited), "{waited}");
-        assert_eq!(
-            w.directory.records.lock().unwrap()[0].state,
-            DeliveryState::Failed
-        );
-    }
-
-    #[tokio::test]
-    async fn three_copies_of_a_job_in_one_batch_and_across_batches_send_one_email() {
-        let w = world_with(Contact {
-            email: Some("a@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        let j = job(Channel::Email, Category::Transactional);
-        let copy = |n: usize| QueueMessage {
-            message_id: format!("m{n}"),
-            receipt_handle: format!("r{n}"),
-            body: serde_json::to_string(&j).unwrap(),
-            receive_count: 1,
-            trace_header: None,
-        };
-        let batch = [copy(1), copy(2), copy(3)];
-        assert_eq!(w.deliverer.handle(&batch).await, vec![Disposition::Done; 3]);
-        assert_eq!(
-            w.deliverer.handle(&batch[..1]).await,
-            vec![Disposition::Done]
-        );
-        assert_eq!(w.sender.emails.lock().unwrap().len(), 1);
-        // Concurrent copies: one claims, the others wait for it and then find it sent.
-        let w2 = world_with(Contact {
-            email: Some("a@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        let results =
-            futures_util::future::join_all((0..3).map(|_| w2.deliverer.deliver(&j))).await;
-        assert!(
-            results.iter().all(|d| *d == Disposition::Done),
-            "{results:?}"
-        );
-        assert_eq!(w2.sender.emails.lock().unwrap().len(), 1);
-    }
-
-    /// Push that throttles one device and refuses another for good.
-    struct FlakyDevices(Arc<RecordingSender>);
-
-    #[async_trait]
-    impl MobileSender for FlakyDevices {
-        async fn send_sms(&self, sms: &Sms) -> Result<String, SendError> {
-            self.0.send_sms(sms).await
-        }
-        async fn send_push(
-            &self,
-            endpoint: &str,
-            title: &str,
-            body: &str,
-        ) -> Result<String, SendError> {
-            if endpoint.ends_with("/busy") {
-                return Err(SendError::Throttled(herald::error::CallError::message(
-                    "Throttled",
-                )));
-            }
-            if endpoint.ends_with("/dead") {
-                let mut e = herald::error::CallError::message("EndpointDisabled: disabled");
-                e.code = Some("EndpointDisabled".into());
-                return Err(SendError::Rejected(e));
-            }
-            self.0.send_push(endpoint, title, body).await
-        }
-    }
-
-    #[tokio::test]
-    async fn a_partial_push_retries_only_the_devices_that_did_not_get_it() {
-        let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
-        let mut w = world_with(Contact {
-            push: vec![arn("ok"), arn("busy"), arn("dead")],
-            ..Contact::default()
-        })
-        .await;
-        w.deliverer.mobile = Arc::new(FlakyDevices(w.sender.clone()));
-        let j = job(Channel::Push, Category::Transactional);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        assert_eq!(
-            w.sender.pushes.lock().unwrap().len(),
-            1,
-            "the good device got it"
-        );
-        let requeued = w.requeue.sent.lock().unwrap().clone();
-        let next: DeliveryJob = serde_json::from_str(&requeued[0].body).unwrap();
-        assert_eq!(
-            next.endpoints,
-            Some(vec![arn("busy")]),
-            "only the throttled device is left"
-        );
-        let t1 = TenantId::parse("t1", "t").unwrap();
-        assert!(
-            w.directory.is_suppressed(&t1, &arn("dead")).await.unwrap(),
-            "dead device suppressed"
-        );
-        // The retry reaches the busy device only (it recovered meanwhile).
-        w.deliverer.mobile = w.sender.clone();
-        w.requeue.sent.lock().unwrap().clear();
-        assert_eq!(w.deliverer.deliver(&next).await, Disposition::Done);
-        let pushes = w.sender.pushes.lock().unwrap().clone();
-        assert_eq!(pushes.len(), 2);
-        assert_eq!(pushes[1].0, arn("busy"));
-    }
-
-    #[test]
-    fn sms_and_push_texts_fit_their_limits_at_character_boundaries() {
-        let long = "é".repeat(2_000);
-        let sms = sms_text("Title", &long);
-        assert_eq!(sms.chars().count(), MAX_SMS_CHARS);
-        assert!(sms.ends_with('…'));
-        assert_eq!(sms_text("T", "short"), "T: short");
-        let (title, body) = push_text(&"ü".repeat(300), &"😀".repeat(1_000));
-        assert!(title.len() <= 200 && body.len() <= 2_000);
-        assert!(title.ends_with('…') && body.ends_with('…'));
-        assert_eq!(push_text("a", "b"), ("a".to_owned(), "b".to_owned()));
-    }
-
-    #[tokio::test]
-    async fn suppressed_and_missing_addresses_are_skipped_with_a_record() {
-        let w = world_with(Contact {
-            email: Some("A@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        w.directory
-            .suppressed
-            .lock()
-            .unwrap()
-            .insert("a@b.co".into());
-        assert_eq!(
-            w.deliverer
-                .deliver(&job(Channel::Email, Category::Transactional))
-                .await,
-            Disposition::Done
-        );
-        assert_eq!(
-            w.deliverer
-                .deliver(&job(Channel::Push, Category::Transactional))
-                .await,
-            Disposition::Done
-        );
-        let records = w.directory.records.lock().unwrap().clone();
-        assert!(
-            records.iter().all(|r| r.state == DeliveryState::Skipped),
-            "{records:?}"
-        );
-        assert!(w.sender.emails.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn quiet_hours_requeue_marketing_with_a_delay() {
-        // The fixed clock says 12:00 UTC: inside 11:00-13:00.
-        let w = world_with(Contact {
-            email: Some("a@b.co".into()),
-            quiet_hours: Some(herald::domain::contact::QuietHours {
-                start: "11:00".into(),
-                end: "13:00".into(),
-            }),
-            ..Contact::default()
-        })
-        .await;
-        assert_eq!(
-            w.deliverer
-                .deliver(&job(Channel::Email, Category::Marketing))
-                .await,
-            Disposition::Done
-        );
-        let sent = w.requeue.sent.lock().unwrap().clone();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].delay_seconds, Some(900));
-        assert!(w.sender.emails.lock().unwrap().is_empty());
-    }
-
-    /// Runs the requeued copies (and what they requeue) until none is left.
-    async fn run_requeued(w: &World) -> Vec<Disposition> {
-        let mut out = Vec::new();
-        for _ in 0..20 {
-            let queued: Vec<_> = w.requeue.sent.lock().unwrap().drain(..).collect();
-            if queued.is_empty() {
-                break;
-            }
-            for m in queued {
-                let next: DeliveryJob = serde_json::from_str(&m.body).unwrap();
-                out.push(w.deliverer.deliver(&next).await);
-            }
-        }
-        out
-    }
-
-    fn state_of(w: &World) -> DeliveryState {
-        w.directory.records.lock().unwrap()[0].state
-    }
-
-    #[tokio::test]
-    async fn a_duplicate_whose_contact_read_is_throttled_never_overwrites_a_sent_record() {
-        let w = world_with(Contact {
-            email: Some("a@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        let j = job(Channel::Email, Category::Transactional);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        assert_eq!(state_of(&w), DeliveryState::Sent);
-        // Copy B: its contact read is throttled, so it waits with a delay.
-        w.directory.fail_contact_reads.store(1, Ordering::Relaxed);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        assert_eq!(
-            state_of(&w),
-            DeliveryState::Sent,
-            "B holds no claim: writes nothing"
-        );
-        let later = run_requeued(&w).await;
-        assert!(later.iter().all(|d| *d == Disposition::Done), "{later:?}");
-        assert_eq!(w.sender.emails.lock().unwrap().len(), 1, "one email");
-    }
-
-    #[tokio::test]
-    async fn giving_up_without_the_claim_leaves_another_copys_record_alone() {
-        let w = world_with(Contact {
-            email: Some("a@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        let j = job(Channel::Email, Category::Transactional);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        // A copy that has waited past the limit, and whose store read fails once more.
-        let old = DeliveryJob {
-            retrying_since: Some("2026-01-01T00:00:00Z".into()),
-            attempt: 40,
-            ..j.clone()
-        };
-        w.directory.fail_contact_reads.store(1, Ordering::Relaxed);
-        assert!(matches!(
-            w.deliverer.deliver(&old).await,
-            Disposition::Poison(_)
-        ));
-        assert_eq!(
-            state_of(&w),
-            DeliveryState::Sent,
-            "not overwritten as failed"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_send_whose_answer_was_lost_is_never_sent_again() {
-        let w = world_with(Contact {
-            phone: Some("+15555550100".into()),
-            ..Contact::default()
-        })
-        .await;
-        w.sender.lose_answers.store(1, Ordering::Relaxed);
-        let j = job(Channel::Sms, Category::Transactional);
-        let first = w.deliverer.deliver(&j).await;
-        assert!(
-            matches!(&first, Disposition::Poison(why) if why.contains("outcome unknown")),
-            "to the DLQ with the reason: {first:?}"
-        );
-        assert_eq!(state_of(&w), DeliveryState::Unknown);
-        // Every later copy (an SQS duplicate, a DLQ redrive) finds it settled.
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        assert!(run_requeued(&w).await.is_empty());
-        assert_eq!(
-            w.sender.sms.lock().unwrap().len(),
-            1,
-            "the one send the provider took"
-        );
-    }
-
-    #[tokio::test]
-    async fn an_abandoned_claim_is_settled_unknown_not_resent() {
-        let w = world_with(Contact {
-            email: Some("a@b.co".into()),
-            ..Contact::default()
-        })
-        .await;
-        let j = job(Channel::Email, Category::Transactional);
-        // A copy claimed it two minutes ago and died (before or after sending: unknown).
-        w.directory.records.lock().unwrap().push(DeliveryRecord {
-            notification_id: j.notification_id.clone(),
-            user_id: j.user_id.clone(),
-            channel: j.channel,
-            state: DeliveryState::Sending,
-            detail: None,
-            updated_at: format!("{:.3}", noon() - jiff::SignedDuration::from_mins(2)),
-            claim: Some("dead-copy".into()),
-            sent_to: Vec::new(),
-            skip: None,
-            per_user: false,
-        });
-        assert!(matches!(
-            w.deliverer.deliver(&j).await,
-            Disposition::Poison(_)
-        ));
-        assert_eq!(state_of(&w), DeliveryState::Unknown);
-        assert!(w.sender.emails.lock().unwrap().is_empty(), "not resent");
-    }
-
-    #[tokio::test]
-    async fn a_duplicate_of_a_partly_sent_push_reaches_only_the_devices_left() {
-        let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
-        let mut w = world_with(Contact {
-            push: vec![arn("ok"), arn("busy")],
-            ..Contact::default()
-        })
-        .await;
-        w.deliverer.mobile = Arc::new(FlakyDevices(w.sender.clone()));
-        let j = job(Channel::Push, Category::Transactional);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        assert_eq!(w.sender.pushes.lock().unwrap().len(), 1);
-        // A plain duplicate (no list of devices left) arrives once "busy" recovered.
-        w.deliverer.mobile = w.sender.clone();
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        run_requeued(&w).await;
-        let pushes: Vec<String> = w
-            .sender
-            .pushes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|p| p.0.clone())
-            .collect();
-        assert_eq!(pushes, vec![arn("ok"), arn("busy")], "each device once");
-        assert_eq!(state_of(&w), DeliveryState::Sent);
-    }
-
-    #[tokio::test]
-    async fn an_sms_opt_out_at_the_provider_is_a_suppression_not_a_failure() {
-        let w = world_with(Contact {
-            phone: Some("+15555550100".into()),
-            ..Contact::default()
-        })
-        .await;
-        w.sender.opted_out.store(true, Ordering::Relaxed);
-        let j = job(Channel::Sms, Category::Transactional);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done, "no DLQ");
-        assert_eq!(state_of(&w), DeliveryState::Skipped);
-        let t1 = TenantId::parse("t1", "t").unwrap();
-        assert!(w
-            .directory
-            .is_suppressed(&t1, "+15555550100")
-            .await
-            .unwrap());
-    }
-
-    /// Push whose first device gets it and whose second meets `second`.
-    struct SecondDevice {
-        inner: Arc<RecordingSender>,
-        second: fn() -> SendError,
-    }
-
-    #[async_trait]
-    impl MobileSender for SecondDevice {
-        async fn send_sms(&self, sms: &Sms) -> Result<String, SendError> {
-            self.inner.send_sms(sms).await
-        }
-        async fn send_push(
-            &self,
-            endpoint: &str,
-            title: &str,
-            body: &str,
-        ) -> Result<String, SendError> {
-            if endpoint.ends_with("/two") {
-                return Err((self.second)());
-            }
-            self.inner.send_push(endpoint, title, body).await
-        }
-    }
-
-    fn pushed(w: &World) -> Vec<String> {
-        w.sender
-            .pushes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|p| p.0.clone())
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn a_store_fault_mid_push_keeps_the_devices_already_reached() {
-        let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
-        let w = world_with(Contact {
-            push: vec![arn("one"), arn("two")],
-            ..Contact::default()
-        })
-        .await;
-        // "one" is pushed; the suppression read of "two" fails before it is tried.
-        w.directory
-            .fail_suppression_of
-            .lock()
-            .unwrap()
-            .insert(arn("two"));
-        let j = job(Channel::Push, Category::Transactional);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        // A plain duplicate, and the requeued copy: "two" once, "one" never again.
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        run_requeued(&w).await;
-        assert_eq!(pushed(&w), vec![arn("one"), arn("two")]);
-    }
-
-    #[tokio::test]
-    async fn a_device_whose_answer_was_lost_is_never_pushed_again() {
-        let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
-        let mut w = world_with(Contact {
-            push: vec![arn("one"), arn("two")],
-            ..Contact::default()
-        })
-        .await;
-        // "one" goes out but its answer is lost; "two" is throttled.
-        w.sender.lose_answers.store(1, Ordering::Relaxed);
-        w.deliverer.mobile = Arc::new(SecondDevice {
-            inner: w.sender.clone(),
-            second: || SendError::Throttled(herald::error::CallError::message("Throttled")),
-        });
-        let j = job(Channel::Push, Category::Transactional);
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        w.deliverer.mobile = w.sender.clone();
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        run_requeued(&w).await;
-        assert_eq!(pushed(&w), vec![arn("one"), arn("two")], "each device once");
-    }
-
-    /// A copy that finds the job skipped by another (which died before marking its
-    /// campaign) marks it with the reason the record keeps.
-    #[tokio::test]
-    async fn a_skip_found_settled_is_marked_with_its_own_reason() {
-        use herald::domain::campaign::{AudienceSpec, Campaign, CampaignRef, CampaignRequest};
-        use herald::fake::InMemoryCampaigns;
-        use herald::ports::CampaignStore;
-        let campaigns = Arc::new(InMemoryCampaigns::default());
-        let request = CampaignRequest::parse(
-            &serde_json::json!({"name": "n", "title": "T", "body": "B", "channels": ["email"],
-                "audience": {"users": ["u1"]}, "send_at": "now"}),
-            noon(),
-        )
-        .unwrap();
-        let mut campaign = Campaign::new(
-            TenantId::parse("t1", "t").unwrap(),
-            herald::domain::ids::CampaignId::generate(),
-            &request,
-            AudienceSpec::Inline {
-                users: 1,
-                chunks: 1,
-            },
-            noon(),
-        );
-        campaign.status = herald::domain::campaign::CampaignStatus::Running;
-        campaigns
-            .create_campaign(&campaign, &[], None)
-            .await
-            .unwrap();
-        let mut w = world();
-        w.deliverer.campaigns = Some(Arc::new(CampaignGate::new(campaigns.clone())));
-        let j = DeliveryJob {
-            campaign: Some(CampaignRef {
-                id: campaign.id.clone(),
-                page: 0,
-                slot: 0,
-            }),
-            ..job(Channel::Email, Category::Marketing)
-        };
-        w.directory.records.lock().unwrap().push(DeliveryRecord {
-            notification_id: j.notification_id.clone(),
-            user_id: j.user_id.clone(),
-            channel: j.channel,
-            state: DeliveryState::Skipped,
-            detail: Some("user opted out of marketing on email".into()),
-            updated_at: format!("{:.3}", noon()),
-            claim: Some("first-copy".into()),
-            sent_to: Vec::new(),
-            skip: Some(SkipReason::OptedOut),
-            per_user: false,
-        });
-        assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
-        let progress = campaigns.progress(&campaign).await.unwrap();
-        assert_eq!(
-            progress.skipped_by.get("opted_out"),
-            Some(&1),
-            "{progress:?}"
-        );
-    }
-}
+mod tests;

@@ -1,6 +1,9 @@
 //! Delivery jobs (one per notification and outside channel) and the rules that decide
 //! whether, where and when a job is sent.
 
+pub mod outcome;
+pub mod text;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
