@@ -1,5 +1,6 @@
-//! Python tools the project installs for itself into `.venv/` (moto, cfn-lint, cargo-lambda)
-//! and `.venv-sam/` (aws-sam-cli pins boto3 exactly, so it gets its own venv).
+//! Tools the project installs for itself: Python ones into `.venv/` (moto, cfn-lint,
+//! cargo-lambda) and `.venv-sam/` (aws-sam-cli pins boto3 exactly, so it gets its own venv),
+//! and cargo ones (cargo-machete) built once from crates.io into `.herald/tools/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,8 @@ pub const MOTO: &str = "moto[server]==5.2.5";
 pub const CFN_LINT: &str = "cfn-lint==1.58.0";
 pub const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
 pub const SAM_CLI: &str = "aws-sam-cli==1.170.0";
+/// Finds dependencies a crate declares and never uses (`cargo xtask test` runs it).
+pub const CARGO_MACHETE: (&str, &str) = ("cargo-machete", "0.9.2");
 
 /// A virtualenv under the workspace root.
 pub struct Venv {
@@ -69,6 +72,26 @@ fn ensure_venv(dir: PathBuf, packages: &[&str], executables: &[&str]) -> Result<
     .context("pip install failed; is PyPI reachable?")?;
     std::fs::write(&stamp, wanted)?;
     Ok(venv)
+}
+
+/// A cargo tool at its pinned version, built from crates.io into `.herald/tools/` the first
+/// time (about two minutes); the path of its executable.
+pub fn cargo_tool(root: &Path, (name, version): (&str, &str)) -> Result<PathBuf> {
+    let dir = root.join(".herald/tools");
+    let executable = dir.join("bin").join(name);
+    let stamp = dir.join(format!(".{name}-version"));
+    if executable.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == version) {
+        return Ok(executable);
+    }
+    eprintln!("building {name} {version} into {} (once)...", dir.display());
+    run(Command::new("cargo")
+        .args(["install", "--locked", "--quiet", "--force", "--root"])
+        .arg(&dir)
+        .arg(format!("{name}@{version}"))
+        .env_remove("CARGO_TARGET_DIR"))
+    .with_context(|| format!("cargo install {name}; is crates.io reachable?"))?;
+    std::fs::write(&stamp, version)?;
+    Ok(executable)
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -15,6 +15,12 @@ pub fn run() -> Result<()> {
         "cargo fmt --check",
         Command::new("cargo").args(["fmt", "--all", "--", "--check"]),
     )?;
+    // Every crate links only what it uses (an SDK crate costs binary size and cold starts).
+    let machete = local::tools::cargo_tool(&root, local::tools::CARGO_MACHETE)?;
+    step(
+        "cargo machete (unused dependencies)",
+        Command::new(machete).arg("--with-metadata"),
+    )?;
     step(
         "cfn-lint template.yaml",
         Command::new(venv.bin("cfn-lint")).arg(root.join("template.yaml")),

@@ -88,7 +88,8 @@ impl Contact {
         if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(FieldError::new(
                 "unknown_field",
-                &shown(unknown),
+                // The key itself (cut), not quoted: clients compare it with their field names.
+                &clipped(unknown, 64),
                 format!("a contact has only the fields {}", FIELDS.join(", ")),
             ));
         }
@@ -369,7 +370,8 @@ mod tests {
                 .unwrap_err()
                 .field
                 .as_deref(),
-            Some("\"emial\"")
+            Some("emial"),
+            "the field is named as sent, without quotes"
         );
     }
 
