@@ -17,8 +17,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use super::item::{n, number, s, text, written, Item};
 use super::store_error;
@@ -41,6 +43,38 @@ impl DynamoCampaigns {
             client,
             table: table.into(),
         }
+    }
+
+    /// A new item of users (an inline audience chunk, or a page's held group), one per
+    /// line, written only if it is not there yet.
+    fn users_item(
+        &self,
+        pk: String,
+        sk: String,
+        users: String,
+        page: Option<u32>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(pk)),
+            ("sk".to_owned(), s(sk)),
+            ("users".to_owned(), s(users)),
+        ]);
+        if let Some(page) = page {
+            item.insert("page".to_owned(), n(page));
+        }
+        self.put(item, "attribute_not_exists(pk)")
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, HttpResponse>> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
     }
 
     fn put(
@@ -180,23 +214,15 @@ impl CampaignStore for DynamoCampaigns {
         }
         for (i, chunk) in chunks.iter().enumerate() {
             let users: Vec<&str> = chunk.iter().map(UserId::as_str).collect();
-            items.push(self.put(
-                HashMap::from([
-                    ("pk".to_owned(), s(campaign_pk(tenant, &campaign.id))),
-                    ("sk".to_owned(), s(format!("A#{i:06}"))),
-                    ("users".to_owned(), s(users.join("\n"))),
-                ]),
-                "attribute_not_exists(pk)",
+            items.push(self.users_item(
+                campaign_pk(tenant, &campaign.id),
+                format!("A#{i:06}"),
+                users.join("\n"),
+                None,
             )?);
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(campaign.clone()),
+        match self.transact(items).await {
+            Ok(()) => Ok(campaign.clone()),
             Err(e) if idempotency_key.is_some() && super::directory::condition_failed(&e) => {
                 // The key was used: answer with the campaign it made.
                 let key = idempotency_key.unwrap_or_default();
@@ -401,24 +427,15 @@ impl CampaignStore for DynamoCampaigns {
                 .iter()
                 .map(|(slot, user)| format!("{slot} {user}"))
                 .collect();
-            items.push(self.put(
-                HashMap::from([
-                    ("pk".to_owned(), s(campaign_pk(tenant, id))),
-                    ("sk".to_owned(), s(format!("H#{at}#{:08}", page.page))),
-                    ("page".to_owned(), n(page.page)),
-                    ("users".to_owned(), s(users.join("\n"))),
-                ]),
-                "attribute_not_exists(pk)",
+            items.push(self.users_item(
+                campaign_pk(tenant, id),
+                format!("H#{at}#{:08}", page.page),
+                users.join("\n"),
+                Some(page.page),
             )?);
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
+        match self.transact(items).await {
+            Ok(()) => Ok(None),
             Err(e) if super::directory::condition_failed(&e) => {
                 let item = self
                     .get(campaign_pk(tenant, id), page_sk(page.page))

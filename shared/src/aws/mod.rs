@@ -22,45 +22,16 @@ pub mod sns;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "sqs",
-    feature = "ses",
-    feature = "sns",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "sdk")]
 use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpResponse};
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "sqs",
-    feature = "ses",
-    feature = "sns",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "sdk")]
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "sqs",
-    feature = "ses",
-    feature = "sns",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "sdk")]
 use crate::error::CallError;
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "store-sdk")]
 use crate::error::StoreError;
-#[cfg(any(feature = "ses", feature = "sns"))]
+#[cfg(feature = "sender-sdk")]
 use crate::ports::SendError;
 
 /// Loads region, credentials and endpoint the standard way.
@@ -71,12 +42,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 // Each helper below serves the adapters of some features only.
 
 /// Error codes that mean "slow down and try again".
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "store-sdk")]
 const THROTTLING_CODES: [&str; 9] = [
     "ThrottlingException",
     "Throttling",
@@ -90,12 +56,7 @@ const THROTTLING_CODES: [&str; 9] = [
 ];
 
 /// True for errors worth retrying: network, timeouts, throttling, 5xx.
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "store-sdk")]
 pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
@@ -112,15 +73,7 @@ pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpRespon
 }
 
 /// "Code: message" of an SDK error, for logs and DLQ reasons.
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "sqs",
-    feature = "ses",
-    feature = "sns",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "sdk")]
 pub(crate) fn describe<
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -138,15 +91,7 @@ pub(crate) fn describe<
 }
 
 /// An SDK error with its code and description, the error itself kept as the source.
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "sqs",
-    feature = "ses",
-    feature = "sns",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "sdk")]
 pub(crate) fn call_error<E>(err: SdkError<E, HttpResponse>) -> CallError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -163,12 +108,7 @@ where
 }
 
 /// Maps an SDK error onto the store error classes.
-#[cfg(any(
-    feature = "dynamodb",
-    feature = "secrets",
-    feature = "s3",
-    feature = "scheduler"
-))]
+#[cfg(feature = "store-sdk")]
 pub(crate) fn store_error<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -184,7 +124,7 @@ where
 /// the provider may have accepted it; an error before the request left (construction, no
 /// connection) is `Other`. Among answers, `throttling` codes are retried later, `opted_out`
 /// codes are a suppression, `rejected` codes are final for this address.
-#[cfg(any(feature = "ses", feature = "sns"))]
+#[cfg(feature = "sender-sdk")]
 pub(crate) fn send_error<E>(err: SdkError<E, HttpResponse>, codes: &SendCodes) -> SendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -209,7 +149,7 @@ where
 }
 
 /// A provider's error codes, by what they mean for the send.
-#[cfg(any(feature = "ses", feature = "sns"))]
+#[cfg(feature = "sender-sdk")]
 pub(crate) struct SendCodes {
     pub throttling: &'static [&'static str],
     pub rejected: &'static [&'static str],
@@ -218,7 +158,7 @@ pub(crate) struct SendCodes {
 
 /// True when the request certainly never reached the provider: it could not be built, or
 /// no connection was made (DNS, refused). Anything else after dispatch may have arrived.
-#[cfg(any(feature = "ses", feature = "sns"))]
+#[cfg(feature = "sender-sdk")]
 fn never_left<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {
         SdkError::ConstructionFailure(_) => true,
