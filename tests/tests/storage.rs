@@ -286,3 +286,68 @@ async fn expired_messages_leave_the_list_and_the_counters_as_they_were() {
         .unwrap();
     assert_eq!(outcome.after.unread().total, 1);
 }
+
+/// The adapter takes the time from its clock, not the system's: a message's `expires_at`
+/// is the clock's now plus the retention, its user's change mark is filed under the clock's
+/// hour (where reconcile looks), and a checkpoint is stamped with it.
+#[tokio::test]
+async fn the_inbox_table_reads_the_time_from_its_clock() {
+    use herald::fake::FixedClock;
+    use herald::ports::UserIndex;
+    use std::sync::Arc;
+
+    let stack = test_stack(&[]).await.unwrap();
+    let at: jiff::Timestamp = "2031-05-04T10:20:30Z".parse().unwrap();
+    let store = DynamoInbox::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table(&stack), 30)
+        .with_clock(Arc::new(FixedClock(at)));
+    commit(&store, vec![notification("kim", "r1")]).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let items = ddb
+        .query()
+        .table_name(table(&stack))
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(user_pk(&user("kim"))),
+        )
+        .send()
+        .await
+        .unwrap();
+    let attribute = |prefix: &str, name: &str| {
+        items
+            .items()
+            .iter()
+            .find(|i| i["sk"].as_s().is_ok_and(|sk| sk.starts_with(prefix)))
+            .and_then(|i| i.get(name).cloned())
+    };
+    let expires = attribute("M#", "expires_at").unwrap();
+    assert_eq!(
+        expires.as_n().unwrap(),
+        &(at.as_second() + 30 * 86_400).to_string()
+    );
+    let changed = format!("{:?}", attribute("TOTAL", "changed"));
+    assert!(changed.contains(&hour_of(at)), "{changed}");
+    store.save_checkpoint("clock", "{}").await.unwrap();
+    let checkpoint = ddb
+        .get_item()
+        .table_name(table(&stack))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("RECONCILE".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("CHECKPOINT#clock".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stamped = checkpoint.item().and_then(|i| i.get("updated_at")).cloned();
+    assert_eq!(
+        stamped
+            .as_ref()
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("2031-05-04T10:20:30.000Z")
+    );
+}

@@ -9,6 +9,7 @@
 //! `pk = T#<tenant>#P#<pseudonym>, sk = USER` (attribute `user_id`), written with the contact.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
@@ -20,12 +21,15 @@ use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::Channel;
 use crate::error::StoreError;
+use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::{Claim, DeliveryRecord, DeliveryState, Directory};
 
 #[derive(Debug, Clone)]
 pub struct DynamoDirectory {
     client: Client,
     table: String,
+    /// The time suppressions are stamped with.
+    clock: Arc<dyn Clock>,
 }
 
 impl DynamoDirectory {
@@ -33,7 +37,14 @@ impl DynamoDirectory {
         Self {
             client,
             table: table.into(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Another clock than the system's (tests move time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     async fn get(
@@ -444,7 +455,7 @@ impl Directory for DynamoDirectory {
             .item("pk", s(&pk))
             .item("sk", s("SUPPRESSED"))
             .item("reason", s(reason))
-            .item("at", s(crate::telemetry::now_rfc3339()))
+            .item("at", s(format!("{:.3}", self.clock.now())))
             .send()
             .await
             .map_err(store_error)?;

@@ -1,7 +1,7 @@
 //! The time, as a port (`fake/clock.rs` has fixed and hand-moved clocks).
 
 /// The time, as a port: deliver's quiet hours depend on it, and tests fix it.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> jiff::Timestamp;
 }
 

@@ -62,7 +62,7 @@ impl DynamoInbox {
     }
 
     fn expires_at(&self) -> i64 {
-        jiff::Timestamp::now().as_second() + i64::from(self.retention_days) * 86_400
+        self.clock.now().as_second() + i64::from(self.retention_days) * 86_400
     }
 
     fn put_new(
@@ -114,7 +114,7 @@ impl DynamoInbox {
             .update_expression("ADD unread :n, version :one SET changed = :changed")
             .expression_attribute_values(":n", n(amount))
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":changed", s(change_mark(user, jiff::Timestamp::now())));
+            .expression_attribute_values(":changed", s(change_mark(user, self.clock.now())));
         if let Some(floor) = floor {
             update = update
                 .condition_expression("unread >= :floor")

@@ -17,6 +17,7 @@ mod messages;
 mod users;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -25,6 +26,7 @@ use base64::Engine;
 use crate::domain::counters::UserKey;
 use crate::domain::ids::{RoomId, TenantId, UserId};
 use crate::error::StoreError;
+use crate::ports::clock::{Clock, SystemClock};
 
 use super::item::{n, number, s};
 
@@ -70,6 +72,8 @@ pub struct DynamoInbox {
     retention_days: u32,
     /// `Limit` of reconcile's Scan and index pages (None: DynamoDB's 1 MB pages).
     page_limit: Option<i32>,
+    /// The time of expiries, change marks and checkpoints.
+    clock: Arc<dyn Clock>,
 }
 
 impl DynamoInbox {
@@ -79,7 +83,14 @@ impl DynamoInbox {
             table: table.into(),
             retention_days,
             page_limit: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Another clock than the system's (tests move time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Smaller reconcile pages (tests use it to walk many pages of a small table).

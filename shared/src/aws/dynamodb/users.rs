@@ -100,7 +100,7 @@ impl UserIndex for DynamoInbox {
             .item("pk", s(CHECKPOINT_PK))
             .item("sk", s(format!("CHECKPOINT#{name}")))
             .item("state", s(json))
-            .item("updated_at", s(crate::telemetry::now_rfc3339()))
+            .item("updated_at", s(format!("{:.3}", self.clock.now())))
             .send()
             .await
             .map_err(store_error)?;
