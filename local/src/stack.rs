@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use herald::config::Vars;
 use serde_json::json;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::emulator::{ACCOUNT, REGION};
 use crate::template::{resolve, scalar, Intrinsic, Template};

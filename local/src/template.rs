@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// A reference the template makes to a parameter or another resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ impl Template {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(Self {
-            doc: serde_yaml::from_str(&text)
+            doc: serde_norway::from_str(&text)
                 .with_context(|| format!("parsing {}", path.display()))?,
         })
     }

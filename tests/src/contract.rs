@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// One operation of the API.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,7 +22,7 @@ pub struct Operation {
 /// Every operation of `openapi.yaml`.
 pub fn operations() -> Result<Vec<Operation>> {
     let text = std::fs::read_to_string(crate::workspace_root().join("openapi.yaml"))?;
-    let doc: Value = serde_yaml::from_str(&text)?;
+    let doc: Value = serde_norway::from_str(&text)?;
     let mut operations = Vec::new();
     for (path, ops) in doc["paths"].as_mapping().context("openapi paths")? {
         for (method, op) in ops.as_mapping().context("openapi operations")? {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use serde_yaml::Value;
+use serde_norway::Value;
 use testkit::template::Template;
 use tower::ServiceExt;
 

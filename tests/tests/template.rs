@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use testkit::template::{intrinsic, Intrinsic, Template};
 
 #[test]
