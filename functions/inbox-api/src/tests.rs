@@ -1,0 +1,362 @@
+//! inbox-api's routers on in-memory adapters: every route's answers, its errors naming
+//! the field, and what it writes.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use herald::auth::{claims, jwt_request_context};
+use herald::domain::counters::commit::apply_to_counters;
+use herald::domain::notification::{parse_notification, IdSource};
+use herald::fake::{InMemoryDirectory, InMemoryInbox, StaticKeys};
+use herald::TenantId;
+use tower::ServiceExt;
+
+use super::*;
+use herald::domain::contact::Contact;
+use herald::{NotificationId, StoreError};
+use serde_json::{json, Value};
+
+fn deps() -> (Arc<Deps>, Arc<InMemoryInbox>) {
+    let inbox = Arc::new(InMemoryInbox::default());
+    let deps = Arc::new(Deps {
+        counters: inbox.clone(),
+        messages: inbox.clone(),
+        directory: Arc::new(InMemoryDirectory::default()),
+        auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
+        policy: BackoffPolicy::default(),
+        keys: Arc::new(StaticKeys::default()),
+        marketing_default: true,
+    });
+    (deps, inbox)
+}
+
+/// A service token of tenant t1 with every scope.
+const SERVICE: &[(&str, &str)] = &[
+    ("custom:tenant", "t1"),
+    ("sub", "svc"),
+    ("scope", "herald/send herald/contacts herald/inbox"),
+];
+
+async fn call(
+    deps: &Arc<Deps>,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    call_as(deps, SERVICE, method, uri, body).await
+}
+
+async fn call_as(
+    deps: &Arc<Deps>,
+    token: &[(&str, &str)],
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .extension(jwt_request_context(claims(token), None))
+        .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+        .unwrap();
+    let router = routes(deps.clone()).merge(public_routes(deps.clone()));
+    let resp = router.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn deliver(inbox: &InMemoryInbox, user: &str, rooms: &[&str]) {
+    let tenant = TenantId::parse("t1", "t").unwrap();
+    let batch = rooms
+        .iter()
+        .enumerate()
+        .map(|(i, room)| {
+            let item = json!({"user_id": user, "room_id": room, "title": "t", "body": "b", "channels": ["inbox"]});
+            (i, parse_notification(&item, i, &tenant, IdSource::Generate, &format!("2026-11-23T00:00:0{i}Z")).unwrap())
+        })
+        .collect();
+    apply_to_counters(inbox, batch, &BackoffPolicy::default()).await;
+}
+
+#[tokio::test]
+async fn users_read_their_own_inbox_and_only_services_write_contacts() {
+    let (deps, inbox) = deps();
+    deliver(&inbox, "u1", &["r1"]).await;
+    let u1 = &[("custom:tenant", "t1"), ("sub", "u1")][..];
+    let (status, body) = call_as(&deps, u1, "GET", "/v1/users/u1/unread", None).await;
+    assert_eq!((status, body["total"].clone()), (StatusCode::OK, json!(1)));
+    for (method, uri) in [
+        ("GET", "/v1/users/u2/unread"),
+        ("GET", "/v1/users/u2/messages"),
+        ("POST", "/v1/users/u2/read-all"),
+        ("PUT", "/v1/users/u1/contact"),
+        ("GET", "/v1/notifications/n1"),
+    ] {
+        let (status, body) = call_as(
+            &deps,
+            u1,
+            method,
+            uri,
+            Some(json!({"email": "me@evil.example"})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (StatusCode::FORBIDDEN, json!("forbidden")),
+            "{method} {uri}"
+        );
+    }
+    let other_tenant = &[("custom:tenant", "t2"), ("sub", "u1")][..];
+    let (_, body) = call_as(&deps, other_tenant, "GET", "/v1/users/u1/unread", None).await;
+    assert_eq!(
+        body["total"], 0,
+        "same user id, other tenant: nothing shared"
+    );
+}
+
+/// A directory where another writer changes the contact right before our first write.
+struct Racing {
+    inner: InMemoryDirectory,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Directory for Racing {
+    async fn contact(
+        &self,
+        t: &herald::TenantId,
+        u: &herald::UserId,
+    ) -> Result<Option<Contact>, StoreError> {
+        self.inner.contact(t, u).await
+    }
+    async fn contact_versioned(
+        &self,
+        t: &herald::TenantId,
+        u: &herald::UserId,
+    ) -> Result<(Option<Contact>, u64), StoreError> {
+        self.inner.contact_versioned(t, u).await
+    }
+    async fn put_contact(
+        &self,
+        t: &herald::TenantId,
+        u: &herald::UserId,
+        c: &Contact,
+        p: &str,
+        expected: u64,
+    ) -> Result<u64, StoreError> {
+        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (stored, version) = self.inner.contact_versioned(t, u).await?;
+            let mut theirs = stored.unwrap_or_default();
+            theirs.locale = Some("de-DE".into());
+            self.inner.put_contact(t, u, &theirs, p, version).await?;
+        }
+        self.inner.put_contact(t, u, c, p, expected).await
+    }
+    async fn user_of_pseudonym(
+        &self,
+        t: &herald::TenantId,
+        p: &str,
+    ) -> Result<Option<herald::UserId>, StoreError> {
+        self.inner.user_of_pseudonym(t, p).await
+    }
+    async fn delivery_status(
+        &self,
+        t: &herald::TenantId,
+        id: &NotificationId,
+    ) -> Result<Vec<herald::ports::DeliveryRecord>, StoreError> {
+        self.inner.delivery_status(t, id).await
+    }
+    async fn user_delivery_status(
+        &self,
+        t: &herald::TenantId,
+        id: &NotificationId,
+        u: &herald::UserId,
+    ) -> Result<Vec<herald::ports::DeliveryRecord>, StoreError> {
+        self.inner.user_delivery_status(t, id, u).await
+    }
+    async fn settle_delivery(
+        &self,
+        t: &herald::TenantId,
+        r: &herald::ports::DeliveryRecord,
+    ) -> Result<bool, StoreError> {
+        self.inner.settle_delivery(t, r).await
+    }
+    async fn claim_delivery(
+        &self,
+        t: &herald::TenantId,
+        r: &herald::ports::DeliveryRecord,
+        stale: &str,
+    ) -> Result<herald::ports::Claim, StoreError> {
+        self.inner.claim_delivery(t, r, stale).await
+    }
+    async fn is_suppressed(&self, t: &herald::TenantId, a: &str) -> Result<bool, StoreError> {
+        self.inner.is_suppressed(t, a).await
+    }
+    async fn suppress(
+        &self,
+        t: Option<&herald::TenantId>,
+        a: &str,
+        r: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.suppress(t, a, r).await
+    }
+}
+
+#[tokio::test]
+async fn a_concurrent_contact_write_is_not_lost() {
+    let inbox = Arc::new(InMemoryInbox::default());
+    let deps = Arc::new(Deps {
+        counters: inbox.clone(),
+        messages: inbox,
+        directory: Arc::new(Racing {
+            inner: InMemoryDirectory::default(),
+            raced: Default::default(),
+        }),
+        auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
+        policy: BackoffPolicy::default(),
+        keys: Arc::new(StaticKeys::default()),
+        marketing_default: true,
+    });
+    let (status, body) = call(
+        &deps,
+        "PATCH",
+        "/v1/users/u1/contact",
+        Some(json!({"email": "a@b.co"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["email"], "a@b.co");
+    assert_eq!(
+        body["locale"], "de-DE",
+        "the other writer's change survives"
+    );
+}
+
+#[tokio::test]
+async fn unknown_user_has_zero_unread() {
+    let (deps, _) = deps();
+    let (status, body) = call(&deps, "GET", "/v1/users/nobody/unread", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"total": 0, "rooms": {}}));
+}
+
+#[tokio::test]
+async fn read_room_then_read_all() {
+    let (deps, inbox) = deps();
+    deliver(&inbox, "u1", &["r1", "r1", "r2"]).await;
+    let (_, body) = call(&deps, "GET", "/v1/users/u1/unread", None).await;
+    assert_eq!(body, json!({"total": 3, "rooms": {"r1": 2, "r2": 1}}));
+    let (status, body) = call(&deps, "POST", "/v1/users/u1/rooms/r1/read", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"total": 1, "rooms": {"r2": 1}}));
+    let (_, body) = call(&deps, "POST", "/v1/users/u1/read-all", None).await;
+    assert_eq!(body, json!({"total": 0, "rooms": {}}));
+}
+
+#[tokio::test]
+async fn messages_page_newest_first_with_limit_checks() {
+    let (deps, inbox) = deps();
+    deliver(&inbox, "u1", &["r1", "r2", "r1"]).await;
+    let (_, page) = call(&deps, "GET", "/v1/users/u1/messages?limit=2", None).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(page["messages"][0]["created_at"], "2026-11-23T00:00:02Z");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, rest) = call(
+        &deps,
+        "GET",
+        &format!("/v1/users/u1/messages?limit=2&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(rest["messages"].as_array().unwrap().len(), 1);
+    let (_, room) = call(&deps, "GET", "/v1/users/u1/messages?room=r2", None).await;
+    assert_eq!(room["messages"].as_array().unwrap().len(), 1);
+    let (status, err) = call(&deps, "GET", "/v1/users/u1/messages?limit=0", None).await;
+    assert_eq!(
+        (status, err["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("limit"))
+    );
+}
+
+#[tokio::test]
+async fn contact_round_trip_and_validation() {
+    let (deps, _) = deps();
+    let (status, _) = call(&deps, "GET", "/v1/users/u1/contact", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(
+        &deps,
+        "PUT",
+        "/v1/users/u1/contact",
+        Some(json!({"email": "a@b.co"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["email"].clone()),
+        (StatusCode::OK, json!("a@b.co"))
+    );
+    let (_, body) = call(&deps, "GET", "/v1/users/u1/contact", None).await;
+    assert_eq!(body["email"], "a@b.co");
+    let (status, body) = call(
+        &deps,
+        "PUT",
+        "/v1/users/u1/contact",
+        Some(json!({"email": "nope"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("email"))
+    );
+}
+
+#[tokio::test]
+async fn bad_ids_and_routes_are_json_errors() {
+    let (deps, _) = deps();
+    let (status, body) = call(&deps, "GET", "/v1/users/a%23b/unread", None).await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("user"))
+    );
+    let (status, body) = call(&deps, "GET", "/v2/nothing", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+    let (status, body) = call(&deps, "DELETE", "/v1/users/u1/unread", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::METHOD_NOT_ALLOWED, json!("method_not_allowed"))
+    );
+    let (status, body) = call(&deps, "GET", "/v1/users/u1/messages?cursor=nope", None).await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("cursor"))
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_from_another_list_is_a_400_naming_the_cursor() {
+    let (deps, inbox) = deps();
+    deliver(&inbox, "u1", &["r1", "r1", "r2", "r2"]).await;
+    let (_, page) = call(&deps, "GET", "/v1/users/u1/messages?room=r1&limit=1", None).await;
+    let r1 = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, page) = call(&deps, "GET", "/v1/users/u1/messages?limit=1", None).await;
+    let all = page["next_cursor"].as_str().unwrap().to_owned();
+    for uri in [
+        format!("/v1/users/u1/messages?room=r2&cursor={r1}"),
+        format!("/v1/users/u1/messages?cursor={r1}"),
+        format!("/v1/users/u1/messages?room=r1&cursor={all}"),
+    ] {
+        let (status, body) = call(&deps, "GET", &uri, None).await;
+        assert_eq!(
+            (status, body["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("cursor")),
+            "{uri}"
+        );
+    }
+}
