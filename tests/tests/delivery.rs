@@ -16,7 +16,8 @@ async fn three_copies_of_one_job_send_one_email() {
     let stack = test_stack(&[]).await.unwrap();
     let app = LocalApp::new(&stack).unwrap();
     let router = app.router();
-    let address = "copies-u1@example.com";
+    // Unique per stack: the emulator keeps every email it was sent, whichever test sent it.
+    let address = &format!("copies-{}@example.com", stack.prefix.to_lowercase());
     let (status, _) = call(
         &router,
         "PUT",

@@ -130,6 +130,30 @@ pub enum IdSource<'a> {
     IdempotencyKey(&'a str),
 }
 
+/// One item of `POST /v1/notifications` as sent: types checked by serde (an error names the
+/// field by its path), bounds and ids checked by `parse_notification`. Absent and `null`
+/// are the same; `channels` and `data` are read on from JSON to keep their own errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    room_id: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    channels: Option<Value>,
+    #[serde(default)]
+    category: Option<Category>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
 /// Validates one JSON item of the request; `index` locates it in error field paths.
 pub fn parse_notification(
     item: &Value,
@@ -138,46 +162,20 @@ pub fn parse_notification(
     ids: IdSource<'_>,
     created_at: &str,
 ) -> Result<Notification, FieldError> {
-    let at = |name: &str| format!("notifications[{index}].{name}");
-    let Some(obj) = item.as_object() else {
-        return Err(FieldError::new(
-            "invalid_type",
-            &format!("notifications[{index}]"),
-            "each notification must be a JSON object",
-        ));
-    };
-    const KNOWN: [&str; 8] = [
-        "id", "user_id", "room_id", "title", "body", "channels", "category", "data",
-    ];
-    if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(FieldError::new(
-            "unknown_field",
-            &at(unknown),
-            format!(
-                "unknown field {unknown:?}; expected one of {}",
-                KNOWN.join(", ")
-            ),
-        ));
-    }
-    let text = |name: &str, required: bool| -> Result<Option<String>, FieldError> {
-        match obj.get(name) {
-            None | Some(Value::Null) if !required => Ok(None),
-            None | Some(Value::Null) => Err(FieldError::new(
+    let item_at = format!("notifications[{index}]");
+    let at = |name: &str| format!("{item_at}.{name}");
+    let request: NotificationRequest = FieldError::from_json(item, &item_at)?;
+    let required = |value: Option<String>, name: &str| {
+        value.ok_or_else(|| {
+            FieldError::new(
                 "missing_field",
                 &at(name),
                 format!("{} is required", at(name)),
-            )),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(FieldError::new(
-                "invalid_type",
-                &at(name),
-                format!("{} must be a string", at(name)),
-            )),
-        }
+            )
+        })
     };
-    let required = |name: &str| text(name, true).map(Option::unwrap_or_default);
 
-    let id = match (text("id", false)?, ids) {
+    let id = match (request.id, ids) {
         (Some(id), _) => NotificationId::parse(id, &at("id"))?,
         // From the item's content, not its position: a retry of only some items (or in another
         // order) gets the same ids. Identical items under one key are one notification.
@@ -188,21 +186,18 @@ pub fn parse_notification(
     };
     // A client-chosen id says nothing about time: the log gets its own time-ordered key.
     let log_key = match ids {
-        IdSource::Generate if obj.get("id").is_none_or(Value::is_null) => None,
+        IdSource::Generate if item.get("id").is_none_or(Value::is_null) => None,
         _ => Some(super::ids::time_ordered_key()),
     };
-    let user_id = UserId::parse(required("user_id")?, &at("user_id"))?;
-    let room_id = RoomId::parse(required("room_id")?, &at("room_id"))?;
-    let title = required("title")?;
+    let user_id = UserId::parse(required(request.user_id, "user_id")?, &at("user_id"))?;
+    let room_id = RoomId::parse(required(request.room_id, "room_id")?, &at("room_id"))?;
+    let title = required(request.title, "title")?;
     check_text(&title, &at("title"), MAX_TITLE_CHARS)?;
-    let body = required("body")?;
+    let body = required(request.body, "body")?;
     check_text(&body, &at("body"), MAX_BODY_CHARS)?;
-    let channels = parse_channels(obj.get("channels"), &at("channels"))?;
-    let category = match text("category", false)? {
-        None => Category::Transactional,
-        Some(value) => parse_category(&value, &at("category"))?,
-    };
-    let data = parse_data(obj.get("data"), &at("data"))?;
+    let channels = parse_channels(request.channels.as_ref(), &at("channels"))?;
+    let category = request.category.unwrap_or_default();
+    let data = parse_data(request.data.as_ref(), &at("data"))?;
     Ok(Notification {
         tenant: tenant.clone(),
         id,
@@ -218,19 +213,6 @@ pub fn parse_notification(
         correlation_id: None,
         campaign: None,
     })
-}
-
-/// `transactional` or `marketing`.
-pub(crate) fn parse_category(value: &str, field: &str) -> Result<Category, FieldError> {
-    match value {
-        "transactional" => Ok(Category::Transactional),
-        "marketing" => Ok(Category::Marketing),
-        other => Err(FieldError::new(
-            "invalid_value",
-            field,
-            format!("{field} {other:?} is not one of transactional, marketing"),
-        )),
-    }
 }
 
 /// Optional `data`: a JSON object of at most `MAX_DATA_BYTES` serialised.

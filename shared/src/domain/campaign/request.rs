@@ -2,14 +2,14 @@
 //! field.
 
 use jiff::{civil, tz::TimeZone, SignedDuration, Timestamp};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::zone::{earliest_instant, latest_instant};
 use super::{DEFAULT_ROOM, MAX_INLINE_USERS, MAX_NAME_CHARS, MAX_RATE, MIN_RATE};
 use crate::domain::ids::{RoomId, UserId};
 use crate::domain::notification::{
-    check_text, parse_category, parse_channels, parse_data, Category, Channel, MAX_BODY_CHARS,
-    MAX_TITLE_CHARS,
+    check_text, parse_channels, parse_data, Category, Channel, MAX_BODY_CHARS, MAX_TITLE_CHARS,
 };
 use crate::error::FieldError;
 
@@ -18,6 +18,38 @@ use crate::error::FieldError;
 pub enum Audience {
     Users(Vec<UserId>),
     S3 { bucket: String, key: String },
+}
+
+/// `POST /v1/campaigns` as sent: types checked by serde (an error names the field by its
+/// path), the rest by `CampaignRequest::parse`. Absent and `null` are the same; the fields
+/// with errors of their own (`audience`, `send_at`, …) are read on from JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    channels: Option<Value>,
+    #[serde(default)]
+    category: Option<Category>,
+    #[serde(default)]
+    room_id: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    audience: Option<Value>,
+    #[serde(default)]
+    send_at: Option<Value>,
+    #[serde(default)]
+    local_time: Option<bool>,
+    #[serde(default)]
+    timezone: Option<Value>,
+    #[serde(default)]
+    rate_per_second: Option<Value>,
 }
 
 /// `POST /v1/campaigns`, validated.
@@ -49,80 +81,27 @@ pub struct SendAt {
 impl CampaignRequest {
     /// Validates the JSON body against `now`; every error names its field.
     pub fn parse(body: &Value, now: Timestamp) -> Result<Self, FieldError> {
-        let Some(obj) = body.as_object() else {
-            return Err(FieldError::body(
-                "invalid_type",
-                "the body must be a JSON object",
-            ));
-        };
-        const KNOWN: [&str; 12] = [
-            "name",
-            "title",
-            "body",
-            "channels",
-            "category",
-            "room_id",
-            "data",
-            "audience",
-            "send_at",
-            "local_time",
-            "timezone",
-            "rate_per_second",
-        ];
-        if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(FieldError::new(
-                "unknown_field",
-                unknown,
-                format!(
-                    "unknown field {unknown:?}; expected one of {}",
-                    KNOWN.join(", ")
-                ),
-            ));
-        }
-        let string = |name: &str| -> Result<Option<String>, FieldError> {
-            match obj.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(FieldError::new(
-                    "invalid_type",
-                    name,
-                    format!("{name} must be a string"),
-                )),
-            }
-        };
-        let text = |name: &str, max: usize| -> Result<String, FieldError> {
-            let s = string(name)?.ok_or_else(|| {
+        let request: CampaignBody = FieldError::from_json(body, "")?;
+        let text = |value: Option<String>, name: &str, max: usize| -> Result<String, FieldError> {
+            let s = value.ok_or_else(|| {
                 FieldError::new("missing_field", name, format!("{name} is required"))
             })?;
             check_text(&s, name, max)?;
             Ok(s)
         };
-        let name = text("name", MAX_NAME_CHARS)?;
-        let title = text("title", MAX_TITLE_CHARS)?;
-        let body_text = text("body", MAX_BODY_CHARS)?;
-        let channels = parse_channels(obj.get("channels"), "channels")?;
-        let category = match string("category")? {
-            None => Category::Marketing,
-            Some(s) => parse_category(&s, "category")?,
-        };
+        let name = text(request.name, "name", MAX_NAME_CHARS)?;
+        let title = text(request.title, "title", MAX_TITLE_CHARS)?;
+        let body_text = text(request.body, "body", MAX_BODY_CHARS)?;
+        let channels = parse_channels(request.channels.as_ref(), "channels")?;
+        let category = request.category.unwrap_or(Category::Marketing);
         let room_id = RoomId::parse(
-            string("room_id")?.unwrap_or_else(|| DEFAULT_ROOM.to_owned()),
+            request.room_id.unwrap_or_else(|| DEFAULT_ROOM.to_owned()),
             "room_id",
         )?;
-        let data = parse_data(obj.get("data"), "data")?;
-        let audience = parse_audience(obj.get("audience"))?;
-        let local_time = match obj.get("local_time") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(FieldError::new(
-                    "invalid_type",
-                    "local_time",
-                    "local_time must be true or false",
-                ))
-            }
-        };
-        let timezone = match obj.get("timezone") {
+        let data = parse_data(request.data.as_ref(), "data")?;
+        let audience = parse_audience(request.audience.as_ref())?;
+        let local_time = request.local_time.unwrap_or(false);
+        let timezone = match &request.timezone {
             None | Some(Value::Null) => "UTC".to_owned(),
             Some(Value::String(zone)) if TimeZone::get(zone).is_ok() => zone.clone(),
             Some(other) => {
@@ -133,8 +112,8 @@ impl CampaignRequest {
                 ))
             }
         };
-        let send_at = parse_send_at(obj.get("send_at"), local_time, now)?;
-        let rate_per_second = match obj.get("rate_per_second") {
+        let send_at = parse_send_at(request.send_at.as_ref(), local_time, now)?;
+        let rate_per_second = match &request.rate_per_second {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
                 Some(r) if (MIN_RATE as u64..=MAX_RATE as u64).contains(&r) => Some(r as u32),
