@@ -863,7 +863,7 @@ async fn cancel(
             &campaign.id,
             &[CampaignStatus::Scheduled, CampaignStatus::Running],
             CampaignStatus::Cancelled,
-            &format!("{now:.3}"),
+            now,
             None,
         )
         .await;
@@ -877,7 +877,7 @@ async fn cancel(
     let _ = scheduler
         .delete_schedule(&start_schedule_name(&campaign.id))
         .await;
-    for at in releases.iter().filter_map(|at| at.parse().ok()) {
+    for at in releases {
         let _ = scheduler
             .delete_schedule(&release_schedule_name(&campaign.id, at))
             .await;

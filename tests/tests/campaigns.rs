@@ -212,7 +212,7 @@ impl CampaignStore for DiesBeforeCheckpoint {
         id: &CampaignId,
         from: &[herald::domain::campaign::CampaignStatus],
         to: herald::domain::campaign::CampaignStatus,
-        at: &str,
+        at: jiff::Timestamp,
         detail: Option<&str>,
     ) -> Result<bool, StoreError> {
         self.inner.transition(t, id, from, to, at, detail).await
@@ -221,7 +221,7 @@ impl CampaignStore for DiesBeforeCheckpoint {
         &self,
         t: &TenantId,
         id: &CampaignId,
-        at: &str,
+        at: jiff::Timestamp,
     ) -> Result<(), StoreError> {
         self.inner.mark_fanned_out(t, id, at).await
     }
@@ -256,7 +256,7 @@ impl CampaignStore for DiesBeforeCheckpoint {
         &self,
         t: &TenantId,
         id: &CampaignId,
-        at: &str,
+        at: jiff::Timestamp,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError> {
@@ -856,7 +856,7 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
     assert!(fired >= 1, "London's release fired");
     let at_london = runner_at(london - jiff::SignedDuration::from_mins(4));
     for zone in ["Europe/London", "UTC"] {
-        let at = instant(zone).to_string();
+        let at = instant(zone);
         at_london
             .run(
                 &CampaignWork::Release {
@@ -880,7 +880,7 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
         .unwrap();
     let late = runner_at(newyork);
     for zone in ["Europe/London", "UTC", "America/New_York"] {
-        let at = instant(zone).to_string();
+        let at = instant(zone);
         late.run(
             &CampaignWork::Release {
                 tenant: tenant.clone(),

@@ -12,11 +12,11 @@ use testkit::harness::{call, emails_to, eventually, test_stack};
 use testkit::runner::LocalApp;
 use tokio_util::sync::CancellationToken;
 
-const EMAIL: &str = "unsub-u1@example.com";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_signed_link_unsubscribes_and_a_forged_one_changes_nothing() {
     let stack = test_stack(&[]).await.unwrap();
+    // Unique per stack: the emulator keeps every email it was sent, whichever test sent it.
+    let address = format!("unsub-{}@example.com", stack.prefix.to_lowercase());
     let app = std::sync::Arc::new(LocalApp::new(&stack).unwrap());
     let router = app.router();
     let shutdown = CancellationToken::new();
@@ -32,7 +32,7 @@ async fn a_signed_link_unsubscribes_and_a_forged_one_changes_nothing() {
         "PUT",
         "/v1/users/u1/contact",
         Some(&service),
-        Some(json!({"email": EMAIL})),
+        Some(json!({ "email": address })),
     )
     .await
     .unwrap();
@@ -49,7 +49,7 @@ async fn a_signed_link_unsubscribes_and_a_forged_one_changes_nothing() {
     assert_eq!(status, 202);
 
     let email = eventually(Duration::from_secs(20), "the marketing email", || async {
-        Ok(emails_to(&stack.endpoint, EMAIL)?.pop())
+        Ok(emails_to(&stack.endpoint, &address)?.pop())
     })
     .await
     .unwrap();
@@ -123,7 +123,11 @@ async fn a_signed_link_unsubscribes_and_a_forged_one_changes_nothing() {
     let (_, contact) = call(&router, "GET", "/v1/users/u1/contact", Some(&service), None)
         .await
         .unwrap();
-    assert_eq!(contact["email"], EMAIL, "the rest of the contact is kept");
+    assert_eq!(
+        contact["email"],
+        address.as_str(),
+        "the rest of the contact is kept"
+    );
 
     // The next marketing email is skipped, with the reason on record.
     let (_, accepted) = call(
@@ -154,7 +158,7 @@ async fn a_signed_link_unsubscribes_and_a_forged_one_changes_nothing() {
     .await
     .unwrap();
     assert_eq!(status["channels"]["email"]["state"], "skipped", "{status}");
-    assert_eq!(emails_to(&stack.endpoint, EMAIL).unwrap().len(), 1);
+    assert_eq!(emails_to(&stack.endpoint, &address).unwrap().len(), 1);
 
     shutdown.cancel();
     for w in workers {

@@ -26,17 +26,16 @@ async fn notification_reaches_counters_message_list_and_email() -> anyhow::Resul
     // The backend (a service token) sets the contact and sends; the user's app reads.
     let service = app.service_token("default");
     let user = app.user_token("default", "u1");
+    // Unique per stack: the emulator keeps every email it was sent, whichever test sent it.
+    let address = format!("skeleton-{}@example.com", stack.prefix.to_lowercase());
     let (status, contact) = http(
         "PUT",
         &format!("{base}/v1/users/u1/contact"),
         Some(&service),
-        Some(json!({"email": "skeleton-u1@example.com"})),
+        Some(json!({ "email": address })),
     )
     .await?;
-    assert_eq!(
-        (status, contact["email"].clone()),
-        (200, json!("skeleton-u1@example.com"))
-    );
+    assert_eq!((status, contact["email"].clone()), (200, json!(address)));
 
     let body = json!({"notifications": [{"user_id": "u1", "room_id": "r1", "title": "Hi", "body": "Hello", "channels": ["inbox", "email"]}]});
     let (status, accepted) = http(
@@ -76,7 +75,7 @@ async fn notification_reaches_counters_message_list_and_email() -> anyhow::Resul
     assert_eq!(page["messages"][0]["read"], false);
 
     let emails = eventually(Duration::from_secs(20), "the email in SES", || async {
-        let emails = emails_to(&stack.endpoint, "skeleton-u1@example.com")?;
+        let emails = emails_to(&stack.endpoint, &address)?;
         Ok((!emails.is_empty()).then_some(emails))
     })
     .await?;

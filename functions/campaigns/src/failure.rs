@@ -20,7 +20,7 @@ impl CampaignRunner {
         page: u32,
         why: &AudienceUnreadable,
     ) -> Result<Disposition, StoreError> {
-        let now = format!("{:.3}", self.clock.now());
+        let now = self.clock.now();
         let failed = self
             .campaigns
             .transition(
@@ -28,7 +28,7 @@ impl CampaignRunner {
                 &campaign.id,
                 &[CampaignStatus::Scheduled, CampaignStatus::Running],
                 CampaignStatus::Failed,
-                &now,
+                now,
                 Some(&why.to_string()),
             )
             .await?;

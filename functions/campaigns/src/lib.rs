@@ -165,14 +165,14 @@ impl CampaignRunner {
                 self.page(&campaign, *page, *cursor, step).await
             }
             CampaignWork::Release { at, after, .. } => {
-                self.release(&campaign, at, after.as_deref(), step).await
+                self.release(&campaign, *at, after.as_deref(), step).await
             }
         }
     }
 
     /// The schedule fired: the campaign runs, and its first page goes on the queue.
     async fn start(&self, campaign: &Campaign, step: Step<'_>) -> Result<Disposition, StoreError> {
-        let now = format!("{:.3}", self.clock.now());
+        let now = self.clock.now();
         let started = self
             .campaigns
             .transition(
@@ -180,7 +180,7 @@ impl CampaignRunner {
                 &campaign.id,
                 &[CampaignStatus::Scheduled],
                 CampaignStatus::Running,
-                &now,
+                now,
                 None,
             )
             .await?;
@@ -277,11 +277,7 @@ impl CampaignRunner {
         match after_page(campaign, &recorded) {
             AfterPage::FannedOut => {
                 self.campaigns
-                    .mark_fanned_out(
-                        &campaign.tenant,
-                        &campaign.id,
-                        &format!("{:.3}", self.clock.now()),
-                    )
+                    .mark_fanned_out(&campaign.tenant, &campaign.id, self.clock.now())
                     .await?;
                 tracing::info!(page, "fan-out complete");
             }
@@ -307,16 +303,17 @@ impl CampaignRunner {
     async fn release(
         &self,
         campaign: &Campaign,
-        at: &str,
+        at: jiff::Timestamp,
         after: Option<&str>,
         step: Step<'_>,
     ) -> Result<Disposition, StoreError> {
-        let instant: jiff::Timestamp = at
-            .parse()
-            .map_err(|e| StoreError::Fatal(format!("release time {at:?}: {e}")))?;
         // This position of the release is one message's: a duplicate (or the schedule
         // firing twice) finds it taken and stops, so one chain goes, at the set pace.
-        let position = format!("release#{at}#{}", after.unwrap_or("first"));
+        let position = format!(
+            "release#{}#{}",
+            herald::domain::time::compact(at),
+            after.unwrap_or("first")
+        );
         if !self.claim(campaign, &position, step).await? {
             tracing::info!(%at, "another message holds this part of the release");
             return Ok(Disposition::Done);
@@ -334,7 +331,7 @@ impl CampaignRunner {
             enqueue,
             next,
             next_delay,
-        } = release_step(campaign, instant, &group, self.clock.now());
+        } = release_step(campaign, at, &group, self.clock.now());
         // Released by an earlier attempt of this message: only the next part is left to queue.
         if !enqueue.is_empty() {
             self.enqueue(enqueue, step.trace).await?;
@@ -550,7 +547,7 @@ mod tests {
             .create_campaign(&campaign, &[], None)
             .await
             .unwrap();
-        let at = "2026-03-01T18:00:00Z".to_owned();
+        let at: jiff::Timestamp = "2026-03-01T18:00:00Z".parse().unwrap();
         for page in 0..2u32 {
             let held = vec![
                 (0, UserId::parse(format!("p{page}-a"), "u").unwrap()),
@@ -563,7 +560,7 @@ mod tests {
                 invalid: 0,
                 next_cursor: 0,
                 last: page == 1,
-                held: vec![(at.clone(), held)],
+                held: vec![(at, held)],
                 next_sent: true,
             };
             campaigns
@@ -574,7 +571,7 @@ mod tests {
         let first = CampaignWork::Release {
             tenant: tenant.clone(),
             campaign: campaign.id.clone(),
-            at: at.clone(),
+            at,
             after: None,
         };
         runner.run(&first, step("m1")).await.unwrap();

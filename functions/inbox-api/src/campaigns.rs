@@ -20,6 +20,7 @@ use herald::domain::campaign::{
     CampaignStatus, CampaignWork, Progress, INLINE_CHUNK,
 };
 use herald::domain::ids::{check_id, CampaignId};
+use herald::domain::time;
 use herald::http::{parse_json, ApiError, RequestMeta};
 use herald::ports::{
     AudienceFiles, CampaignStore, Clock, OutgoingMessage, QueueSender, Scheduler, SystemClock,
@@ -333,7 +334,7 @@ async fn cancel(
             "campaign {id} is done and can no longer be cancelled"
         )));
     }
-    let now = format!("{:.3}", deps.clock.now());
+    let now = deps.clock.now();
     let cancelled = deps
         .campaigns
         .transition(
@@ -341,7 +342,7 @@ async fn cancel(
             &campaign.id,
             &[CampaignStatus::Scheduled, CampaignStatus::Running],
             CampaignStatus::Cancelled,
-            &now,
+            now,
             None,
         )
         .await?;
@@ -357,8 +358,7 @@ async fn cancel(
         campaign
             .releases
             .iter()
-            .filter_map(|at| at.parse::<jiff::Timestamp>().ok())
-            .map(|at| release_schedule_name(&campaign.id, at)),
+            .map(|at| release_schedule_name(&campaign.id, *at)),
     );
     for name in names {
         if let Err(e) = deps.scheduler.delete_schedule(&name).await {
@@ -399,7 +399,7 @@ fn view(campaign: &Campaign, progress: Option<&Progress>) -> Value {
         "channels": campaign.channels,
         "category": campaign.category,
         "room_id": campaign.room_id,
-        "send_at": campaign.send_at,
+        "send_at": time::compact(campaign.send_at),
         "local_time": campaign.local_time,
         "timezone": campaign.timezone,
         "rate_per_second": campaign.rate_per_second,
@@ -407,14 +407,19 @@ fn view(campaign: &Campaign, progress: Option<&Progress>) -> Value {
             AudienceSpec::Inline { users, .. } => json!({"users": users}),
             AudienceSpec::S3 { bucket, key, .. } => json!({"s3": format!("s3://{bucket}/{key}")}),
         },
-        "created_at": campaign.created_at,
-        "started_at": campaign.started_at,
-        "fanned_out_at": campaign.fanned_out_at,
-        "cancelled_at": campaign.cancelled_at,
+        "created_at": time::millis(campaign.created_at),
+        "started_at": campaign.started_at.map(time::millis),
+        "fanned_out_at": campaign.fanned_out_at.map(time::millis),
+        "cancelled_at": campaign.cancelled_at.map(time::millis),
         "notification_id": campaign.notification_id(),
     });
     if !campaign.releases.is_empty() {
-        out["releases"] = json!(campaign.releases);
+        let releases: Vec<String> = campaign
+            .releases
+            .iter()
+            .map(|at| time::compact(*at))
+            .collect();
+        out["releases"] = json!(releases);
     }
     if let Some(p) = progress {
         out["progress"] = json!({
@@ -430,7 +435,7 @@ fn view(campaign: &Campaign, progress: Option<&Progress>) -> Value {
         });
     }
     if campaign.local_time {
-        out["local_send_at"] = json!(campaign.send_at_wall);
+        out["local_send_at"] = json!(campaign.send_at_wall.to_string());
     }
     if let Some(failure) = &campaign.failure {
         out["failure"] = json!(failure);
@@ -441,10 +446,13 @@ fn view(campaign: &Campaign, progress: Option<&Progress>) -> Value {
 /// The answer to a create: with `local_time`, `local_send_at` is the wall-clock time each
 /// recipient gets it at (`send_at` is that time at the offset the request gave).
 fn created_view(campaign: &Campaign) -> Value {
-    let mut out =
-        json!({"id": campaign.id, "status": campaign.status, "send_at": campaign.send_at});
+    let mut out = json!({
+        "id": campaign.id,
+        "status": campaign.status,
+        "send_at": time::compact(campaign.send_at),
+    });
     if campaign.local_time {
-        out["local_send_at"] = json!(campaign.send_at_wall);
+        out["local_send_at"] = json!(campaign.send_at_wall.to_string());
     }
     out
 }

@@ -782,7 +782,7 @@ mod tests {
                 &campaign.id,
                 &[CampaignStatus::Running],
                 CampaignStatus::Cancelled,
-                "x",
+                jiff::Timestamp::UNIX_EPOCH,
                 None,
             )
             .await

@@ -28,6 +28,7 @@ use crate::domain::campaign::{
     Campaign, CampaignRef, CampaignStatus, Counters, Progress, ProgressMark, COUNTER_SHARDS,
 };
 use crate::domain::ids::{CampaignId, TenantId, UserId};
+use crate::domain::time;
 use crate::error::StoreError;
 use crate::ports::{CampaignStore, HeldGroup, PageRecord};
 
@@ -146,17 +147,34 @@ fn campaign_of(item: &Item) -> Result<Campaign, StoreError> {
         campaign.status = serde_json::from_value(serde_json::Value::String(status))
             .map_err(|e| fatal(format!("stored status: {e}")))?;
     }
-    campaign.started_at = text(item, "started_at");
-    campaign.fanned_out_at = text(item, "fanned_out_at");
-    campaign.cancelled_at = text(item, "cancelled_at");
+    campaign.started_at = instant(item, "started_at")?;
+    campaign.fanned_out_at = instant(item, "fanned_out_at")?;
+    campaign.cancelled_at = instant(item, "cancelled_at")?;
     campaign.failure = text(item, "failure");
     campaign.releases = item
         .get("releases")
         .and_then(|v| v.as_ss().ok())
-        .cloned()
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .map(|at| parsed(at, "releases"))
+        .collect::<Result<_, _>>()?;
     campaign.releases.sort();
     Ok(campaign)
+}
+
+/// The sort-key prefix of the groups held for `at`.
+fn held_prefix(at: jiff::Timestamp) -> String {
+    format!("H#{}#", time::compact(at))
+}
+
+/// An RFC 3339 attribute as a time, if the item has it.
+fn instant(item: &Item, name: &str) -> Result<Option<jiff::Timestamp>, StoreError> {
+    text(item, name).map(|at| parsed(&at, name)).transpose()
+}
+
+fn parsed(text: &str, name: &str) -> Result<jiff::Timestamp, StoreError> {
+    text.parse()
+        .map_err(|e| fatal(format!("stored {name} {text:?}: {e}")))
 }
 
 fn page_of(item: &Item, page: u32) -> PageRecord {
@@ -293,7 +311,7 @@ impl CampaignStore for DynamoCampaigns {
         id: &CampaignId,
         from: &[CampaignStatus],
         to: CampaignStatus,
-        at: &str,
+        at: jiff::Timestamp,
         detail: Option<&str>,
     ) -> Result<bool, StoreError> {
         let stamp = match to {
@@ -319,7 +337,7 @@ impl CampaignStore for DynamoCampaigns {
             ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", status_str(to))
-            .expression_attribute_values(":at", s(at));
+            .expression_attribute_values(":at", s(time::millis(at)));
         for (name, status) in allowed.iter().zip(from) {
             update = update.expression_attribute_values(name, status_str(*status));
         }
@@ -333,7 +351,7 @@ impl CampaignStore for DynamoCampaigns {
         &self,
         tenant: &TenantId,
         id: &CampaignId,
-        at: &str,
+        at: jiff::Timestamp,
     ) -> Result<(), StoreError> {
         self.client
             .update_item()
@@ -341,7 +359,7 @@ impl CampaignStore for DynamoCampaigns {
             .key("pk", s(list_pk(tenant)))
             .key("sk", s(campaign_sk(id)))
             .update_expression("SET fanned_out_at = if_not_exists(fanned_out_at, :at)")
-            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":at", s(time::millis(at)))
             .send()
             .await
             .map_err(store_error)?;
@@ -390,7 +408,7 @@ impl CampaignStore for DynamoCampaigns {
             .expression_attribute_values(":last", AttributeValue::Bool(page.last))
             .build()
             .map_err(fatal)?;
-        let releases: Vec<String> = page.held.iter().map(|(at, _)| at.clone()).collect();
+        let releases: Vec<String> = page.held.iter().map(|(at, _)| time::compact(*at)).collect();
         let counts = Update::builder()
             .table_name(&self.table)
             .key("pk", s(list_pk(tenant)))
@@ -429,7 +447,7 @@ impl CampaignStore for DynamoCampaigns {
                 .collect();
             items.push(self.users_item(
                 campaign_pk(tenant, id),
-                format!("H#{at}#{:08}", page.page),
+                format!("{}{:08}", held_prefix(*at), page.page),
                 users.join("\n"),
                 Some(page.page),
             )?);
@@ -470,7 +488,7 @@ impl CampaignStore for DynamoCampaigns {
         &self,
         tenant: &TenantId,
         id: &CampaignId,
-        at: &str,
+        at: jiff::Timestamp,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError> {
@@ -483,7 +501,7 @@ impl CampaignStore for DynamoCampaigns {
             .consistent_read(true)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(campaign_pk(tenant, id)))
-            .expression_attribute_values(":prefix", s(format!("H#{at}#")))
+            .expression_attribute_values(":prefix", s(held_prefix(at)))
             .limit(limit as i32);
         if let Some(after) = after {
             query = query

@@ -12,4 +12,5 @@ pub mod mark_read;
 pub mod notification;
 pub mod pinpoint;
 pub mod reconcile;
+pub mod time;
 pub mod unsubscribe;

@@ -144,7 +144,7 @@ impl CampaignStore for InMemoryCampaigns {
         id: &crate::domain::ids::CampaignId,
         from: &[crate::domain::campaign::CampaignStatus],
         to: crate::domain::campaign::CampaignStatus,
-        at: &str,
+        at: jiff::Timestamp,
         detail: Option<&str>,
     ) -> Result<bool, StoreError> {
         self.round_trip().await;
@@ -157,8 +157,8 @@ impl CampaignStore for InMemoryCampaigns {
         }
         c.status = to;
         match to {
-            crate::domain::campaign::CampaignStatus::Running => c.started_at = Some(at.into()),
-            crate::domain::campaign::CampaignStatus::Cancelled => c.cancelled_at = Some(at.into()),
+            crate::domain::campaign::CampaignStatus::Running => c.started_at = Some(at),
+            crate::domain::campaign::CampaignStatus::Cancelled => c.cancelled_at = Some(at),
             _ => {}
         }
         c.failure = detail.map(str::to_owned);
@@ -169,7 +169,7 @@ impl CampaignStore for InMemoryCampaigns {
         &self,
         tenant: &TenantId,
         id: &crate::domain::ids::CampaignId,
-        at: &str,
+        at: jiff::Timestamp,
     ) -> Result<(), StoreError> {
         self.round_trip().await;
         if let Some(c) = self
@@ -177,7 +177,7 @@ impl CampaignStore for InMemoryCampaigns {
             .campaigns
             .get_mut(&(tenant.clone(), id.to_string()))
         {
-            c.fanned_out_at.get_or_insert_with(|| at.to_owned());
+            c.fanned_out_at.get_or_insert(at);
         }
         Ok(())
     }
@@ -223,14 +223,14 @@ impl CampaignStore for InMemoryCampaigns {
         {
             for (at, _) in &page.held {
                 if !campaign.releases.contains(at) {
-                    campaign.releases.push(at.clone());
+                    campaign.releases.push(*at);
                     campaign.releases.sort();
                 }
             }
         }
         for (at, recipients) in &page.held {
             let group = HeldGroup {
-                key: format!("H#{at}#{:08}", page.page),
+                key: format!("H#{}#{:08}", crate::domain::time::compact(*at), page.page),
                 page: page.page,
                 recipients: recipients.clone(),
                 released: false,
@@ -259,12 +259,12 @@ impl CampaignStore for InMemoryCampaigns {
         &self,
         _tenant: &TenantId,
         id: &crate::domain::ids::CampaignId,
-        at: &str,
+        at: jiff::Timestamp,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError> {
         self.round_trip().await;
-        let prefix = format!("H#{at}#");
+        let prefix = format!("H#{}#", crate::domain::time::compact(at));
         let from = (id.to_string(), after.unwrap_or(&prefix).to_owned());
         // A range of the ordered keys, as the adapter's query: simulations hold many groups.
         Ok(self

@@ -38,14 +38,14 @@ pub trait CampaignStore: Send + Sync {
         id: &crate::domain::ids::CampaignId,
         from: &[crate::domain::campaign::CampaignStatus],
         to: crate::domain::campaign::CampaignStatus,
-        at: &str,
+        at: jiff::Timestamp,
         detail: Option<&str>,
     ) -> Result<bool, StoreError>;
     async fn mark_fanned_out(
         &self,
         tenant: &TenantId,
         id: &crate::domain::ids::CampaignId,
-        at: &str,
+        at: jiff::Timestamp,
     ) -> Result<(), StoreError>;
     async fn audience_chunk(
         &self,
@@ -74,7 +74,7 @@ pub trait CampaignStore: Send + Sync {
         &self,
         tenant: &TenantId,
         id: &crate::domain::ids::CampaignId,
-        at: &str,
+        at: jiff::Timestamp,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<HeldGroup>, StoreError>;

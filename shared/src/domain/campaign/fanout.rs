@@ -26,8 +26,8 @@ pub struct PageRecord {
     /// Where the next page starts, and whether there is one.
     pub next_cursor: u64,
     pub last: bool,
-    /// Recipients waiting for a release at an instant (RFC 3339), as (slot, user).
-    pub held: Vec<(String, Vec<(u32, UserId)>)>,
+    /// Recipients waiting for a release at an instant, as (slot, user).
+    pub held: Vec<(Timestamp, Vec<(u32, UserId)>)>,
     /// The page after this one is on the queue.
     pub next_sent: bool,
 }
@@ -216,7 +216,7 @@ pub fn page_step(
             work: CampaignWork::Release {
                 tenant: campaign.tenant.clone(),
                 campaign: campaign.id.clone(),
-                at: at.to_string(),
+                at: *at,
                 after: None,
             },
         })
@@ -231,12 +231,7 @@ pub fn page_step(
         held: plan
             .held
             .into_iter()
-            .map(|(at, rs)| {
-                (
-                    at.to_string(),
-                    rs.into_iter().map(|r| (r.slot, r.user)).collect(),
-                )
-            })
+            .map(|(at, rs)| (at, rs.into_iter().map(|r| (r.slot, r.user)).collect()))
             .collect(),
         next_sent: false,
     };
@@ -320,7 +315,7 @@ pub fn release_step(
         next: CampaignWork::Release {
             tenant: campaign.tenant.clone(),
             campaign: campaign.id.clone(),
-            at: at.to_string(),
+            at,
             after: Some(group.key.clone()),
         },
         next_delay: next_page_delay(campaign, group.recipients.len()),
@@ -437,7 +432,7 @@ mod tests {
             CampaignWork::Release {
                 tenant: c.tenant.clone(),
                 campaign: c.id.clone(),
-                at: "2026-03-29T13:00:00Z".into(),
+                at: "2026-03-29T13:00:00Z".parse().unwrap(),
                 after: None,
             }
         );
@@ -451,7 +446,7 @@ mod tests {
                 invalid: 2,
                 next_cursor: 40,
                 last: false,
-                held: vec![("2026-03-29T13:00:00Z".into(), vec![(2, n)])],
+                held: vec![("2026-03-29T13:00:00Z".parse().unwrap(), vec![(2, n)])],
                 next_sent: false,
             }
         );
@@ -520,7 +515,7 @@ mod tests {
             CampaignWork::Release {
                 tenant: c.tenant.clone(),
                 campaign: c.id.clone(),
-                at: at.to_string(),
+                at,
                 after: Some("H#k#0".into()),
             }
         );

@@ -13,6 +13,7 @@ use super::PAGE_USERS;
 use crate::domain::delivery::SkipReason;
 use crate::domain::ids::{CampaignId, CampaignRef, NotificationId, RoomId, TenantId, UserId};
 use crate::domain::notification::{Category, Channel, Notification};
+use crate::domain::time;
 
 /// Where a campaign's fan-out stands. `done` is decided when read (see `Campaign::status_now`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,30 +83,48 @@ pub struct Campaign {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     pub audience: AudienceSpec,
-    /// RFC 3339 as given (the creation time for "now").
-    pub send_at: String,
+    /// As given, to the second (the creation time for "now").
+    #[serde(with = "time::as_compact")]
+    pub send_at: Timestamp,
     /// The wall-clock time of `send_at` (`local_time` sends at this in each zone).
-    pub send_at_wall: String,
+    #[serde(with = "time::as_civil")]
+    pub send_at_wall: civil::DateTime,
     #[serde(default)]
     pub local_time: bool,
     pub timezone: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_per_second: Option<u32>,
     pub status: CampaignStatus,
-    pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
+    #[serde(with = "time::as_millis")]
+    pub created_at: Timestamp,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::as_millis_option"
+    )]
+    pub started_at: Option<Timestamp>,
     /// Every recipient enqueued or held: the fan-out is over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fanned_out_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cancelled_at: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::as_millis_option"
+    )]
+    pub fanned_out_at: Option<Timestamp>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::as_millis_option"
+    )]
+    pub cancelled_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
-    /// `local_time`: the instants (RFC 3339) of its release schedules, as pages held
-    /// recipients for them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub releases: Vec<String>,
+    /// `local_time`: the instants of its release schedules, as pages held recipients for them.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "time::as_compact_vec"
+    )]
+    pub releases: Vec<Timestamp>,
 }
 
 impl Campaign {
@@ -117,9 +136,14 @@ impl Campaign {
         audience: AudienceSpec,
         now: Timestamp,
     ) -> Self {
+        // Kept to the second as given (to the millisecond for "now"): the notification id
+        // is made from it and must be the same after a round trip through storage.
         let (send_at, wall) = match &request.send_at {
-            Some(at) => (format!("{:.0}", at.instant), at.wall),
-            None => (format!("{now:.3}"), TimeZone::UTC.to_datetime(now)),
+            Some(at) => (time::truncated(at.instant, jiff::Unit::Second), at.wall),
+            None => (
+                time::truncated(now, jiff::Unit::Millisecond),
+                TimeZone::UTC.to_datetime(now),
+            ),
         };
         Self {
             tenant,
@@ -133,12 +157,12 @@ impl Campaign {
             data: request.data.clone(),
             audience,
             send_at,
-            send_at_wall: wall.to_string(),
+            send_at_wall: wall,
             local_time: request.local_time,
             timezone: request.timezone.clone(),
             rate_per_second: request.rate_per_second,
             status: CampaignStatus::Scheduled,
-            created_at: format!("{now:.3}"),
+            created_at: time::truncated(now, jiff::Unit::Millisecond),
             started_at: None,
             fanned_out_at: None,
             cancelled_at: None,
@@ -148,7 +172,7 @@ impl Campaign {
     }
 
     pub fn wall(&self) -> Option<civil::DateTime> {
-        self.send_at_wall.parse().ok()
+        Some(self.send_at_wall)
     }
 
     /// When its first recipient is due: `send_at`, or with `local_time` the instant its wall
@@ -157,7 +181,7 @@ impl Campaign {
         if self.local_time {
             self.wall().map(earliest_instant)
         } else {
-            self.send_at.parse().ok()
+            Some(self.send_at)
         }
     }
 
@@ -219,11 +243,7 @@ impl Campaign {
     /// A ULID whose time is `send_at` and whose randomness comes from the campaign id: time
     /// ordered in the inbox, and the same for every user and every retry.
     pub fn notification_id(&self) -> NotificationId {
-        let millis = self
-            .send_at
-            .parse::<Timestamp>()
-            .map(|t| t.as_millisecond().max(0) as u64)
-            .unwrap_or(0);
+        let millis = self.send_at.as_millisecond().max(0) as u64;
         let digest = fnv128(self.id.as_str().as_bytes());
         let ulid = ulid::Ulid::from_parts(millis, digest);
         NotificationId::parse(ulid.to_string(), "id").unwrap_or_else(|_| NotificationId::generate())
@@ -390,7 +410,8 @@ pub enum CampaignWork {
     Release {
         tenant: TenantId,
         campaign: CampaignId,
-        at: String,
+        #[serde(with = "time::as_compact")]
+        at: Timestamp,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<String>,
     },
