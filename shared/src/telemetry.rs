@@ -142,15 +142,9 @@ pub fn emf_records(
 
 /// Milliseconds from an RFC 3339 time (a notification's `created_at`) until now; `None` when
 /// it does not parse.
-pub fn ms_since(rfc3339: &str) -> Option<f64> {
-    let then: jiff::Timestamp = rfc3339.parse().ok()?;
+pub fn ms_since(then: jiff::Timestamp) -> Option<f64> {
     let elapsed = jiff::Timestamp::now().duration_since(then);
     Some((elapsed.as_secs_f64() * 1000.0).max(0.0))
-}
-
-/// RFC 3339 UTC timestamp with milliseconds: sorts as text.
-pub fn now_rfc3339() -> String {
-    format!("{:.3}", jiff::Timestamp::now())
 }
 
 #[cfg(test)]
@@ -197,12 +191,10 @@ mod tests {
 
     #[test]
     fn latency_since_an_rfc3339_time() {
-        let earlier = format!(
-            "{:.3}",
-            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(2)
-        );
-        let ms = ms_since(&earlier).unwrap();
+        let earlier = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(2);
+        let ms = ms_since(earlier).unwrap();
         assert!((1_900.0..60_000.0).contains(&ms), "{ms}");
-        assert_eq!(ms_since("not a time"), None);
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        assert_eq!(ms_since(later), Some(0.0), "a clock ahead is no latency");
     }
 }

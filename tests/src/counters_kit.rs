@@ -36,7 +36,7 @@ pub fn notification(id: &str, u: &str, room: &str) -> Notification {
         channels: vec![Channel::Inbox],
         category: Default::default(),
         data: None,
-        created_at: format!("2026-11-23T09:00:00.000Z#{id}").replace('#', ""),
+        created_at: "2026-11-23T09:00:00Z".parse().unwrap(),
         log_key: None,
         correlation_id: None,
         campaign: None,

@@ -106,7 +106,7 @@ async fn every_route_refuses_every_bad_token_and_changes_nothing() {
         0,
         &TenantId::parse("t1", "t").unwrap(),
         IdSource::Generate,
-        "2026-11-30T09:00:00.000Z",
+        "2026-11-30T09:00:00.000Z".parse().unwrap(),
     )
     .unwrap();
     apply_to_counters(

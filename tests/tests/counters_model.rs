@@ -87,7 +87,7 @@ async fn run(s: Scenario) {
             },
             category: Default::default(),
             data: None,
-            created_at: format!("2026-11-23T00:00:00.{i:06}Z"),
+            created_at: format!("2026-11-23T00:00:00.{i:06}Z").parse().unwrap(),
             log_key: None,
             correlation_id: None,
             campaign: None,

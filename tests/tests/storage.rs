@@ -30,8 +30,14 @@ fn notification(u: &str, r: &str) -> Notification {
     let item =
         json!({"user_id": u, "room_id": r, "title": "t", "body": "b", "channels": ["inbox"]});
     let tenant = TenantId::parse("default", "t").unwrap();
-    let now = herald::telemetry::now_rfc3339();
-    parse_notification(&item, 0, &tenant, IdSource::Generate, &now).unwrap()
+    parse_notification(
+        &item,
+        0,
+        &tenant,
+        IdSource::Generate,
+        jiff::Timestamp::now(),
+    )
+    .unwrap()
 }
 
 fn table(stack: &Stack) -> String {

@@ -164,9 +164,9 @@ async fn message_pages_follow_dynamodb_cursors_and_reject_foreign_ones() -> anyh
         .map(|i| {
             let item = json!({"user_id": "pager", "room_id": if i % 2 == 0 { "even" } else { "odd" },
                 "title": format!("m{i}"), "body": "b", "channels": ["inbox"]});
-            let created = format!("2026-11-23T09:00:0{i}.000Z");
+            let created = format!("2026-11-23T09:00:0{i}.000Z").parse()?;
             let n = herald::domain::notification::parse_notification(
-                &item, i, &tenant, herald::domain::notification::IdSource::Generate, &created)?;
+                &item, i, &tenant, herald::domain::notification::IdSource::Generate, created)?;
             Ok((i, n))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

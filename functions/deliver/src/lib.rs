@@ -14,6 +14,7 @@ use herald::domain::delivery::outcome::{
     after_send, campaign_mark, retry_plan, state_metric, AfterSend, RetryPlan, Settled,
 };
 use herald::domain::delivery::{decide, Decision, DeliveryJob, SkipReason};
+use herald::domain::time;
 use herald::ports::{
     Claim, Clock, DeliveryRecord, DeliveryState, Directory, EmailSender, LinkKeys, MobileSender,
     OutgoingMessage, QueueSender, SystemClock,
@@ -369,7 +370,7 @@ impl Deliverer {
         let stale = now - jiff::SignedDuration::from_secs(CLAIM_STALE_SECONDS);
         let record = self.record_of(job, claim, DeliveryState::Sending, None, Vec::new());
         self.directory
-            .claim_delivery(&job.tenant, &record, &format!("{stale:.3}"))
+            .claim_delivery(&job.tenant, &record, stale)
             .await
     }
 
@@ -388,7 +389,8 @@ impl Deliverer {
             channel: job.channel,
             state,
             detail,
-            updated_at: format!("{:.3}", self.clock.now()),
+            // To the millisecond, as stored: a copy read back compares equal.
+            updated_at: time::truncated(self.clock.now(), jiff::Unit::Millisecond),
             claim: Some(claim.to_owned()),
             sent_to,
             per_user: job.record_per_user,
@@ -497,7 +499,7 @@ impl Deliverer {
         record.skip = skip.filter(|_| state == DeliveryState::Skipped);
         let mut metrics = vec![Metric::count(state_metric(state), 1)];
         if state == DeliveryState::Sent {
-            let latency = herald::telemetry::ms_since(&job.created_at);
+            let latency = herald::telemetry::ms_since(job.created_at);
             metrics.push(Metric::milliseconds(
                 "IngestToSend",
                 latency.into_iter().collect(),

@@ -497,7 +497,7 @@ async fn giving_up_without_the_claim_leaves_another_copys_record_alone() {
     assert_eq!(w.deliverer.deliver(&j).await, Disposition::Done);
     // A copy that has waited past the limit, and whose store read fails once more.
     let old = DeliveryJob {
-        retrying_since: Some("2026-01-01T00:00:00Z".into()),
+        retrying_since: Some("2026-01-01T00:00:00Z".parse().unwrap()),
         attempt: 40,
         ..j.clone()
     };
@@ -553,7 +553,7 @@ async fn an_abandoned_claim_is_settled_unknown_not_resent() {
         channel: j.channel,
         state: DeliveryState::Sending,
         detail: None,
-        updated_at: format!("{:.3}", noon() - jiff::SignedDuration::from_mins(2)),
+        updated_at: noon() - jiff::SignedDuration::from_mins(2),
         claim: Some("dead-copy".into()),
         sent_to: Vec::new(),
         skip: None,
@@ -737,7 +737,7 @@ async fn a_skip_found_settled_is_marked_with_its_own_reason() {
         channel: j.channel,
         state: DeliveryState::Skipped,
         detail: Some("user opted out of marketing on email".into()),
-        updated_at: format!("{:.3}", noon()),
+        updated_at: noon(),
         claim: Some("first-copy".into()),
         sent_to: Vec::new(),
         skip: Some(SkipReason::OptedOut),

@@ -43,7 +43,7 @@ pub(crate) async fn delivery_status(
     for r in records {
         users.entry(r.user_id.to_string()).or_default().insert(
             r.channel.as_str().to_owned(),
-            json!({"state": r.state, "detail": r.detail, "updated_at": r.updated_at}),
+            json!({"state": r.state, "detail": r.detail, "updated_at": herald::domain::time::millis(r.updated_at)}),
         );
     }
     let deliveries: Vec<Value> = users

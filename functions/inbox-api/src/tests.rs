@@ -77,7 +77,7 @@ async fn deliver(inbox: &InMemoryInbox, user: &str, rooms: &[&str]) {
         .enumerate()
         .map(|(i, room)| {
             let item = json!({"user_id": user, "room_id": room, "title": "t", "body": "b", "channels": ["inbox"]});
-            (i, parse_notification(&item, i, &tenant, IdSource::Generate, &format!("2026-11-23T00:00:0{i}Z")).unwrap())
+            (i, parse_notification(&item, i, &tenant, IdSource::Generate, format!("2026-11-23T00:00:0{i}Z").parse().unwrap()).unwrap())
         })
         .collect();
     apply_to_counters(inbox, batch, &BackoffPolicy::default()).await;
@@ -190,7 +190,7 @@ impl Directory for Racing {
         &self,
         t: &herald::TenantId,
         r: &herald::ports::DeliveryRecord,
-        stale: &str,
+        stale: jiff::Timestamp,
     ) -> Result<herald::ports::Claim, StoreError> {
         self.inner.claim_delivery(t, r, stale).await
     }
@@ -264,7 +264,10 @@ async fn messages_page_newest_first_with_limit_checks() {
     deliver(&inbox, "u1", &["r1", "r2", "r1"]).await;
     let (_, page) = call(&deps, "GET", "/v1/users/u1/messages?limit=2", None).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 2);
-    assert_eq!(page["messages"][0]["created_at"], "2026-11-23T00:00:02Z");
+    assert_eq!(
+        page["messages"][0]["created_at"],
+        "2026-11-23T00:00:02.000Z"
+    );
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
     let (_, rest) = call(
         &deps,

@@ -146,7 +146,7 @@ impl BatchHandler for InboxWriter {
                 ApplyOutcome::Committed | ApplyOutcome::AlreadyApplied => {
                     if outcome == ApplyOutcome::Committed {
                         committed += 1;
-                        latencies.extend(herald::telemetry::ms_since(&notification.created_at));
+                        latencies.extend(herald::telemetry::ms_since(notification.created_at));
                         tracing::info!(
                             tenant = %notification.tenant,
                             notification_id = %notification.id,
@@ -757,7 +757,7 @@ mod tests {
                 UserId::parse(user, "u").unwrap(),
                 0,
                 slot,
-                "2026-03-01T12:00:00Z",
+                "2026-03-01T12:00:00Z".parse().unwrap(),
             );
             QueueMessage {
                 message_id: format!("m-{user}"),

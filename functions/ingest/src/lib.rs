@@ -83,12 +83,14 @@ async fn accept_notifications(
     let request = parse_json(&body)?;
     let items = notification_items(&request)?;
     let ids = idempotency_source(&headers)?;
-    let created_at = herald::telemetry::now_rfc3339();
+    // To the millisecond: what the queue message carries.
+    let created_at =
+        herald::domain::time::truncated(jiff::Timestamp::now(), jiff::Unit::Millisecond);
 
     let mut valid: Vec<(usize, Notification)> = Vec::new();
     let mut rejected: Vec<(usize, FieldError)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match parse_notification(item, index, tenant, ids, &created_at) {
+        match parse_notification(item, index, tenant, ids, created_at) {
             Ok(mut n) => {
                 n.correlation_id = Some(meta.correlation_id.clone());
                 valid.push((index, n));

@@ -20,6 +20,7 @@ use super::store_error;
 use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::Channel;
+use crate::domain::time;
 use crate::error::StoreError;
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::{Claim, DeliveryRecord, DeliveryState, Directory};
@@ -166,7 +167,7 @@ fn delivery_item(
         ("sk".to_owned(), s(&sk)),
         ("json".to_owned(), AttributeValue::S(to_json(record)?)),
         ("state".to_owned(), s(record.state.as_str())),
-        ("updated_at".to_owned(), s(&record.updated_at)),
+        ("updated_at".to_owned(), s(time::millis(record.updated_at))),
         (
             "claim".to_owned(),
             s(record.claim.as_deref().unwrap_or_default()),
@@ -381,7 +382,7 @@ impl Directory for DynamoDirectory {
         &self,
         tenant: &TenantId,
         record: &DeliveryRecord,
-        stale_before: &str,
+        stale_before: jiff::Timestamp,
     ) -> Result<Claim, StoreError> {
         let put = self
             .client
@@ -397,7 +398,7 @@ impl Directory for DynamoDirectory {
             .expression_attribute_values(":failed", s(DeliveryState::Failed.as_str()))
             .expression_attribute_values(":retrying", s(DeliveryState::Retrying.as_str()))
             .expression_attribute_values(":sending", s(DeliveryState::Sending.as_str()))
-            .expression_attribute_values(":stale", s(stale_before))
+            .expression_attribute_values(":stale", s(time::millis(stale_before)))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
@@ -416,7 +417,7 @@ impl Directory for DynamoDirectory {
                 let Some(item) = self.get(pk, &sk).await? else {
                     // Deleted between the write and the read: try again later.
                     return Ok(Claim::Held {
-                        since: record.updated_at.clone(),
+                        since: record.updated_at,
                     });
                 };
                 let held: DeliveryRecord = json_of(&item)?;

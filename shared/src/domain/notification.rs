@@ -63,8 +63,9 @@ pub struct Notification {
     pub category: Category,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
-    /// RFC 3339 UTC, assigned at ingest.
-    pub created_at: String,
+    /// Assigned at ingest (RFC 3339 UTC with milliseconds on the wire).
+    #[serde(with = "super::time::as_millis")]
+    pub created_at: jiff::Timestamp,
     /// Time-ordered key of this notification in its user's message log (a ULID assigned at
     /// ingest), so the inbox lists newest first straight from the table. Absent when herald
     /// chose `id` itself: that ULID is the key.
@@ -160,7 +161,7 @@ pub fn parse_notification(
     index: usize,
     tenant: &TenantId,
     ids: IdSource<'_>,
-    created_at: &str,
+    created_at: jiff::Timestamp,
 ) -> Result<Notification, FieldError> {
     let item_at = format!("notifications[{index}]");
     let at = |name: &str| format!("{item_at}.{name}");
@@ -339,7 +340,7 @@ mod tests {
             3,
             &tenant(),
             IdSource::Generate,
-            "2026-11-23T00:00:00Z",
+            "2026-11-23T00:00:00Z".parse().unwrap(),
         )
     }
 
@@ -398,15 +399,17 @@ mod tests {
     #[test]
     fn idempotency_key_gives_stable_ids_and_explicit_id_wins() {
         let key = IdSource::IdempotencyKey("order-42");
-        let a = parse_notification(&valid(), 0, &tenant(), key, "t").unwrap();
+        let a =
+            parse_notification(&valid(), 0, &tenant(), key, jiff::Timestamp::UNIX_EPOCH).unwrap();
         // The same item at another position (a partial retry) keeps its id.
-        let b = parse_notification(&valid(), 3, &tenant(), key, "t").unwrap();
+        let b =
+            parse_notification(&valid(), 3, &tenant(), key, jiff::Timestamp::UNIX_EPOCH).unwrap();
         assert_eq!(a.id, b.id);
         assert!(a.id.as_str().starts_with("order-42."));
         let mut other = valid();
         other["body"] = json!("different");
         assert_ne!(
-            parse_notification(&other, 0, &tenant(), key, "t")
+            parse_notification(&other, 0, &tenant(), key, jiff::Timestamp::UNIX_EPOCH)
                 .unwrap()
                 .id,
             a.id
@@ -414,7 +417,7 @@ mod tests {
         let mut item = valid();
         item["id"] = json!("mine");
         assert_eq!(
-            parse_notification(&item, 0, &tenant(), key, "t")
+            parse_notification(&item, 0, &tenant(), key, jiff::Timestamp::UNIX_EPOCH)
                 .unwrap()
                 .id
                 .as_str(),
@@ -428,17 +431,25 @@ mod tests {
             let key = "k".repeat(len);
             check_idempotency_key(&key).unwrap();
             let source = IdSource::IdempotencyKey(&key);
-            let a = parse_notification(&valid(), 0, &tenant(), source, "t").unwrap();
-            let b = parse_notification(&valid(), 1, &tenant(), source, "t").unwrap();
+            let a = parse_notification(&valid(), 0, &tenant(), source, jiff::Timestamp::UNIX_EPOCH)
+                .unwrap();
+            let b = parse_notification(&valid(), 1, &tenant(), source, jiff::Timestamp::UNIX_EPOCH)
+                .unwrap();
             assert_eq!(a.id, b.id, "stable at {len}");
             assert!(a.id.as_str().len() <= MAX_ID_LEN, "{len}: {}", a.id);
         }
         // Long keys that share a prefix still derive different ids.
         let (k1, k2) = ("a".repeat(127) + "1", "a".repeat(127) + "2");
         let id = |k: &str| {
-            parse_notification(&valid(), 0, &tenant(), IdSource::IdempotencyKey(k), "t")
-                .unwrap()
-                .id
+            parse_notification(
+                &valid(),
+                0,
+                &tenant(),
+                IdSource::IdempotencyKey(k),
+                jiff::Timestamp::UNIX_EPOCH,
+            )
+            .unwrap()
+            .id
         };
         assert_ne!(id(&k1), id(&k2));
         assert!(check_idempotency_key(&"k".repeat(129)).is_err());

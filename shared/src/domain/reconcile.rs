@@ -526,7 +526,7 @@ mod tests {
         let batch = (0..users)
             .map(|i| {
                 let item = serde_json::json!({"user_id": format!("u{i}"), "room_id": "r", "title": "t", "body": "b", "channels": ["inbox"]});
-                (i, parse_notification(&item, i, &tenant, IdSource::Generate, "2026-11-29T10:00:00Z").unwrap())
+                (i, parse_notification(&item, i, &tenant, IdSource::Generate, "2026-11-29T10:00:00Z".parse().unwrap()).unwrap())
             })
             .collect();
         apply_to_counters(store, batch, &BackoffPolicy::default()).await;

@@ -180,7 +180,7 @@ impl Directory for InMemoryDirectory {
         &self,
         _tenant: &TenantId,
         record: &DeliveryRecord,
-        stale_before: &str,
+        stale_before: jiff::Timestamp,
     ) -> Result<crate::ports::Claim, StoreError> {
         use crate::ports::{Claim, DeliveryState};
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -193,15 +193,14 @@ impl Directory for InMemoryDirectory {
             None => Claim::Claimed { previous: None },
             Some(held)
                 if held.state.claimable()
-                    || (held.state == DeliveryState::Sending
-                        && held.updated_at.as_str() < stale_before) =>
+                    || (held.state == DeliveryState::Sending && held.updated_at < stale_before) =>
             {
                 Claim::Claimed {
                     previous: Some(Box::new(held.clone())),
                 }
             }
             Some(held) if held.state == DeliveryState::Sending => Claim::Held {
-                since: held.updated_at.clone(),
+                since: held.updated_at,
             },
             Some(held) => Claim::Settled(held.state, held.skip),
         };

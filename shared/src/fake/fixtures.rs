@@ -16,7 +16,7 @@ pub fn delivery_job(channel: Channel, category: Category) -> DeliveryJob {
         title: "Hi".into(),
         body: "there".into(),
         data: None,
-        created_at: "2026-11-23T00:00:00Z".into(),
+        created_at: "2026-11-23T00:00:00Z".parse().expect("a valid time"),
         correlation_id: Some("corr-1".into()),
         attempt: 0,
         retrying_since: None,

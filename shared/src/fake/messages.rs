@@ -47,7 +47,7 @@ impl MessageLog for InMemoryInbox {
                 room_id: n.room_id.to_string(),
                 title: n.title.clone(),
                 body: n.body.clone(),
-                created_at: n.created_at.clone(),
+                created_at: crate::domain::time::millis(n.created_at),
                 read: state
                     .read_at
                     .get(&(user.clone(), n.room_id.clone()))

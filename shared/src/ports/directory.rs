@@ -86,7 +86,7 @@ pub trait Directory: Send + Sync {
         &self,
         tenant: &TenantId,
         record: &DeliveryRecord,
-        stale_before: &str,
+        stale_before: jiff::Timestamp,
     ) -> Result<Claim, StoreError>;
     /// Whether `address` (email or phone) is suppressed for this tenant or for every tenant.
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError>;
@@ -109,7 +109,8 @@ pub struct DeliveryRecord {
     pub state: DeliveryState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    pub updated_at: String,
+    #[serde(with = "crate::domain::time::as_millis")]
+    pub updated_at: jiff::Timestamp,
     /// The claim (a token of the attempt that holds it) that wrote this record: only that
     /// holder may move it on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +173,6 @@ pub enum Claim {
     },
     /// Already sent, skipped (with its reason) or unknown: nothing to do.
     Settled(DeliveryState, Option<crate::domain::delivery::SkipReason>),
-    /// Another copy holds it since this time (RFC 3339) and has not recorded an outcome.
-    Held { since: String },
+    /// Another copy holds it since this time and has not recorded an outcome.
+    Held { since: jiff::Timestamp },
 }

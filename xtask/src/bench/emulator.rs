@@ -104,7 +104,7 @@ pub(super) struct EmulatorRun {
 #[derive(Default)]
 struct Timing {
     committed: AtomicU64,
-    commits: Mutex<Vec<(jiff::Timestamp, String)>>,
+    commits: Mutex<Vec<(jiff::Timestamp, jiff::Timestamp)>>,
 }
 
 #[async_trait]
@@ -117,7 +117,7 @@ impl StoreHooks for Timing {
             writes
                 .iter()
                 .flat_map(|w| &w.messages)
-                .map(|m| (now, m.created_at.clone())),
+                .map(|m| (now, m.created_at)),
         );
         self.committed
             .fetch_add((commits.len() - before) as u64, Ordering::Relaxed);
@@ -130,10 +130,7 @@ impl Timing {
         let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
         let mut latencies: Vec<f64> = commits
             .iter()
-            .filter_map(|(at, created)| {
-                let created = created.parse::<jiff::Timestamp>().ok()?;
-                Some(at.duration_since(created).as_secs_f64() * 1000.0)
-            })
+            .map(|(at, created)| at.duration_since(*created).as_secs_f64() * 1000.0)
             .collect();
         latencies.sort_by(f64::total_cmp);
         latencies

@@ -26,7 +26,7 @@ fn bodies(n: usize) -> Result<Vec<String>> {
                 i,
                 &tenant,
                 herald::domain::notification::IdSource::Generate,
-                "2026-11-23T09:00:00.000Z",
+                "2026-11-23T09:00:00Z".parse()?,
             )?;
             Ok(serde_json::to_string(&n)?)
         })

@@ -38,7 +38,10 @@ impl DynamoInbox {
             ("room_id".to_owned(), s(m.room_id.as_str())),
             ("title".to_owned(), s(&m.title)),
             ("body".to_owned(), s(&m.body)),
-            ("created_at".to_owned(), s(&m.created_at)),
+            (
+                "created_at".to_owned(),
+                s(crate::domain::time::millis(m.created_at)),
+            ),
             (
                 "channels".to_owned(),
                 AttributeValue::L(m.channels.iter().map(|c| s(c.as_str())).collect()),

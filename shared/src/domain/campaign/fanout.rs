@@ -196,13 +196,13 @@ pub fn page_step(
 ) -> PageStep {
     let users = recipients.len() as u64;
     let plan = plan_page(campaign, recipients, now);
-    let created_at = format!("{now:.3}");
+    let created_at = now;
     let enqueue: Vec<Enqueue> = plan
         .now
         .into_iter()
         .map(|(r, delay)| Enqueue {
             slot: r.slot,
-            notification: campaign.notification_for(r.user, page, r.slot, &created_at),
+            notification: campaign.notification_for(r.user, page, r.slot, created_at),
             delay,
         })
         .collect();
@@ -287,7 +287,7 @@ pub fn release_step(
     group: &HeldGroup,
     now: Timestamp,
 ) -> ReleaseStep {
-    let created_at = format!("{now:.3}");
+    let created_at = now;
     let wait = release_delay(at, now);
     let enqueue = if group.released {
         Vec::new()
@@ -298,12 +298,7 @@ pub fn release_step(
             .enumerate()
             .map(|(index, (slot, user))| Enqueue {
                 slot: *slot,
-                notification: campaign.notification_for(
-                    user.clone(),
-                    group.page,
-                    *slot,
-                    &created_at,
-                ),
+                notification: campaign.notification_for(user.clone(), group.page, *slot, now),
                 delay: wait
                     .saturating_add(paced_delay(campaign, index))
                     .min(MAX_DELAY_SECONDS),

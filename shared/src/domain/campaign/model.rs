@@ -217,7 +217,7 @@ impl Campaign {
         user: UserId,
         page: u32,
         slot: u32,
-        created_at: &str,
+        created_at: Timestamp,
     ) -> Notification {
         Notification {
             tenant: self.tenant.clone(),
@@ -229,7 +229,7 @@ impl Campaign {
             channels: self.channels.clone(),
             category: self.category,
             data: self.data.clone(),
-            created_at: created_at.to_owned(),
+            created_at,
             log_key: None,
             correlation_id: Some(format!("campaign:{}", self.id)),
             campaign: Some(CampaignRef {
@@ -468,7 +468,7 @@ mod tests {
             UserId::parse("u1", "u").unwrap(),
             3,
             7,
-            "2026-03-27T12:00:00Z",
+            "2026-03-27T12:00:00Z".parse().unwrap(),
         );
         assert_eq!(
             n.log_key(),

@@ -235,7 +235,7 @@ mod tests {
             .enumerate()
             .map(|(i, u)| {
                 let item = serde_json::json!({"user_id": u, "room_id": "r", "title": "t", "body": "b", "channels": ["inbox"]});
-                (i, parse_notification(&item, i, &tenant, IdSource::Generate, "2026-11-29T09:00:00Z").unwrap())
+                (i, parse_notification(&item, i, &tenant, IdSource::Generate, "2026-11-29T09:00:00Z".parse().unwrap()).unwrap())
             })
             .collect()
     }

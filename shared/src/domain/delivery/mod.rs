@@ -25,7 +25,8 @@ pub struct DeliveryJob {
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
-    pub created_at: String,
+    #[serde(with = "super::time::as_millis")]
+    pub created_at: jiff::Timestamp,
     /// The notification's correlation id, for the logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
@@ -34,8 +35,12 @@ pub struct DeliveryJob {
     pub attempt: u32,
     /// When the first throttled attempt was (RFC 3339): throttling gives up only after
     /// the configured hours from here, never by counting receives.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retrying_since: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::time::as_millis_option"
+    )]
+    pub retrying_since: Option<jiff::Timestamp>,
     /// Push only: the devices still to reach, when some already got it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<String>>,
@@ -76,7 +81,7 @@ impl DeliveryJob {
                 title: n.title.clone(),
                 body: n.body.clone(),
                 data: n.data.clone(),
-                created_at: n.created_at.clone(),
+                created_at: n.created_at,
                 correlation_id: n.correlation_id.clone(),
                 attempt: 0,
                 retrying_since: None,
@@ -264,7 +269,7 @@ mod tests {
             0,
             &TenantId::parse("t", "t").unwrap(),
             crate::domain::notification::IdSource::Generate,
-            "now",
+            jiff::Timestamp::UNIX_EPOCH,
         )
         .unwrap();
         let channels: Vec<Channel> = DeliveryJob::for_notification(&n)

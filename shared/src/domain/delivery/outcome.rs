@@ -211,11 +211,7 @@ pub fn retry_plan(
     give_up_after: Duration,
     reason: &str,
 ) -> RetryPlan {
-    let since = job
-        .retrying_since
-        .as_deref()
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .unwrap_or(now);
+    let since = job.retrying_since.unwrap_or(now);
     let waited = now.duration_since(since).as_secs().max(0) as u64;
     if waited > give_up_after.as_secs() {
         return RetryPlan::GiveUp(format!(
@@ -226,7 +222,7 @@ pub fn retry_plan(
     RetryPlan::Again {
         next: Box::new(DeliveryJob {
             attempt: job.attempt + 1,
-            retrying_since: Some(format!("{since:.3}")),
+            retrying_since: Some(since),
             ..job.clone()
         }),
         delay: throttled_delay(job.attempt),
@@ -344,10 +340,7 @@ mod tests {
         };
         assert_eq!(next.attempt, 1);
         assert!((1..=2).contains(&delay), "{delay}: 2 s with jitter");
-        assert_eq!(
-            next.retrying_since.as_deref(),
-            Some("2026-11-23T12:00:00.000Z")
-        );
+        assert_eq!(next.retrying_since, Some(noon()), "stamped when it began");
         let later = noon() + jiff::SignedDuration::from_hours(2);
         let RetryPlan::Again { next: again, delay } = retry_plan(&next, later, hours, "x") else {
             panic!("two hours in, it still goes again");
