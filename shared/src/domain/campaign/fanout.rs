@@ -287,7 +287,6 @@ pub fn release_step(
     group: &HeldGroup,
     now: Timestamp,
 ) -> ReleaseStep {
-    let created_at = now;
     let wait = release_delay(at, now);
     let enqueue = if group.released {
         Vec::new()
