@@ -92,11 +92,24 @@ pub(crate) async fn write_contact(
         .signer()
         .await?
         .pseudonym(&user.tenant, &user.user);
+    // A version conflict re-reads at once; a transient fault (throttling, a transaction
+    // that met another) waits with jitter first. Either kind is retried a few times before
+    // the caller hears of it (409 or 503, never 500).
+    let mut retry = deps.policy.start();
+    let mut last = StoreError::VersionConflict;
     for _ in 0..MAX_CONTACT_WRITE_ATTEMPTS {
-        let (stored, version) = deps
+        let (stored, version) = match deps
             .directory
             .contact_versioned(&user.tenant, &user.user)
-            .await?;
+            .await
+        {
+            Ok(read) => read,
+            Err(e) if e.is_transient() && retry.wait().await => {
+                last = e;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if if_match.is_some_and(|expected| expected != version) {
             return Err(ApiError::PreconditionFailed(format!(
                 "the contact is at version {version}"
@@ -109,16 +122,23 @@ pub(crate) async fn write_contact(
             .await
         {
             Ok(version) => return Ok((version, next)),
-            Err(StoreError::VersionConflict) if if_match.is_none() => continue,
+            Err(StoreError::VersionConflict) if if_match.is_none() => {
+                last = StoreError::VersionConflict;
+                continue;
+            }
             Err(StoreError::VersionConflict) => {
                 return Err(ApiError::PreconditionFailed(
                     "the contact changed meanwhile".into(),
                 ))
             }
+            Err(e) if e.is_transient() && retry.wait().await => {
+                last = e;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(StoreError::VersionConflict.into())
+    Err(last.into())
 }
 
 const MAX_CONTACT_WRITE_ATTEMPTS: usize = 5;

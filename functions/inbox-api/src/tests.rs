@@ -119,10 +119,12 @@ async fn users_read_their_own_inbox_and_only_services_write_contacts() {
     );
 }
 
-/// A directory where another writer changes the contact right before our first write.
+/// A directory where another writer changes the contact right before our first write, and
+/// whose first `conflicts` writes meet another transaction (AWS's `TransactionConflict`).
 struct Racing {
     inner: InMemoryDirectory,
     raced: std::sync::atomic::AtomicBool,
+    conflicts: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait::async_trait]
@@ -149,6 +151,14 @@ impl Directory for Racing {
         p: &str,
         expected: u64,
     ) -> Result<u64, StoreError> {
+        let left = self.conflicts.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.conflicts
+                .store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(StoreError::Transient(
+                "TransactionCanceledException: TransactionConflict".into(),
+            ));
+        }
         if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let (stored, version) = self.inner.contact_versioned(t, u).await?;
             let mut theirs = stored.unwrap_or_default();
@@ -207,6 +217,38 @@ impl Directory for Racing {
     }
 }
 
+/// Concurrent writers on AWS meet each other's transactions: the write is retried, and the
+/// caller gets its 200; only a conflict that outlasts the retries is a 503, never a 500.
+#[tokio::test]
+async fn a_contact_write_that_meets_another_transaction_is_retried() {
+    let deps = |conflicts: u32| {
+        let inbox = Arc::new(InMemoryInbox::default());
+        Arc::new(Deps {
+            counters: inbox.clone(),
+            messages: inbox,
+            directory: Arc::new(Racing {
+                inner: InMemoryDirectory::default(),
+                raced: true.into(),
+                conflicts: conflicts.into(),
+            }),
+            auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
+            policy: BackoffPolicy {
+                base: std::time::Duration::from_millis(1),
+                ..BackoffPolicy::default()
+            },
+            keys: Arc::new(StaticKeys::default()),
+            marketing_default: true,
+        })
+    };
+    let body = json!({"email": "a@b.co"});
+    let (status, answer) = call(&deps(2), "PUT", "/v1/users/u1/contact", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["email"], "a@b.co");
+    let (status, answer) = call(&deps(100), "PUT", "/v1/users/u1/contact", Some(body)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "unavailable");
+}
+
 #[tokio::test]
 async fn a_concurrent_contact_write_is_not_lost() {
     let inbox = Arc::new(InMemoryInbox::default());
@@ -216,6 +258,7 @@ async fn a_concurrent_contact_write_is_not_lost() {
         directory: Arc::new(Racing {
             inner: InMemoryDirectory::default(),
             raced: Default::default(),
+            conflicts: Default::default(),
         }),
         auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
         policy: BackoffPolicy::default(),

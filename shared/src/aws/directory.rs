@@ -295,6 +295,12 @@ impl Directory for DynamoDirectory {
         match result {
             Ok(_) => Ok(version),
             Err(e) if condition_failed(&e) => Err(StoreError::VersionConflict),
+            // Another transaction on the same items (or throttling): nothing was written, and
+            // trying again resolves it; never a 500 for the caller.
+            Err(e) if cancelled_by_contention(&e) => Err(StoreError::Transient(format!(
+                "contact write cancelled by contention: {}",
+                store_error(e)
+            ))),
             Err(e) => Err(store_error(e)),
         }
     }
@@ -519,5 +525,27 @@ mod tests {
             "ConditionalCheckFailed",
             "TransactionConflict"
         ])));
+    }
+
+    /// A plain write that meets an in-flight transaction on its item fails with
+    /// `TransactionConflictException`: nothing was written, so it is transient (retried), as
+    /// throttling is; a failed condition is not.
+    #[test]
+    fn a_write_that_meets_a_transaction_is_transient() {
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        use aws_smithy_runtime_api::client::result::SdkError;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let failed = |code: &str| {
+            let meta = ErrorMetadata::builder().code(code).message("m").build();
+            SdkError::service_error(
+                PutItemError::generic(meta),
+                Response::new(StatusCode::try_from(400).unwrap(), SdkBody::empty()),
+            )
+        };
+        assert!(store_error(failed("TransactionConflictException")).is_transient());
+        assert!(store_error(failed("ProvisionedThroughputExceededException")).is_transient());
+        assert!(!store_error(failed("ConditionalCheckFailedException")).is_transient());
     }
 }

@@ -43,7 +43,9 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// Error codes that mean "slow down and try again".
 #[cfg(feature = "store-sdk")]
-const THROTTLING_CODES: [&str; 9] = [
+/// Codes that mean "not now, nothing done": throttling, and a plain write that met an
+/// in-flight transaction on its item (`TransactionConflictException`).
+const THROTTLING_CODES: [&str; 10] = [
     "ThrottlingException",
     "Throttling",
     "ThrottledException",
@@ -52,6 +54,7 @@ const THROTTLING_CODES: [&str; 9] = [
     "RequestLimitExceeded",
     "LimitExceededException",
     "TransactionInProgressException",
+    "TransactionConflictException",
     "InternalServerError",
 ];
 
