@@ -235,10 +235,30 @@ pub async fn fire_due_schedules(
 ) -> Result<usize> {
     let scheduler = aws_sdk_scheduler::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let listed = scheduler.list_schedules().group_name(group).send().await?;
+    // Every page of the group (the emulator, as AWS, answers a page at a time): a schedule
+    // beyond the first page must fire too.
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let page = scheduler
+            .list_schedules()
+            .group_name(group)
+            .set_next_token(token)
+            .send()
+            .await?;
+        names.extend(
+            page.schedules()
+                .iter()
+                .filter_map(|s| s.name().map(str::to_owned)),
+        );
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
     let mut fired = 0;
-    for summary in listed.schedules() {
-        let Some(name) = summary.name() else { continue };
+    for name in &names {
+        let name = name.as_str();
         let schedule = scheduler
             .get_schedule()
             .group_name(group)

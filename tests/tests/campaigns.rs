@@ -911,3 +911,59 @@ fn msg(id: &str) -> campaigns::Step<'_> {
         trace: None,
     }
 }
+
+/// Campaign schedules carry a retry policy and a dead-letter queue (AWS's defaults retry for
+/// a day, then drop the event silently), and local firing pages through every schedule of
+/// the group: past the emulator's first page (50), due ones fire too, each once.
+#[tokio::test]
+async fn every_due_schedule_fires_once_and_each_has_a_retry_policy_and_a_dlq() {
+    use herald::aws::scheduler::{EventBridgeScheduler, ScheduleTarget, RETRY_ATTEMPTS};
+    use herald::ports::Scheduler;
+
+    let stack = testkit::harness::test_stack(&[]).await.unwrap();
+    let vars = stack.function_vars("CampaignsFunction").unwrap();
+    let target = ScheduleTarget::from_vars(&vars).unwrap();
+    let scheduler = EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&stack.sdk), &target);
+    let due: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    for i in 0..60 {
+        let payload = json!({"kind": "start", "tenant": "t", "campaign": format!("c{i}")});
+        scheduler
+            .schedule_once(&format!("s-{i:03}"), due, &payload.to_string())
+            .await
+            .unwrap();
+    }
+    let client = aws_sdk_scheduler::Client::new(&stack.sdk);
+    let one = client
+        .get_schedule()
+        .group_name(&target.group)
+        .name("s-007")
+        .send()
+        .await
+        .unwrap();
+    let set = one.target().unwrap();
+    assert_eq!(
+        set.dead_letter_config().and_then(|d| d.arn()),
+        Some(target.dlq_arn.as_str())
+    );
+    assert_eq!(
+        set.retry_policy().and_then(|r| r.maximum_retry_attempts()),
+        Some(RETRY_ATTEMPTS)
+    );
+    assert!(target.dlq_arn.ends_with("ScheduleDLQ") || target.dlq_arn.contains("ScheduleDLQ"));
+
+    let fired = fire_due_schedules(&stack.sdk, &target.group, due)
+        .await
+        .unwrap();
+    assert_eq!(fired, 60, "every page of schedules");
+    let depth = testkit::harness::queue_depth(&stack, "CampaignQueue")
+        .await
+        .unwrap();
+    assert_eq!(depth, 60);
+    assert_eq!(
+        fire_due_schedules(&stack.sdk, &target.group, due)
+            .await
+            .unwrap(),
+        0,
+        "a fired schedule is gone"
+    );
+}

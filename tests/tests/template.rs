@@ -61,6 +61,21 @@ fn every_queue_is_a_dlq_or_has_one() {
         })
         .collect();
     assert!(!dlqs.is_empty());
+    // Scheduler's dead-letter queue is named by its schedules (made at runtime), which the
+    // functions make from their `SCHEDULE_DLQ_ARN`.
+    let mut dlqs = dlqs;
+    for function in template.functions().unwrap() {
+        for (name, value) in template.function_env(&function.logical_id).unwrap() {
+            if let (true, Some(Intrinsic::GetAtt(q, att))) =
+                (name.ends_with("DLQ_ARN"), intrinsic(&value))
+            {
+                if att == "Arn" {
+                    dlqs.push(q);
+                }
+            }
+        }
+    }
+    assert!(dlqs.iter().any(|q| q == "ScheduleDLQ"), "{dlqs:?}");
     for (id, props) in &queues {
         let redrive = props.get("RedrivePolicy");
         assert!(

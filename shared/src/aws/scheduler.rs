@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{
-    ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target,
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
+    RetryPolicy, Target,
 };
 use aws_sdk_scheduler::Client;
 
@@ -12,12 +13,14 @@ use crate::error::StoreError;
 use crate::ports::Scheduler;
 
 /// Where campaign schedules live and what they call: `SCHEDULE_GROUP`, `CAMPAIGN_QUEUE_ARN`
-/// (the target) and `SCHEDULER_ROLE_ARN` (the role Scheduler assumes to send there).
+/// (the target), `SCHEDULER_ROLE_ARN` (the role Scheduler assumes to send there) and
+/// `SCHEDULE_DLQ_ARN` (where Scheduler puts what it could not deliver after retrying).
 #[derive(Debug, Clone)]
 pub struct ScheduleTarget {
     pub group: String,
     pub queue_arn: String,
     pub role_arn: String,
+    pub dlq_arn: String,
 }
 
 impl ScheduleTarget {
@@ -26,6 +29,7 @@ impl ScheduleTarget {
             group: vars.required("SCHEDULE_GROUP")?,
             queue_arn: vars.required("CAMPAIGN_QUEUE_ARN")?,
             role_arn: vars.required("SCHEDULER_ROLE_ARN")?,
+            dlq_arn: vars.required("SCHEDULE_DLQ_ARN")?,
         })
     }
 }
@@ -38,6 +42,7 @@ pub struct EventBridgeScheduler {
     /// The campaign queue's ARN, and the role Scheduler assumes to send to it.
     target_arn: String,
     role_arn: String,
+    dlq_arn: String,
 }
 
 impl EventBridgeScheduler {
@@ -47,9 +52,15 @@ impl EventBridgeScheduler {
             group: target.group.clone(),
             target_arn: target.queue_arn.clone(),
             role_arn: target.role_arn.clone(),
+            dlq_arn: target.dlq_arn.clone(),
         }
     }
 }
+
+/// How long, and how often, Scheduler retries a schedule it could not deliver (its maximum:
+/// a day, 185 attempts) before the dead-letter queue.
+pub const RETRY_FOR_SECONDS: i32 = 86_400;
+pub const RETRY_ATTEMPTS: i32 = 185;
 
 /// `at(yyyy-mm-ddThh:mm:ss)` in UTC, a second after `at` rounded down (Scheduler's
 /// precision is the minute anyway).
@@ -66,10 +77,19 @@ impl Scheduler for EventBridgeScheduler {
         at: jiff::Timestamp,
         payload: &str,
     ) -> Result<(), StoreError> {
+        // Scheduler fires at least once, sometimes late; a delivery that fails is retried for
+        // up to a day, then dead-lettered (AWS's default would drop it silently).
+        let retry = RetryPolicy::builder()
+            .maximum_event_age_in_seconds(RETRY_FOR_SECONDS)
+            .maximum_retry_attempts(RETRY_ATTEMPTS)
+            .build();
+        let dead_letter = DeadLetterConfig::builder().arn(&self.dlq_arn).build();
         let target = Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)
             .input(payload)
+            .retry_policy(retry)
+            .dead_letter_config(dead_letter)
             .build()
             .map_err(|e| StoreError::Fatal(e.to_string()))?;
         let window = FlexibleTimeWindow::builder()
