@@ -30,14 +30,26 @@ call opens a TCP connection, and its handshake and teardown (loopback and netfil
 the kernel) were about a third of the client's CPU in `cargo xtask bench counters`, which
 AWS clients, keeping their connections, do not pay.
 
+6. With HERALD_CALL_LOG set, every request is appended to that file as one JSON line: the
+access key it was signed with (the local runner signs each function's calls with the
+function's logical id), the IAM action it needs (`dynamodb:PutItem`; a transaction's item
+actions; a batch as its single action) and, where the request names one, the resource (table,
+queue, topic, bucket, schedule group). `cargo xtask test` holds these against each
+function's role in template.yaml.
+
 Usage: python moto_server.py [moto_server arguments], e.g. -H 127.0.0.1 -p 5000
 """
 
 import copy
 import inspect
+import io
+import json
+import os
+import re
 import sys
 import threading
 import time
+from urllib.parse import parse_qs, unquote
 
 import moto.core.utils as core_utils
 from werkzeug.exceptions import ClientDisconnected
@@ -228,6 +240,88 @@ class _NothingMore:
         return getattr(self.reader, name)
 
 
+_CALL_LOG = os.environ.get("HERALD_CALL_LOG")
+_CALL_LOG_LOCK = threading.Lock()
+# Batch APIs need the permission of the single action.
+_BATCHES = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+            "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+
+
+def _iam_calls(environ, body):
+    """[(action, resource)] the request needs, as IAM names them."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    scope = re.search(r"Credential=[^/]*/[^/]*/[^/]*/([^/]*)/", auth)
+    service = scope.group(1) if scope else ""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    method = environ.get("REQUEST_METHOD", "")
+    path = unquote(environ.get("PATH_INFO", ""))
+    if target:
+        operation = target.split(".")[-1]
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            payload = {}
+        prefix = {"dynamodb": "dynamodb", "sqs": "sqs", "secretsmanager": "secretsmanager"}.get(service, service)
+        if operation in ("TransactWriteItems", "TransactGetItems"):
+            calls = []
+            for item in payload.get("TransactItems", []):
+                for kind, part in item.items():
+                    action = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                              "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}.get(kind, kind)
+                    calls.append((f"{prefix}:{action}", part.get("TableName", "")))
+            return calls
+        if operation in ("BatchGetItem", "BatchWriteItem"):
+            return [(f"{prefix}:{operation}", table) for table in payload.get("RequestItems", {})]
+        resource = payload.get("TableName") or payload.get("QueueUrl", "").rsplit("/", 1)[-1] \
+            or payload.get("SecretId", "")
+        return [(f"{prefix}:{_BATCHES.get(operation, operation)}", resource)]
+    if service == "sns":
+        form = parse_qs((body or b"").decode("utf-8", "replace"))
+        action = form.get("Action", [""])[0]
+        topic = form.get("TopicArn", form.get("TargetArn", [""]))[0]
+        return [(f"sns:{action}", topic)]
+    if service == "ses":
+        if method == "POST" and path.startswith("/v2/email/outbound-emails"):
+            return [("ses:SendEmail", "")]
+        return [(f"ses:{method} {path}", "")]
+    if service == "scheduler":
+        group = parse_qs(environ.get("QUERY_STRING", "")).get("groupName", [""])[0]
+        if path.startswith("/schedules/"):
+            action = {"POST": "CreateSchedule", "GET": "GetSchedule", "DELETE": "DeleteSchedule",
+                      "PUT": "UpdateSchedule"}.get(method, method)
+            if method in ("POST", "PUT"):
+                try:
+                    group = json.loads(body or b"{}").get("GroupName", group)
+                except ValueError:
+                    pass
+            calls = [(f"scheduler:{action}", group)]
+            if action == "CreateSchedule":
+                calls.append(("iam:PassRole", "SchedulerRole"))
+            return calls
+        return [(f"scheduler:{method} {path}", group)]
+    if service == "s3":
+        bucket = path.lstrip("/").split("/", 1)[0]
+        has_key = "/" in path.lstrip("/")
+        if method in ("GET", "HEAD"):
+            return [("s3:GetObject" if has_key else "s3:ListBucket", bucket)]
+        if method == "PUT":
+            return [("s3:PutObject", bucket)]
+        return [(f"s3:{method}", bucket)]
+    return [(f"{service}:{method} {path}", "")]
+
+
+def _log_call(environ, body):
+    """Appends the request's IAM needs to the call log."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    key = re.search(r"Credential=([^/]*)/", auth)
+    if not key:
+        return
+    lines = [json.dumps({"key": key.group(1), "action": action, "resource": resource})
+             for action, resource in _iam_calls(environ, body)]
+    with _CALL_LOG_LOCK, open(_CALL_LOG, "a", encoding="utf-8") as log:
+        log.write("".join(line + "\n" for line in lines))
+
+
 def _make_environ(self):
     """The request body as a stream of its Content-Length, drained after the answer."""
     environ = _moto_make_environ(self)
@@ -241,6 +335,14 @@ def _make_environ(self):
         self.body = LimitedStream(self.rfile, int(length))
         environ["wsgi.input"] = self.body
         self.rfile = _NothingMore(self.rfile)
+    if _CALL_LOG and self.body is not None:
+        # Read whole (the call log needs it), handed on as a stream of the same bytes.
+        data = self.body.read()
+        environ["wsgi.input"] = io.BytesIO(data)
+        try:
+            _log_call(environ, data)
+        except Exception as error:  # the log must never fail a request
+            print(f"call log: {error}", file=sys.stderr)
     return environ
 
 

@@ -22,10 +22,26 @@ impl Emulator {
     /// through `local/emulator/moto_server.py`, which gives moto's DynamoDB transactions an
     /// item-level rollback (moto copies whole tables per action, which made bursts crawl).
     pub fn start(venv: &crate::tools::Venv, port: u16, log: &Path) -> Result<Self> {
+        Self::start_with(venv, port, log, None)
+    }
+
+    /// `start`, appending every request's IAM action and its signer to `calls` (one JSON
+    /// line each; see `local/emulator/moto_server.py`) when given.
+    pub fn start_with(
+        venv: &crate::tools::Venv,
+        port: u16,
+        log: &Path,
+        calls: Option<&Path>,
+    ) -> Result<Self> {
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let launcher = crate::workspace_root().join("local/emulator/moto_server.py");
-        let child = Command::new(venv.bin("python"))
+        let mut command = Command::new(venv.bin("python"));
+        if let Some(calls) = calls {
+            std::fs::write(calls, "").with_context(|| format!("creating {}", calls.display()))?;
+            command.env("HERALD_CALL_LOG", calls);
+        }
+        let child = command
             .arg(&launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())

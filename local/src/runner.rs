@@ -52,6 +52,9 @@ impl LocalApp {
     /// served at `public_url` (where unsubscribe links in email point).
     pub fn with_issuer(stack: &Stack, issuer: LocalIssuer, public_url: &str) -> Result<Self> {
         let sdk = &stack.sdk;
+        // Each function signs its calls with its own key (its logical id), so the emulator's
+        // call log says which function made which call (`cargo xtask test`'s IAM check).
+        let as_fn = |function: &str| signed_as(sdk, function);
         let ingest_vars = stack.function_vars("IngestFunction")?;
         let api_vars = stack.function_vars("InboxApiFunction")?;
         // Packs commit concurrently as deployed (CommitConcurrency): the emulator launcher
@@ -75,19 +78,26 @@ impl LocalApp {
         );
         let feedback_config =
             feedback::Config::from_vars(&stack.function_vars("FeedbackFunction")?)?;
-        let mut notifications = herald::aws::sqs::binding(&writer_config.queue, sdk);
-        let mut marketing = herald::aws::sqs::binding(&marketing_config.queue, sdk);
-        let mut campaign_queue = herald::aws::sqs::binding(&campaigns_config.queue, sdk);
+        let mut notifications =
+            herald::aws::sqs::binding(&writer_config.queue, &as_fn("InboxWriterFunction"));
+        let mut marketing =
+            herald::aws::sqs::binding(&marketing_config.queue, &as_fn("MarketingWriterFunction"));
+        let mut campaign_queue =
+            herald::aws::sqs::binding(&campaigns_config.queue, &as_fn("CampaignsFunction"));
         // As the template's event source: campaign traffic in large batches (packed commits).
         marketing.batch_size = stack
             .parameters
             .get("MarketingBatchSize")
             .and_then(|v| v.parse().ok())
             .unwrap_or(marketing.batch_size);
-        let mut delivery = herald::aws::sqs::binding(&email_config.queue, sdk);
-        let mut sms_delivery = herald::aws::sqs::binding(&sms_config.queue, sdk);
-        let mut push_delivery = herald::aws::sqs::binding(&push_config.queue, sdk);
-        let mut feedback_queue = herald::aws::sqs::binding(&feedback_config.queue, sdk);
+        let mut delivery =
+            herald::aws::sqs::binding(&email_config.queue, &as_fn("DeliverFunction"));
+        let mut sms_delivery =
+            herald::aws::sqs::binding(&sms_config.queue, &as_fn("DeliverSmsFunction"));
+        let mut push_delivery =
+            herald::aws::sqs::binding(&push_config.queue, &as_fn("DeliverPushFunction"));
+        let mut feedback_queue =
+            herald::aws::sqs::binding(&feedback_config.queue, &as_fn("FeedbackFunction"));
         // Locally, retries come back within a second rather than after minutes.
         for binding in [
             &mut notifications,
@@ -104,23 +114,44 @@ impl LocalApp {
         Ok(Self {
             ingest: Arc::new(ingest::Deps::from_aws(
                 &ingest::Config::from_vars(&ingest_vars)?,
-                sdk,
+                &as_fn("IngestFunction"),
             )),
             inbox_api: Arc::new(inbox_api::Deps::from_aws(
                 &inbox_api::Config::from_vars(&api_vars)?,
-                sdk,
+                &as_fn("InboxApiFunction"),
             )),
-            writer: Arc::new(inbox_writer::InboxWriter::from_aws(&writer_config, sdk)),
-            deliverer: Arc::new(deliver::Deliverer::from_aws(&email_config, sdk)),
-            sms_deliverer: Arc::new(deliver::Deliverer::from_aws(&sms_config, sdk)),
-            push_deliverer: Arc::new(deliver::Deliverer::from_aws(&push_config, sdk)),
-            feedback: Arc::new(feedback::FeedbackHandler::from_aws(&feedback_config, sdk)),
-            marketing_writer: Arc::new(inbox_writer::InboxWriter::from_aws(&marketing_config, sdk)),
-            campaigns: Arc::new(campaigns::CampaignRunner::from_aws(&campaigns_config, sdk)),
+            writer: Arc::new(inbox_writer::InboxWriter::from_aws(
+                &writer_config,
+                &as_fn("InboxWriterFunction"),
+            )),
+            deliverer: Arc::new(deliver::Deliverer::from_aws(
+                &email_config,
+                &as_fn("DeliverFunction"),
+            )),
+            sms_deliverer: Arc::new(deliver::Deliverer::from_aws(
+                &sms_config,
+                &as_fn("DeliverSmsFunction"),
+            )),
+            push_deliverer: Arc::new(deliver::Deliverer::from_aws(
+                &push_config,
+                &as_fn("DeliverPushFunction"),
+            )),
+            feedback: Arc::new(feedback::FeedbackHandler::from_aws(
+                &feedback_config,
+                &as_fn("FeedbackFunction"),
+            )),
+            marketing_writer: Arc::new(inbox_writer::InboxWriter::from_aws(
+                &marketing_config,
+                &as_fn("MarketingWriterFunction"),
+            )),
+            campaigns: Arc::new(campaigns::CampaignRunner::from_aws(
+                &campaigns_config,
+                &as_fn("CampaignsFunction"),
+            )),
             campaign_api: Arc::new(inbox_api::campaigns::CampaignDeps::from_aws(
                 &inbox_api::campaigns::CampaignConfig::from_vars(&api_vars)?,
                 &herald::auth::AuthSettings::from_vars(&api_vars)?,
-                sdk,
+                &as_fn("InboxApiFunction"),
             )),
             schedule_group: campaigns_config.schedules.group.clone(),
             sdk: sdk.clone(),
@@ -306,4 +337,16 @@ pub async fn fire_due_schedules(
         fired += 1;
     }
     Ok(fired)
+}
+
+/// `sdk` signing with the key `function` (the emulator takes any key; its call log records
+/// which one signed each call).
+pub fn signed_as(sdk: &aws_config::SdkConfig, function: &str) -> aws_config::SdkConfig {
+    let credentials =
+        aws_sdk_sqs::config::Credentials::new(function, "local", None, None, "herald-local");
+    sdk.to_builder()
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            credentials,
+        ))
+        .build()
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod dev;
+mod iam;
 mod import;
 mod reconcile;
 mod sam;

@@ -28,7 +28,13 @@ pub fn run() -> Result<()> {
 
     let port = free_port()?;
     std::fs::create_dir_all(root.join(".herald"))?;
-    let emulator = Emulator::start(&venv, port, &root.join(".herald/moto-test.log"))?;
+    let calls = root.join(".herald/calls.jsonl");
+    let emulator = Emulator::start_with(
+        &venv,
+        port,
+        &root.join(".herald/moto-test.log"),
+        Some(&calls),
+    )?;
     eprintln!("emulator for tests: {}", emulator.endpoint);
     let mut tests = Command::new("cargo");
     tests
@@ -49,6 +55,11 @@ pub fn run() -> Result<()> {
         bail!("counters drifted during the tests: {report:?}");
     }
     drop(emulator);
+
+    // The emulator ignores IAM: hold every call each function made against its role.
+    eprintln!("\n==> IAM: every call each function made, against its role in template.yaml");
+    let checked = crate::iam::check(&calls)?;
+    eprintln!("<== IAM: {checked} calls, each allowed by its function's role");
 
     // The SAM check needs a Docker engine; CI (HERALD_REQUIRE_DOCKER=1) never skips it.
     let require_docker = std::env::var("HERALD_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
