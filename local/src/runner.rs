@@ -84,12 +84,6 @@ impl LocalApp {
             herald::aws::sqs::binding(&marketing_config.queue, &as_fn("MarketingWriterFunction"));
         let mut campaign_queue =
             herald::aws::sqs::binding(&campaigns_config.queue, &as_fn("CampaignsFunction"));
-        // As the template's event source: campaign traffic in large batches (packed commits).
-        marketing.batch_size = stack
-            .parameters
-            .get("MarketingBatchSize")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(marketing.batch_size);
         let mut delivery =
             herald::aws::sqs::binding(&email_config.queue, &as_fn("DeliverFunction"));
         let mut sms_delivery =
@@ -98,16 +92,21 @@ impl LocalApp {
             herald::aws::sqs::binding(&push_config.queue, &as_fn("DeliverPushFunction"));
         let mut feedback_queue =
             herald::aws::sqs::binding(&feedback_config.queue, &as_fn("FeedbackFunction"));
-        // Locally, retries come back within a second rather than after minutes.
-        for binding in [
-            &mut notifications,
-            &mut marketing,
-            &mut campaign_queue,
-            &mut delivery,
-            &mut sms_delivery,
-            &mut push_delivery,
-            &mut feedback_queue,
+        for (binding, function) in [
+            (&mut notifications, "InboxWriterFunction"),
+            (&mut marketing, "MarketingWriterFunction"),
+            (&mut campaign_queue, "CampaignsFunction"),
+            (&mut delivery, "DeliverFunction"),
+            (&mut sms_delivery, "DeliverSmsFunction"),
+            (&mut push_delivery, "DeliverPushFunction"),
+            (&mut feedback_queue, "FeedbackFunction"),
         ] {
+            // Batches as the template's event source makes them (campaign work one message
+            // at a time, campaign notifications in large batches for packed commits).
+            if let Some(size) = stack.sqs_batch_size(function)? {
+                binding.batch_size = size;
+            }
+            // Locally, retries come back within a second rather than after minutes.
             binding.rules.backoff.base = Duration::from_secs(1);
             binding.rules.backoff.cap = Duration::from_secs(2);
         }

@@ -119,6 +119,35 @@ impl Stack {
         Ok(Vars(vars.into_iter().collect()))
     }
 
+    /// The `BatchSize` of the function's SQS event source, as deployed (parameters resolved);
+    /// `None` when it has no SQS event or names no size (AWS's default is 10).
+    pub fn sqs_batch_size(&self, logical_id: &str) -> Result<Option<usize>> {
+        let function = self
+            .template
+            .doc
+            .get("Resources")
+            .and_then(|r| r.get(logical_id))
+            .with_context(|| format!("no {logical_id} in the template"))?;
+        let events = function
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping);
+        for event in events.into_iter().flatten().map(|(_, e)| e) {
+            if event.get("Type").and_then(Value::as_str) != Some("SQS") {
+                continue;
+            }
+            let Some(size) = event.get("Properties").and_then(|p| p.get("BatchSize")) else {
+                return Ok(None);
+            };
+            let size = self.resolve(size)?;
+            return Ok(Some(
+                size.parse()
+                    .with_context(|| format!("{logical_id}'s BatchSize {size:?}"))?,
+            ));
+        }
+        Ok(None)
+    }
+
     /// `--env-vars` file content for `sam local invoke`: every function's variables, pointed
     /// at this stack's emulator (the template declares AWS_ENDPOINT_URL for this).
     pub fn sam_env_json(&self) -> Result<serde_json::Value> {

@@ -190,3 +190,20 @@ async fn a_batch_larger_than_one_receive_is_gathered_from_several() {
         batch.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(ids.len(), 25, "no message twice");
 }
+
+/// The local workers take their batches as the template's event sources do: the campaign
+/// queue one message at a time, notifications and campaign notifications at their
+/// parameters' sizes, deliveries ten.
+#[tokio::test]
+async fn local_workers_batch_as_the_templates_event_sources() {
+    let stack = testkit::harness::test_stack(&[("NotificationsBatchSize", "7")])
+        .await
+        .unwrap();
+    let app = testkit::runner::LocalApp::new(&stack).unwrap();
+    let marketing: usize = stack.parameters["MarketingBatchSize"].parse().unwrap();
+    assert_eq!(app.notifications.batch_size, 7, "the parameter, overridden");
+    assert_eq!(app.marketing.batch_size, marketing);
+    assert_eq!(app.campaign_queue.batch_size, 1);
+    assert_eq!(app.delivery.batch_size, 10);
+    assert_eq!(app.feedback_queue.batch_size, 10);
+}

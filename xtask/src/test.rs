@@ -43,6 +43,8 @@ pub fn run() -> Result<()> {
         .env("AWS_REGION", REGION)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
+        // Tests that start an emulator of their own log their calls here too.
+        .env("HERALD_CALL_LOG", &calls)
         .env_remove("AWS_PROFILE");
     step("cargo test --workspace", &mut tests)?;
 
