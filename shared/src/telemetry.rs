@@ -21,7 +21,12 @@ pub fn init_tracing() {
             .without_time()
             .try_init()
     } else {
-        builder.compact().try_init()
+        // Colours only for a terminal: a log redirected to a file stays plain text.
+        use std::io::IsTerminal;
+        builder
+            .compact()
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
     };
     // A second init (tests, local runner) keeps the first subscriber.
     let _ = result;

@@ -84,11 +84,11 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
     eprintln!(
         "\nherald is up: API on http://{addr} (JWKS at /.well-known/jwks.json), {workers} worker(s) per queue. Try:\n\n  \
          SERVICE=$(cargo xtask token --tenant acme --service)\n  \
-         USER=$(cargo xtask token --tenant acme --user u1)\n  \
+         USER_TOKEN=$(cargo xtask token --tenant acme --user u1)\n  \
          curl -X PUT localhost:{http_port}/v1/users/u1/contact -H \"Authorization: Bearer $SERVICE\" -d '{{\"email\":\"u1@example.com\"}}'\n  \
          curl -X POST localhost:{http_port}/v1/notifications -H \"Authorization: Bearer $SERVICE\" -d '{{\"notifications\":[{{\"user_id\":\"u1\",\"room_id\":\"r1\",\"title\":\"Hi\",\"body\":\"Hello from herald\",\"channels\":[\"inbox\",\"email\"]}}]}}'\n  \
-         curl localhost:{http_port}/v1/users/u1/unread -H \"Authorization: Bearer $USER\"\n  \
-         curl localhost:{http_port}/v1/users/u1/messages -H \"Authorization: Bearer $USER\"\n  \
+         curl localhost:{http_port}/v1/users/u1/unread -H \"Authorization: Bearer $USER_TOKEN\"\n  \
+         curl localhost:{http_port}/v1/users/u1/messages -H \"Authorization: Bearer $USER_TOKEN\"\n  \
          curl {endpoint}/moto-api/data.json   # what SES/SNS sent\n\nCtrl-C stops everything."
     );
     stop_requested().await?;
