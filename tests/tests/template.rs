@@ -51,7 +51,7 @@ fn every_sqs_event_reports_batch_item_failures() {
 fn every_queue_is_a_dlq_or_has_one() {
     let template = Template::project().unwrap();
     let queues = template.resources_of("AWS::SQS::Queue");
-    let dlqs: Vec<String> = queues
+    let mut dlqs: Vec<String> = queues
         .iter()
         .filter_map(|(_, p)| {
             match intrinsic(p.get("RedrivePolicy")?.get("deadLetterTargetArn")?)? {
@@ -63,7 +63,6 @@ fn every_queue_is_a_dlq_or_has_one() {
     assert!(!dlqs.is_empty());
     // Scheduler's dead-letter queue is named by its schedules (made at runtime), which the
     // functions make from their `SCHEDULE_DLQ_ARN`.
-    let mut dlqs = dlqs;
     for function in template.functions().unwrap() {
         for (name, value) in template.function_env(&function.logical_id).unwrap() {
             if let (true, Some(Intrinsic::GetAtt(q, att))) =

@@ -500,10 +500,7 @@ impl Deliverer {
         let mut metrics = vec![Metric::count(state_metric(state), 1)];
         if state == DeliveryState::Sent {
             let latency = herald::telemetry::ms_since(job.created_at);
-            metrics.push(Metric::milliseconds(
-                "IngestToSend",
-                latency.into_iter().collect(),
-            ));
+            metrics.push(Metric::milliseconds("IngestToSend", vec![latency]));
         }
         herald::telemetry::emit("deliver", &[("channel", job.channel.as_str())], &metrics);
         tracing::info!(

@@ -146,7 +146,7 @@ impl BatchHandler for InboxWriter {
                 ApplyOutcome::Committed | ApplyOutcome::AlreadyApplied => {
                     if outcome == ApplyOutcome::Committed {
                         committed += 1;
-                        latencies.extend(herald::telemetry::ms_since(notification.created_at));
+                        latencies.push(herald::telemetry::ms_since(notification.created_at));
                         tracing::info!(
                             tenant = %notification.tenant,
                             notification_id = %notification.id,

@@ -66,7 +66,7 @@ pub struct PagePlan {
 /// beyond that held for a release.
 pub fn plan_page(campaign: &Campaign, recipients: Vec<Recipient>, now: Timestamp) -> PagePlan {
     let mut plan = PagePlan::default();
-    let wall = campaign.wall().filter(|_| campaign.local_time);
+    let wall = campaign.local_time.then_some(campaign.send_at_wall);
     for (index, recipient) in recipients.into_iter().enumerate() {
         let pace = campaign
             .rate_per_second
@@ -196,13 +196,12 @@ pub fn page_step(
 ) -> PageStep {
     let users = recipients.len() as u64;
     let plan = plan_page(campaign, recipients, now);
-    let created_at = now;
     let enqueue: Vec<Enqueue> = plan
         .now
         .into_iter()
         .map(|(r, delay)| Enqueue {
             slot: r.slot,
-            notification: campaign.notification_for(r.user, page, r.slot, created_at),
+            notification: campaign.notification_for(r.user, page, r.slot, now),
             delay,
         })
         .collect();

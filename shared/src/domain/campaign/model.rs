@@ -171,15 +171,11 @@ impl Campaign {
         }
     }
 
-    pub fn wall(&self) -> Option<civil::DateTime> {
-        Some(self.send_at_wall)
-    }
-
     /// When its first recipient is due: `send_at`, or with `local_time` the instant its wall
     /// time comes first on Earth (UTC+14).
     pub fn first_instant(&self) -> Option<Timestamp> {
         if self.local_time {
-            self.wall().map(earliest_instant)
+            Some(earliest_instant(self.send_at_wall))
         } else {
             Some(self.send_at)
         }
