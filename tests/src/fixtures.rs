@@ -13,13 +13,14 @@ use crate::harness::{emails_to, queue_depth, sms_to};
 use crate::stack::Stack;
 
 /// (file in events/, template logical id of its function), in the order they run.
-pub const ORDER: [(&str, &str); 15] = [
+pub const ORDER: [(&str, &str); 16] = [
     ("inbox-api-put-contact.json", "InboxApiFunction"),
     ("ingest-notification.json", "IngestFunction"),
     ("ingest-invalid.json", "IngestFunction"),
     ("inbox-writer-batch.json", "InboxWriterFunction"),
     ("deliver-email.json", "DeliverFunction"),
     ("deliver-sms.json", "DeliverSmsFunction"),
+    ("deliver-push.json", "DeliverPushFunction"),
     ("inbox-api-unread.json", "InboxApiFunction"),
     ("inbox-api-unread-other-user.json", "InboxApiFunction"),
     ("inbox-api-messages.json", "InboxApiFunction"),
@@ -191,6 +192,25 @@ impl Progress {
                 ensure!(
                     sms_to(&stack.endpoint, FIXTURE_PHONE)?.len() == self.sms_before + 1,
                     "{name}: no SMS in SNS"
+                );
+            }
+            "deliver-push.json" => {
+                // fixture-user has no device: skipped with the reason on record, nothing sent.
+                no_failures()?;
+                let directory = herald::aws::directory::DynamoDirectory::new(
+                    aws_sdk_dynamodb::Client::new(&stack.sdk),
+                    &stack.resource("DirectoryTable")?.reference,
+                );
+                let tenant = TenantId::parse("default", "tenant")?;
+                let id = herald::NotificationId::parse("fixture-d3", "id")?;
+                let records =
+                    herald::ports::Directory::delivery_status(&directory, &tenant, &id).await?;
+                ensure!(
+                    records
+                        .iter()
+                        .any(|r| r.state == herald::ports::DeliveryState::Skipped
+                            && r.skip == Some(herald::domain::delivery::SkipReason::NoAddress)),
+                    "{name}: {records:?}"
                 );
             }
             "inbox-api-unread.json" => {

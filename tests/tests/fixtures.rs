@@ -47,6 +47,9 @@ async fn invoke(app: &LocalApp, name: &str, function: &str) -> Answer {
         "DeliverSmsFunction" => {
             handle_sqs_event(app.sms_deliverer.as_ref(), &app.sms_delivery, event).await
         }
+        "DeliverPushFunction" => {
+            handle_sqs_event(app.push_deliverer.as_ref(), &app.push_delivery, event).await
+        }
         "FeedbackFunction" => {
             handle_sqs_event(app.feedback.as_ref(), &app.feedback_queue, event).await
         }
