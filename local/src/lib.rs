@@ -6,7 +6,9 @@
 //! (`testkit` re-exports it).
 
 pub mod auth;
+pub mod devlog;
 pub mod emulator;
+pub mod outbox;
 pub mod runner;
 pub mod stack;
 pub mod template;

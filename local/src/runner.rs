@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::LocalIssuer;
+use crate::devlog::{CampaignsSeen, LoggedEmail, LoggedMobile, Noting};
 use crate::stack::Stack;
 
 /// Every function of the template, built from the environment the template gives it.
@@ -40,6 +41,15 @@ pub struct LocalApp {
     pub feedback_queue: QueueBinding,
     /// Signs the tokens this runner accepts.
     pub issuer: LocalIssuer,
+    /// The campaigns the campaign queue's workers worked on (the dev log's progress lines).
+    pub campaigns_seen: CampaignsSeen,
+}
+
+/// A deliverer whose sends each leave a readable log line (`email → u1@example.com "Hi"`).
+fn logged(mut deliverer: deliver::Deliverer) -> Arc<deliver::Deliverer> {
+    deliverer.email = Arc::new(LoggedEmail(deliverer.email));
+    deliverer.mobile = Arc::new(LoggedMobile(deliverer.mobile));
+    Arc::new(deliverer)
 }
 
 impl LocalApp {
@@ -123,15 +133,15 @@ impl LocalApp {
                 &writer_config,
                 &as_fn("InboxWriterFunction"),
             )),
-            deliverer: Arc::new(deliver::Deliverer::from_aws(
+            deliverer: logged(deliver::Deliverer::from_aws(
                 &email_config,
                 &as_fn("DeliverFunction"),
             )),
-            sms_deliverer: Arc::new(deliver::Deliverer::from_aws(
+            sms_deliverer: logged(deliver::Deliverer::from_aws(
                 &sms_config,
                 &as_fn("DeliverSmsFunction"),
             )),
-            push_deliverer: Arc::new(deliver::Deliverer::from_aws(
+            push_deliverer: logged(deliver::Deliverer::from_aws(
                 &push_config,
                 &as_fn("DeliverPushFunction"),
             )),
@@ -162,6 +172,7 @@ impl LocalApp {
             push_delivery,
             feedback_queue,
             issuer,
+            campaigns_seen: CampaignsSeen::default(),
         })
     }
 
@@ -204,7 +215,13 @@ impl LocalApp {
         let pairs: [(Arc<dyn BatchHandler>, &QueueBinding); 7] = [
             (self.writer.clone(), &self.notifications),
             (self.marketing_writer.clone(), &self.marketing),
-            (self.campaigns.clone(), &self.campaign_queue),
+            (
+                Arc::new(Noting {
+                    inner: self.campaigns.clone(),
+                    seen: self.campaigns_seen.clone(),
+                }),
+                &self.campaign_queue,
+            ),
             (self.deliverer.clone(), &self.delivery),
             (self.sms_deliverer.clone(), &self.sms_delivery),
             (self.push_deliverer.clone(), &self.push_delivery),

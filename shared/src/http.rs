@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The resource is in a state that does not allow this (cancel a finished campaign): 409.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The same, about one field (its code and message say what): 409.
+    #[error("conflict: {}", .0.message)]
+    FieldConflict(FieldError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -53,6 +56,7 @@ impl IntoResponse for ApiError {
                 FieldError::body("too_large", m),
             ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, FieldError::body("conflict", m)),
+            ApiError::FieldConflict(e) => (StatusCode::CONFLICT, e.clone()),
             ApiError::Store(StoreError::Transient(_))
             | ApiError::Store(StoreError::Call {
                 transient: true, ..

@@ -50,6 +50,7 @@ async fn every_documented_route_is_served() {
         counters: inbox.clone(),
         messages: inbox,
         directory: Arc::new(herald::fake::InMemoryDirectory::default()),
+        suppressions: Arc::new(herald::fake::InMemoryDirectory::default()),
         auth: auth_settings(),
         policy: Default::default(),
         keys: Arc::new(herald::fake::StaticKeys::default()),

@@ -35,6 +35,8 @@ struct VictimState {
     messages: usize,
     contact: Option<Value>,
     queued: u64,
+    /// The victim's address is on t1's suppression list.
+    suppressed: bool,
 }
 
 async fn victim_state(app: &LocalApp, stack: &testkit::stack::Stack) -> VictimState {
@@ -56,14 +58,25 @@ async fn victim_state(app: &LocalApp, stack: &testkit::stack::Stack) -> VictimSt
             .unwrap()
             .map(|c| serde_json::to_value(c).unwrap()),
         queued: queue_depth(stack, "NotificationsQueue").await.unwrap(),
+        suppressed: api
+            .directory
+            .is_suppressed(&victim.tenant, VICTIM_EMAIL)
+            .await
+            .unwrap(),
     }
 }
 
 fn uri(op: &Operation) -> String {
-    op.path
+    let path = op
+        .path
         .replace("{user}", "u1")
         .replace("{room}", "r1")
-        .replace("{id}", "victim-n1")
+        .replace("{id}", "victim-n1");
+    // Lifting names the address: the victim's, suppressed for t1.
+    if (op.method.as_str(), op.path.as_str()) == ("DELETE", "/v1/suppressions") {
+        return format!("{path}?address={}", VICTIM_EMAIL.replace('@', "%40"));
+    }
+    path
 }
 
 /// A body the rightful caller could send: a bad token must not make it count.
@@ -115,8 +128,18 @@ async fn every_route_refuses_every_bad_token_and_changes_nothing() {
         &Default::default(),
     )
     .await;
+    app.inbox_api
+        .directory
+        .suppress(
+            Some(&TenantId::parse("t1", "t").unwrap()),
+            VICTIM_EMAIL,
+            "hard bounce",
+        )
+        .await
+        .unwrap();
     let before = victim_state(&app, &stack).await;
     assert_eq!(before.unread.total, 1);
+    assert!(before.suppressed);
 
     let sign = |spec: TokenSpec| Some(issuer.sign(&spec));
     let all_but = |scopes: &[String]| -> Vec<String> {

@@ -57,7 +57,9 @@ async fn three_copies_of_one_job_send_one_email() {
 
 /// The feedback path locally: a hard bounce published to the feedback topic reaches the
 /// feedback queue (SNS → SQS in the emulator), the feedback worker suppresses the address,
-/// and the next email to it is skipped with the reason on record.
+/// and the next email to it is skipped with the reason on record. The service then finds the
+/// entry through the suppression routes, lifts it (the removal on record, with who), and the
+/// next email goes out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bounce_published_to_the_feedback_topic_suppresses_the_address() {
     use std::time::Duration;
@@ -71,7 +73,8 @@ async fn a_bounce_published_to_the_feedback_topic_suppresses_the_address() {
     let workers = app.spawn_workers(1, 1, &shutdown);
     let router = app.router();
     let service = app.service_token("t1");
-    let address = "bounces@example.com";
+    // Unique per stack: the emulator keeps every email it was sent, whichever test sent it.
+    let address = &format!("bounces-{}@example.com", stack.prefix.to_lowercase());
     call(
         &router,
         "PUT",
@@ -133,6 +136,67 @@ async fn a_bounce_published_to_the_feedback_topic_suppresses_the_address() {
     assert_eq!(status["channels"]["email"]["state"], "skipped", "{status}");
     assert_eq!(status["channels"]["email"]["detail"], "address suppressed");
     assert!(emails_to(&stack.endpoint, address).unwrap().is_empty());
+
+    let (code, listed) = call(&router, "GET", "/v1/suppressions", Some(&service), None)
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{listed}");
+    assert_eq!(
+        listed["suppressions"][0]["address"],
+        address.as_str(),
+        "{listed}"
+    );
+    let reason = listed["suppressions"][0]["reason"].clone();
+    let query = format!("address={}&note=fixed", address.replace('@', "%40"));
+    let (code, lifted) = call(
+        &router,
+        "DELETE",
+        &format!("/v1/suppressions?{query}"),
+        Some(&service),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{lifted}");
+    assert_eq!(lifted["removed"]["reason"], reason);
+    assert!(!directory.is_suppressed(&tenant, address).await.unwrap());
+    let (_, removals) = call(
+        &router,
+        "GET",
+        "/v1/suppressions/removals",
+        Some(&service),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        removals["removals"][0]["address"],
+        address.as_str(),
+        "{removals}"
+    );
+    assert_eq!(removals["removals"][0]["note"], "fixed");
+    assert!(removals["removals"][0]["removed_by"].is_string());
+    let (_, listed) = call(&router, "GET", "/v1/suppressions", Some(&service), None)
+        .await
+        .unwrap();
+    assert_eq!(listed["suppressions"], json!([]), "{listed}");
+
+    call(
+        &router,
+        "POST",
+        "/v1/notifications",
+        Some(&service),
+        Some(json!({"notifications": [{"user_id": "u1", "room_id": "r1", "title": "Again", "body": "b", "channels": ["email"]}]})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the email after the lift",
+        || async { Ok((!emails_to(&stack.endpoint, address)?.is_empty()).then_some(())) },
+    )
+    .await
+    .unwrap();
     shutdown.cancel();
     for w in workers {
         w.await.unwrap();

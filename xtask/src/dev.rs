@@ -77,10 +77,25 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}; pass --http-port N"))?;
+    // The API, plus the outbox page (what herald sent), which only the local stack has.
+    let router = local::outbox::Source::of(&stack)?
+        .routes()
+        .merge(app.router());
     let server = {
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        tokio::spawn(async move { app.serve(listener, shutdown).await })
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        })
     };
+    // A line per campaign progress change, while it runs.
+    let watcher = tokio::spawn(local::devlog::watch_campaigns(
+        app.campaign_api.campaigns.clone(),
+        app.campaigns_seen.clone(),
+        std::time::Duration::from_secs(2),
+        shutdown.clone(),
+    ));
     eprintln!(
         "\nherald is up: API on http://{addr} (JWKS at /.well-known/jwks.json), {workers} worker(s) per queue. Try:\n\n  \
          SERVICE=$(cargo xtask token --tenant acme --service)\n  \
@@ -89,7 +104,7 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
          curl -X POST localhost:{http_port}/v1/notifications -H \"Authorization: Bearer $SERVICE\" -d '{{\"notifications\":[{{\"user_id\":\"u1\",\"room_id\":\"r1\",\"title\":\"Hi\",\"body\":\"Hello from herald\",\"channels\":[\"inbox\",\"email\"]}}]}}'\n  \
          curl localhost:{http_port}/v1/users/u1/unread -H \"Authorization: Bearer $USER_TOKEN\"\n  \
          curl localhost:{http_port}/v1/users/u1/messages -H \"Authorization: Bearer $USER_TOKEN\"\n  \
-         curl {endpoint}/moto-api/data.json   # what SES/SNS sent\n\nCtrl-C stops everything."
+         cargo xtask outbox   # what herald sent (or http://{addr}/outbox)\n\nCtrl-C stops everything."
     );
     stop_requested().await?;
     eprintln!("\nstopping...");
@@ -97,6 +112,7 @@ async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
     for h in handles {
         let _ = h.await;
     }
+    let _ = watcher.await;
     server.await??;
     Ok(())
 }

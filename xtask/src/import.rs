@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, default_value = "default")]
     pub tenant: String,
     /// The herald API (deployed: its ApiUrl output, with --token).
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    #[arg(long, env = "HERALD_API", default_value = "http://127.0.0.1:3000")]
     pub api: String,
     /// A service token with herald/contacts (default: one signed by the local issuer, which
     /// `cargo xtask dev` accepts).

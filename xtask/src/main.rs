@@ -3,8 +3,10 @@
 
 mod bench;
 mod dev;
+mod docs;
 mod iam;
 mod import;
+mod outbox;
 mod reconcile;
 mod sam;
 mod size;
@@ -36,6 +38,9 @@ enum Task {
     /// started on a free port, a full reconcile of every table they left (drift must be 0),
     /// the SAM check when a Docker engine answers (HERALD_REQUIRE_DOCKER=1: must), clippy.
     Test,
+    /// Run the documentation's runnable shell blocks (```sh run in README.md and docs/)
+    /// against a fresh local stack, checking their exit codes and `# → ` outputs.
+    Docs,
     /// The SAM check alone: sam build, every events/ fixture through sam local invoke and the
     /// API through sam local start-api, offline (stand-in base image, host network).
     Sam,
@@ -45,6 +50,10 @@ enum Task {
     /// Import an Amazon Pinpoint endpoint export (NDJSON, plain or .gz) into contacts through
     /// the running API (`cargo xtask dev`, or --api/--token for a deployed stack).
     ImportPinpoint(import::Args),
+    /// What herald sent through the running local stack (email decoded, SMS, push), newest
+    /// first, with tenant, user, address and notification id; --user filters, --follow
+    /// watches.
+    Outbox(outbox::Args),
     /// Recompute TOTAL counters from rooms, repair and report drift.
     Reconcile(reconcile::Args),
     /// Release binary and zip size of each function, built as `sam build` builds them
@@ -63,7 +72,13 @@ fn main() -> Result<()> {
         Task::Dev(args) => dev::run(&args),
         Task::Test => test::run(),
         Task::Sam => sam::run(&local::workspace_root()),
+        Task::Docs => {
+            let count = docs::run(&local::workspace_root())?;
+            eprintln!("{count} runnable block(s) ran as documented");
+            Ok(())
+        }
         Task::Token(args) => token::run(&args),
+        Task::Outbox(args) => outbox::run(&args),
         Task::Reconcile(args) => reconcile::run(&args),
         Task::ImportPinpoint(args) => import::run(&args),
         Task::Size(args) => size::run(&args),

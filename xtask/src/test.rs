@@ -63,6 +63,15 @@ pub fn run() -> Result<()> {
     let checked = crate::iam::check(&calls)?;
     eprintln!("<== IAM: {checked} calls, each allowed by its function's role");
 
+    // The documentation's runnable blocks, as a reader runs them.
+    eprintln!("\n==> docs: the runnable blocks of README.md and docs/ on a fresh local stack");
+    let started_docs = Instant::now();
+    let ran = crate::docs::run(&root)?;
+    eprintln!(
+        "<== docs: {ran} block(s) ran as documented in {:.1?}",
+        started_docs.elapsed()
+    );
+
     // The SAM check needs a Docker engine; CI (HERALD_REQUIRE_DOCKER=1) never skips it.
     let require_docker = std::env::var("HERALD_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
     match crate::sam::docker_unavailable() {

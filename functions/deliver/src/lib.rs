@@ -160,6 +160,7 @@ impl BatchHandler for Deliverer {
                         "deliver",
                         message_id = %message.message_id,
                         tenant = %job.tenant,
+                        user = %job.user_id,
                         notification_id = %job.notification_id,
                         channel = job.channel.as_str(),
                         correlation_id = job.correlation_id.as_deref().unwrap_or_default(),

@@ -395,10 +395,9 @@ async fn suppressed_and_missing_addresses_are_skipped_with_a_record() {
     })
     .await;
     w.directory
-        .suppressed
-        .lock()
-        .unwrap()
-        .insert("a@b.co".into());
+        .suppress(None, "a@b.co", "a test")
+        .await
+        .unwrap();
     assert_eq!(
         w.deliverer
             .deliver(&job(Channel::Email, Category::Transactional))

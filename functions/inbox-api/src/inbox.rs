@@ -10,9 +10,9 @@ use herald::domain::counters::Unread;
 use herald::domain::mark_read::{mark_all_read, mark_room_read};
 use herald::http::ApiError;
 use herald::ports::MessagePage;
-use herald::{FieldError, RoomId};
+use herald::RoomId;
 
-use crate::{Deps, DEFAULT_PAGE, MAX_PAGE};
+use crate::Deps;
 
 pub(crate) async fn unread(
     State(deps): State<Arc<Deps>>,
@@ -35,20 +35,7 @@ pub(crate) async fn messages(
         .filter(|r| !r.is_empty())
         .map(|r| RoomId::parse(r, "room"))
         .transpose()?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                FieldError::new(
-                    "invalid_value",
-                    "limit",
-                    format!("limit must be an integer 1-{MAX_PAGE}"),
-                )
-            })?,
-    };
+    let limit = crate::page_limit(&query)?;
     let cursor = query.get("cursor").filter(|c| !c.is_empty());
 
     Ok(Json(

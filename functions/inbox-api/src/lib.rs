@@ -12,6 +12,7 @@ mod contacts;
 pub mod import;
 mod inbox;
 mod status;
+mod suppressions;
 mod unsubscribe;
 
 pub(crate) use contacts::write_contact;
@@ -22,10 +23,30 @@ use herald::auth::{AuthSettings, Caller, VerifiedToken};
 use herald::config::{ConfigError, Vars};
 use herald::domain::backoff::BackoffPolicy;
 use herald::http::{not_found, ApiError};
-use herald::ports::{CounterStore, Directory, LinkKeys, MessageLog};
+use herald::ports::{CounterStore, Directory, LinkKeys, MessageLog, SuppressionList};
 
 pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
+
+/// A list route's `?limit=`: `DEFAULT_PAGE` when absent, else 1-`MAX_PAGE`.
+pub(crate) fn page_limit(
+    query: &std::collections::HashMap<String, String>,
+) -> Result<u32, herald::FieldError> {
+    match query.get("limit") {
+        None => Ok(DEFAULT_PAGE),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                herald::FieldError::new(
+                    "invalid_value",
+                    "limit",
+                    format!("limit must be an integer 1-{MAX_PAGE}"),
+                )
+            }),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -69,6 +90,8 @@ pub struct Deps {
     pub counters: Arc<dyn CounterStore>,
     pub messages: Arc<dyn MessageLog>,
     pub directory: Arc<dyn Directory>,
+    /// The suppression list as the API manages it (the same table as `directory`).
+    pub suppressions: Arc<dyn SuppressionList>,
     pub auth: AuthSettings,
     pub policy: BackoffPolicy,
     pub keys: Arc<dyn LinkKeys>,
@@ -87,6 +110,10 @@ impl Deps {
             counters: inbox.clone(),
             messages: inbox,
             directory: Arc::new(herald::aws::directory::DynamoDirectory::new(
+                ddb.clone(),
+                &config.directory_table,
+            )),
+            suppressions: Arc::new(herald::aws::suppressions::DynamoSuppressions::new(
                 ddb,
                 &config.directory_table,
             )),
@@ -142,6 +169,14 @@ pub fn routes(deps: Arc<Deps>) -> Router {
                 .patch(contacts::patch_contact),
         )
         .route("/v1/notifications/{id}", get(status::delivery_status))
+        .route(
+            "/v1/suppressions",
+            get(suppressions::list_suppressions).delete(suppressions::lift_suppression),
+        )
+        .route(
+            "/v1/suppressions/removals",
+            get(suppressions::list_removals),
+        )
         .route("/v1/contacts/import", post(import::import_contacts))
         .method_not_allowed_fallback(herald::http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -17,10 +17,12 @@ use serde_json::{json, Value};
 
 fn deps() -> (Arc<Deps>, Arc<InMemoryInbox>) {
     let inbox = Arc::new(InMemoryInbox::default());
+    let directory = Arc::new(InMemoryDirectory::default());
     let deps = Arc::new(Deps {
         counters: inbox.clone(),
         messages: inbox.clone(),
-        directory: Arc::new(InMemoryDirectory::default()),
+        directory: directory.clone(),
+        suppressions: directory,
         auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
         policy: BackoffPolicy::default(),
         keys: Arc::new(StaticKeys::default()),
@@ -231,6 +233,7 @@ async fn a_contact_write_that_meets_another_transaction_is_retried() {
                 raced: true.into(),
                 conflicts: conflicts.into(),
             }),
+            suppressions: Arc::new(InMemoryDirectory::default()),
             auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
             policy: BackoffPolicy {
                 base: std::time::Duration::from_millis(1),
@@ -260,6 +263,7 @@ async fn a_concurrent_contact_write_is_not_lost() {
             raced: Default::default(),
             conflicts: Default::default(),
         }),
+        suppressions: Arc::new(InMemoryDirectory::default()),
         auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
         policy: BackoffPolicy::default(),
         keys: Arc::new(StaticKeys::default()),
@@ -405,4 +409,176 @@ async fn a_cursor_from_another_list_is_a_400_naming_the_cursor() {
             "{uri}"
         );
     }
+}
+
+/// The suppression routes: a service lists its entries, looks one up (the global one too),
+/// lifts its own with who and why on record; a global STOP is a 409, an unknown address a
+/// 404, a bad one a 400 naming `address`; none of it is open to a user's token or to
+/// another tenant.
+#[tokio::test]
+async fn suppressions_are_listed_looked_up_and_lifted_with_an_audit_trail() {
+    let (deps, _) = deps();
+    let t1 = TenantId::parse("t1", "t").unwrap();
+    let t2 = TenantId::parse("t2", "t").unwrap();
+    for address in ["B@example.com", "a@example.com", "c@example.com"] {
+        deps.directory
+            .suppress(Some(&t1), address, "hard bounce")
+            .await
+            .unwrap();
+    }
+    deps.directory
+        .suppress(Some(&t2), "other@example.com", "complaint")
+        .await
+        .unwrap();
+    deps.directory
+        .suppress(None, "+15550100", "sms STOP")
+        .await
+        .unwrap();
+
+    // Listed by address, paged, the tenant's own only (no global entry, no other tenant's).
+    let (status, page) = call(&deps, "GET", "/v1/suppressions?limit=2", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let addresses = |page: &Value| -> Vec<String> {
+        page["suppressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["address"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(addresses(&page), ["a@example.com", "b@example.com"]);
+    assert_eq!(page["suppressions"][0]["reason"], "hard bounce");
+    assert_eq!(page["suppressions"][0]["scope"], "tenant");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, rest) = call(
+        &deps,
+        "GET",
+        &format!("/v1/suppressions?limit=2&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(addresses(&rest), ["c@example.com"]);
+    assert_eq!(rest["next_cursor"], Value::Null);
+
+    // A lookup normalises the address and shows a global entry too.
+    let (_, found) = call(
+        &deps,
+        "GET",
+        "/v1/suppressions?address=b%40EXAMPLE.com",
+        None,
+    )
+    .await;
+    assert_eq!(found["suppressed"], true, "{found}");
+    assert_eq!(found["address"], "b@example.com");
+    let (_, stop) = call(&deps, "GET", "/v1/suppressions?address=%2B15550100", None).await;
+    assert_eq!(stop["suppressions"][0]["scope"], "global", "{stop}");
+
+    // Lifting: the entry goes, deliver may send again, the removal is on record.
+    let (status, lifted) = call(
+        &deps,
+        "DELETE",
+        "/v1/suppressions?address=b%40example.com&note=mailbox%20fixed",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{lifted}");
+    assert_eq!(lifted["removed"]["removed_by"], "svc");
+    assert_eq!(lifted["removed"]["reason"], "hard bounce");
+    assert_eq!(lifted["removed"]["note"], "mailbox fixed");
+    assert!(!deps
+        .directory
+        .is_suppressed(&t1, "b@example.com")
+        .await
+        .unwrap());
+    let (_, found) = call(
+        &deps,
+        "GET",
+        "/v1/suppressions?address=b%40example.com",
+        None,
+    )
+    .await;
+    assert_eq!(found["suppressed"], false, "{found}");
+    assert_eq!(found["removals"][0]["note"], "mailbox fixed");
+    let (_, log) = call(&deps, "GET", "/v1/suppressions/removals", None).await;
+    assert_eq!(log["removals"].as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(log["removals"][0]["address"], "b@example.com");
+
+    // Lifting again: nothing there. A global STOP: 409, and it stays.
+    let (status, body) = call(
+        &deps,
+        "DELETE",
+        "/v1/suppressions?address=b%40example.com",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = call(
+        &deps,
+        "DELETE",
+        "/v1/suppressions?address=%2B15550100",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["field"], "address");
+    assert!(deps
+        .directory
+        .is_suppressed(&t1, "+15550100")
+        .await
+        .unwrap());
+
+    // Bad input names the field and changes nothing.
+    for (method, uri, field) in [
+        ("DELETE", "/v1/suppressions", "address"),
+        ("DELETE", "/v1/suppressions?address=a%20b", "address"),
+        ("GET", "/v1/suppressions?address=", "address"),
+        ("GET", "/v1/suppressions?limit=0", "limit"),
+        ("GET", "/v1/suppressions?cursor=%21%21", "cursor"),
+        (
+            "DELETE",
+            "/v1/suppressions?address=a%40example.com&note=%07",
+            "note",
+        ),
+    ] {
+        let (status, body) = call(&deps, method, uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {body}");
+        assert_eq!(body["error"]["field"], field, "{method} {uri}");
+    }
+    assert!(deps
+        .directory
+        .is_suppressed(&t1, "a@example.com")
+        .await
+        .unwrap());
+
+    // A user's own token may not manage the list; another tenant sees none of t1's.
+    let u1 = &[("custom:tenant", "t1"), ("sub", "u1")][..];
+    for (method, uri) in [
+        ("GET", "/v1/suppressions"),
+        ("DELETE", "/v1/suppressions?address=a%40example.com"),
+        ("GET", "/v1/suppressions/removals"),
+    ] {
+        let (status, _) = call_as(&deps, u1, method, uri, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}");
+    }
+    let other = &[
+        ("custom:tenant", "t2"),
+        ("sub", "svc2"),
+        ("scope", "herald/contacts"),
+    ][..];
+    let (status, _) = call_as(
+        &deps,
+        other,
+        "DELETE",
+        "/v1/suppressions?address=a%40example.com",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, log) = call_as(&deps, other, "GET", "/v1/suppressions/removals", None).await;
+    assert_eq!(log["removals"], json!([]));
+    assert!(deps
+        .directory
+        .is_suppressed(&t1, "a@example.com")
+        .await
+        .unwrap());
 }

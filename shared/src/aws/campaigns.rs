@@ -241,7 +241,7 @@ impl CampaignStore for DynamoCampaigns {
         }
         match self.transact(items).await {
             Ok(()) => Ok(campaign.clone()),
-            Err(e) if idempotency_key.is_some() && super::directory::condition_failed(&e) => {
+            Err(e) if idempotency_key.is_some() && super::item::condition_failed(&e) => {
                 // The key was used: answer with the campaign it made.
                 let key = idempotency_key.unwrap_or_default();
                 let item = self
@@ -454,7 +454,7 @@ impl CampaignStore for DynamoCampaigns {
         }
         match self.transact(items).await {
             Ok(()) => Ok(None),
-            Err(e) if super::directory::condition_failed(&e) => {
+            Err(e) if super::item::condition_failed(&e) => {
                 let item = self
                     .get(campaign_pk(tenant, id), page_sk(page.page))
                     .await?
@@ -584,7 +584,7 @@ impl CampaignStore for DynamoCampaigns {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if super::directory::condition_failed(&e) => Ok(false),
+            Err(e) if super::item::condition_failed(&e) => Ok(false),
             Err(e) => Err(store_error(e)),
         }
     }
@@ -716,7 +716,7 @@ impl DynamoCampaigns {
                 .await;
             match result {
                 Ok(_) => return Ok(()),
-                Err(e) if super::directory::condition_failed(&e) => {
+                Err(e) if super::item::condition_failed(&e) => {
                     // Some slots were marked before: keep only the new ones.
                     let item = self
                         .get(campaign_pk(tenant, id), page_sk(page))
@@ -729,7 +729,7 @@ impl DynamoCampaigns {
                             .is_some_and(|members| members.contains(&slot.to_string()))
                     });
                 }
-                Err(e) if super::directory::cancelled_by_contention(&e) => {
+                Err(e) if super::item::cancelled_by_contention(&e) => {
                     // Another mark of the same page or shard was in flight: back off, retry.
                     contended += 1;
                     let wait = rand::random_range(10..=(20u64 << contended.min(5)));

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::item::{s, written};
+use super::item::{cancelled_by_contention, condition_failed, s, written};
 use super::store_error;
 use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
@@ -73,54 +73,6 @@ impl DynamoDirectory {
         keys: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         super::item::batch_get(&self.client, &self.table, keys, None, 1).await
-    }
-}
-
-/// A transaction cancelled because a condition did not hold.
-pub(super) fn condition_failed<R>(
-    e: &aws_smithy_runtime_api::client::result::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> bool {
-    match e.as_service_error() {
-        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        _ => false,
-    }
-}
-
-/// A transaction cancelled by contention, not by its conditions: another transaction on one
-/// of its items (`TransactionConflict`) or throttling. Worth retrying as it is.
-pub(super) fn cancelled_by_contention<R>(
-    e: &aws_smithy_runtime_api::client::result::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> bool {
-    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
-    match e.as_service_error() {
-        Some(E::TransactionCanceledException(c)) => {
-            let codes: Vec<&str> = c
-                .cancellation_reasons()
-                .iter()
-                .filter_map(|r| r.code())
-                .collect();
-            !codes.contains(&"ConditionalCheckFailed")
-                && codes.iter().any(|code| {
-                    matches!(
-                        *code,
-                        "TransactionConflict"
-                            | "ThrottlingError"
-                            | "ProvisionedThroughputExceeded"
-                            | "RequestLimitExceeded"
-                    )
-                })
-        }
-        Some(E::TransactionInProgressException(_)) => true,
-        _ => false,
     }
 }
 
@@ -439,10 +391,7 @@ impl Directory for DynamoDirectory {
     }
 
     async fn is_suppressed(&self, tenant: &TenantId, address: &str) -> Result<bool, StoreError> {
-        let address = address.to_ascii_lowercase();
-        let keys = [format!("T#{tenant}#S#{address}"), format!("G#S#{address}")]
-            .map(|pk| (pk, "SUPPRESSED".to_owned()));
-        Ok(!self.batch_get(keys).await?.is_empty())
+        super::suppressions::is_suppressed(&self.client, &self.table, tenant, address).await
     }
 
     async fn suppress(
@@ -451,22 +400,15 @@ impl Directory for DynamoDirectory {
         address: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let address = address.to_ascii_lowercase();
-        let pk = match tenant {
-            Some(tenant) => format!("T#{tenant}#S#{address}"),
-            None => format!("G#S#{address}"),
-        };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(&pk))
-            .item("sk", s("SUPPRESSED"))
-            .item("reason", s(reason))
-            .item("at", s(format!("{:.3}", self.clock.now())))
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        super::suppressions::suppress(
+            &self.client,
+            &self.table,
+            self.clock.now(),
+            tenant,
+            address,
+            reason,
+        )
+        .await
     }
 }
 

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpResponse};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use base64::Engine;
 
 use super::store_error;
 use crate::error::StoreError;
@@ -104,6 +105,72 @@ where
         }
         Err(e) => Err(store_error(e)),
     }
+}
+
+/// A transaction cancelled because a condition did not hold.
+pub(crate) fn condition_failed<R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+/// A transaction cancelled by contention, not by its conditions: another transaction on one
+/// of its items (`TransactionConflict`) or throttling. Worth retrying as it is.
+pub(crate) fn cancelled_by_contention<R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match e.as_service_error() {
+        Some(E::TransactionCanceledException(c)) => {
+            let codes: Vec<&str> = c
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|r| r.code())
+                .collect();
+            !codes.contains(&"ConditionalCheckFailed")
+                && codes.iter().any(|code| {
+                    matches!(
+                        *code,
+                        "TransactionConflict"
+                            | "ThrottlingError"
+                            | "ProvisionedThroughputExceeded"
+                            | "RequestLimitExceeded"
+                    )
+                })
+        }
+        Some(E::TransactionInProgressException(_)) => true,
+        _ => false,
+    }
+}
+
+/// A LastEvaluatedKey as an opaque string (its string attributes as URL-safe base64 JSON).
+pub(crate) fn encode_key(key: &HashMap<String, AttributeValue>) -> String {
+    let plain: HashMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
+        .collect();
+    let json = serde_json::to_vec(&plain).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+/// A cursor back into the key it was made from, or `BadCursor`.
+pub(crate) fn decode_key(cursor: &str) -> Result<HashMap<String, String>, StoreError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::BadCursor)?;
+    serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub mod ses;
 pub mod sns;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+#[cfg(feature = "dynamodb")]
+pub mod suppressions;
 
 #[cfg(feature = "sdk")]
 use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpResponse};

@@ -12,5 +12,6 @@ pub mod mark_read;
 pub mod notification;
 pub mod pinpoint;
 pub mod reconcile;
+pub mod suppression;
 pub mod time;
 pub mod unsubscribe;

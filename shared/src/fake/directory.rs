@@ -1,6 +1,6 @@
 //! Contacts, delivery records and suppressions in memory, with injectable read failures.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
 use crate::domain::notification::Channel;
+use crate::domain::suppression::{Removal, Suppression, SuppressionScope};
 use crate::error::StoreError;
 use crate::ports::*;
 
@@ -26,10 +27,10 @@ pub struct InMemoryDirectory {
     pub records: Mutex<Vec<DeliveryRecord>>,
     /// Where each record is in `records` (rebuilt when a test pushed records itself).
     record_index: Mutex<HashMap<(NotificationId, UserId, Channel), usize>>,
-    /// Addresses suppressed for every tenant.
-    pub suppressed: Mutex<HashSet<String>>,
-    /// Addresses suppressed for one tenant.
-    pub suppressed_for: Mutex<HashSet<(TenantId, String)>>,
+    /// The suppression list: (tenant, or `None` for every tenant, address) to the entry.
+    pub suppressions: Mutex<BTreeMap<(Option<TenantId>, String), Suppression>>,
+    /// Lifted entries, oldest first.
+    pub removals: Mutex<Vec<(TenantId, Removal)>>,
 }
 
 /// What makes two delivery records the same delivery: notification, user and channel.
@@ -249,28 +250,146 @@ impl Directory for InMemoryDirectory {
             ));
         }
         let address = address.to_ascii_lowercase();
-        Ok(self.suppressed.lock().is_ok_and(|s| s.contains(&address))
-            || self
-                .suppressed_for
-                .lock()
-                .is_ok_and(|s| s.contains(&(tenant.clone(), address))))
+        let entries = self.suppressions.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(entries.contains_key(&(None, address.clone()))
+            || entries.contains_key(&(Some(tenant.clone()), address)))
     }
 
     async fn suppress(
         &self,
         tenant: Option<&TenantId>,
         address: &str,
-        _reason: &str,
+        reason: &str,
     ) -> Result<(), StoreError> {
         let address = address.to_ascii_lowercase();
-        match tenant {
-            None => self.suppressed.lock().map(|mut s| s.insert(address)).ok(),
-            Some(t) => self
-                .suppressed_for
-                .lock()
-                .map(|mut s| s.insert((t.clone(), address)))
-                .ok(),
+        let entry = Suppression {
+            address: address.clone(),
+            scope: match tenant {
+                Some(_) => SuppressionScope::Tenant,
+                None => SuppressionScope::Global,
+            },
+            reason: reason.to_owned(),
+            suppressed_at: jiff::Timestamp::now(),
         };
+        self.suppressions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((tenant.cloned(), address), entry);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SuppressionList for InMemoryDirectory {
+    async fn suppressions(
+        &self,
+        tenant: &TenantId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Suppression>, StoreError> {
+        // The cursor is `after:` and the last address listed.
+        let after = cursor
+            .map(|c| c.strip_prefix("after:").ok_or(StoreError::BadCursor))
+            .transpose()?;
+        let entries = self.suppressions.lock().unwrap_or_else(|p| p.into_inner());
+        let mine: Vec<&Suppression> = entries
+            .iter()
+            .filter(|((t, address), _)| {
+                t.as_ref() == Some(tenant) && after.is_none_or(|c| address.as_str() > c)
+            })
+            .map(|(_, e)| e)
+            .collect();
+        let items: Vec<Suppression> = mine
+            .iter()
+            .take(limit as usize)
+            .map(|e| (*e).clone())
+            .collect();
+        let next_cursor = (mine.len() > items.len())
+            .then(|| items.last().map(|e| format!("after:{}", e.address)))
+            .flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn lookup(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<AddressSuppressions, StoreError> {
+        let entries = self.suppressions.lock().unwrap_or_else(|p| p.into_inner());
+        let found = [Some(tenant.clone()), None]
+            .into_iter()
+            .filter_map(|t| entries.get(&(t, address.to_owned())).cloned())
+            .collect();
+        let removals = self
+            .removals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .filter(|(t, r)| t == tenant && r.address == address)
+            .map(|(_, r)| r.clone())
+            .collect();
+        Ok(AddressSuppressions {
+            entries: found,
+            removals,
+        })
+    }
+
+    async fn lift(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+        removed_by: &str,
+        note: Option<&str>,
+    ) -> Result<Lifted, StoreError> {
+        let Some(entry) = self
+            .suppressions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(Some(tenant.clone()), address.to_owned()))
+        else {
+            return Ok(Lifted::NotSuppressed);
+        };
+        let removal = Removal {
+            address: address.to_owned(),
+            reason: entry.reason,
+            suppressed_at: entry.suppressed_at,
+            removed_at: jiff::Timestamp::now(),
+            removed_by: removed_by.to_owned(),
+            note: note.map(str::to_owned),
+        };
+        self.removals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((tenant.clone(), removal.clone()));
+        Ok(Lifted::Removed(removal))
+    }
+
+    async fn removals(
+        &self,
+        tenant: &TenantId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Removal>, StoreError> {
+        // The cursor is how many of the tenant's removals were already listed.
+        let skip: usize = cursor.map_or(Ok(0), |c| c.parse().map_err(|_| StoreError::BadCursor))?;
+        let all: Vec<Removal> = self
+            .removals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, r)| r.clone())
+            .collect();
+        let items: Vec<Removal> = all
+            .iter()
+            .skip(skip)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        let next_cursor =
+            (all.len() > skip + items.len()).then(|| (skip + items.len()).to_string());
+        Ok(Page { items, next_cursor })
     }
 }

@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod ses;
 pub mod sns;
 pub mod sqs;
+pub mod suppressions;
 pub mod users;
 
 pub use campaigns::*;
@@ -25,6 +26,7 @@ pub use secrets::*;
 pub use ses::*;
 pub use sns::*;
 pub use sqs::*;
+pub use suppressions::*;
 pub use users::*;
 
 use crate::error::CallError;

@@ -21,14 +21,12 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use base64::Engine;
 
 use crate::domain::counters::UserKey;
 use crate::domain::ids::{RoomId, TenantId, UserId};
-use crate::error::StoreError;
 use crate::ports::clock::{Clock, SystemClock};
 
-use super::item::{n, number, s};
+use super::item::{decode_key, encode_key, n, number, s};
 
 pub const TOTAL_SK: &str = "TOTAL";
 pub const BY_ROOM_INDEX: &str = "by_room";
@@ -98,21 +96,4 @@ impl DynamoInbox {
         self.page_limit = Some(limit);
         self
     }
-}
-
-/// A LastEvaluatedKey as an opaque string (its string attributes as URL-safe base64 JSON).
-fn encode_key(key: &HashMap<String, AttributeValue>) -> String {
-    let plain: HashMap<&str, &str> = key
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
-        .collect();
-    let json = serde_json::to_vec(&plain).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-}
-
-fn decode_key(cursor: &str) -> Result<HashMap<String, String>, StoreError> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| StoreError::BadCursor)?;
-    serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)
 }
