@@ -37,6 +37,17 @@ actions; a batch as its single action) and, where the request names one, the res
 queue, topic, bucket, schedule group). `cargo xtask test` holds these against each
 function's role in template.yaml.
 
+7. Chaos, off by default: with rates set (HERALD_CHAOS at start, as JSON, or at any time by
+`POST /herald/chaos` with the same JSON; `GET /herald/chaos` answers the rates and what was
+injected so far), a share of herald's own calls (those signed with a function's key, never
+the `test` key that provisioning and inspection use) is answered as AWS answers under
+load, without reaching moto: `dynamodb`, `sqs`, `ses`, `sns` give each service's throttling
+error (ProvisionedThroughputExceededException, ThrottlingException, TooManyRequestsException,
+Throttling); `conflict` makes a DynamoDB write meet another transaction (a
+TransactWriteItems is cancelled with `TransactionConflict` reasons, a PutItem, UpdateItem or
+DeleteItem answers TransactionConflictException). `seed` makes the draws repeatable, e.g.
+`{"dynamodb": 0.2, "sqs": 0.1, "ses": 0.3, "sns": 0.3, "conflict": 0.2, "seed": 7}`.
+
 Usage: python moto_server.py [moto_server arguments], e.g. -H 127.0.0.1 -p 5000
 """
 
@@ -45,10 +56,12 @@ import inspect
 import io
 import json
 import os
+import random
 import re
 import sys
 import threading
 import time
+import uuid
 from urllib.parse import parse_qs, unquote
 
 import moto.core.utils as core_utils
@@ -75,7 +88,7 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
-from moto.moto_server.werkzeug_app import MotoRequestHandler
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from moto.server import main
 from moto.sqs.models import Queue, SQSBackend
 
@@ -373,6 +386,129 @@ def _send_error(self, *args, **kwargs):
     # http.server's own errors (505, 431, ...) leave the request unread: close, as they ask.
     self.close_connection = True
     _moto_send_error(self, *args, **kwargs)
+
+
+_CHAOS_LOCK = threading.Lock()
+_CHAOS = {"rates": {}, "injected": {}, "random": random.Random()}
+_CHAOS_KINDS = ("dynamodb", "sqs", "ses", "sns", "conflict")
+_DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+
+
+def _set_chaos(spec):
+    """Rates by kind (0 to 1) and an optional seed; anything else is an error."""
+    rates = {}
+    for kind, rate in spec.items():
+        if kind == "seed":
+            continue
+        if kind not in _CHAOS_KINDS or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"{kind}={rate!r}: kinds are {', '.join(_CHAOS_KINDS)}, rates 0 to 1")
+        rates[kind] = float(rate)
+    with _CHAOS_LOCK:
+        _CHAOS["rates"] = rates
+        if "seed" in spec:
+            _CHAOS["random"] = random.Random(spec["seed"])
+
+
+def _draw(kind):
+    """Whether this call gets the fault `kind` (counted when it does)."""
+    with _CHAOS_LOCK:
+        rate = _CHAOS["rates"].get(kind, 0.0)
+        if rate <= 0 or _CHAOS["random"].random() >= rate:
+            return False
+        _CHAOS["injected"][kind] = _CHAOS["injected"].get(kind, 0) + 1
+        return True
+
+
+def _json_error(status, error_type, message, extra=None, content_type="application/x-amz-json-1.0"):
+    body = {"__type": error_type, "message": message}
+    body.update(extra or {})
+    return status, [("Content-Type", content_type), ("x-amzn-RequestId", str(uuid.uuid4()))], \
+        json.dumps(body).encode()
+
+
+def _fault(environ, body):
+    """The injected answer for this request, or None to let moto answer."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    key = re.search(r"Credential=([^/]*)/[^/]*/[^/]*/([^/]*)/", auth)
+    if not key or key.group(1) == "test" or not _CHAOS["rates"]:
+        return None
+    service = key.group(2)
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    operation = target.split(".")[-1]
+    if service == "dynamodb":
+        if operation == "TransactWriteItems" and _draw("conflict"):
+            try:
+                items = len(json.loads(body or b"{}").get("TransactItems", []))
+            except ValueError:
+                items = 1
+            reasons = [{"Code": "TransactionConflict",
+                        "Message": "Transaction is ongoing for the item"}] * max(items, 1)
+            return _json_error("400 Bad Request",
+                               "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                               "Transaction cancelled, please refer cancellation reasons for "
+                               "specific reasons [TransactionConflict] (injected)",
+                               {"CancellationReasons": reasons, "Message": "Transaction cancelled (injected)"})
+        if operation in _DYNAMODB_WRITES and _draw("conflict"):
+            return _json_error("400 Bad Request",
+                               "com.amazonaws.dynamodb.v20120810#TransactionConflictException",
+                               "Transaction is ongoing for the item (injected)")
+        if _draw("dynamodb"):
+            return _json_error("400 Bad Request",
+                               "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                               "The level of configured provisioned throughput for the table was "
+                               "exceeded (injected)")
+    elif service == "sqs" and target and _draw("sqs"):
+        status, headers, payload = _json_error("400 Bad Request", "com.amazonaws.sqs#ThrottlingException",
+                                               "Rate exceeded (injected)")
+        return status, headers + [("x-amzn-query-error", "ThrottlingException;Sender")], payload
+    elif service == "ses" and environ.get("PATH_INFO", "").startswith("/v2/email/outbound-emails") \
+            and _draw("ses"):
+        return "429 Too Many Requests", [("Content-Type", "application/json"),
+                                         ("x-amzn-ErrorType", "TooManyRequestsException"),
+                                         ("x-amzn-RequestId", str(uuid.uuid4()))], \
+            json.dumps({"message": "Maximum sending rate exceeded (injected)"}).encode()
+    elif service == "sns" and b"Action=Publish" in (body or b"") and _draw("sns"):
+        xml = ('<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error>'
+               "<Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded (injected)"
+               f"</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+        return "400 Bad Request", [("Content-Type", "text/xml")], xml.encode()
+    return None
+
+
+def _chaos_control(environ, start_response):
+    """GET: the rates and what was injected; POST: new rates (the injected counts stay)."""
+    if environ.get("REQUEST_METHOD") == "POST":
+        try:
+            _set_chaos(json.loads(environ["wsgi.input"].read() or b"{}"))
+        except (ValueError, TypeError, AttributeError) as error:
+            start_response("400 Bad Request", [("Content-Type", "application/json")])
+            return [json.dumps({"error": str(error)}).encode()]
+    with _CHAOS_LOCK:
+        answer = {"rates": _CHAOS["rates"], "injected": _CHAOS["injected"]}
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(answer).encode()]
+
+
+_moto_dispatch = DomainDispatcherApplication.__call__
+
+
+def _dispatch(self, environ, start_response):
+    if environ.get("PATH_INFO") == "/herald/chaos":
+        return _chaos_control(environ, start_response)
+    if _CHAOS["rates"]:
+        body = environ["wsgi.input"].read()
+        environ["wsgi.input"] = io.BytesIO(body)
+        fault = _fault(environ, body)
+        if fault is not None:
+            status, headers, payload = fault
+            start_response(status, headers + [("Content-Length", str(len(payload)))])
+            return [payload]
+    return _moto_dispatch(self, environ, start_response)
+
+
+DomainDispatcherApplication.__call__ = _dispatch
+if os.environ.get("HERALD_CHAOS"):
+    _set_chaos(json.loads(os.environ["HERALD_CHAOS"]))
 
 
 # An answer's head and body are two writes: without this, Nagle's algorithm holds the body

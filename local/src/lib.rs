@@ -6,6 +6,7 @@
 //! (`testkit` re-exports it).
 
 pub mod auth;
+pub mod chaos;
 pub mod devlog;
 pub mod emulator;
 pub mod outbox;

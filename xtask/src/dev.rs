@@ -24,6 +24,18 @@ pub struct Args {
     /// each transaction under its item lock).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(usize))]
     pub workers: usize,
+    /// Inject faults as AWS does under load: throttling of DynamoDB, SQS, SES and SNS calls,
+    /// DynamoDB writes meeting another transaction. Bare: a few percent each; or rates, e.g.
+    /// `--chaos dynamodb=0.2,sqs=0.1,ses=0.3,sns=0.3,conflict=0.2,seed=7`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "default", value_parser = parse_chaos)]
+    pub chaos: Option<local::chaos::Chaos>,
+}
+
+fn parse_chaos(spec: &str) -> Result<local::chaos::Chaos, String> {
+    if spec == "default" {
+        return Ok(local::chaos::Chaos::default_rates());
+    }
+    local::chaos::Chaos::parse(spec).map_err(|e| format!("{e:#}"))
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -43,14 +55,28 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(serve(&emulator.endpoint, http_port, workers));
+    let chaos = args.chaos.clone();
+    let result = runtime.block_on(serve(&emulator.endpoint, http_port, workers, chaos));
     drop(emulator);
     result
 }
 
-async fn serve(endpoint: &str, http_port: u16, workers: usize) -> Result<()> {
+async fn serve(
+    endpoint: &str,
+    http_port: u16,
+    workers: usize,
+    chaos: Option<local::chaos::Chaos>,
+) -> Result<()> {
     herald::telemetry::init_tracing();
     let stack = Stack::provision(endpoint, "herald", Template::project()?, &[]).await?;
+    // After provisioning: faults meet herald's calls, not the setup's.
+    if let Some(chaos) = &chaos {
+        local::chaos::set(endpoint, chaos)?;
+        eprintln!(
+            "chaos: {:?} of herald's calls fail as AWS fails under load (GET {endpoint}/herald/chaos: what was injected)",
+            chaos.rates
+        );
+    }
     let env_file = local::workspace_root().join("env.local.json");
     std::fs::write(
         &env_file,
