@@ -43,6 +43,8 @@ pub struct LocalApp {
     pub issuer: LocalIssuer,
     /// The campaigns the campaign queue's workers worked on (the dev log's progress lines).
     pub campaigns_seen: CampaignsSeen,
+    /// Late and duplicate firings of the local Scheduler (none unless set).
+    pub schedule_faults: ScheduleFaults,
 }
 
 /// A deliverer whose sends each leave a readable log line (`email → u1@example.com "Hi"`).
@@ -112,10 +114,16 @@ impl LocalApp {
             (&mut feedback_queue, "FeedbackFunction"),
         ] {
             // Batches as the template's event source makes them (campaign work one message
-            // at a time, campaign notifications in large batches for packed commits).
-            if let Some(size) = stack.sqs_batch_size(function)? {
-                binding.batch_size = size;
+            // at a time, campaign notifications in large batches for packed commits), over
+            // its batching window, stopped at the function's timeout.
+            if let Some(source) = stack.sqs_event_source(function)? {
+                if let Some(size) = source.batch_size {
+                    binding.batch_size = size;
+                }
+                binding.batching_window = source.batching_window;
+                binding.max_concurrency = source.max_concurrency.unwrap_or(1).max(1);
             }
+            binding.timeout = Some(stack.function_timeout(function)?);
             // Locally, retries come back within a second rather than after minutes.
             binding.rules.backoff.base = Duration::from_secs(1);
             binding.rules.backoff.cap = Duration::from_secs(2);
@@ -173,6 +181,7 @@ impl LocalApp {
             feedback_queue,
             issuer,
             campaigns_seen: CampaignsSeen::default(),
+            schedule_faults: ScheduleFaults::default(),
         })
     }
 
@@ -205,10 +214,30 @@ impl LocalApp {
             .fallback(herald::http::not_found)
     }
 
-    /// `workers` long-polling consumers per queue, until `shutdown`.
+    /// As many long-polling consumers per queue as its deployed event source runs at most
+    /// (`ScalingConfig.MaximumConcurrency`), until `shutdown`.
+    pub fn spawn_deployed_workers(
+        &self,
+        wait_seconds: i32,
+        shutdown: &CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        self.spawn(None, wait_seconds, shutdown)
+    }
+
+    /// `workers` long-polling consumers per queue, until `shutdown` (tests that need one
+    /// worker say so here).
     pub fn spawn_workers(
         &self,
         workers: usize,
+        wait_seconds: i32,
+        shutdown: &CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        self.spawn(Some(workers), wait_seconds, shutdown)
+    }
+
+    fn spawn(
+        &self,
+        workers: Option<usize>,
         wait_seconds: i32,
         shutdown: &CancellationToken,
     ) -> Vec<JoinHandle<()>> {
@@ -229,7 +258,7 @@ impl LocalApp {
         ];
         let mut handles = Vec::new();
         for (handler, binding) in pairs {
-            for _ in 0..workers {
+            for _ in 0..workers.unwrap_or(binding.max_concurrency) {
                 handles.push(tokio::spawn(run_worker(
                     handler.clone(),
                     binding.clone(),
@@ -239,14 +268,16 @@ impl LocalApp {
             }
         }
         // EventBridge Scheduler's part: the emulator stores schedules but never fires them.
-        let (sdk, group, shutdown) = (
+        let (sdk, group, shutdown, faults) = (
             self.sdk.clone(),
             self.schedule_group.clone(),
             shutdown.clone(),
+            self.schedule_faults,
         );
         handles.push(tokio::spawn(async move {
             while !shutdown.is_cancelled() {
-                if let Err(e) = fire_due_schedules(&sdk, &group, jiff::Timestamp::now()).await {
+                let now = jiff::Timestamp::now();
+                if let Err(e) = fire_due_schedules_with(&sdk, &group, now, &faults).await {
                     tracing::warn!(error = %e, "firing schedules");
                 }
                 tokio::select! {
@@ -279,6 +310,45 @@ pub async fn fire_due_schedules(
     sdk: &aws_config::SdkConfig,
     group: &str,
     now: jiff::Timestamp,
+) -> Result<usize> {
+    fire_due_schedules_with(sdk, group, now, &ScheduleFaults::default()).await
+}
+
+/// How EventBridge Scheduler keeps its promise loosely, on demand: "at least once" (a share
+/// of firings sends its input twice) and "within a minute" (each schedule fires up to
+/// `late_by` after its time, by an amount fixed per schedule).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScheduleFaults {
+    /// Share of firings that deliver twice (0 to 1).
+    pub duplicate: f64,
+    /// The most a firing is late.
+    pub late_by: Duration,
+}
+
+impl ScheduleFaults {
+    /// This schedule's lateness: a fraction of `late_by` that depends on its name only.
+    fn lateness(&self, name: &str) -> Duration {
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        self.late_by.mul_f64((hash % 1000) as f64 / 1000.0)
+    }
+
+    fn copies(&self) -> usize {
+        if self.duplicate > 0.0 && rand::random::<f64>() < self.duplicate {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// `fire_due_schedules` with `faults`.
+pub async fn fire_due_schedules_with(
+    sdk: &aws_config::SdkConfig,
+    group: &str,
+    now: jiff::Timestamp,
+    faults: &ScheduleFaults,
 ) -> Result<usize> {
     let scheduler = aws_sdk_scheduler::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -324,7 +394,8 @@ pub async fn fire_due_schedules(
         let due = jiff::tz::TimeZone::get(zone)?
             .to_ambiguous_timestamp(at)
             .compatible()?;
-        if due > now {
+        let late = jiff::SignedDuration::try_from(faults.lateness(name)).unwrap_or_default();
+        if due + late > now {
             continue;
         }
         let Some(target) = schedule.target() else {
@@ -338,11 +409,13 @@ pub async fn fire_due_schedules(
             .await?
             .queue_url
             .unwrap_or_default();
-        sqs.send_message()
-            .queue_url(url)
-            .message_body(target.input().unwrap_or("{}"))
-            .send()
-            .await?;
+        for _ in 0..faults.copies() {
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(target.input().unwrap_or("{}"))
+                .send()
+                .await?;
+        }
         scheduler
             .delete_schedule()
             .group_name(group)

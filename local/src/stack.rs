@@ -2,6 +2,7 @@
 //! created in the emulator under a name prefix so every test and dev session is isolated.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use aws_sdk_dynamodb::types::{
@@ -24,6 +25,17 @@ pub struct Physical {
     /// What `!Ref` gives: table name, queue URL, topic ARN, identity.
     pub reference: String,
     pub arn: String,
+}
+
+/// An SQS event source mapping as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsEventSource {
+    /// `BatchSize`; `None`: AWS's default, 10.
+    pub batch_size: Option<usize>,
+    /// `MaximumBatchingWindowInSeconds` (0 when absent).
+    pub batching_window: Duration,
+    /// `ScalingConfig.MaximumConcurrency`; `None`: no cap of the mapping's own.
+    pub max_concurrency: Option<usize>,
 }
 
 pub struct Stack {
@@ -122,12 +134,14 @@ impl Stack {
     /// The `BatchSize` of the function's SQS event source, as deployed (parameters resolved);
     /// `None` when it has no SQS event or names no size (AWS's default is 10).
     pub fn sqs_batch_size(&self, logical_id: &str) -> Result<Option<usize>> {
-        let function = self
-            .template
-            .doc
-            .get("Resources")
-            .and_then(|r| r.get(logical_id))
-            .with_context(|| format!("no {logical_id} in the template"))?;
+        Ok(self
+            .sqs_event_source(logical_id)?
+            .and_then(|e| e.batch_size))
+    }
+
+    /// The function's SQS event source as deployed (parameters resolved), if it has one.
+    pub fn sqs_event_source(&self, logical_id: &str) -> Result<Option<SqsEventSource>> {
+        let function = self.function(logical_id)?;
         let events = function
             .get("Properties")
             .and_then(|p| p.get("Events"))
@@ -136,16 +150,65 @@ impl Stack {
             if event.get("Type").and_then(Value::as_str) != Some("SQS") {
                 continue;
             }
-            let Some(size) = event.get("Properties").and_then(|p| p.get("BatchSize")) else {
-                return Ok(None);
+            let props = event.get("Properties");
+            let number = |name: &str, value: Option<&Value>| -> Result<Option<u64>> {
+                value
+                    .map(|v| {
+                        let text = self.resolve(v)?;
+                        text.parse::<u64>()
+                            .with_context(|| format!("{logical_id}'s {name} {text:?}"))
+                    })
+                    .transpose()
             };
-            let size = self.resolve(size)?;
-            return Ok(Some(
-                size.parse()
-                    .with_context(|| format!("{logical_id}'s BatchSize {size:?}"))?,
-            ));
+            let get = |name: &str| props.and_then(|p| p.get(name));
+            return Ok(Some(SqsEventSource {
+                batch_size: number("BatchSize", get("BatchSize"))?.map(|n| n as usize),
+                batching_window: Duration::from_secs(
+                    number(
+                        "MaximumBatchingWindowInSeconds",
+                        get("MaximumBatchingWindowInSeconds"),
+                    )?
+                    .unwrap_or(0),
+                ),
+                max_concurrency: number(
+                    "MaximumConcurrency",
+                    get("ScalingConfig").and_then(|c| c.get("MaximumConcurrency")),
+                )?
+                .map(|n| n as usize),
+            }));
         }
         Ok(None)
+    }
+
+    /// The function's `Timeout` (its own, else the template's Globals, else Lambda's 3 s).
+    pub fn function_timeout(&self, logical_id: &str) -> Result<Duration> {
+        let own = self
+            .function(logical_id)?
+            .get("Properties")
+            .and_then(|p| p.get("Timeout"));
+        let global = self
+            .template
+            .doc
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get("Timeout"));
+        match own.or(global) {
+            Some(v) => {
+                let text = self.resolve(v)?;
+                Ok(Duration::from_secs(text.parse().with_context(|| {
+                    format!("{logical_id}'s Timeout {text:?}")
+                })?))
+            }
+            None => Ok(Duration::from_secs(3)),
+        }
+    }
+
+    fn function(&self, logical_id: &str) -> Result<&Value> {
+        self.template
+            .doc
+            .get("Resources")
+            .and_then(|r| r.get(logical_id))
+            .with_context(|| format!("no {logical_id} in the template"))
     }
 
     /// `--env-vars` file content for `sam local invoke`: every function's variables, pointed

@@ -112,6 +112,15 @@ pub struct QueueBinding {
     /// Messages the worker loop hands to the handler at once (an event source mapping's
     /// BatchSize); above 10 it gathers several receives.
     pub batch_size: usize,
+    /// How long the worker loop keeps gathering a batch that is not full yet (the mapping's
+    /// MaximumBatchingWindowInSeconds); zero: what one receive brings.
+    pub batching_window: Duration,
+    /// The function's timeout: a batch still running then is abandoned, as Lambda stops the
+    /// invocation, with no ack at all, so its messages come back after the queue's
+    /// visibility timeout (and SQS dead-letters them, with no reason, once out of receives).
+    pub timeout: Option<Duration>,
+    /// Workers the deployed mapping runs at most (`ScalingConfig.MaximumConcurrency`).
+    pub max_concurrency: usize,
 }
 
 /// The acks for one batch, decided before any is sent (indexes into the batch).
@@ -241,7 +250,7 @@ pub async fn run_worker(
             _ = shutdown.cancelled() => break,
             received = binding.queue.receive(binding.batch_size, wait_seconds) => received,
         };
-        let batch = match received {
+        let mut batch = match received {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed; retrying");
@@ -252,10 +261,41 @@ pub async fn run_worker(
         if batch.is_empty() {
             continue;
         }
+        // The batching window: keep gathering until the batch is full or the window ends.
+        let window_ends = tokio::time::Instant::now() + binding.batching_window;
+        while batch.len() < binding.batch_size && tokio::time::Instant::now() < window_ends {
+            let left = window_ends - tokio::time::Instant::now();
+            let wait = i32::try_from(left.as_secs()).unwrap_or(20).min(20);
+            match binding
+                .queue
+                .receive(binding.batch_size - batch.len(), wait)
+                .await
+            {
+                Ok(more) if more.is_empty() && wait == 0 => {
+                    tokio::time::sleep(left.min(Duration::from_millis(200))).await
+                }
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         let span = tracing::info_span!("batch", size = batch.len());
         let work = async {
-            let dispositions = handler.handle(&batch).await;
-            settle(&binding, &batch, dispositions).await;
+            let handled = match binding.timeout {
+                Some(limit) => tokio::time::timeout(limit, handler.handle(&batch))
+                    .await
+                    .ok(),
+                None => Some(handler.handle(&batch).await),
+            };
+            match handled {
+                Some(dispositions) => {
+                    settle(&binding, &batch, dispositions).await;
+                }
+                None => tracing::error!(
+                    timeout = ?binding.timeout,
+                    "the batch ran past the function's timeout: stopped, no message acked; \
+                     all come back after the queue's visibility timeout"
+                ),
+            }
         };
         tracing::Instrument::instrument(work, span).await;
     }
@@ -336,19 +376,26 @@ mod tests {
         assert_eq!(delays, vec![2, 4, 8, 256, 300, 300]);
     }
 
-    /// Records every ack; `dlq_down` makes dead-lettering fail.
+    /// Records every ack; `dlq_down` makes dead-lettering fail; each receive hands out the
+    /// next of `arriving` (then nothing).
     #[derive(Default)]
     struct RecordingAcks {
         deleted: Mutex<Vec<String>>,
         delayed: Mutex<Vec<(String, Duration)>>,
         dead: Mutex<Vec<(String, String)>>,
         dlq_down: bool,
+        arriving: Mutex<std::collections::VecDeque<Vec<QueueMessage>>>,
     }
 
     #[async_trait]
     impl SourceQueue for RecordingAcks {
         async fn receive(&self, _: usize, _: i32) -> Result<Vec<QueueMessage>, QueueError> {
-            Ok(Vec::new())
+            Ok(self
+                .arriving
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_default())
         }
         async fn delete(&self, messages: &[&QueueMessage]) {
             let ids = messages.iter().map(|m| m.message_id.clone());
@@ -373,6 +420,87 @@ mod tests {
         }
     }
 
+    /// A handler that takes `takes` per batch and records the batches it finished.
+    struct Slow {
+        takes: Duration,
+        finished: Mutex<Vec<usize>>,
+    }
+
+    #[async_trait]
+    impl BatchHandler for Slow {
+        async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
+            tokio::time::sleep(self.takes).await;
+            self.finished.lock().unwrap().push(batch.len());
+            vec![Disposition::Done; batch.len()]
+        }
+    }
+
+    async fn work_a_while(handler: Arc<Slow>, binding: QueueBinding, for_how_long: Duration) {
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(run_worker(handler, binding, 0, shutdown.clone()));
+        tokio::time::sleep(for_how_long).await;
+        shutdown.cancel();
+        worker.await.unwrap();
+    }
+
+    /// Lambda stops an invocation at its timeout: the batch is abandoned whole, with no ack,
+    /// and its messages come back after the visibility timeout.
+    #[tokio::test]
+    async fn a_batch_past_the_functions_timeout_is_stopped_and_nothing_is_acked() {
+        let acks = Arc::new(RecordingAcks::default());
+        acks.arriving
+            .lock()
+            .unwrap()
+            .push_back(vec![message("a", 1), message("b", 1)]);
+        let handler = Arc::new(Slow {
+            takes: Duration::from_millis(400),
+            finished: Mutex::default(),
+        });
+        let binding = QueueBinding {
+            queue: acks.clone(),
+            rules: rules(),
+            batch_size: MAX_RECEIVE,
+            batching_window: Duration::ZERO,
+            timeout: Some(Duration::from_millis(50)),
+            max_concurrency: 1,
+        };
+        work_a_while(handler.clone(), binding, Duration::from_millis(600)).await;
+        assert!(
+            handler.finished.lock().unwrap().is_empty(),
+            "stopped mid-batch"
+        );
+        assert!(acks.deleted.lock().unwrap().is_empty());
+        assert!(acks.delayed.lock().unwrap().is_empty());
+        assert!(acks.dead.lock().unwrap().is_empty());
+    }
+
+    /// The batching window: messages arriving within it go in one batch.
+    #[tokio::test]
+    async fn the_batching_window_gathers_one_batch_from_several_receives() {
+        let acks = Arc::new(RecordingAcks::default());
+        for id in ["a", "b", "c"] {
+            acks.arriving
+                .lock()
+                .unwrap()
+                .push_back(vec![message(id, 1)]);
+        }
+        let handler = Arc::new(Slow {
+            takes: Duration::ZERO,
+            finished: Mutex::default(),
+        });
+        let binding = QueueBinding {
+            queue: acks.clone(),
+            rules: rules(),
+            batch_size: MAX_RECEIVE,
+            batching_window: Duration::from_millis(300),
+            timeout: Some(Duration::from_secs(5)),
+            max_concurrency: 1,
+        };
+        work_a_while(handler.clone(), binding, Duration::from_millis(700)).await;
+        assert_eq!(*handler.finished.lock().unwrap(), vec![3]);
+        assert_eq!(acks.deleted.lock().unwrap().len(), 3);
+    }
+
     #[tokio::test]
     async fn settle_deletes_what_is_done_or_dead_lettered_and_reports_the_retries() {
         let acks = Arc::new(RecordingAcks::default());
@@ -380,6 +508,9 @@ mod tests {
             queue: acks.clone(),
             rules: rules(),
             batch_size: MAX_RECEIVE,
+            batching_window: Duration::ZERO,
+            timeout: None,
+            max_concurrency: 1,
         };
         let batch = [message("a", 1), message("b", 1), message("c", 1)];
         let failures = settle(
@@ -411,6 +542,9 @@ mod tests {
             queue: acks.clone(),
             rules: rules(),
             batch_size: MAX_RECEIVE,
+            batching_window: Duration::ZERO,
+            timeout: None,
+            max_concurrency: 1,
         };
         let batch = [message("p", 1)];
         let failures = settle(&binding, &batch, vec![Disposition::Poison("bad".into())]).await;
@@ -435,6 +569,9 @@ mod tests {
             queue: Arc::new(RecordingAcks::default()),
             rules: rules(),
             batch_size: MAX_RECEIVE,
+            batching_window: Duration::ZERO,
+            timeout: None,
+            max_concurrency: 1,
         };
         let mut event = SqsEvent::default();
         for (id, count) in [("m1", "1"), ("m2", "2")] {

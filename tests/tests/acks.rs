@@ -206,4 +206,74 @@ async fn local_workers_batch_as_the_templates_event_sources() {
     assert_eq!(app.campaign_queue.batch_size, 1);
     assert_eq!(app.delivery.batch_size, 10);
     assert_eq!(app.feedback_queue.batch_size, 10);
+    // The rest of the mapping and the function, as deployed.
+    let concurrency: usize = stack.parameters["ConsumerMaxConcurrency"].parse().unwrap();
+    assert_eq!(app.notifications.max_concurrency, concurrency);
+    assert_eq!(app.delivery.batching_window, Duration::from_secs(1));
+    assert_eq!(app.notifications.timeout, Some(Duration::from_secs(30)));
+    assert_eq!(app.campaign_queue.timeout, Some(Duration::from_secs(90)));
+}
+
+/// A handler that never finishes within the function's timeout.
+struct Stuck;
+
+#[async_trait::async_trait]
+impl BatchHandler for Stuck {
+    async fn handle(
+        &self,
+        batch: &[herald::consumer::QueueMessage],
+    ) -> Vec<herald::consumer::Disposition> {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        vec![herald::consumer::Disposition::Done; batch.len()]
+    }
+}
+
+/// As on AWS: a batch that runs past the function's timeout is stopped with no ack; its
+/// messages come back after the queue's visibility timeout, and once out of receives SQS
+/// itself moves them to the DLQ, without herald's reason (docs/operations.md says how to
+/// read such an entry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_past_the_timeout_returns_after_the_visibility_timeout_then_sqs_dead_letters_it() {
+    let stack = test_stack(&[("MaxReceiveCount", "2")]).await.unwrap();
+    let app = LocalApp::new(&stack).unwrap();
+    let url = stack
+        .resource("NotificationsQueue")
+        .unwrap()
+        .reference
+        .clone();
+    aws_sdk_sqs::Client::new(&stack.sdk)
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut binding = app.notifications.clone();
+    binding.timeout = Some(Duration::from_millis(200));
+    binding.batching_window = Duration::ZERO;
+    enqueue(&stack, vec![body(&notification("slow", "sam", "r1"))]).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(herald::consumer::run_worker(
+        Arc::new(Stuck),
+        binding,
+        1,
+        shutdown.clone(),
+    ));
+    let reasons = eventually(
+        Duration::from_secs(30),
+        "the message in the DLQ",
+        || async {
+            let found = dlq_reasons(&stack, "NotificationsDLQ", 1).await?;
+            Ok((!found.is_empty()).then_some(found))
+        },
+    )
+    .await
+    .unwrap();
+    shutdown.cancel();
+    worker.await.unwrap();
+    assert_eq!(reasons, ["<no reason attribute>"]);
+    assert_eq!(queue_depth(&stack, "NotificationsQueue").await.unwrap(), 0);
 }

@@ -18,7 +18,7 @@ use herald::ports::{CampaignStore, HeldGroup, PageRecord};
 use herald::{StoreError, TenantId, UserId};
 use serde_json::{json, Value};
 use testkit::harness::{call, eventually, private_stack};
-use testkit::runner::{fire_due_schedules, LocalApp};
+use testkit::runner::{fire_due_schedules, fire_due_schedules_with, LocalApp, ScheduleFaults};
 use tokio_util::sync::CancellationToken;
 
 fn users(prefix: &str, n: usize) -> Vec<String> {
@@ -902,6 +902,78 @@ async fn local_time_holds_users_whose_time_is_hours_away_until_their_release_fir
         (Some(4), Some(0)),
         "{c}"
     );
+}
+
+/// EventBridge Scheduler fires at least once and up to a minute late: a start that fires
+/// late and twice still sends the campaign to each recipient once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_fired_late_and_twice_reaches_everyone_once() {
+    let stack = testkit::harness::test_stack(&[]).await.unwrap();
+    let app = Arc::new(LocalApp::new(&stack).unwrap());
+    let router = app.router();
+    let service = app.service_token("t1");
+    let send_at = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10);
+    let audience = users("twice", 5);
+    let (status, created) = call(
+        &router,
+        "POST",
+        "/v1/campaigns",
+        Some(&service),
+        Some(
+            json!({"name": "twice", "title": "T", "body": "B", "channels": ["inbox"],
+            "audience": {"users": audience}, "send_at": send_at.to_string()}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let faults = ScheduleFaults {
+        duplicate: 1.0,
+        late_by: Duration::from_secs(60),
+    };
+    let fire =
+        |at: jiff::Timestamp| fire_due_schedules_with(&app.sdk, &app.schedule_group, at, &faults);
+    // Up to a minute late, never early; then one firing that delivers the start twice.
+    assert_eq!(
+        fire(send_at - jiff::SignedDuration::from_secs(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        fire(send_at + jiff::SignedDuration::from_secs(61))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        testkit::harness::queue_depth(&stack, "CampaignQueue")
+            .await
+            .unwrap(),
+        2,
+        "the start, delivered twice"
+    );
+    let shutdown = CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let done = eventually(Duration::from_secs(120), "the campaign to finish", || {
+        let (router, service, id) = (&router, &service, &id);
+        async move {
+            let c = poll_campaign(router, service, id).await;
+            Ok((c["status"] == "done").then_some(c))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(done["progress"]["enqueued"], 5, "{done}");
+    assert_eq!(done["progress"]["committed"], 5, "{done}");
+    for user in &audience {
+        assert_eq!(unread_total(&router, &service, user).await, 1, "{user}");
+    }
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
 }
 
 /// The queue message a work item came in, by its id.

@@ -19,14 +19,14 @@ pub struct Args {
     /// Port of the HTTP APIs on 127.0.0.1.
     #[arg(long, default_value_t = 3000)]
     pub http_port: u16,
-    /// Workers per queue (concurrent consumers, as the event source's MaximumConcurrency).
-    /// One by default, plenty locally; more count exactly too (the emulator launcher runs
-    /// each transaction under its item lock).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(usize))]
-    pub workers: usize,
+    /// Workers per queue (concurrent consumers). By default each queue's as deployed: its
+    /// event source's MaximumConcurrency in the template; `--workers 1` for one each.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
     /// Inject faults as AWS does under load: throttling of DynamoDB, SQS, SES and SNS calls,
-    /// DynamoDB writes meeting another transaction. Bare: a few percent each; or rates, e.g.
-    /// `--chaos dynamodb=0.2,sqs=0.1,ses=0.3,sns=0.3,conflict=0.2,seed=7`.
+    /// DynamoDB writes meeting another transaction, schedules firing twice and up to a
+    /// minute late. Bare: a few percent each; or rates, e.g.
+    /// `--chaos dynamodb=0.2,sqs=0.1,ses=0.3,sns=0.3,conflict=0.2,scheduler=0.5,seed=7`.
     #[arg(long, num_args = 0..=1, default_missing_value = "default", value_parser = parse_chaos)]
     pub chaos: Option<local::chaos::Chaos>,
 }
@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> Result<()> {
 async fn serve(
     endpoint: &str,
     http_port: u16,
-    workers: usize,
+    workers: Option<u16>,
     chaos: Option<local::chaos::Chaos>,
 ) -> Result<()> {
     herald::telemetry::init_tracing();
@@ -73,8 +73,8 @@ async fn serve(
     if let Some(chaos) = &chaos {
         local::chaos::set(endpoint, chaos)?;
         eprintln!(
-            "chaos: {:?} of herald's calls fail as AWS fails under load (GET {endpoint}/herald/chaos: what was injected)",
-            chaos.rates
+            "chaos: {:?} of herald's calls fail as AWS fails under load, {} of schedule firings are doubled and all up to a minute late (GET {endpoint}/herald/chaos: what was injected)",
+            chaos.rates, chaos.scheduler
         );
     }
     let env_file = local::workspace_root().join("env.local.json");
@@ -96,9 +96,23 @@ async fn serve(
     // Tokens are really signed: a key pair made on first start, its JWKS served by the API.
     let issuer = LocalIssuer::load_or_create(&local::workspace_root().join(".herald/jwt"))?;
     let public_url = format!("http://127.0.0.1:{http_port}");
-    let app = std::sync::Arc::new(LocalApp::with_issuer(&stack, issuer, &public_url)?);
+    let mut app = LocalApp::with_issuer(&stack, issuer, &public_url)?;
+    if let Some(chaos) = chaos.as_ref().filter(|c| c.scheduler > 0.0) {
+        app.schedule_faults = local::runner::ScheduleFaults {
+            duplicate: chaos.scheduler,
+            late_by: local::chaos::SCHEDULE_LATE_BY,
+        };
+    }
+    let app = std::sync::Arc::new(app);
     let shutdown = CancellationToken::new();
-    let handles = app.spawn_workers(workers, 2, &shutdown);
+    let workers_said = match workers {
+        Some(n) => format!("{n} worker(s) per queue"),
+        None => "each queue's deployed MaximumConcurrency of workers".to_owned(),
+    };
+    let handles = match workers {
+        Some(n) => app.spawn_workers(usize::from(n), 2, &shutdown),
+        None => app.spawn_deployed_workers(2, &shutdown),
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -123,7 +137,7 @@ async fn serve(
         shutdown.clone(),
     ));
     eprintln!(
-        "\nherald is up: API on http://{addr} (JWKS at /.well-known/jwks.json), {workers} worker(s) per queue. Try:\n\n  \
+        "\nherald is up: API on http://{addr} (JWKS at /.well-known/jwks.json), {workers_said}. Try:\n\n  \
          SERVICE=$(cargo xtask token --tenant acme --service)\n  \
          USER_TOKEN=$(cargo xtask token --tenant acme --user u1)\n  \
          curl -X PUT localhost:{http_port}/v1/users/u1/contact -H \"Authorization: Bearer $SERVICE\" -d '{{\"email\":\"u1@example.com\"}}'\n  \

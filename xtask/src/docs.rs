@@ -9,6 +9,7 @@
 //! after the one before it, `...` standing for anything. The stack runs on free ports; the
 //! blocks' `localhost:3000` and `localhost:4566` are pointed there, and `HERALD_API` and
 //! `HERALD_EMULATOR_ENDPOINT` tell `cargo xtask import-pinpoint` and `cargo xtask outbox`.
+//! A file's blocks get 300 s in all (their `until` loops wait for the workers).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -238,8 +239,9 @@ pub fn run(root: &Path) -> Result<usize> {
             found.len(),
             expected.len()
         );
-        let out = Command::new("bash")
-            .args(["-c", &script])
+        // A bound on the whole file: a wait loop that never ends fails instead of hanging.
+        let out = Command::new("timeout")
+            .args(["300", "bash", "-c", &script])
             .current_dir(root)
             .env(
                 "HERALD_API",

@@ -98,7 +98,25 @@ mod tests {
         Cli::command().debug_assert();
         assert!(Cli::try_parse_from(["xtask", "dev", "--wrokers", "4"]).is_err());
         let cli = Cli::try_parse_from(["xtask", "dev", "--workers", "4"]).unwrap();
-        assert!(matches!(cli.task, Task::Dev(dev::Args { workers: 4, .. })));
+        assert!(matches!(
+            cli.task,
+            Task::Dev(dev::Args {
+                workers: Some(4),
+                chaos: None,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["xtask", "dev", "--workers", "0"]).is_err());
+        let chaos = Cli::try_parse_from(["xtask", "dev", "--chaos"]).unwrap();
+        assert!(matches!(
+            chaos.task,
+            Task::Dev(dev::Args {
+                chaos: Some(_),
+                workers: None,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["xtask", "dev", "--chaos", "dynamo=1"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "reconcile", "--changed", "--aws"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "token", "--tenant", "t", "--user", "u"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "token", "--tenant", "t", "--service"]).is_ok());

@@ -43,6 +43,8 @@ pub struct Config {
     pub unsubscribe_secret: Option<String>,
     /// `THROTTLE_RETRY_HOURS` (default 24): how long a throttled job keeps being retried.
     pub give_up_after: std::time::Duration,
+    /// `BATCH_BUDGET_SECONDS` (default 20): how long one invocation keeps starting jobs.
+    pub batch_budget: std::time::Duration,
 }
 
 impl Config {
@@ -58,6 +60,9 @@ impl Config {
             unsubscribe_secret: vars.optional("UNSUBSCRIBE_SECRET_ARN"),
             give_up_after: std::time::Duration::from_secs(
                 3600 * vars.parsed_or::<u64>("THROTTLE_RETRY_HOURS", 24)?,
+            ),
+            batch_budget: std::time::Duration::from_secs(
+                vars.parsed_or::<u64>("BATCH_BUDGET_SECONDS", 20)?,
             ),
         })
     }
@@ -91,6 +96,11 @@ pub struct Deliverer {
     pub give_up_after: std::time::Duration,
     /// Campaign jobs: skipped once their campaign is cancelled, marked when settled.
     pub campaigns: Option<Arc<CampaignGate>>,
+    /// Jobs are started within this long of the invocation's start; the rest are handed
+    /// back for the next one. It stays below the function's timeout (30 s), because a batch
+    /// slowed down by throttling would otherwise be stopped whole by Lambda and come back
+    /// only after the queue's visibility timeout.
+    pub batch_budget: std::time::Duration,
 }
 
 impl Deliverer {
@@ -138,6 +148,7 @@ impl Deliverer {
                 }),
             clock: Arc::new(SystemClock),
             give_up_after: config.give_up_after,
+            batch_budget: config.batch_budget,
         }
     }
 }
@@ -152,7 +163,15 @@ fn no_sdk_retries() -> aws_config::retry::RetryConfig {
 impl BatchHandler for Deliverer {
     async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
         let mut out = Vec::with_capacity(batch.len());
+        let started = std::time::Instant::now();
         for message in batch {
+            if started.elapsed() >= self.batch_budget {
+                out.push(Disposition::Retry(
+                    "the invocation's time budget was spent before this job: left for the next"
+                        .into(),
+                ));
+                continue;
+            }
             let disposition = match serde_json::from_str::<DeliveryJob>(&message.body) {
                 Err(e) => Disposition::Poison(format!("not a delivery job: {e}")),
                 Ok(job) => {

@@ -52,6 +52,7 @@ fn world() -> World {
         )),
         clock: Arc::new(FixedClock(noon())),
         give_up_after: std::time::Duration::from_secs(24 * 3600),
+        batch_budget: std::time::Duration::from_secs(20),
         campaigns: None,
     };
     World {
@@ -749,4 +750,34 @@ async fn a_skip_found_settled_is_marked_with_its_own_reason() {
         Some(&1),
         "{progress:?}"
     );
+}
+
+/// A batch whose time budget is spent hands its remaining jobs back untouched (a retry),
+/// rather than running into the function's timeout and being stopped whole.
+#[tokio::test]
+async fn jobs_past_the_batch_budget_are_handed_back_untouched() {
+    let mut w = world_with(Contact {
+        email: Some("a@b.co".into()),
+        ..Contact::default()
+    })
+    .await;
+    let message = |id: &str| herald::consumer::QueueMessage {
+        message_id: id.into(),
+        receipt_handle: format!("rh-{id}"),
+        body: serde_json::to_string(&job(Channel::Email, Category::Transactional)).unwrap(),
+        receive_count: 1,
+        trace_header: None,
+    };
+    w.deliverer.batch_budget = std::time::Duration::ZERO;
+    let out = w.deliverer.handle(&[message("m1"), message("m2")]).await;
+    assert!(
+        out.iter()
+            .all(|d| matches!(d, Disposition::Retry(r) if r.contains("time budget"))),
+        "{out:?}"
+    );
+    assert!(w.sender.emails.lock().unwrap().is_empty(), "nothing sent");
+    w.deliverer.batch_budget = std::time::Duration::from_secs(20);
+    let out = w.deliverer.handle(&[message("m1")]).await;
+    assert_eq!(out, vec![Disposition::Done]);
+    assert_eq!(w.sender.emails.lock().unwrap().len(), 1);
 }

@@ -301,5 +301,8 @@ pub fn binding(config: &QueueConfig, aws: &aws_config::SdkConfig) -> QueueBindin
         queue: Arc::new(SqsSourceQueue::new(Client::new(aws), config)),
         rules: config.rules,
         batch_size: crate::consumer::MAX_RECEIVE,
+        batching_window: std::time::Duration::ZERO,
+        timeout: None,
+        max_concurrency: 1,
     }
 }

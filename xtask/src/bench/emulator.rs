@@ -204,6 +204,9 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
         queue: Arc::new(SqsSourceQueue::new(sqs.clone(), &config.queue)),
         rules: config.queue.rules,
         batch_size: run.batch_size,
+        batching_window: Duration::ZERO,
+        timeout: None,
+        max_concurrency: 1,
     };
     let ingest = ingest::app(Arc::new(ingest::Deps {
         queue: Arc::new(SqsSender::new(sqs.clone(), &config.queue.queue_url)),
