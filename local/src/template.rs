@@ -61,6 +61,17 @@ impl Template {
         Self::load(&crate::workspace_root().join("template.yaml"))
     }
 
+    /// The logical ids of every resource of the template.
+    pub fn resource_ids(&self) -> Vec<String> {
+        self.doc
+            .get("Resources")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, _)| id.as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// (logical id, properties) of every resource of `kind`, in template order.
     pub fn resources_of(&self, kind: &str) -> Vec<(String, Value)> {
         let Some(resources) = self.doc.get("Resources").and_then(Value::as_mapping) else {

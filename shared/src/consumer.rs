@@ -259,6 +259,8 @@ pub async fn run_worker(
             }
         };
         if batch.is_empty() {
+            // An empty answer that came at once (no long poll) must not starve the runtime.
+            tokio::task::yield_now().await;
             continue;
         }
         // The batching window: keep gathering until the batch is full or the window ends.
@@ -390,12 +392,12 @@ mod tests {
     #[async_trait]
     impl SourceQueue for RecordingAcks {
         async fn receive(&self, _: usize, _: i32) -> Result<Vec<QueueMessage>, QueueError> {
-            Ok(self
-                .arriving
-                .lock()
-                .unwrap()
-                .pop_front()
-                .unwrap_or_default())
+            let next = self.arriving.lock().unwrap().pop_front();
+            if next.is_none() {
+                // As a short poll of an empty queue takes a moment.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(next.unwrap_or_default())
         }
         async fn delete(&self, messages: &[&QueueMessage]) {
             let ids = messages.iter().map(|m| m.message_id.clone());
