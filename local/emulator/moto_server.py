@@ -43,7 +43,7 @@ injected so far), a share of herald's own calls (those signed with a function's 
 the `test` key that provisioning and inspection use) is answered as AWS answers under
 load, without reaching moto: `dynamodb`, `sqs`, `ses`, `sns` give each service's throttling
 error (ProvisionedThroughputExceededException, ThrottlingException, TooManyRequestsException,
-Throttling); `conflict` makes a DynamoDB write meet another transaction (a
+Throttled); `conflict` makes a DynamoDB write meet another transaction (a
 TransactWriteItems is cancelled with `TransactionConflict` reasons, a PutItem, UpdateItem or
 DeleteItem answers TransactionConflictException). `seed` makes the draws repeatable, e.g.
 `{"dynamodb": 0.2, "sqs": 0.1, "ses": 0.3, "sns": 0.3, "conflict": 0.2, "seed": 7}`.
@@ -468,10 +468,11 @@ def _fault(environ, body):
                                          ("x-amzn-RequestId", str(uuid.uuid4()))], \
             json.dumps({"message": "Maximum sending rate exceeded (injected)"}).encode()
     elif service == "sns" and b"Action=Publish" in (body or b"") and _draw("sns"):
+        # SNS's ThrottledException: HTTP 429, code Throttled.
         xml = ('<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error>'
-               "<Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded (injected)"
+               "<Type>Sender</Type><Code>Throttled</Code><Message>Rate exceeded (injected)"
                f"</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
-        return "400 Bad Request", [("Content-Type", "text/xml")], xml.encode()
+        return "429 Too Many Requests", [("Content-Type", "text/xml")], xml.encode()
     return None
 
 

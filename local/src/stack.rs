@@ -77,6 +77,7 @@ impl Stack {
         stack.create_configuration_sets().await?;
         stack.create_buckets().await?;
         stack.create_schedule_groups().await?;
+        stack.create_platform_applications().await?;
         stack.name_roles();
         stack.name_apis();
         Ok(stack)
@@ -349,6 +350,47 @@ impl Stack {
                     name,
                     arn,
                 },
+            );
+        }
+        Ok(())
+    }
+
+    /// SNS platform applications are not CloudFormation resources: a deployed stack takes
+    /// their ARNs as parameters (`ApnsApplicationArn`, …). Locally, one application per
+    /// platform with dummy credentials, unless the parameter was given.
+    async fn create_platform_applications(&mut self) -> Result<()> {
+        let sns = aws_sdk_sns::Client::new(&self.sdk);
+        for (parameter, platform, credential) in [
+            ("ApnsApplicationArn", "APNS", "PlatformCredential"),
+            (
+                "ApnsSandboxApplicationArn",
+                "APNS_SANDBOX",
+                "PlatformCredential",
+            ),
+            ("FcmApplicationArn", "GCM", "PlatformCredential"),
+        ] {
+            let given = self
+                .parameters
+                .get(parameter)
+                .is_some_and(|v| !v.is_empty());
+            if given || !self.parameters.contains_key(parameter) {
+                continue;
+            }
+            let name = format!("{}-{}", self.prefix, platform.to_lowercase());
+            let out = sns
+                .create_platform_application()
+                .name(&name)
+                .platform(platform)
+                .attributes(credential, "local-dummy-credential")
+                .attributes("PlatformPrincipal", "local-dummy-principal")
+                .send()
+                .await
+                .with_context(|| format!("creating the {platform} platform application"))?;
+            self.parameters.insert(
+                parameter.to_owned(),
+                out.platform_application_arn()
+                    .unwrap_or_default()
+                    .to_owned(),
             );
         }
         Ok(())

@@ -525,6 +525,7 @@ pub async fn run(config: &SimConfig) -> Report {
         clock: clock.clone(),
         give_up_after: std::time::Duration::from_secs(24 * 3600),
         batch_budget: std::time::Duration::from_secs(20),
+        devices: None,
         campaigns: gate(),
     });
 

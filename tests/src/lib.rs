@@ -12,4 +12,4 @@ pub mod harness;
 pub mod meter;
 pub mod sim;
 
-pub use local::{auth, chaos, emulator, runner, stack, template, tools, workspace_root};
+pub use local::{auth, chaos, emulator, outbox, runner, stack, template, tools, workspace_root};

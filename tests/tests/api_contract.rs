@@ -55,6 +55,12 @@ async fn every_documented_route_is_served() {
         policy: Default::default(),
         keys: Arc::new(herald::fake::StaticKeys::default()),
         marketing_default: true,
+        devices: Arc::new(herald::fake::InMemoryDevices::default()),
+        endpoints: Arc::new(herald::fake::InMemoryEndpoints::default()),
+        push_apps: inbox_api::devices::PushApps {
+            fcm: Some("arn:aws:sns:us-east-1:1:app/GCM/herald".into()),
+            ..Default::default()
+        },
     });
     let ingest = Arc::new(ingest::Deps {
         queue: Arc::new(herald::fake::RecordingQueue::default()),

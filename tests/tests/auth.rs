@@ -37,6 +37,8 @@ struct VictimState {
     queued: u64,
     /// The victim's address is on t1's suppression list.
     suppressed: bool,
+    /// The victim's registered push devices.
+    devices: usize,
 }
 
 async fn victim_state(app: &LocalApp, stack: &testkit::stack::Stack) -> VictimState {
@@ -63,6 +65,12 @@ async fn victim_state(app: &LocalApp, stack: &testkit::stack::Stack) -> VictimSt
             .is_suppressed(&victim.tenant, VICTIM_EMAIL)
             .await
             .unwrap(),
+        devices: api
+            .devices
+            .devices(&victim.tenant, &victim.user)
+            .await
+            .unwrap()
+            .len(),
     }
 }
 
@@ -71,7 +79,8 @@ fn uri(op: &Operation) -> String {
         .path
         .replace("{user}", "u1")
         .replace("{room}", "r1")
-        .replace("{id}", "victim-n1");
+        .replace("{id}", "victim-n1")
+        .replace("{token}", "victim-device-token");
     // Lifting names the address: the victim's, suppressed for t1.
     if (op.method.as_str(), op.path.as_str()) == ("DELETE", "/v1/suppressions") {
         return format!("{path}?address={}", VICTIM_EMAIL.replace('@', "%40"));
@@ -85,6 +94,7 @@ fn body(op: &Operation) -> Option<Value> {
         ("POST", "/v1/notifications") => Some(json!({"notifications": [
             {"user_id": "u1", "room_id": "r1", "title": "Pay here", "body": "phish", "channels": ["inbox", "email"]}
         ]})),
+        ("PUT", "/v1/users/{user}/devices/{token}") => Some(json!({"platform": "fcm"})),
         ("PUT" | "PATCH", _) => Some(json!({"email": "attacker@evil.example"})),
         ("POST", "/v1/campaigns") => Some(json!({"name": "phish", "title": "Pay here",
             "body": "phish", "channels": ["inbox"], "audience": {"users": ["u1"]}, "send_at": "now"})),

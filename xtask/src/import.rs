@@ -67,7 +67,9 @@ pub fn run(args: &Args) -> Result<()> {
                 if refused.contains(&((first_line + offset) as u64)) {
                     continue;
                 }
-                if let Ok(EndpointLine::Apply { user, .. }) = parse_endpoint(line) {
+                if let Ok(EndpointLine::Apply { user, .. } | EndpointLine::Device { user, .. }) =
+                    parse_endpoint(line)
+                {
                     users.insert(user.to_string());
                 }
             }
@@ -76,10 +78,11 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     eprintln!(
-        "{} lines: {} endpoints imported for {} users, {} skipped, {} refused",
+        "{} lines: {} endpoints imported for {} users ({} as push devices), {} skipped, {} refused",
         totals.lines,
         totals.imported,
         users.len(),
+        totals.devices,
         totals.skipped.len(),
         totals.errors.len()
     );
@@ -119,6 +122,7 @@ pub fn run(args: &Args) -> Result<()> {
 struct Totals {
     lines: u64,
     imported: u64,
+    devices: u64,
     skipped: Vec<(u64, String)>,
     errors: Vec<(u64, String)>,
 }
@@ -128,6 +132,7 @@ impl Totals {
     fn add(&mut self, answer: &Value) -> BTreeSet<u64> {
         self.lines += answer["lines"].as_u64().unwrap_or(0);
         self.imported += answer["imported"].as_u64().unwrap_or(0);
+        self.devices += answer["devices"].as_u64().unwrap_or(0);
         let listed = |key: &str, field: &str| -> Vec<(u64, String)> {
             answer[key]
                 .as_array()

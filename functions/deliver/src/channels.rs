@@ -112,6 +112,7 @@ impl Deliverer {
                                     .directory
                                     .suppress(Some(&job.tenant), endpoint, "push endpoint disabled")
                                     .await;
+                                self.forget_device(job, endpoint).await;
                             }
                             refused.get_or_insert(SendError::Rejected(e));
                         }

@@ -10,14 +10,16 @@ use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::campaign::ProgressMark;
+use herald::domain::contact::Contact;
 use herald::domain::delivery::outcome::{
     after_send, campaign_mark, retry_plan, state_metric, AfterSend, RetryPlan, Settled,
 };
 use herald::domain::delivery::{decide, Decision, DeliveryJob, SkipReason};
+use herald::domain::device::push_endpoints;
 use herald::domain::time;
 use herald::ports::{
-    Claim, Clock, DeliveryRecord, DeliveryState, Directory, EmailSender, LinkKeys, MobileSender,
-    OutgoingMessage, QueueSender, SystemClock,
+    Claim, Clock, DeliveryRecord, DeliveryState, DeviceRegistry, Directory, EmailSender, LinkKeys,
+    MobileSender, OutgoingMessage, QueueSender, SystemClock,
 };
 use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
@@ -96,6 +98,8 @@ pub struct Deliverer {
     pub give_up_after: std::time::Duration,
     /// Campaign jobs: skipped once their campaign is cancelled, marked when settled.
     pub campaigns: Option<Arc<CampaignGate>>,
+    /// Registered push devices: a push goes to the contact's endpoints and these.
+    pub devices: Option<Arc<dyn DeviceRegistry>>,
     /// Jobs are started within this long of the invocation's start; the rest are handed
     /// back for the next one. It stays below the function's timeout (30 s), because a batch
     /// slowed down by throttling would otherwise be stopped whole by Lambda and come back
@@ -149,6 +153,10 @@ impl Deliverer {
             clock: Arc::new(SystemClock),
             give_up_after: config.give_up_after,
             batch_budget: config.batch_budget,
+            devices: Some(Arc::new(herald::aws::devices::DynamoDevices::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                &config.directory_table,
+            ))),
         }
     }
 }
@@ -216,6 +224,10 @@ impl Deliverer {
             (None, Decision::Skip(SkipReason::Cancelled, why))
         } else {
             let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
+                Ok(contact) => contact,
+                Err(e) => return self.store_fault(job, e).await,
+            };
+            let contact = match self.with_devices(job, contact).await {
                 Ok(contact) => contact,
                 Err(e) => return self.store_fault(job, e).await,
             };
@@ -490,6 +502,48 @@ impl Deliverer {
             Some(Ok(())) => Disposition::Done,
             Some(Err(e)) => Disposition::Retry(format!("could not requeue: {e}")),
             None => Disposition::Retry("could not requeue".into()),
+        }
+    }
+
+    /// A push job's contact with the user's registered devices' endpoints added (a user with
+    /// devices and no contact gets one with defaults: transactional push goes out, marketing
+    /// waits for consent).
+    async fn with_devices(
+        &self,
+        job: &DeliveryJob,
+        contact: Option<Contact>,
+    ) -> Result<Option<Contact>, StoreError> {
+        let Some(registry) = self
+            .devices
+            .as_ref()
+            .filter(|_| job.channel == Channel::Push)
+        else {
+            return Ok(contact);
+        };
+        let devices = registry.devices(&job.tenant, &job.user_id).await?;
+        if devices.is_empty() {
+            return Ok(contact);
+        }
+        let mut contact = contact.unwrap_or_default();
+        contact.push = push_endpoints(&contact.push, &devices);
+        Ok(Some(contact))
+    }
+
+    /// A dead endpoint's device leaves the registry (the provider said the token is invalid).
+    pub(crate) async fn forget_device(&self, job: &DeliveryJob, endpoint_arn: &str) {
+        let Some(registry) = &self.devices else {
+            return;
+        };
+        let Ok(devices) = registry.devices(&job.tenant, &job.user_id).await else {
+            return;
+        };
+        for device in devices.iter().filter(|d| d.endpoint_arn == endpoint_arn) {
+            if let Err(error) = registry
+                .remove(&job.tenant, &job.user_id, &device.token)
+                .await
+            {
+                tracing::warn!(%error, "dead device not removed");
+            }
         }
     }
 

@@ -53,6 +53,7 @@ fn world() -> World {
         clock: Arc::new(FixedClock(noon())),
         give_up_after: std::time::Duration::from_secs(24 * 3600),
         batch_budget: std::time::Duration::from_secs(20),
+        devices: None,
         campaigns: None,
     };
     World {
@@ -780,4 +781,78 @@ async fn jobs_past_the_batch_budget_are_handed_back_untouched() {
     let out = w.deliverer.handle(&[message("m1")]).await;
     assert_eq!(out, vec![Disposition::Done]);
     assert_eq!(w.sender.emails.lock().unwrap().len(), 1);
+}
+
+/// A push goes to the contact's own endpoints and the registered devices', each once; a
+/// user with devices and no contact still gets transactional push.
+#[tokio::test]
+async fn a_push_reaches_the_contacts_endpoints_and_the_registered_devices() {
+    use herald::domain::device::{Device, Platform};
+    use herald::ports::DeviceRegistry;
+
+    let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
+    let device = |token: &str, endpoint: &str| Device {
+        token: token.into(),
+        platform: Platform::Fcm,
+        app: None,
+        endpoint_arn: arn(endpoint),
+        registered_at: noon(),
+    };
+    let registry = Arc::new(herald::fake::InMemoryDevices::default());
+    let t1 = TenantId::parse("t1", "t").unwrap();
+    let (u1, u2) = (
+        UserId::parse("u1", "u").unwrap(),
+        UserId::parse("u2", "u").unwrap(),
+    );
+    for (user, token, endpoint) in [
+        (&u1, "tok-a", "a"),
+        (&u1, "tok-b", "shared"),
+        (&u2, "tok-c", "c"),
+    ] {
+        registry
+            .register(&t1, user, &device(token, endpoint))
+            .await
+            .unwrap();
+    }
+    let mut w = world_with(Contact {
+        push: vec![arn("shared"), arn("own")],
+        ..Contact::default()
+    })
+    .await;
+    w.deliverer.devices = Some(registry);
+    assert_eq!(
+        w.deliverer
+            .deliver(&job(Channel::Push, Category::Transactional))
+            .await,
+        Disposition::Done
+    );
+    let mut reached: Vec<String> = w
+        .sender
+        .pushes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.0.clone())
+        .collect();
+    reached.sort();
+    assert_eq!(
+        reached,
+        [arn("a"), arn("own"), arn("shared")],
+        "each endpoint once"
+    );
+
+    // u2 has a device and no contact.
+    let only_device = DeliveryJob {
+        user_id: u2,
+        notification_id: herald::NotificationId::parse("n-u2", "id").unwrap(),
+        ..job(Channel::Push, Category::Transactional)
+    };
+    assert_eq!(w.deliverer.deliver(&only_device).await, Disposition::Done);
+    assert!(w
+        .sender
+        .pushes
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| p.0 == arn("c")));
 }

@@ -12,6 +12,7 @@ use axum::Json;
 use futures_util::{stream, StreamExt};
 use herald::auth::{Scope, VerifiedToken};
 use herald::domain::contact::Contact;
+use herald::domain::device::Registration;
 use herald::domain::pinpoint::{parse_endpoint, with_stored_push, EndpointLine};
 use herald::http::ApiError;
 use herald::{FieldError, UserId, UserKey};
@@ -55,7 +56,7 @@ pub(crate) async fn import_contacts(
         )
         .into());
     }
-    let (mut skipped, mut errors) = (Vec::new(), Vec::new());
+    let (mut skipped, mut errors, mut devices) = (Vec::new(), Vec::new(), Vec::new());
     let mut by_user: BTreeMap<UserId, Vec<Value>> = BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
         let number = first_line + i;
@@ -67,6 +68,17 @@ pub(crate) async fn import_contacts(
                     Err(e) => errors.push(json!({"line": number, "error": e.message})),
                 }
             }
+            Ok(EndpointLine::Device {
+                user,
+                platform,
+                token,
+                patch,
+            }) => {
+                if patch.as_object().is_some_and(|p| !p.is_empty()) {
+                    by_user.entry(user.clone()).or_default().push(patch);
+                }
+                devices.push((number, user, platform, token));
+            }
             Ok(EndpointLine::Skip(reason)) if reason == "blank line" => {}
             Ok(EndpointLine::Skip(reason)) => {
                 skipped.push(json!({"line": number, "reason": reason}))
@@ -74,9 +86,9 @@ pub(crate) async fn import_contacts(
             Err(error) => errors.push(json!({"line": number, "error": error})),
         }
     }
-    let imported: usize = by_user.values().map(Vec::len).sum();
+    let patches: usize = by_user.values().map(Vec::len).sum();
     // Nothing importable and something wrong: the request as a whole is bad.
-    if imported == 0 {
+    if patches + devices.len() == 0 {
         if let Some(first) = errors.first() {
             let line = first["line"].as_u64().unwrap_or(0);
             return Err(FieldError::new(
@@ -91,7 +103,11 @@ pub(crate) async fn import_contacts(
             .into());
         }
     }
-    let users = by_user.len();
+    let users = by_user
+        .keys()
+        .chain(devices.iter().map(|(_, user, _, _)| user))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let default = deps.marketing_default;
     let results: Vec<Result<(), ApiError>> = stream::iter(by_user)
         .map(|(user, patches)| {
@@ -120,11 +136,34 @@ pub(crate) async fn import_contacts(
     for result in results {
         result?;
     }
-    tracing::info!(tenant = %tenant, users, imported, errors = errors.len(), "contacts imported");
+    // Device tokens become registered devices (an SNS endpoint each), where the stack has a
+    // platform application for them.
+    let mut registered = 0;
+    for (number, user, platform, token) in devices {
+        if let Err(e) = deps.push_apps.of(platform, "platform") {
+            skipped.push(json!({"line": number, "reason": e.message}));
+            continue;
+        }
+        let key = UserKey {
+            tenant: tenant.clone(),
+            user,
+        };
+        let registration = Registration {
+            platform,
+            app: None,
+        };
+        match crate::devices::register_device(&deps, &key, &token, registration).await {
+            Ok(_) => registered += 1,
+            Err(e) => errors.push(json!({"line": number, "error": e.to_string()})),
+        }
+    }
+    let imported = patches + registered;
+    tracing::info!(tenant = %tenant, users, imported, devices = registered, errors = errors.len(), "contacts imported");
     Ok(Json(json!({
         "lines": lines.len(),
         "imported": imported,
         "users": users,
+        "devices": registered,
         "skipped": skipped,
         "errors": errors,
     })))

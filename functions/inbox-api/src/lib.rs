@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 pub mod campaigns;
 mod contacts;
+pub mod devices;
 pub mod import;
 mod inbox;
 mod status;
@@ -23,7 +24,9 @@ use herald::auth::{AuthSettings, Caller, VerifiedToken};
 use herald::config::{ConfigError, Vars};
 use herald::domain::backoff::BackoffPolicy;
 use herald::http::{not_found, ApiError};
-use herald::ports::{CounterStore, Directory, LinkKeys, MessageLog, SuppressionList};
+use herald::ports::{
+    CounterStore, DeviceRegistry, Directory, LinkKeys, MessageLog, PushEndpoints, SuppressionList,
+};
 
 pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
@@ -59,6 +62,8 @@ pub struct Config {
     /// `MARKETING_CONSENT_DEFAULT`: `granted` (default) or `withheld`: a new contact's
     /// marketing consent when its first write does not say.
     pub marketing_default: bool,
+    /// The SNS platform applications devices are registered on.
+    pub push_apps: devices::PushApps,
 }
 
 impl Config {
@@ -70,6 +75,7 @@ impl Config {
             retention_days: vars.retention_days()?,
             unsubscribe_secret: vars.required("UNSUBSCRIBE_SECRET_ARN")?,
             marketing_default: marketing_default(vars)?,
+            push_apps: devices::PushApps::from_vars(vars),
         })
     }
 }
@@ -96,6 +102,10 @@ pub struct Deps {
     pub policy: BackoffPolicy,
     pub keys: Arc<dyn LinkKeys>,
     pub marketing_default: bool,
+    /// Registered push devices, and the SNS endpoints behind them.
+    pub devices: Arc<dyn DeviceRegistry>,
+    pub endpoints: Arc<dyn PushEndpoints>,
+    pub push_apps: devices::PushApps,
 }
 
 impl Deps {
@@ -114,9 +124,17 @@ impl Deps {
                 &config.directory_table,
             )),
             suppressions: Arc::new(herald::aws::suppressions::DynamoSuppressions::new(
+                ddb.clone(),
+                &config.directory_table,
+            )),
+            devices: Arc::new(herald::aws::devices::DynamoDevices::new(
                 ddb,
                 &config.directory_table,
             )),
+            endpoints: Arc::new(herald::aws::sns::SnsEndpoints::new(
+                aws_sdk_sns::Client::new(aws),
+            )),
+            push_apps: config.push_apps.clone(),
             auth: config.auth.clone(),
             policy: BackoffPolicy::default(),
             keys: Arc::new(herald::aws::secrets::SecretsManagerKeys::new(
@@ -176,6 +194,11 @@ pub fn routes(deps: Arc<Deps>) -> Router {
         .route(
             "/v1/suppressions/removals",
             get(suppressions::list_removals),
+        )
+        .route("/v1/users/{user}/devices", get(devices::list_devices))
+        .route(
+            "/v1/users/{user}/devices/{token}",
+            axum::routing::put(devices::put_device).delete(devices::delete_device),
         )
         .route("/v1/contacts/import", post(import::import_contacts))
         .method_not_allowed_fallback(herald::http::method_not_allowed)

@@ -15,6 +15,15 @@ use herald::domain::contact::Contact;
 use herald::{NotificationId, StoreError};
 use serde_json::{json, Value};
 
+/// FCM and APNs configured, the APNs sandbox not.
+fn test_push_apps() -> crate::devices::PushApps {
+    crate::devices::PushApps {
+        apns: Some("arn:aws:sns:us-east-1:1:app/APNS/herald".into()),
+        apns_sandbox: None,
+        fcm: Some("arn:aws:sns:us-east-1:1:app/GCM/herald".into()),
+    }
+}
+
 fn deps() -> (Arc<Deps>, Arc<InMemoryInbox>) {
     let inbox = Arc::new(InMemoryInbox::default());
     let directory = Arc::new(InMemoryDirectory::default());
@@ -27,6 +36,9 @@ fn deps() -> (Arc<Deps>, Arc<InMemoryInbox>) {
         policy: BackoffPolicy::default(),
         keys: Arc::new(StaticKeys::default()),
         marketing_default: true,
+        devices: Arc::new(herald::fake::InMemoryDevices::default()),
+        endpoints: Arc::new(herald::fake::InMemoryEndpoints::default()),
+        push_apps: test_push_apps(),
     });
     (deps, inbox)
 }
@@ -241,6 +253,9 @@ async fn a_contact_write_that_meets_another_transaction_is_retried() {
             },
             keys: Arc::new(StaticKeys::default()),
             marketing_default: true,
+            devices: Arc::new(herald::fake::InMemoryDevices::default()),
+            endpoints: Arc::new(herald::fake::InMemoryEndpoints::default()),
+            push_apps: test_push_apps(),
         })
     };
     let body = json!({"email": "a@b.co"});
@@ -268,6 +283,9 @@ async fn a_concurrent_contact_write_is_not_lost() {
         policy: BackoffPolicy::default(),
         keys: Arc::new(StaticKeys::default()),
         marketing_default: true,
+        devices: Arc::new(herald::fake::InMemoryDevices::default()),
+        endpoints: Arc::new(herald::fake::InMemoryEndpoints::default()),
+        push_apps: test_push_apps(),
     });
     let (status, body) = call(
         &deps,
@@ -581,4 +599,128 @@ async fn suppressions_are_listed_looked_up_and_lifted_with_an_audit_trail() {
         .is_suppressed(&t1, "a@example.com")
         .await
         .unwrap());
+}
+
+/// Devices: an app registers its token with the user's own token; the same token again is
+/// the same device (200, one endpoint), on another user it moves, past the limit the oldest
+/// goes (its endpoint deleted); bad input names the field; nobody touches another's devices.
+#[tokio::test]
+async fn devices_register_once_move_between_users_and_stay_within_the_limit() {
+    let (deps, _) = deps();
+    let u1 = &[("custom:tenant", "t1"), ("sub", "u1")][..];
+    let u2 = &[("custom:tenant", "t1"), ("sub", "u2")][..];
+    let fcm = json!({"platform": "fcm", "app": "com.example.app"});
+
+    let (status, first) = call_as(
+        &deps,
+        u1,
+        "PUT",
+        "/v1/users/u1/devices/tok-a",
+        Some(fcm.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let endpoint = first["device"]["endpoint_arn"].as_str().unwrap().to_owned();
+    assert!(endpoint.contains(":endpoint/GCM/"), "{endpoint}");
+    let (status, again) = call_as(
+        &deps,
+        u1,
+        "PUT",
+        "/v1/users/u1/devices/tok-a",
+        Some(fcm.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        again["device"]["endpoint_arn"],
+        endpoint.as_str(),
+        "one endpoint per token"
+    );
+    let (_, listed) = call_as(&deps, u1, "GET", "/v1/users/u1/devices", None).await;
+    assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
+
+    // The phone changes hands: the token leaves u1 for u2.
+    let (status, _) = call_as(
+        &deps,
+        u2,
+        "PUT",
+        "/v1/users/u2/devices/tok-a",
+        Some(fcm.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, mine) = call_as(&deps, u1, "GET", "/v1/users/u1/devices", None).await;
+    assert_eq!(mine["devices"], json!([]), "{mine}");
+
+    // At most ten: the eleventh drops the oldest, and its endpoint is deleted.
+    for i in 0..herald::domain::device::MAX_DEVICES_PER_USER + 1 {
+        let (status, body) = call_as(
+            &deps,
+            u1,
+            "PUT",
+            &format!("/v1/users/u1/devices/tok-{i}"),
+            Some(json!({"platform": "apns"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let (_, mine) = call_as(&deps, u1, "GET", "/v1/users/u1/devices", None).await;
+    let tokens: Vec<&str> = mine["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), herald::domain::device::MAX_DEVICES_PER_USER);
+    assert!(!tokens.contains(&"tok-0"), "the oldest went: {tokens:?}");
+
+    // Removing: the device and its endpoint go; again is a 404.
+    let (status, removed) = call_as(&deps, u1, "DELETE", "/v1/users/u1/devices/tok-5", None).await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    let (status, _) = call_as(&deps, u1, "DELETE", "/v1/users/u1/devices/tok-5", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Bad input names the field and registers nothing.
+    for (uri, body, field) in [
+        (
+            "/v1/users/u1/devices/bad%20token",
+            json!({"platform": "fcm"}),
+            "token",
+        ),
+        (
+            "/v1/users/u1/devices/tok-x",
+            json!({"platform": "blackberry"}),
+            "platform",
+        ),
+        (
+            "/v1/users/u1/devices/tok-x",
+            json!({"platform": "apns_sandbox"}),
+            "platform",
+        ),
+        (
+            "/v1/users/u1/devices/tok-x",
+            json!({"platform": "fcm", "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let (status, answer) = call_as(&deps, u1, "PUT", uri, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{uri}: {answer}");
+    }
+    let (_, mine) = call_as(&deps, u1, "GET", "/v1/users/u1/devices", None).await;
+    assert_eq!(mine["devices"].as_array().unwrap().len(), 9);
+
+    // Another user's token touches nothing of u1's; a service with contacts may.
+    for (method, body) in [("PUT", Some(fcm.clone())), ("DELETE", None), ("GET", None)] {
+        let uri = if method == "GET" {
+            "/v1/users/u1/devices"
+        } else {
+            "/v1/users/u1/devices/tok-9"
+        };
+        let (status, _) = call_as(&deps, u2, method, uri, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method}");
+    }
+    let (status, _) = call(&deps, "DELETE", "/v1/users/u1/devices/tok-9", None).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -4,6 +4,8 @@
 #[cfg(feature = "dynamodb")]
 pub mod campaigns;
 #[cfg(feature = "dynamodb")]
+pub mod devices;
+#[cfg(feature = "dynamodb")]
 pub mod directory;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;

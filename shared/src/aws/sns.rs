@@ -95,3 +95,104 @@ impl MobileSender for SnsMobile {
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }
+
+/// SNS platform endpoints of registered devices.
+#[derive(Debug, Clone)]
+pub struct SnsEndpoints {
+    client: Client,
+}
+
+impl SnsEndpoints {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+/// The endpoint ARN SNS names when refusing to create a second endpoint for a token whose
+/// existing endpoint has other attributes ("Endpoint <arn> already exists with the same
+/// Token, but different attributes").
+fn existing_endpoint(message: &str) -> Option<&str> {
+    let start = message.find("arn:")?;
+    message[start..].split_whitespace().next()
+}
+
+#[async_trait]
+impl crate::ports::PushEndpoints for SnsEndpoints {
+    async fn endpoint_for(
+        &self,
+        application_arn: &str,
+        token: &str,
+    ) -> Result<String, crate::error::StoreError> {
+        let created = self
+            .client
+            .create_platform_endpoint()
+            .platform_application_arn(application_arn)
+            .token(token)
+            .send()
+            .await;
+        let arn = match created {
+            Ok(out) => out.endpoint_arn().unwrap_or_default().to_owned(),
+            Err(e) => {
+                let existing = e
+                    .as_service_error()
+                    .and_then(aws_smithy_types::error::metadata::ProvideErrorMetadata::message)
+                    .and_then(existing_endpoint)
+                    .map(str::to_owned);
+                match existing {
+                    Some(arn) => arn,
+                    None => return Err(super::store_error(e)),
+                }
+            }
+        };
+        // An endpoint SNS disabled (the provider refused the token once) is enabled again by
+        // a fresh registration, with the token the app has now.
+        let attributes = self
+            .client
+            .get_endpoint_attributes()
+            .endpoint_arn(&arn)
+            .send()
+            .await
+            .map_err(super::store_error)?;
+        let attributes = attributes.attributes().cloned().unwrap_or_default();
+        let enabled = attributes
+            .get("Enabled")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !enabled || attributes.get("Token").map(String::as_str) != Some(token) {
+            self.client
+                .set_endpoint_attributes()
+                .endpoint_arn(&arn)
+                .attributes("Enabled", "true")
+                .attributes("Token", token)
+                .send()
+                .await
+                .map_err(super::store_error)?;
+        }
+        Ok(arn)
+    }
+
+    async fn delete_endpoint(&self, endpoint_arn: &str) -> Result<(), crate::error::StoreError> {
+        // SNS answers success for an endpoint that is already gone.
+        self.client
+            .delete_endpoint()
+            .endpoint_arn(endpoint_arn)
+            .send()
+            .await
+            .map_err(super::store_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_existing_endpoint_is_read_from_snss_refusal() {
+        let message = "Invalid parameter: Token Reason: Endpoint arn:aws:sns:us-east-1:1:endpoint/GCM/app/abc already exists with the same Token, but different attributes.";
+        assert_eq!(
+            existing_endpoint(message),
+            Some("arn:aws:sns:us-east-1:1:endpoint/GCM/app/abc")
+        );
+        assert_eq!(existing_endpoint("Invalid parameter: Token"), None);
+    }
+}

@@ -5,6 +5,7 @@ pub mod campaign;
 pub mod contact;
 pub mod counters;
 pub mod delivery;
+pub mod device;
 pub mod email;
 pub mod feedback;
 pub mod ids;

@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 
+use super::device::{check_token, Platform};
 use super::ids::UserId;
 
 /// What one line of an export asks for.
@@ -13,6 +14,14 @@ use super::ids::UserId;
 pub enum EndpointLine {
     /// Merge `patch` into `user`'s contact.
     Apply { user: UserId, patch: Value },
+    /// Register a device token as `user`'s (APNs, its sandbox, FCM); `patch` carries the
+    /// rest of the endpoint (time zone, locale, opt-out) for the contact, `{}` when nothing.
+    Device {
+        user: UserId,
+        platform: Platform,
+        token: String,
+        patch: Value,
+    },
     /// Nothing to import, and why (an inactive endpoint, a channel herald has no use for).
     Skip(String),
 }
@@ -46,16 +55,37 @@ pub fn parse_endpoint(line: &str) -> Result<EndpointLine, String> {
         "EMAIL" => json!({ "email": address }),
         "SMS" => json!({ "phone": address }),
         "APNS" | "APNS_SANDBOX" | "APNS_VOIP" | "APNS_VOIP_SANDBOX" | "GCM" | "BAIDU" | "ADM" => {
-            // herald sends push through SNS platform endpoints; Pinpoint stored device tokens.
             if address.starts_with("arn:") {
+                // Already an SNS platform endpoint: the contact's own push list.
                 json!({ "push": [address] })
+            } else if let Some(platform) = Platform::of_pinpoint_channel(channel) {
+                // A device token, as Pinpoint kept them: registered as the user's device.
+                check_token(address, "Address").map_err(|e| e.message)?;
+                return Ok(EndpointLine::Device {
+                    user,
+                    platform,
+                    token: address.to_owned(),
+                    patch: extras(&endpoint, json!({})),
+                });
             } else {
                 return Ok(EndpointLine::Skip(format!(
-                    "{channel} device token: create an SNS platform endpoint for it and add its ARN to the contact's push"
+                    "{channel} device token: herald registers APNs, APNs sandbox and FCM devices only"
                 )));
             }
         }
         other => return Ok(EndpointLine::Skip(format!("ChannelType {other}"))),
+    };
+    patch = extras(&endpoint, patch);
+    Ok(EndpointLine::Apply { user, patch })
+}
+
+/// `patch` with what the endpoint says of its user besides the address: the time zone, the
+/// locale, and an opt-out.
+fn extras(endpoint: &Value, mut patch: Value) -> Value {
+    let text = |path: &[&str]| -> Option<&str> {
+        path.iter()
+            .try_fold(endpoint, |v, key| v.get(key))
+            .and_then(Value::as_str)
     };
     if let Some(zone) = text(&["Demographic", "Timezone"]) {
         if jiff::tz::TimeZone::get(zone).is_ok() {
@@ -69,7 +99,7 @@ pub fn parse_endpoint(line: &str) -> Result<EndpointLine, String> {
     if text(&["OptOut"]).is_some_and(|o| o.eq_ignore_ascii_case("ALL")) {
         patch["preferences"] = json!({ "marketing": false });
     }
-    Ok(EndpointLine::Apply { user, patch })
+    patch
 }
 
 /// Merges a push endpoint into the patch's list rather than replacing the stored one: the
@@ -127,7 +157,7 @@ mod tests {
     fn inactive_endpoints_tokens_and_other_channels_are_skipped_with_a_reason() {
         for line in [
             r#"{"ChannelType":"EMAIL","Address":"a@x.com","EndpointStatus":"INACTIVE","User":{"UserId":"u1"}}"#,
-            r#"{"ChannelType":"APNS","Address":"f00dfeed","User":{"UserId":"u1"}}"#,
+            r#"{"ChannelType":"BAIDU","Address":"f00dfeed","User":{"UserId":"u1"}}"#,
             r#"{"ChannelType":"VOICE","Address":"+15555550100","User":{"UserId":"u1"}}"#,
             "",
         ] {
@@ -136,6 +166,30 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn device_tokens_become_devices_of_their_user() {
+        let line = r#"{"ChannelType":"APNS","Address":"f00dfeed","OptOut":"ALL","User":{"UserId":"u1"},"Demographic":{"Timezone":"Europe/Paris"}}"#;
+        assert_eq!(
+            parse_endpoint(line).unwrap(),
+            EndpointLine::Device {
+                user: UserId::parse("u1", "u").unwrap(),
+                platform: Platform::Apns,
+                token: "f00dfeed".into(),
+                patch: json!({"timezone": "Europe/Paris", "preferences": {"marketing": false}}),
+            }
+        );
+        let gcm = r#"{"ChannelType":"GCM","Address":"fcm:tok-1","User":{"UserId":"u2"}}"#;
+        assert!(matches!(
+            parse_endpoint(gcm).unwrap(),
+            EndpointLine::Device {
+                platform: Platform::Fcm,
+                ..
+            }
+        ));
+        let bad = r#"{"ChannelType":"GCM","Address":"tok with space","User":{"UserId":"u2"}}"#;
+        assert!(parse_endpoint(bad).is_err());
     }
 
     #[test]

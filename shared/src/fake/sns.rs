@@ -38,3 +38,48 @@ impl MobileSender for RecordingSender {
         self.answer()
     }
 }
+
+/// SNS platform endpoints in memory: one per (application, token), as SNS keeps them;
+/// `disabled` endpoints are enabled again by the next `endpoint_for`.
+#[derive(Default)]
+pub struct InMemoryEndpoints {
+    pub endpoints: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
+    pub disabled: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    pub deleted: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl PushEndpoints for InMemoryEndpoints {
+    async fn endpoint_for(
+        &self,
+        application_arn: &str,
+        token: &str,
+    ) -> Result<String, crate::error::StoreError> {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let count = endpoints.len();
+        let arn = endpoints
+            .entry((application_arn.to_owned(), token.to_owned()))
+            .or_insert_with(|| {
+                let app = application_arn.replacen(":app/", ":endpoint/", 1);
+                format!("{app}/e{count}")
+            })
+            .clone();
+        self.disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&arn);
+        Ok(arn)
+    }
+
+    async fn delete_endpoint(&self, endpoint_arn: &str) -> Result<(), crate::error::StoreError> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, arn| arn != endpoint_arn);
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(endpoint_arn.to_owned());
+        Ok(())
+    }
+}

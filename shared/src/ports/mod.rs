@@ -4,6 +4,7 @@
 pub mod campaigns;
 pub mod clock;
 pub mod counters;
+pub mod devices;
 pub mod directory;
 pub mod messages;
 pub mod s3;
@@ -18,6 +19,7 @@ pub mod users;
 pub use campaigns::*;
 pub use clock::*;
 pub use counters::*;
+pub use devices::*;
 pub use directory::*;
 pub use messages::*;
 pub use s3::*;
