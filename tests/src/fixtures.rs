@@ -13,8 +13,9 @@ use crate::harness::{emails_to, queue_depth, sms_to};
 use crate::stack::Stack;
 
 /// (file in events/, template logical id of its function), in the order they run.
-pub const ORDER: [(&str, &str); 16] = [
+pub const ORDER: [(&str, &str); 18] = [
     ("inbox-api-put-contact.json", "InboxApiFunction"),
+    ("inbox-api-put-device.json", "InboxApiFunction"),
     ("ingest-notification.json", "IngestFunction"),
     ("ingest-invalid.json", "IngestFunction"),
     ("inbox-writer-batch.json", "InboxWriterFunction"),
@@ -28,6 +29,7 @@ pub const ORDER: [(&str, &str); 16] = [
     ("inbox-api-unsubscribe-forged.json", "InboxApiFunction"),
     ("feedback-bounce.json", "FeedbackFunction"),
     ("feedback-sms-stop.json", "FeedbackFunction"),
+    ("inbox-api-list-suppressions.json", "InboxApiFunction"),
     ("inbox-api-create-campaign.json", "InboxApiFunction"),
     ("campaigns-unknown-campaign.json", "CampaignsFunction"),
 ];
@@ -128,6 +130,34 @@ impl Progress {
                     "{name}: contact not echoed"
                 );
             }
+            "inbox-api-put-device.json" => {
+                // The user's app registers its FCM token: a real endpoint on the stack's
+                // platform application.
+                let body = http(201)?;
+                let endpoint = body["device"]["endpoint_arn"].as_str().unwrap_or_default();
+                let attributes = aws_sdk_sns::Client::new(&stack.sdk)
+                    .get_endpoint_attributes()
+                    .endpoint_arn(endpoint)
+                    .send()
+                    .await
+                    .with_context(|| format!("{name}: no endpoint {endpoint:?}"))?;
+                ensure!(
+                    attributes
+                        .attributes()
+                        .and_then(|a| a.get("Token"))
+                        .is_some_and(|t| t == "fixture-fcm-token"),
+                    "{name}: the endpoint is not the token's"
+                );
+            }
+            "inbox-api-list-suppressions.json" => {
+                let listed = http(200)?["suppressions"].clone();
+                ensure!(
+                    listed
+                        .as_array()
+                        .is_some_and(|l| l.iter().any(|e| e["address"] == FIXTURE_EMAIL)),
+                    "{name}: the bounced address is not listed: {listed}"
+                );
+            }
             "ingest-notification.json" => {
                 ensure!(
                     http(202)?["accepted"].as_array().map(Vec::len) == Some(1),
@@ -195,7 +225,8 @@ impl Progress {
                 );
             }
             "deliver-push.json" => {
-                // fixture-user has no device: skipped with the reason on record, nothing sent.
+                // fixture-user's app registered its FCM token (inbox-api-put-device.json): the
+                // push went to that device's endpoint, and the record says so.
                 no_failures()?;
                 let directory = herald::aws::directory::DynamoDirectory::new(
                     aws_sdk_dynamodb::Client::new(&stack.sdk),
@@ -206,10 +237,9 @@ impl Progress {
                 let records =
                     herald::ports::Directory::delivery_status(&directory, &tenant, &id).await?;
                 ensure!(
-                    records
-                        .iter()
-                        .any(|r| r.state == herald::ports::DeliveryState::Skipped
-                            && r.skip == Some(herald::domain::delivery::SkipReason::NoAddress)),
+                    records.iter().any(|r| r.state == herald::ports::DeliveryState::Sent
+                        && r.sent_to.len() == 1
+                        && r.sent_to[0].contains(":endpoint/GCM/")),
                     "{name}: {records:?}"
                 );
             }
