@@ -237,9 +237,11 @@ impl Progress {
                 let records =
                     herald::ports::Directory::delivery_status(&directory, &tenant, &id).await?;
                 ensure!(
-                    records.iter().any(|r| r.state == herald::ports::DeliveryState::Sent
-                        && r.sent_to.len() == 1
-                        && r.sent_to[0].contains(":endpoint/GCM/")),
+                    records
+                        .iter()
+                        .any(|r| r.state == herald::ports::DeliveryState::Sent
+                            && r.sent_to.len() == 1
+                            && r.sent_to[0].contains(":endpoint/GCM/")),
                     "{name}: {records:?}"
                 );
             }
