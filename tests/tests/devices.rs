@@ -1,8 +1,9 @@
 //! Push devices on the emulator: an app registers its token (a real SNS platform endpoint is
 //! made on the stack's application), the same token again is the same endpoint, a disabled
 //! endpoint is enabled again by a new registration, a push reaches the device (the outbox
-//! shows it), a token the provider refuses leaves the registry, and a Pinpoint export's
-//! device tokens become devices.
+//! shows it), a token the provider refuses leaves the registry (and comes back, enabled and
+//! no longer suppressed, when the app registers again), and a Pinpoint export's device tokens
+//! become devices.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -144,15 +145,50 @@ async fn a_registered_token_gets_its_push_and_a_dead_one_leaves() {
     )
     .await
     .unwrap();
-    shutdown.cancel();
-    for w in workers {
-        w.await.unwrap();
-    }
     assert_eq!(
         outbox.read(&filter).await.unwrap().len(),
         1,
         "p2 went nowhere"
     );
+
+    // The app comes back with a valid token: registered again, the endpoint is enabled and
+    // no longer suppressed, and the next push reaches it.
+    let (status, back) = call(
+        &router,
+        "PUT",
+        "/v1/users/u1/devices/fcm-tok-1",
+        Some(&phone_app),
+        Some(json!({"platform": "fcm"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{back}");
+    assert_eq!(back["device"]["endpoint_arn"], endpoint.as_str());
+    assert!(endpoint_enabled(&sns, &endpoint).await);
+    call(
+        &router,
+        "POST",
+        "/v1/notifications",
+        Some(&service),
+        Some(push("p3")),
+    )
+    .await
+    .unwrap();
+    let sent = eventually(
+        Duration::from_secs(20),
+        "the push after coming back",
+        || async {
+            let sent = outbox.read(&filter).await?;
+            Ok((sent.len() == 2).then_some(sent))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent[0].notification_id, "p3", "{sent:?}");
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
 
     // A Pinpoint export's device tokens become their users' devices.
     let export = [

@@ -173,15 +173,11 @@ impl BatchHandler for Deliverer {
         let mut out = Vec::with_capacity(batch.len());
         let started = std::time::Instant::now();
         for message in batch {
-            if started.elapsed() >= self.batch_budget {
-                out.push(Disposition::Retry(
-                    "the invocation's time budget was spent before this job: left for the next"
-                        .into(),
-                ));
-                continue;
-            }
             let disposition = match serde_json::from_str::<DeliveryJob>(&message.body) {
                 Err(e) => Disposition::Poison(format!("not a delivery job: {e}")),
+                // The time budget is spent: the job goes back as a new message, untouched,
+                // so a job never attempted spends none of its queue's receives.
+                Ok(job) if started.elapsed() >= self.batch_budget => self.requeue(&job, 1).await,
                 Ok(job) => {
                     let span = tracing::info_span!(
                         "deliver",
@@ -524,7 +520,14 @@ impl Deliverer {
         if devices.is_empty() {
             return Ok(contact);
         }
-        let mut contact = contact.unwrap_or_default();
+        // No contact means no consent on record: transactional push only.
+        let mut contact = contact.unwrap_or_else(|| Contact {
+            preferences: herald::domain::contact::Preferences {
+                marketing: false,
+                ..Default::default()
+            },
+            ..Contact::default()
+        });
         contact.push = push_endpoints(&contact.push, &devices);
         Ok(Some(contact))
     }

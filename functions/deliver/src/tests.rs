@@ -753,8 +753,8 @@ async fn a_skip_found_settled_is_marked_with_its_own_reason() {
     );
 }
 
-/// A batch whose time budget is spent hands its remaining jobs back untouched (a retry),
-/// rather than running into the function's timeout and being stopped whole.
+/// A batch whose time budget is spent hands its remaining jobs back untouched, as new
+/// messages (no receive spent), rather than running into the function's timeout.
 #[tokio::test]
 async fn jobs_past_the_batch_budget_are_handed_back_untouched() {
     let mut w = world_with(Contact {
@@ -766,15 +766,20 @@ async fn jobs_past_the_batch_budget_are_handed_back_untouched() {
         message_id: id.into(),
         receipt_handle: format!("rh-{id}"),
         body: serde_json::to_string(&job(Channel::Email, Category::Transactional)).unwrap(),
-        receive_count: 1,
+        receive_count: 4,
         trace_header: None,
     };
     w.deliverer.batch_budget = std::time::Duration::ZERO;
     let out = w.deliverer.handle(&[message("m1"), message("m2")]).await;
-    assert!(
-        out.iter()
-            .all(|d| matches!(d, Disposition::Retry(r) if r.contains("time budget"))),
-        "{out:?}"
+    assert_eq!(
+        out,
+        vec![Disposition::Done, Disposition::Done],
+        "acked: requeued"
+    );
+    assert_eq!(
+        w.requeue.sent.lock().unwrap().len(),
+        2,
+        "both back on the queue"
     );
     assert!(w.sender.emails.lock().unwrap().is_empty(), "nothing sent");
     w.deliverer.batch_budget = std::time::Duration::from_secs(20);
@@ -855,4 +860,13 @@ async fn a_push_reaches_the_contacts_endpoints_and_the_registered_devices() {
         .unwrap()
         .iter()
         .any(|p| p.0 == arn("c")));
+    // Without a contact there is no marketing consent on record: no marketing push.
+    let pushes = w.sender.pushes.lock().unwrap().len();
+    let marketing = DeliveryJob {
+        notification_id: herald::NotificationId::parse("n-u2-m", "id").unwrap(),
+        category: Category::Marketing,
+        ..only_device.clone()
+    };
+    assert_eq!(w.deliverer.deliver(&marketing).await, Disposition::Done);
+    assert_eq!(w.sender.pushes.lock().unwrap().len(), pushes, "not sent");
 }

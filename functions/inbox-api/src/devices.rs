@@ -2,7 +2,9 @@
 //! (`PUT /v1/users/{user}/devices/{token}`), lists (`GET …/devices`) and removes
 //! (`DELETE …/devices/{token}`) them. A user's own token or a service's with
 //! `herald/contacts` may. herald makes (or reuses, or re-enables) the SNS platform endpoint
-//! on the application configured for the platform, and keeps token → endpoint.
+//! on the application configured for the platform, and keeps token → endpoint. Endpoints are
+//! never deleted here: one token has one endpoint per application, which another tenant of
+//! the stack may have registered too.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use axum::Json;
 use herald::auth::{Scope, VerifiedToken};
 use herald::domain::device::{check_token, Device, Platform, Registration};
 use herald::http::{parse_json, ApiError};
-use herald::ports::Registered;
+use herald::ports::{Lifted, Registered};
 use herald::{FieldError, StoreError, UserKey};
 use serde_json::{json, Value};
 
@@ -63,7 +65,8 @@ impl PushApps {
 
 /// Registers `token` as `user`'s device on `platform`: the SNS endpoint first (made or
 /// reused, enabled), then the registry, retried when a concurrent registration moved it.
-/// Endpoints of devices dropped past the limit are deleted (best effort).
+/// An endpoint enabled again leaves the tenant's suppression list too (deliver suppressed it
+/// when the provider refused the token; the app now has a valid one).
 pub(crate) async fn register_device(
     deps: &Deps,
     user: &UserKey,
@@ -71,7 +74,11 @@ pub(crate) async fn register_device(
     registration: Registration,
 ) -> Result<(Device, Registered), ApiError> {
     let application = deps.push_apps.of(registration.platform, "platform")?;
-    let endpoint_arn = deps.endpoints.endpoint_for(application, token).await?;
+    let endpoint_arn = deps
+        .endpoints
+        .endpoint_for(application, token)
+        .await
+        .map_err(refused_token)?;
     let device = Device {
         token: token.to_owned(),
         platform: registration.platform,
@@ -88,16 +95,48 @@ pub(crate) async fn register_device(
             .await
         {
             Err(StoreError::VersionConflict | StoreError::Transient(_))
-                if attempt < REGISTER_ATTEMPTS => {}
+                if attempt < REGISTER_ATTEMPTS =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
+            }
             other => break other?,
         }
     };
-    for old in &registered.evicted {
-        if let Err(error) = deps.endpoints.delete_endpoint(&old.endpoint_arn).await {
-            tracing::warn!(%error, "endpoint of an evicted device not deleted");
-        }
+    let address = device.endpoint_arn.to_ascii_lowercase();
+    if let Lifted::Removed(_) = deps
+        .suppressions
+        .lift(
+            &user.tenant,
+            &address,
+            "device-registration",
+            Some("the device registered again; its endpoint is enabled"),
+        )
+        .await?
+    {
+        tracing::info!(tenant = %user.tenant, "a re-registered device's endpoint is no longer suppressed");
     }
     Ok((device, registered))
+}
+
+/// A token the platform refused (SNS `InvalidParameter`: not a token of that platform) is
+/// bad input, not a fault.
+fn refused_token(error: StoreError) -> ApiError {
+    match &error {
+        StoreError::Call { error: call, .. }
+            if call
+                .code
+                .as_deref()
+                .is_some_and(|c| c.starts_with("InvalidParameter")) =>
+        {
+            FieldError::new(
+                "invalid_token",
+                "token",
+                format!("the platform refused this token: {}", call.description),
+            )
+            .into()
+        }
+        _ => error.into(),
+    }
 }
 
 /// `PUT /v1/users/{user}/devices/{token}`: 201 when the token is new to the user, else 200.
@@ -133,7 +172,8 @@ pub(crate) async fn list_devices(
     Ok(Json(json!({ "devices": devices })))
 }
 
-/// `DELETE /v1/users/{user}/devices/{token}`: the device and its endpoint are gone.
+/// `DELETE /v1/users/{user}/devices/{token}`: the device is gone (its endpoint stays, as
+/// another tenant may push to the same token).
 pub(crate) async fn delete_device(
     State(deps): State<Arc<Deps>>,
     token: VerifiedToken,
@@ -151,8 +191,5 @@ pub(crate) async fn delete_device(
             user.user
         )));
     };
-    if let Err(error) = deps.endpoints.delete_endpoint(&device.endpoint_arn).await {
-        tracing::warn!(%error, "endpoint of a removed device not deleted");
-    }
     Ok(Json(json!({ "removed": device })))
 }

@@ -12,7 +12,7 @@ use axum::Json;
 use futures_util::{stream, StreamExt};
 use herald::auth::{Scope, VerifiedToken};
 use herald::domain::contact::Contact;
-use herald::domain::device::Registration;
+use herald::domain::device::{Platform, Registration};
 use herald::domain::pinpoint::{parse_endpoint, with_stored_push, EndpointLine};
 use herald::http::ApiError;
 use herald::{FieldError, UserId, UserKey};
@@ -146,23 +146,36 @@ pub(crate) async fn import_contacts(
             Err(e) => skipped.push(json!({"line": number, "reason": e.message})),
         }
     }
-    // A few at once, as the contacts: each is an SNS endpoint and a transaction.
-    let outcomes: Vec<(usize, Result<(), ApiError>)> = stream::iter(configured)
-        .map(|(number, user, platform, token)| {
+    // A few users at once, as the contacts (each device is an SNS endpoint and a
+    // transaction); one user's devices in order, so the device limit holds.
+    let mut by_owner: BTreeMap<UserId, Vec<(usize, Platform, String)>> = BTreeMap::new();
+    for (number, user, platform, token) in configured {
+        by_owner
+            .entry(user)
+            .or_default()
+            .push((number, platform, token));
+    }
+    let outcomes: Vec<(usize, Result<(), ApiError>)> = stream::iter(by_owner)
+        .map(|(user, owned)| {
             let (deps, tenant) = (deps.clone(), tenant.clone());
             async move {
                 let key = UserKey { tenant, user };
-                let registration = Registration {
-                    platform,
-                    app: None,
-                };
-                let done = crate::devices::register_device(&deps, &key, &token, registration)
-                    .await
-                    .map(|_| ());
-                (number, done)
+                let mut done = Vec::new();
+                for (number, platform, token) in owned {
+                    let registration = Registration {
+                        platform,
+                        app: None,
+                    };
+                    let result = crate::devices::register_device(&deps, &key, &token, registration)
+                        .await
+                        .map(|_| ());
+                    done.push((number, result));
+                }
+                done
             }
         })
         .buffer_unordered(8)
+        .flat_map(stream::iter)
         .collect()
         .await;
     for (number, outcome) in outcomes {

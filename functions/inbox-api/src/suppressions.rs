@@ -83,7 +83,7 @@ pub(crate) async fn lift_suppression(
             Err(StoreError::VersionConflict | StoreError::Transient(_))
                 if attempt < LIFT_ATTEMPTS =>
             {
-                continue
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
             }
             Err(StoreError::VersionConflict) => {
                 return Err(ApiError::FieldConflict(FieldError::new(

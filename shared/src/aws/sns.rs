@@ -169,17 +169,6 @@ impl crate::ports::PushEndpoints for SnsEndpoints {
         }
         Ok(arn)
     }
-
-    async fn delete_endpoint(&self, endpoint_arn: &str) -> Result<(), crate::error::StoreError> {
-        // SNS answers success for an endpoint that is already gone.
-        self.client
-            .delete_endpoint()
-            .endpoint_arn(endpoint_arn)
-            .send()
-            .await
-            .map_err(super::store_error)?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -45,7 +45,6 @@ impl MobileSender for RecordingSender {
 pub struct InMemoryEndpoints {
     pub endpoints: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
     pub disabled: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    pub deleted: std::sync::Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -69,17 +68,5 @@ impl PushEndpoints for InMemoryEndpoints {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&arn);
         Ok(arn)
-    }
-
-    async fn delete_endpoint(&self, endpoint_arn: &str) -> Result<(), crate::error::StoreError> {
-        self.endpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, arn| arn != endpoint_arn);
-        self.deleted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(endpoint_arn.to_owned());
-        Ok(())
     }
 }

@@ -15,7 +15,8 @@ pub struct Registered {
     pub created: bool,
     /// The user the token belonged to until now (a phone that changed hands).
     pub moved_from: Option<UserId>,
-    /// Devices dropped to stay within `MAX_DEVICES_PER_USER` (the oldest).
+    /// Devices dropped to stay within `MAX_DEVICES_PER_USER` (the oldest; their endpoints
+    /// stay, SNS disables them once the provider refuses the token).
     pub evicted: Vec<Device>,
 }
 
@@ -42,12 +43,11 @@ pub trait DeviceRegistry: Send + Sync {
     ) -> Result<Option<Device>, StoreError>;
 }
 
-/// SNS platform endpoints: one per token and platform application.
+/// SNS platform endpoints: one per token and platform application, shared by every tenant
+/// of the stack that registers the token (so herald never deletes one).
 #[async_trait]
 pub trait PushEndpoints: Send + Sync {
     /// The enabled endpoint of `token` on `application_arn`: created, or the existing one
     /// (re-enabled, its token set again, when SNS had disabled it).
     async fn endpoint_for(&self, application_arn: &str, token: &str) -> Result<String, StoreError>;
-    /// Deletes an endpoint (a removed device's); deleting one that is gone succeeds.
-    async fn delete_endpoint(&self, endpoint_arn: &str) -> Result<(), StoreError>;
 }
