@@ -14,6 +14,11 @@ use super::*;
 use herald::domain::notification::Category;
 use herald::ports::{Email, SendError, Sms};
 
+/// The SNS endpoint of device `d`.
+fn arn(d: &str) -> String {
+    format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}")
+}
+
 struct World {
     deliverer: Deliverer,
     directory: Arc<InMemoryDirectory>,
@@ -354,7 +359,6 @@ impl MobileSender for FlakyDevices {
 
 #[tokio::test]
 async fn a_partial_push_retries_only_the_devices_that_did_not_get_it() {
-    let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
     let mut w = world_with(Contact {
         push: vec![arn("ok"), arn("busy"), arn("dead")],
         ..Contact::default()
@@ -570,7 +574,6 @@ async fn an_abandoned_claim_is_settled_unknown_not_resent() {
 
 #[tokio::test]
 async fn a_duplicate_of_a_partly_sent_push_reaches_only_the_devices_left() {
-    let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
     let mut w = world_with(Contact {
         push: vec![arn("ok"), arn("busy")],
         ..Contact::default()
@@ -651,7 +654,6 @@ fn pushed(w: &World) -> Vec<String> {
 
 #[tokio::test]
 async fn a_store_fault_mid_push_keeps_the_devices_already_reached() {
-    let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
     let w = world_with(Contact {
         push: vec![arn("one"), arn("two")],
         ..Contact::default()
@@ -673,7 +675,6 @@ async fn a_store_fault_mid_push_keeps_the_devices_already_reached() {
 
 #[tokio::test]
 async fn a_device_whose_answer_was_lost_is_never_pushed_again() {
-    let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
     let mut w = world_with(Contact {
         push: vec![arn("one"), arn("two")],
         ..Contact::default()
@@ -795,7 +796,6 @@ async fn a_push_reaches_the_contacts_endpoints_and_the_registered_devices() {
     use herald::domain::device::{Device, Platform};
     use herald::ports::DeviceRegistry;
 
-    let arn = |d: &str| format!("arn:aws:sns:us-east-1:1:endpoint/GCM/app/{d}");
     let device = |token: &str, endpoint: &str| Device {
         token: token.into(),
         platform: Platform::Fcm,

@@ -86,22 +86,10 @@ pub(crate) async fn register_device(
         endpoint_arn,
         registered_at: jiff::Timestamp::now(),
     };
-    let mut attempt = 0;
-    let registered = loop {
-        attempt += 1;
-        match deps
-            .devices
-            .register(&user.tenant, &user.user, &device)
-            .await
-        {
-            Err(StoreError::VersionConflict | StoreError::Transient(_))
-                if attempt < REGISTER_ATTEMPTS =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
-            }
-            other => break other?,
-        }
-    };
+    let registered = crate::retry_contended(deps, REGISTER_ATTEMPTS, || {
+        deps.devices.register(&user.tenant, &user.user, &device)
+    })
+    .await?;
     let address = device.endpoint_arn.to_ascii_lowercase();
     if let Lifted::Removed(_) = deps
         .suppressions

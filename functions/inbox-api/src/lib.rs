@@ -80,6 +80,32 @@ impl Config {
     }
 }
 
+/// `write` again after a version conflict or a transient fault (another transaction, or
+/// throttling), at most `attempts` times, waiting as the deps' backoff says: the writes of
+/// one item a caller may race (a suppression's lift, a device's registration).
+pub(crate) async fn retry_contended<T, F, Fut>(
+    deps: &Deps,
+    attempts: usize,
+    mut write: F,
+) -> Result<T, herald::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, herald::StoreError>>,
+{
+    let mut retry = deps.policy.start();
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Err(herald::StoreError::VersionConflict | herald::StoreError::Transient(_))
+                if attempt < attempts && retry.wait().await =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn marketing_default(vars: &Vars) -> Result<bool, ConfigError> {
     match vars.optional("MARKETING_CONSENT_DEFAULT").as_deref() {
         None | Some("granted") => Ok(true),

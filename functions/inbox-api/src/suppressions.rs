@@ -15,7 +15,7 @@ use herald::ports::Lifted;
 use herald::{FieldError, StoreError};
 use serde_json::{json, Value};
 
-use crate::{page_limit, Deps};
+use crate::{page_limit, retry_contended, Deps};
 
 /// How often a removal that met a concurrent change (a new bounce, another removal) reads
 /// the entry again before answering 409.
@@ -72,28 +72,20 @@ pub(crate) async fn lift_suppression(
         .subject
         .clone()
         .unwrap_or_else(|| "unknown".to_owned());
-    let mut attempt = 0;
-    let lifted = loop {
-        attempt += 1;
-        match deps
-            .suppressions
+    let lifted = match retry_contended(&deps, LIFT_ATTEMPTS, || {
+        deps.suppressions
             .lift(&tenant, &address, &removed_by, note.as_deref())
-            .await
-        {
-            Err(StoreError::VersionConflict | StoreError::Transient(_))
-                if attempt < LIFT_ATTEMPTS =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
-            }
-            Err(StoreError::VersionConflict) => {
-                return Err(ApiError::FieldConflict(FieldError::new(
-                    "conflict",
-                    "address",
-                    "the entry changed while it was being lifted (suppressed again?); read it and try again",
-                )))
-            }
-            other => break other?,
+    })
+    .await
+    {
+        Err(StoreError::VersionConflict) => {
+            return Err(ApiError::FieldConflict(FieldError::new(
+                "conflict",
+                "address",
+                "the entry changed while it was being lifted (suppressed again?); read it and try again",
+            )))
         }
+        other => other?,
     };
     match lifted {
         Lifted::Removed(removal) => {

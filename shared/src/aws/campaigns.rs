@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
-use super::item::{n, number, s, text, written, Item};
+use super::item::{fatal, n, number, s, text, written, Item};
 use super::store_error;
 use crate::domain::campaign::{
     Campaign, CampaignRef, CampaignStatus, Counters, Progress, ProgressMark, COUNTER_SHARDS,
@@ -108,10 +108,6 @@ impl DynamoCampaigns {
             .map_err(store_error)?;
         Ok(out.item)
     }
-}
-
-fn fatal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Fatal(e.to_string())
 }
 
 fn list_pk(tenant: &TenantId) -> String {

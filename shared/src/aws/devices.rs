@@ -5,13 +5,11 @@
 //! (attribute `user`), so a token moving to another user leaves the first in the same
 //! transaction that gives it to the second.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::item::{cancelled_by_contention, condition_failed, s, text, Item};
+use super::item::{fatal, key, s, text, transaction_outcome, Item};
 use super::store_error;
 use crate::domain::device::{Device, MAX_DEVICES_PER_USER};
 use crate::domain::ids::{TenantId, UserId};
@@ -19,21 +17,11 @@ use crate::error::StoreError;
 use crate::ports::devices::{DeviceRegistry, Registered};
 
 fn device_key(tenant: &TenantId, user: &UserId, token: &str) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), s(format!("T#{tenant}#U#{user}"))),
-        ("sk".to_owned(), s(format!("D#{token}"))),
-    ])
+    key(format!("T#{tenant}#U#{user}"), format!("D#{token}"))
 }
 
 fn owner_key(tenant: &TenantId, token: &str) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), s(format!("T#{tenant}#DEV#{token}"))),
-        ("sk".to_owned(), s("OWNER")),
-    ])
-}
-
-fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    StoreError::Fatal(e.to_string())
+    key(format!("T#{tenant}#DEV#{token}"), "OWNER")
 }
 
 fn device_of(item: &Item) -> Result<Device, StoreError> {
@@ -70,26 +58,18 @@ impl DynamoDevices {
                 .expression_attribute_values(":u", s(user.as_str()));
         }
         Ok(TransactWriteItem::builder()
-            .delete(delete.build().map_err(build_error)?)
+            .delete(delete.build().map_err(fatal)?)
             .build())
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
-        match self
+        let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(StoreError::VersionConflict),
-            Err(e) if cancelled_by_contention(&e) => Err(StoreError::Transient(format!(
-                "device write cancelled by contention: {}",
-                store_error(e)
-            ))),
-            Err(e) => Err(store_error(e)),
-        }
+            .await;
+        transaction_outcome(result, "device write").map(|_| ())
     }
 }
 
@@ -145,7 +125,7 @@ impl DeviceRegistry for DynamoDevices {
             let over = (mine.len() + 1).saturating_sub(MAX_DEVICES_PER_USER);
             evicted = mine.into_iter().take(over).collect();
         }
-        let json = serde_json::to_string(device).map_err(|e| StoreError::Fatal(e.to_string()))?;
+        let json = serde_json::to_string(device).map_err(fatal)?;
         let mut owner_item = owner_key(tenant, &device.token);
         owner_item.insert("user".to_owned(), s(user.as_str()));
         // The owner is still the one read (or there is still none): two registrations of one
@@ -166,7 +146,7 @@ impl DeviceRegistry for DynamoDevices {
         device_item.insert("json".to_owned(), AttributeValue::S(json));
         let mut items = vec![
             TransactWriteItem::builder()
-                .put(put_owner.build().map_err(build_error)?)
+                .put(put_owner.build().map_err(fatal)?)
                 .build(),
             TransactWriteItem::builder()
                 .put(
@@ -174,7 +154,7 @@ impl DeviceRegistry for DynamoDevices {
                         .table_name(&self.table)
                         .set_item(Some(device_item))
                         .build()
-                        .map_err(build_error)?,
+                        .map_err(fatal)?,
                 )
                 .build(),
         ];

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::item::{cancelled_by_contention, condition_failed, s, written};
+use super::item::{fatal, s, transaction_outcome, written};
 use super::store_error;
 use crate::domain::contact::Contact;
 use crate::domain::ids::{NotificationId, TenantId, UserId};
@@ -203,7 +203,6 @@ impl Directory for DynamoDirectory {
         pseudonym: &str,
         expected: u64,
     ) -> Result<u64, StoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fatal(e.to_string());
         let version = expected + 1;
         let contact_item = HashMap::from([
             ("pk".to_owned(), s(format!("T#{tenant}#U#{user}"))),
@@ -232,29 +231,22 @@ impl Directory for DynamoDirectory {
             .table_name(&self.table)
             .set_item(Some(pseudonym_item))
             .build()
-            .map_err(build)?;
+            .map_err(fatal)?;
         let result = self
             .client
             .transact_write_items()
             .transact_items(
                 TransactWriteItem::builder()
-                    .put(put_contact.build().map_err(build)?)
+                    .put(put_contact.build().map_err(fatal)?)
                     .build(),
             )
             .transact_items(TransactWriteItem::builder().put(put_pseudonym).build())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(version),
-            Err(e) if condition_failed(&e) => Err(StoreError::VersionConflict),
-            // Another transaction on the same items (or throttling): nothing was written, and
-            // trying again resolves it; never a 500 for the caller.
-            Err(e) if cancelled_by_contention(&e) => Err(StoreError::Transient(format!(
-                "contact write cancelled by contention: {}",
-                store_error(e)
-            ))),
-            Err(e) => Err(store_error(e)),
-        }
+        // A condition that failed is another version; another transaction on the same items
+        // (or throttling) wrote nothing, and trying again resolves it: never a 500.
+        transaction_outcome(result, "contact write")?;
+        Ok(version)
     }
 
     async fn user_of_pseudonym(
@@ -416,6 +408,7 @@ impl Directory for DynamoDirectory {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use super::super::item::cancelled_by_contention;
     use super::*;
 
     #[test]

@@ -107,6 +107,41 @@ where
     }
 }
 
+/// A `(pk, sk)` key.
+pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// An error that is herald's own, not DynamoDB's (a request that could not be built, JSON
+/// that could not be written): never worth a retry.
+pub(crate) fn fatal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Fatal(e.to_string())
+}
+
+/// A TransactWriteItems outcome as the store's errors: a condition that did not hold is a
+/// `VersionConflict` (read again), a cancellation by contention is `Transient` (`what` was
+/// cancelled: retry as it is), anything else as any call's error.
+pub(crate) fn transaction_outcome<T>(
+    result: Result<
+        T,
+        SdkError<
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+            HttpResponse,
+        >,
+    >,
+    what: &str,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(out) => Ok(out),
+        Err(e) if condition_failed(&e) => Err(StoreError::VersionConflict),
+        Err(e) if cancelled_by_contention(&e) => Err(StoreError::Transient(format!(
+            "{what} cancelled by contention: {}",
+            store_error(e)
+        ))),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
 /// A transaction cancelled because a condition did not hold.
 pub(crate) fn condition_failed<R>(
     e: &aws_smithy_runtime_api::client::result::SdkError<

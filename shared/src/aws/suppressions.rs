@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use super::item::{
-    batch_get, cancelled_by_contention, condition_failed, decode_key, encode_key, s, text, Item,
+    batch_get, decode_key, encode_key, fatal, key, s, text, transaction_outcome, Item,
 };
 use super::store_error;
 use crate::domain::ids::TenantId;
@@ -43,14 +43,6 @@ fn list_pk(tenant: &TenantId) -> String {
 
 fn log_pk(tenant: &TenantId) -> String {
     format!("T#{tenant}#SUPPRESSIONS#REMOVED")
-}
-
-fn key(pk: String, sk: impl Into<String>) -> Item {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
-
-fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    StoreError::Fatal(e.to_string())
 }
 
 /// Whether `address` is suppressed for `tenant` or for every tenant: one batch read.
@@ -102,24 +94,17 @@ pub(crate) async fn suppress(
                     .table_name(table)
                     .set_item(Some(item))
                     .build()
-                    .map_err(build_error)?,
+                    .map_err(fatal)?,
             )
             .build())
     };
-    match client
+    let result = client
         .transact_write_items()
         .transact_items(put(entry)?)
         .transact_items(put(listed)?)
         .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if cancelled_by_contention(&e) => Err(StoreError::Transient(format!(
-            "suppression write cancelled by contention: {}",
-            store_error(e)
-        ))),
-        Err(e) => Err(store_error(e)),
-    }
+        .await;
+    transaction_outcome(result, "suppression write").map(|_| ())
 }
 
 /// An entry item back as the API shows it (`None`: not an entry).
@@ -135,7 +120,7 @@ fn entry_of(item: &Item, address: &str, scope: SuppressionScope) -> Option<Suppr
 fn removal_item(removal: &Removal) -> Result<AttributeValue, StoreError> {
     serde_json::to_string(removal)
         .map(AttributeValue::S)
-        .map_err(|e| StoreError::Fatal(e.to_string()))
+        .map_err(fatal)
 }
 
 fn removal_of(item: &Item) -> Result<Removal, StoreError> {
@@ -320,7 +305,7 @@ impl SuppressionList for DynamoSuppressions {
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
-                .map_err(build_error)
+                .map_err(fatal)
         };
         // The entry goes only if it is still the one read: a bounce that suppressed the
         // address again in between is not lifted by a removal that never saw it.
@@ -331,12 +316,12 @@ impl SuppressionList for DynamoSuppressions {
             .expression_attribute_names("#at", "at")
             .expression_attribute_values(":at", s(stamped))
             .build()
-            .map_err(build_error)?;
+            .map_err(fatal)?;
         let delete_listed = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(list_pk(tenant), address)))
             .build()
-            .map_err(build_error)?;
+            .map_err(fatal)?;
         let result = self
             .client
             .transact_write_items()
@@ -357,16 +342,10 @@ impl SuppressionList for DynamoSuppressions {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Lifted::Removed(removal)),
-            // Suppressed again, or lifted by another caller, since the read: try again.
-            Err(e) if condition_failed(&e) => Err(StoreError::VersionConflict),
-            Err(e) if cancelled_by_contention(&e) => Err(StoreError::Transient(format!(
-                "suppression removal cancelled by contention: {}",
-                store_error(e)
-            ))),
-            Err(e) => Err(store_error(e)),
-        }
+        // A condition that failed: suppressed again, or lifted by another caller, since the
+        // read (`VersionConflict`: try again).
+        transaction_outcome(result, "suppression removal")?;
+        Ok(Lifted::Removed(removal))
     }
 
     async fn removals(
@@ -393,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_cursor_continues_only_a_list_of_the_callers_tenant() {
-        let cursor = cursor_of(Some(key("T#other#SUPPRESSIONS".into(), "a@example.com")));
+        let cursor = cursor_of(Some(key("T#other#SUPPRESSIONS", "a@example.com")));
         let resumed = resume(
             list_pk(&TenantId::parse("acme", "t").unwrap()),
             cursor.as_deref(),
