@@ -1,6 +1,8 @@
 //! Tools the project installs for itself: Python ones into `.venv/` (moto, cfn-lint,
-//! cargo-lambda) and `.venv-sam/` (aws-sam-cli pins boto3 exactly, so it gets its own venv),
-//! and cargo ones (cargo-machete) built once from crates.io into `.herald/tools/`.
+//! cargo-lambda), `.venv-sam/` (aws-sam-cli pins boto3 exactly, so it gets its own venv),
+//! `.venv-contract/` (schemathesis, the contract test) and `.venv-scan/` (checkov, the
+//! template's security scan; both pin dependencies of their own), and cargo ones
+//! (cargo-machete) built once from crates.io into `.herald/tools/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +14,8 @@ pub const MOTO: &str = "moto[server]==5.2.5";
 pub const CFN_LINT: &str = "cfn-lint==1.58.0";
 pub const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
 pub const SAM_CLI: &str = "aws-sam-cli==1.170.0";
+pub const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+pub const CHECKOV: &str = "checkov==3.3.30";
 /// Finds dependencies a crate declares and never uses (`cargo xtask test` runs it).
 pub const CARGO_MACHETE: (&str, &str) = ("cargo-machete", "0.9.2");
 
@@ -33,6 +37,20 @@ pub fn dev_venv(root: &Path) -> Result<Venv> {
         &[MOTO, CFN_LINT, CARGO_LAMBDA],
         &["moto_server", "cfn-lint", "cargo-lambda"],
     )
+}
+
+/// `.venv-contract/` with schemathesis.
+pub fn contract_venv(root: &Path) -> Result<Venv> {
+    ensure_venv(
+        root.join(".venv-contract"),
+        &[SCHEMATHESIS],
+        &["schemathesis"],
+    )
+}
+
+/// `.venv-scan/` with checkov.
+pub fn scan_venv(root: &Path) -> Result<Venv> {
+    ensure_venv(root.join(".venv-scan"), &[CHECKOV], &["checkov"])
 }
 
 /// `.venv-sam/` with aws-sam-cli.

@@ -257,11 +257,22 @@ fn every_alarm_notifies_the_topic_and_every_log_group_expires() {
             );
         }
     }
+    // One log group a function, and the HTTP API's access log.
     let groups = template.resources_of("AWS::Logs::LogGroup");
-    assert_eq!(groups.len(), template.functions().unwrap().len());
+    assert_eq!(groups.len(), template.functions().unwrap().len() + 1);
+    assert!(groups
+        .iter()
+        .any(|(id, _)| id.as_str() == "ApiAccessLogGroup"));
     for (id, props) in &groups {
         assert!(props.get("RetentionInDays").is_some(), "{id}");
     }
+    let api = template.resources_of("AWS::Serverless::HttpApi");
+    let (_, api) = api.first().unwrap();
+    assert_eq!(
+        intrinsic(&api["AccessLogSettings"]["DestinationArn"]),
+        Some(Intrinsic::GetAtt("ApiAccessLogGroup".into(), "Arn".into())),
+        "the HTTP API logs each request to ApiAccessLogGroup"
+    );
     for f in template.functions().unwrap() {
         let group = &f.properties["LoggingConfig"]["LogGroup"];
         assert!(

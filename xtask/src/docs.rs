@@ -12,10 +12,11 @@
 //! A file's blocks get 300 s in all (their `until` loops wait for the workers).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+
+use crate::devstack::DevStack;
 
 /// What every docs/ file's blocks may use: the README's tokens.
 const PREAMBLE: &str = "SERVICE=$(cargo xtask token --tenant acme --service)\n\
@@ -139,71 +140,8 @@ fn files(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(all)
 }
 
-/// `cargo xtask dev` on free ports, stopped when dropped.
-struct DevStack {
-    child: Child,
-    http_port: u16,
-    emulator_port: u16,
-}
-
-impl DevStack {
-    fn start(root: &Path) -> Result<Self> {
-        let (http_port, emulator_port) =
-            (local::emulator::free_port()?, local::emulator::free_port()?);
-        std::fs::create_dir_all(root.join(".herald"))?;
-        let log = root.join(".herald/docs-dev.log");
-        let child = Command::new(std::env::current_exe()?)
-            .args([
-                "dev",
-                "--port",
-                &emulator_port.to_string(),
-                "--http-port",
-                &http_port.to_string(),
-            ])
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(&log)?.try_clone()?)
-            .spawn()
-            .context("starting cargo xtask dev")?;
-        let mut stack = Self {
-            child,
-            http_port,
-            emulator_port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let url = format!("http://127.0.0.1:{http_port}/.well-known/jwks.json");
-        while ureq::get(&url).call().is_err() {
-            if let Some(status) = stack.child.try_wait()? {
-                bail!(
-                    "cargo xtask dev stopped ({status}); its log: {}",
-                    log.display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "cargo xtask dev did not answer in 180 s; its log: {}",
-                    log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        Ok(stack)
-    }
-}
-
-impl Drop for DevStack {
-    fn drop(&mut self) {
-        // SIGTERM: dev stops its workers and the emulator (a kill would orphan moto).
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs every runnable block; fails naming the file, block and command at fault.
-pub fn run(root: &Path) -> Result<usize> {
+pub fn run(root: &Path, stack: &DevStack) -> Result<usize> {
     let mut runnable = Vec::new();
     for file in files(root)? {
         let text = std::fs::read_to_string(&file)?;
@@ -215,7 +153,6 @@ pub fn run(root: &Path) -> Result<usize> {
     if runnable.is_empty() {
         bail!("no runnable blocks (```sh run) in README.md or docs/");
     }
-    let stack = DevStack::start(root)?;
     let mut count = 0;
     for (file, found) in &runnable {
         let name = file

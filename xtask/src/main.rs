@@ -2,13 +2,16 @@
 //! `cargo xtask <task> --help` describe each one; unknown options are errors.
 
 mod bench;
+mod contract;
 mod dev;
+mod devstack;
 mod docs;
 mod iam;
 mod import;
 mod outbox;
 mod reconcile;
 mod sam;
+mod scan;
 mod size;
 mod template;
 mod test;
@@ -34,13 +37,21 @@ enum Task {
     /// APIs on 127.0.0.1:3000 and the queue consumers as long-polling workers. Ctrl-C stops
     /// everything.
     Dev(dev::Args),
-    /// Run every test: formatting, cfn-lint, unit and integration tests against an emulator
-    /// started on a free port, a full reconcile of every table they left (drift must be 0),
-    /// the SAM check when a Docker engine answers (HERALD_REQUIRE_DOCKER=1: must), clippy.
+    /// Run every test: formatting, cfn-lint, the template's security scan, unit and
+    /// integration tests against an emulator started on a free port, a full reconcile of every
+    /// table they left (drift must be 0), the docs' runnable blocks and the contract test on a
+    /// fresh local stack, the SAM check when a Docker engine answers
+    /// (HERALD_REQUIRE_DOCKER=1: must), clippy.
     Test,
     /// Run the documentation's runnable shell blocks (```sh run in README.md and docs/)
     /// against a fresh local stack, checking their exit codes and `# → ` outputs.
     Docs,
+    /// The contract test alone: requests generated from openapi.yaml (schemathesis, valid and
+    /// invalid, and sequences through its links) against a fresh local stack or --url.
+    Contract(contract::Args),
+    /// The template's security scan alone: checkov over template.yaml, offline; a finding
+    /// passes only when its resource skips it inline with a reason.
+    Scan,
     /// The SAM check alone: sam build, every events/ fixture through sam local invoke and the
     /// API through sam local start-api, offline (stand-in base image, host network).
     Sam,
@@ -73,10 +84,14 @@ fn main() -> Result<()> {
         Task::Test => test::run(),
         Task::Sam => sam::run(&local::workspace_root()),
         Task::Docs => {
-            let count = docs::run(&local::workspace_root())?;
+            let root = local::workspace_root();
+            let stack = devstack::DevStack::start(&root, "docs-dev.log")?;
+            let count = docs::run(&root, &stack)?;
             eprintln!("{count} runnable block(s) ran as documented");
             Ok(())
         }
+        Task::Contract(args) => contract::run(&args),
+        Task::Scan => scan::run(&local::workspace_root()),
         Task::Token(args) => token::run(&args),
         Task::Outbox(args) => outbox::run(&args),
         Task::Reconcile(args) => reconcile::run(&args),

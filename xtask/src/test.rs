@@ -25,6 +25,9 @@ pub fn run() -> Result<()> {
         "cfn-lint template.yaml",
         Command::new(venv.bin("cfn-lint")).arg(root.join("template.yaml")),
     )?;
+    eprintln!("\n==> checkov template.yaml (security scan)");
+    crate::scan::run(&root)?;
+    eprintln!("<== checkov: every finding fixed or skipped with a reason");
 
     let port = free_port()?;
     std::fs::create_dir_all(root.join(".herald"))?;
@@ -63,14 +66,24 @@ pub fn run() -> Result<()> {
     let checked = crate::iam::check(&calls)?;
     eprintln!("<== IAM: {checked} calls, each allowed by its function's role");
 
-    // The documentation's runnable blocks, as a reader runs them.
+    // The documentation's runnable blocks, as a reader runs them; then the contract, as a
+    // client team tests it, on the same stack.
     eprintln!("\n==> docs: the runnable blocks of README.md and docs/ on a fresh local stack");
     let started_docs = Instant::now();
-    let ran = crate::docs::run(&root)?;
+    let stack = crate::devstack::DevStack::start(&root, "docs-dev.log")?;
+    let ran = crate::docs::run(&root, &stack)?;
     eprintln!(
         "<== docs: {ran} block(s) ran as documented in {:.1?}",
         started_docs.elapsed()
     );
+    eprintln!("\n==> contract: requests generated from openapi.yaml against the local stack");
+    let started_contract = Instant::now();
+    crate::contract::run_against(&root, &stack.url(), &crate::contract::Args::default())?;
+    eprintln!(
+        "<== contract: no answer outside openapi.yaml in {:.1?}",
+        started_contract.elapsed()
+    );
+    drop(stack);
 
     // The SAM check needs a Docker engine; CI (HERALD_REQUIRE_DOCKER=1) never skips it.
     let require_docker = std::env::var("HERALD_REQUIRE_DOCKER").is_ok_and(|v| v == "1");

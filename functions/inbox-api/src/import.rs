@@ -30,15 +30,21 @@ pub(crate) async fn import_contacts(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = deps.caller(&token)?.require(Scope::Contacts)?.clone();
+    // 1 to u32::MAX, as openapi.yaml states it.
     let first_line: usize = match query.get("first_line") {
         None => 1,
-        Some(v) => v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            FieldError::new(
-                "invalid_value",
-                "first_line",
-                "first_line must be an integer >= 1",
-            )
-        })?,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(|n| n as usize)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "invalid_value",
+                    "first_line",
+                    "first_line must be an integer from 1 to 4294967295",
+                )
+            })?,
     };
     let text = std::str::from_utf8(&body)
         .map_err(|_| FieldError::body("invalid_body", "the export must be UTF-8 text"))?;

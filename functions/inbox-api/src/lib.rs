@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 pub mod campaigns;
-mod contacts;
+pub mod contacts;
 pub mod devices;
 pub mod import;
 mod inbox;

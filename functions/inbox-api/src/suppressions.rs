@@ -29,6 +29,9 @@ pub(crate) async fn list_suppressions(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = deps.caller(&token)?.require(Scope::Contacts)?.clone();
+    // Checked with or without `address` (which answers one entry, unpaged).
+    let limit = page_limit(&query)?;
+    let cursor = query.get("cursor").filter(|c| !c.is_empty());
     if let Some(raw) = query.get("address") {
         let address = parse_address(raw, "address")?;
         let found = deps.suppressions.lookup(&tenant, &address).await?;
@@ -39,10 +42,9 @@ pub(crate) async fn list_suppressions(
             "removals": found.removals,
         })));
     }
-    let limit = page_limit(&query)?;
     let page = deps
         .suppressions
-        .suppressions(&tenant, limit, query.get("cursor").map(String::as_str))
+        .suppressions(&tenant, limit, cursor.map(String::as_str))
         .await?;
     Ok(Json(
         json!({"suppressions": page.items, "next_cursor": page.next_cursor}),
@@ -129,7 +131,14 @@ pub(crate) async fn list_removals(
     let limit = page_limit(&query)?;
     let page = deps
         .suppressions
-        .removals(&tenant, limit, query.get("cursor").map(String::as_str))
+        .removals(
+            &tenant,
+            limit,
+            query
+                .get("cursor")
+                .filter(|c| !c.is_empty())
+                .map(String::as_str),
+        )
         .await?;
     Ok(Json(
         json!({"removals": page.items, "next_cursor": page.next_cursor}),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::notification::{Category, Channel};
+use super::time::canonical_time_zone;
 use crate::error::FieldError;
 
 /// What `PUT /v1/users/{user}/contact` stores.
@@ -63,11 +64,24 @@ pub struct QuietHours {
     pub end: String,
 }
 
-const MAX_PUSH_ENDPOINTS: usize = 20;
+// What openapi.yaml states of each field (`tests/tests/api_constraints.rs` holds the two to each
+// other, and these patterns to the checks below). Patterns are ECMA-262, as JSON Schema's.
+pub const MAX_PUSH_ENDPOINTS: usize = 20;
 /// SNS endpoint ARNs are well under this.
-const MAX_ARN_LEN: usize = 256;
-const MAX_LOCALE_LEN: usize = 35;
-const MAX_TIMEZONE_LEN: usize = 64;
+pub const MAX_ARN_LEN: usize = 256;
+pub const ENDPOINT_ARN_PATTERN: &str = r"^arn:([\s\S]*:)?endpoint/";
+pub const MAX_LOCALE_LEN: usize = 35;
+pub const LOCALE_PATTERN: &str = "^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$";
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Something@domain.tld: no white space (Unicode's), commas or angle brackets anywhere.
+pub const EMAIL_PATTERN: &str = concat!(
+    r"^[^@\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000,<>]+",
+    r"@[^.\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000,<>]",
+    r"([^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000,<>]*\.)+",
+    r"[^.\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000,<>]+$"
+);
+pub const PHONE_PATTERN: &str = r"^\+[0-9]{8,15}$";
+pub const CLOCK_PATTERN: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
 impl Contact {
     /// Parses a request body, naming the field at fault: the body must be an object of the
     /// known fields, each of its type and within its bound.
@@ -75,6 +89,14 @@ impl Contact {
         let object = body
             .as_object()
             .ok_or_else(|| FieldError::body("invalid_body", "a contact must be a JSON object"))?;
+        // Unknown fields are refused even when null (the contract has no others).
+        if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(FieldError::new(
+                "unknown_field",
+                unknown,
+                format!("{} is not a contact field", shown(unknown)),
+            ));
+        }
         // Absent and null are the same at the top level (a merge patch clears with null);
         // the rest is serde's, its errors naming the field by its path.
         let present: serde_json::Map<String, Value> = object
@@ -104,7 +126,10 @@ impl Contact {
             ));
         }
         for (i, arn) in contact.push.iter().enumerate() {
-            if arn.len() > MAX_ARN_LEN || !arn.starts_with("arn:") || !arn.contains(":endpoint/") {
+            if arn.chars().count() > MAX_ARN_LEN
+                || !arn.starts_with("arn:")
+                || !arn.contains(":endpoint/")
+            {
                 return Err(FieldError::new(
                     "invalid_endpoint",
                     &format!("push[{i}]"),
@@ -113,7 +138,7 @@ impl Contact {
             }
         }
         if let Some(zone) = &contact.timezone {
-            if zone.len() > MAX_TIMEZONE_LEN || jiff::tz::TimeZone::get(zone).is_err() {
+            if !crate::domain::time::is_time_zone(zone) {
                 return Err(FieldError::new(
                     "invalid_timezone",
                     "timezone",
@@ -164,6 +189,11 @@ impl Contact {
             (true, Some(stored)) => {
                 let mut value = serde_json::to_value(stored)
                     .map_err(|e| FieldError::body("internal", e.to_string()))?;
+                // A zone stored before names had to be spelled exactly is spelled so now, so
+                // a patch that leaves it alone is not refused for it.
+                if let Some(zone) = stored.timezone.as_deref().and_then(canonical_time_zone) {
+                    value["timezone"] = Value::String(zone);
+                }
                 merge_patch(&mut value, body);
                 value
             }
@@ -186,6 +216,34 @@ impl Contact {
             Some(_) => {}
         }
         Contact::parse(&next)
+    }
+
+    /// A merge patch checked on its own, before any stored contact is read: each value it
+    /// gives must be valid for its field (the 400 names it), whatever it is merged onto, and
+    /// it names no field a contact does not have (not even to clear it).
+    pub fn check_patch(patch: &Value) -> Result<(), FieldError> {
+        if let Some(field) = unknown_patch_field(patch, "") {
+            return Err(FieldError::new(
+                "unknown_field",
+                &field,
+                format!("{} is not a contact field", shown(&field)),
+            ));
+        }
+        // Merged onto a contact with every field set, each field the patch gives is checked
+        // within a whole contact (a lone quiet_hours.start meets an end, as a stored one would).
+        let complete = Contact {
+            email: Some("check@example.com".into()),
+            phone: Some("+15555550100".into()),
+            push: Vec::new(),
+            locale: Some("en".into()),
+            timezone: Some("UTC".into()),
+            preferences: Preferences::default(),
+            quiet_hours: Some(QuietHours {
+                start: "22:00".into(),
+                end: "07:00".into(),
+            }),
+        };
+        Contact::apply(Some(&complete), patch, true, true).map(|_| ())
     }
 
     /// Whether this user takes `category` messages on `channel` at all.
@@ -220,7 +278,7 @@ impl Contact {
 }
 
 fn check_email(email: &str) -> Result<(), FieldError> {
-    let ok = email.len() <= 254
+    let ok = email.chars().count() <= MAX_EMAIL_CHARS
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && domain.contains('.')
@@ -239,6 +297,47 @@ fn check_email(email: &str) -> Result<(), FieldError> {
             format!("{} is not an email address", shown(email)),
         ))
     }
+}
+
+/// A contact's fields, as openapi.yaml's `Contact` lists them.
+const FIELDS: [&str; 7] = [
+    "email",
+    "phone",
+    "push",
+    "locale",
+    "timezone",
+    "preferences",
+    "quiet_hours",
+];
+
+/// The fields of the object at `path` of a contact (nested objects only).
+fn known_fields(path: &str) -> Option<&'static [&'static str]> {
+    match path {
+        "" => Some(&FIELDS),
+        "preferences" => Some(&["channels", "marketing"]),
+        "preferences.channels" => Some(&["inbox", "email", "sms", "push"]),
+        "quiet_hours" => Some(&["start", "end"]),
+        _ => None,
+    }
+}
+
+/// The first key of a merge patch at `path` that names no contact field, as a path.
+fn unknown_patch_field(patch: &Value, path: &str) -> Option<String> {
+    let (Value::Object(map), Some(names)) = (patch, known_fields(path)) else {
+        return None;
+    };
+    map.iter().find_map(|(key, inner)| {
+        let at = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        if names.contains(&key.as_str()) {
+            unknown_patch_field(inner, &at)
+        } else {
+            Some(at)
+        }
+    })
 }
 
 /// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else
@@ -289,11 +388,14 @@ fn clipped(text: &str, max: usize) -> String {
     }
 }
 
-/// "HH:MM" → minutes after midnight.
+/// "HH:MM" (two digits each) → minutes after midnight.
 fn parse_clock(value: &str) -> Option<u32> {
-    let (h, m) = value.split_once(':')?;
-    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60 && value.len() == 5).then_some(h * 60 + m)
+    let [h1, h2, b':', m1, m2] = value.as_bytes() else {
+        return None;
+    };
+    let digit = |b: &u8| b.is_ascii_digit().then(|| u32::from(b - b'0'));
+    let (h, m) = (digit(h1)? * 10 + digit(h2)?, digit(m1)? * 10 + digit(m2)?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ pub const MAX_DEVICES_PER_USER: usize = 10;
 pub const MAX_TOKEN_LEN: usize = 512;
 /// An app's own name for itself (a bundle id, a package name), kept for the reader.
 pub const MAX_APP_LEN: usize = 128;
+/// openapi.yaml's patterns (`tests/tests/api_constraints.rs` holds them to the checks here).
+pub const TOKEN_PATTERN: &str = "^[A-Za-z0-9._:-]+$";
+/// Any character but a control character (Unicode's Cc, as `char::is_control` reads it).
+pub const NO_CONTROL_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*$";
 
 /// Where a token comes from: which SNS platform application pushes to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -8,6 +8,8 @@ use crate::error::FieldError;
 
 /// Longest id the API accepts (the HTTP contract: 1–128 chars of `[A-Za-z0-9._:@-]`).
 pub const MAX_ID_LEN: usize = 128;
+/// openapi.yaml's `Id` pattern (`tests/tests/api_constraints.rs` holds it to `check_id`).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9._:@-]+$";
 
 fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-')

@@ -12,6 +12,10 @@ pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 4_000;
 /// Keeps one queue message well under SQS's 256 KiB.
 pub const MAX_DATA_BYTES: usize = 8 * 1024;
+/// openapi.yaml's pattern for texts (title, body, a campaign's name): some character that is
+/// not white space (Unicode's White_Space, as `str::trim` reads it).
+pub const NONBLANK_PATTERN: &str =
+    r"[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
 
 /// How a notification reaches its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -261,7 +265,7 @@ fn content_hash(bytes: &[u8]) -> u64 {
     })
 }
 
-pub(crate) fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
+pub fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
     let chars = value.chars().count();
     if value.trim().is_empty() {
         return Err(FieldError::new(

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::device::{check_token, Platform};
 use super::ids::UserId;
+use super::time::canonical_time_zone;
 
 /// What one line of an export asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,10 +88,8 @@ fn extras(endpoint: &Value, mut patch: Value) -> Value {
             .try_fold(endpoint, |v, key| v.get(key))
             .and_then(Value::as_str)
     };
-    if let Some(zone) = text(&["Demographic", "Timezone"]) {
-        if jiff::tz::TimeZone::get(zone).is_ok() {
-            patch["timezone"] = json!(zone);
-        }
+    if let Some(zone) = text(&["Demographic", "Timezone"]).and_then(canonical_time_zone) {
+        patch["timezone"] = json!(zone);
     }
     if let Some(locale) = text(&["Demographic", "Locale"]) {
         // Pinpoint writes en_US; herald's templates look up en-US.

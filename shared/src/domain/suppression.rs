@@ -9,6 +9,9 @@ use crate::error::FieldError;
 
 /// Longer than any email address (RFC 5321: 254), E.164 number or SNS endpoint ARN.
 pub const MAX_ADDRESS_LEN: usize = 512;
+/// openapi.yaml's `Address` pattern: printable ASCII, no spaces. SES and SNS addresses are
+/// ASCII (an internationalised domain is written in punycode).
+pub const ADDRESS_PATTERN: &str = "^[!-~]+$";
 
 /// Whom an entry applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +54,7 @@ pub struct Removal {
 pub const MAX_NOTE_LEN: usize = 500;
 
 /// `raw` as the suppression list stores addresses (lower case, as `suppress` writes them),
-/// or a 400 naming `field`: empty, too long, or holding spaces or control characters.
+/// or a 400 naming `field`: empty, too long, or holding anything but printable ASCII.
 pub fn parse_address(raw: &str, field: &str) -> Result<String, FieldError> {
     if raw.is_empty() || raw.len() > MAX_ADDRESS_LEN {
         return Err(FieldError::new(
@@ -63,11 +66,14 @@ pub fn parse_address(raw: &str, field: &str) -> Result<String, FieldError> {
             ),
         ));
     }
-    if let Some(bad) = raw.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    if let Some(bad) = raw.chars().find(|c| !c.is_ascii_graphic()) {
         return Err(FieldError::new(
             "invalid_address",
             field,
-            format!("{field} contains {bad:?}; an address has no spaces or control characters"),
+            format!(
+                "{field} contains {bad:?}; an address is printable ASCII without spaces \
+                 (a domain in punycode)"
+            ),
         ));
     }
     Ok(raw.to_ascii_lowercase())
@@ -76,10 +82,11 @@ pub fn parse_address(raw: &str, field: &str) -> Result<String, FieldError> {
 /// The caller's note on a removal, checked: at most `MAX_NOTE_LEN` characters, no control
 /// characters.
 pub fn parse_note(raw: Option<&str>, field: &str) -> Result<Option<String>, FieldError> {
-    let Some(note) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
-    if note.chars().count() > MAX_NOTE_LEN || note.chars().any(char::is_control) {
+    // Checked as sent (the contract's bounds), kept trimmed.
+    if raw.chars().count() > MAX_NOTE_LEN || raw.chars().any(char::is_control) {
         return Err(FieldError::new(
             "invalid_note",
             field,
@@ -88,7 +95,8 @@ pub fn parse_note(raw: Option<&str>, field: &str) -> Result<Option<String>, Fiel
             ),
         ));
     }
-    Ok(Some(note.to_owned()))
+    let note = raw.trim();
+    Ok((!note.is_empty()).then(|| note.to_owned()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,42 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serializer};
 
+/// Whether `name` is a time zone of the bundled tz database, spelled exactly as it spells
+/// it (openapi.yaml's `TimeZone` enum is this list; `tests/tests/api_constraints.rs` checks).
+pub fn is_time_zone(name: &str) -> bool {
+    static NAMES: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(|| time_zones().into_iter().collect())
+        .contains(name)
+}
+
+/// `name` as the tz database spells it, when it names one of its zones in any case
+/// (`america/new_york` is `America/New_York`): for zones stored or imported before names had
+/// to be exact.
+pub fn canonical_time_zone(name: &str) -> Option<String> {
+    if is_time_zone(name) {
+        return Some(name.to_owned());
+    }
+    let canonical = jiff::tz::TimeZoneDatabase::bundled()
+        .get(name)
+        .ok()?
+        .iana_name()?
+        .to_owned();
+    is_time_zone(&canonical).then_some(canonical)
+}
+
+/// The zone names of the tz database built into herald, sorted. The bundled copy, not the
+/// machine's `/usr/share/zoneinfo`: the list is the same wherever herald runs.
+pub fn time_zones() -> Vec<String> {
+    let mut names: Vec<String> = jiff::tz::TimeZoneDatabase::bundled()
+        .available()
+        .map(|name| name.as_str().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// `2026-03-01T12:00:00.000Z`.
 pub fn millis(at: Timestamp) -> String {
     format!("{at:.3}")

@@ -152,6 +152,7 @@ fn log_groups() -> Result<String> {
     Properties:
       LogGroupName: !Sub /aws/lambda/${{AWS::StackName}}-{name}
       RetentionInDays: !Ref LogRetentionDays
+      KmsKeyId: !If [UseLogsKmsKey, !Ref LogsKmsKeyArn, !Ref AWS::NoValue]
 
 ",
             logical = f.logical,

@@ -1,7 +1,7 @@
 //! `POST /v1/campaigns`: the request, validated against the clock; every error names its
 //! field.
 
-use jiff::{civil, tz::TimeZone, SignedDuration, Timestamp};
+use jiff::{civil, SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -103,7 +103,7 @@ impl CampaignRequest {
         let local_time = request.local_time.unwrap_or(false);
         let timezone = match &request.timezone {
             None | Some(Value::Null) => "UTC".to_owned(),
-            Some(Value::String(zone)) if TimeZone::get(zone).is_ok() => zone.clone(),
+            Some(Value::String(zone)) if crate::domain::time::is_time_zone(zone) => zone.clone(),
             Some(other) => {
                 return Err(FieldError::new(
                     "invalid_value",
@@ -167,6 +167,14 @@ fn parse_audience(value: Option<&Value>) -> Result<Audience, FieldError> {
     let Some(Value::Object(obj)) = value else {
         return Err(missing());
     };
+    // Exactly one of the two, as openapi.yaml's oneOf states it: no other key, not even null.
+    if let Some(other) = obj.keys().find(|k| !matches!(k.as_str(), "users" | "s3")) {
+        return Err(FieldError::new(
+            "unknown_field",
+            &format!("audience.{other}"),
+            "audience takes users or s3 only",
+        ));
+    }
     match (obj.get("users"), obj.get("s3")) {
         (Some(_), Some(_)) => Err(FieldError::new(
             "invalid_value",
@@ -241,6 +249,55 @@ fn parse_audience(value: Option<&Value>) -> Result<Audience, FieldError> {
     }
 }
 
+/// openapi.yaml's `send_at` pattern: "now", or RFC 3339 with an offset as the contract
+/// writes it (upper-case `T` and `Z`, seconds, at most nanoseconds). jiff reads more forms.
+pub const SEND_AT_PATTERN: &str = concat!(
+    r"^(now|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?",
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))$"
+);
+
+/// Whether `text` has the shape of `SEND_AT_PATTERN`'s time (the calendar is jiff's to check).
+fn is_rfc3339(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
+    let fixed = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !fixed {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=9).contains(&n) {
+            return false;
+        }
+        rest = &fraction[n..];
+    }
+    match rest {
+        [b'Z'] => true,
+        // RFC 3339's offsets: hours 00-23, minutes 00-59 (jiff reads up to 25:59).
+        [sign, h1, h2, b':', m1, m2] => {
+            matches!(sign, b'+' | b'-')
+                && matches!((h1, h2), (b'0'..=b'1', b'0'..=b'9') | (b'2', b'0'..=b'3'))
+                && matches!((m1, m2), (b'0'..=b'5', b'0'..=b'9'))
+        }
+        _ => false,
+    }
+}
+
 fn parse_send_at(
     value: Option<&Value>,
     local_time: bool,
@@ -273,9 +330,9 @@ fn parse_send_at(
         }
         return Ok(None);
     }
-    let zoned = text
-        .parse::<Timestamp>()
-        .ok()
+    let zoned = is_rfc3339(text)
+        .then(|| text.parse::<Timestamp>().ok())
+        .flatten()
         .and_then(|instant| {
             // The offset as written keeps the wall-clock time the caller meant.
             let offset = jiff::fmt::temporal::Pieces::parse(text.as_str()).ok()?.offset()?;
@@ -331,6 +388,39 @@ mod tests {
         let at = r.send_at.unwrap();
         assert_eq!(at.instant, "2026-03-28T08:00:00Z".parse().unwrap());
         assert_eq!(at.wall.to_string(), "2026-03-28T09:00:00");
+    }
+
+    /// The forms openapi.yaml states and no others: jiff alone would read a lower-case `t`,
+    /// an offset of +24:00 or an audience with a stray key.
+    #[test]
+    fn send_at_and_audience_are_what_the_contract_states() {
+        for send_at in [
+            "2026-03-28T09:00:00+24:00",
+            "2026-03-28T09:00:00+01:60",
+            "2026-03-28t09:00:00Z",
+            "2026-03-28 09:00:00Z",
+            "2026-03-28T09:00Z",
+            "2026-03-28T09:00:00+0100",
+        ] {
+            assert_eq!(
+                field_of(request(json!({ "send_at": send_at }))),
+                "send_at",
+                "{send_at}"
+            );
+        }
+        assert!(CampaignRequest::parse(
+            &request(json!({"send_at": "2026-03-28T09:00:00.5+01:00"})),
+            now()
+        )
+        .is_ok());
+        assert_eq!(
+            field_of(request(json!({"audience": {"users": ["u1"], "s3": null}}))),
+            "audience"
+        );
+        assert_eq!(
+            field_of(request(json!({"audience": {"users": ["u1"], "list": "x"}}))),
+            "audience.list"
+        );
     }
 
     #[test]

@@ -1,0 +1,107 @@
+"""herald's contract test: schemathesis hooks (run by `cargo xtask contract`).
+
+The spec states every constraint a schema can state. These checks hold the server to the few
+it cannot, each narrowly:
+- values only herald mints (a list's `cursor`, an unsubscribe `token`): a made-up one that
+  fits the pattern is still a 400 naming that field;
+- `send_at` more than a minute in the past (time-relative), an `audience.s3` outside the
+  tenant's prefix of the stack's bucket (tenant-relative): a 400 naming that field;
+- half of `quiet_hours` in a PATCH when the stored contact has not the other half (it is
+  merged onto the stored contact): a 400 naming the missing half;
+- the Pinpoint import's lines (NDJSON in Pinpoint's export format), which a schema sees as
+  text: a body with nothing importable is a 400;
+- `If-Match` naming another version: a 412 (the request is valid; the version is stale);
+- `POST /v1/notifications` checks each item on its own: an invalid item is listed in
+  `rejected` of a 202, and only a request whose envelope or every item is invalid is a 400.
+"""
+
+import json
+
+import schemathesis
+from schemathesis import GenerationMode
+from schemathesis.core.parameters import ParameterLocation
+
+# Moto-era content type of the Pinpoint import body: a JSON line each, sent as text.
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")
+
+# (operationId or "*", the field a 400 names) that no schema can decide.
+SEMANTIC_400 = {
+    ("*", "cursor"),
+    ("unsubscribePage", "token"),
+    ("unsubscribe", "token"),
+    ("createCampaign", "send_at"),
+    ("createCampaign", "audience.s3"),
+    # Stored-state relative: half of quiet_hours merges onto the stored other half.
+    ("patchContact", "quiet_hours.start"),
+    ("patchContact", "quiet_hours.end"),
+}
+# The Pinpoint import's body is NDJSON in Pinpoint's export format, checked line by line (a
+# body with nothing importable is a 400 naming its first bad line): a schema states only that
+# it is text. Its one parameter, first_line, is the spec's to judge.
+LINE_CHECKED = {"importContacts"}
+ACCEPTED = {401, 403, 404, 409, 429}
+
+
+def operation_id(case):
+    return case.operation.definition.raw.get("operationId", "")
+
+
+def error_field(response):
+    try:
+        return (response.json().get("error") or {}).get("field")
+    except (ValueError, AttributeError):
+        return None
+
+
+def mode(case):
+    meta = case.meta
+    return meta.generation.mode if meta is not None else None
+
+
+def body_mode(case):
+    """Whether this case made its body invalid (a negative case may break only a header)."""
+    meta = case.meta
+    info = meta.components.get(ParameterLocation.BODY) if meta is not None else None
+    return info.mode if info is not None else None
+
+
+@schemathesis.check
+def valid_requests_are_accepted(ctx, response, case):
+    """positive_data_acceptance, with the semantic refusals above allowed by name."""
+    if mode(case) != GenerationMode.POSITIVE:
+        return None
+    status = response.status_code
+    op = operation_id(case)
+    if status < 400 or status in ACCEPTED or status >= 500:
+        return None  # 5xx: not_a_server_error's to report
+    if status == 412 and "If-Match" in (case.headers or {}):
+        return None
+    if status == 400:
+        field = error_field(response)
+        if ("*", field) in SEMANTIC_400 or (op, field) in SEMANTIC_400:
+            return None
+        if op in LINE_CHECKED and field != "first_line":
+            return None
+    if op == "sendNotifications" and status == 400:
+        raise AssertionError(f"a valid request was refused: {response.text[:300]}")
+    raise AssertionError(
+        f"{op}: a request the spec allows was refused with {status}: {response.text[:300]}"
+    )
+
+
+@schemathesis.check
+def notifications_are_checked_item_by_item(ctx, response, case):
+    """POST /v1/notifications: a 202 accepts every valid item and lists every invalid one.
+
+    Stands in for negative_data_rejection on this operation (turned off for it in
+    schemathesis.toml): a request the spec forbids may be a 202 only when it says which
+    items it refused.
+    """
+    if operation_id(case) != "sendNotifications" or response.status_code != 202:
+        return None
+    rejected = response.json().get("rejected", [])
+    if mode(case) == GenerationMode.POSITIVE and rejected:
+        raise AssertionError(f"valid items were rejected: {json.dumps(rejected)[:300]}")
+    if body_mode(case) == GenerationMode.NEGATIVE and not rejected:
+        raise AssertionError("a body the spec forbids was accepted whole (202, nothing rejected)")
+    return None
