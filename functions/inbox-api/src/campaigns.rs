@@ -290,11 +290,8 @@ async fn list(
                 FieldError::new("invalid_value", "limit", "limit must be an integer 1-100")
             })?,
     };
-    let cursor = query.get("cursor").filter(|c| !c.is_empty());
-    let (campaigns, next) = deps
-        .campaigns
-        .campaigns(&tenant, limit, cursor.map(String::as_str))
-        .await?;
+    let cursor = crate::page_cursor(&query);
+    let (campaigns, next) = deps.campaigns.campaigns(&tenant, limit, cursor).await?;
     // A running campaign may be done by now: that takes its progress (stored status stays
     // `running` until then), read for those only.
     let mut views = Vec::with_capacity(campaigns.len());

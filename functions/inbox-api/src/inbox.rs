@@ -36,11 +36,11 @@ pub(crate) async fn messages(
         .map(|r| RoomId::parse(r, "room"))
         .transpose()?;
     let limit = crate::page_limit(&query)?;
-    let cursor = query.get("cursor").filter(|c| !c.is_empty());
+    let cursor = crate::page_cursor(&query);
 
     Ok(Json(
         deps.messages
-            .list_messages(&user, room.as_ref(), limit, cursor.map(String::as_str))
+            .list_messages(&user, room.as_ref(), limit, cursor)
             .await?,
     ))
 }

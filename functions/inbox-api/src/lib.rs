@@ -51,6 +51,14 @@ pub(crate) fn page_limit(
     }
 }
 
+/// A list route's `?cursor=`: none when absent or empty (the first page).
+pub(crate) fn page_cursor(query: &std::collections::HashMap<String, String>) -> Option<&str> {
+    query
+        .get("cursor")
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub inbox_table: String,

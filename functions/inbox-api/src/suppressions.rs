@@ -31,7 +31,7 @@ pub(crate) async fn list_suppressions(
     let tenant = deps.caller(&token)?.require(Scope::Contacts)?.clone();
     // Checked with or without `address` (which answers one entry, unpaged).
     let limit = page_limit(&query)?;
-    let cursor = query.get("cursor").filter(|c| !c.is_empty());
+    let cursor = crate::page_cursor(&query);
     if let Some(raw) = query.get("address") {
         let address = parse_address(raw, "address")?;
         let found = deps.suppressions.lookup(&tenant, &address).await?;
@@ -44,7 +44,7 @@ pub(crate) async fn list_suppressions(
     }
     let page = deps
         .suppressions
-        .suppressions(&tenant, limit, cursor.map(String::as_str))
+        .suppressions(&tenant, limit, cursor)
         .await?;
     Ok(Json(
         json!({"suppressions": page.items, "next_cursor": page.next_cursor}),
@@ -131,14 +131,7 @@ pub(crate) async fn list_removals(
     let limit = page_limit(&query)?;
     let page = deps
         .suppressions
-        .removals(
-            &tenant,
-            limit,
-            query
-                .get("cursor")
-                .filter(|c| !c.is_empty())
-                .map(String::as_str),
-        )
+        .removals(&tenant, limit, crate::page_cursor(&query))
         .await?;
     Ok(Json(
         json!({"removals": page.items, "next_cursor": page.next_cursor}),

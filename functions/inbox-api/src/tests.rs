@@ -72,6 +72,11 @@ async fn call_as(
         .extension(jwt_request_context(claims(token), None))
         .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
         .unwrap();
+    send(deps, req).await
+}
+
+/// `req` through the API's routers; the status and the JSON answer (null when none).
+async fn send(deps: &Arc<Deps>, req: Request<Body>) -> (StatusCode, Value) {
     let router = routes(deps.clone()).merge(public_routes(deps.clone()));
     let resp = router.oneshot(req).await.unwrap();
     let status = resp.status();
@@ -396,15 +401,7 @@ async fn write_contact_if_match(
         .extension(jwt_request_context(claims(SERVICE), None))
         .body(Body::from(body.to_string()))
         .unwrap();
-    let resp = routes(deps.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    send(deps, req).await
 }
 
 /// openapi.yaml's order: a body the contract refuses is a 400 naming its field whatever
