@@ -34,6 +34,8 @@ pub struct LocalApp {
     pub campaign_queue: QueueBinding,
     /// The schedule group campaigns' schedules are in (fired by `fire_due_schedules`).
     pub schedule_group: String,
+    /// The schedule group workflow steps due in more than 15 minutes wait in.
+    pub step_schedule_group: Option<String>,
     pub sdk: aws_config::SdkConfig,
     pub delivery: QueueBinding,
     pub sms_delivery: QueueBinding,
@@ -171,6 +173,10 @@ impl LocalApp {
                 &as_fn("InboxApiFunction"),
             )),
             schedule_group: campaigns_config.schedules.group.clone(),
+            step_schedule_group: writer_config
+                .step_schedules
+                .as_ref()
+                .map(|s| s.group.clone()),
             sdk: sdk.clone(),
             notifications,
             marketing,
@@ -268,17 +274,17 @@ impl LocalApp {
             }
         }
         // EventBridge Scheduler's part: the emulator stores schedules but never fires them.
-        let (sdk, group, shutdown, faults) = (
-            self.sdk.clone(),
-            self.schedule_group.clone(),
-            shutdown.clone(),
-            self.schedule_faults,
-        );
+        let (sdk, shutdown, faults) = (self.sdk.clone(), shutdown.clone(), self.schedule_faults);
+        let groups: Vec<String> = std::iter::once(self.schedule_group.clone())
+            .chain(self.step_schedule_group.clone())
+            .collect();
         handles.push(tokio::spawn(async move {
             while !shutdown.is_cancelled() {
                 let now = jiff::Timestamp::now();
-                if let Err(e) = fire_due_schedules_with(&sdk, &group, now, &faults).await {
-                    tracing::warn!(error = %e, "firing schedules");
+                for group in &groups {
+                    if let Err(e) = fire_due_schedules_with(&sdk, group, now, &faults).await {
+                        tracing::warn!(error = %e, group, "firing schedules");
+                    }
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

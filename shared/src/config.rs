@@ -17,6 +17,9 @@ pub enum ConfigError {
     },
 }
 
+/// `MESSAGE_RETENTION_DAYS` when unset: ten years.
+pub const DEFAULT_RETENTION_DAYS: u32 = 3650;
+
 /// A set of environment variables.
 #[derive(Debug, Clone, Default)]
 pub struct Vars(pub HashMap<String, String>);
@@ -72,7 +75,7 @@ impl Vars {
 
     /// `MESSAGE_RETENTION_DAYS`: how long the message log is kept (default 10 years).
     pub fn retention_days(&self) -> Result<u32, ConfigError> {
-        self.parsed_or("MESSAGE_RETENTION_DAYS", 3650)
+        self.parsed_or("MESSAGE_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
     }
 }
 

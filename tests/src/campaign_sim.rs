@@ -508,6 +508,7 @@ pub async fn run(config: &SimConfig) -> Report {
         packing: Packing::default(),
         campaigns: gate(),
         preferences: Some(directory.clone()),
+        step_schedulers: Vec::new(),
     });
     let deliverer = Arc::new(deliver::Deliverer {
         directory: directory.clone(),
@@ -525,6 +526,8 @@ pub async fn run(config: &SimConfig) -> Report {
         clock: clock.clone(),
         give_up_after: std::time::Duration::from_secs(24 * 3600),
         batch_budget: std::time::Duration::from_secs(20),
+        inbox: None,
+        caps: None,
         devices: None,
         campaigns: gate(),
     });

@@ -40,6 +40,8 @@ pub fn notification(id: &str, u: &str, room: &str) -> Notification {
         log_key: None,
         correlation_id: None,
         campaign: None,
+        workflow: None,
+        steps: None,
     }
 }
 

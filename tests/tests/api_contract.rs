@@ -61,10 +61,13 @@ async fn every_documented_route_is_served() {
             fcm: Some("arn:aws:sns:us-east-1:1:app/GCM/herald".into()),
             ..Default::default()
         },
+        workflows: Arc::new(herald::fake::InMemoryWorkflows::default()),
+        caps: Arc::new(herald::fake::InMemoryWorkflows::default()),
     });
     let ingest = Arc::new(ingest::Deps {
         queue: Arc::new(herald::fake::RecordingQueue::default()),
         auth: auth_settings(),
+        workflows: None,
     });
     let campaigns = Arc::new(inbox_api::campaigns::CampaignDeps {
         campaigns: Arc::new(herald::fake::InMemoryCampaigns::default()),
@@ -95,7 +98,8 @@ async fn every_documented_route_is_served() {
         let uri = path
             .replace("{user}", "u1")
             .replace("{room}", "r1")
-            .replace("{id}", "n1");
+            .replace("{id}", "n1")
+            .replace("{name}", "w1");
         let body = if method == "GET" {
             Body::empty()
         } else {

@@ -64,6 +64,7 @@ async fn run(s: Scenario) {
         },
         packing: s.packing,
         preferences: None,
+        step_schedulers: Vec::new(),
     });
 
     // The model: unique inbox notifications per (user, room).
@@ -91,6 +92,8 @@ async fn run(s: Scenario) {
             log_key: None,
             correlation_id: None,
             campaign: None,
+            workflow: None,
+            steps: None,
         };
         if inbox {
             *expected.entry((key(user), room)).or_default() += 1;

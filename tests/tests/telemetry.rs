@@ -37,6 +37,7 @@ async fn correlation_id_and_trace_follow_a_notification_to_its_delivery_job() {
     let ingest = ingest::app(Arc::new(ingest::Deps {
         queue: Arc::new(SqsSender::new(sqs.clone(), queue_url("NotificationsQueue"))),
         auth: AuthSettings::from_vars(&Default::default()).unwrap(),
+        workflows: None,
     }));
     let request = axum::http::Request::post("/v1/notifications")
         .extension(jwt_request_context(
@@ -78,6 +79,7 @@ async fn correlation_id_and_trace_follow_a_notification_to_its_delivery_job() {
         policy: app.writer.policy,
         packing: app.writer.packing,
         preferences: None,
+        step_schedulers: Vec::new(),
     };
     assert_eq!(writer.handle(&queued).await, vec![Disposition::Done]);
     assert_eq!(

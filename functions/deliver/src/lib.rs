@@ -9,17 +9,21 @@ mod channels;
 use async_trait::async_trait;
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
+use herald::domain::backoff::BackoffPolicy;
 use herald::domain::campaign::ProgressMark;
+use herald::domain::caps::{admit, Admission};
 use herald::domain::contact::Contact;
+use herald::domain::counters::UserKey;
 use herald::domain::delivery::outcome::{
     after_send, campaign_mark, retry_plan, state_metric, AfterSend, RetryPlan, Settled,
 };
 use herald::domain::delivery::{decide, Decision, DeliveryJob, SkipReason};
 use herald::domain::device::push_endpoints;
 use herald::domain::time;
+use herald::domain::workflow::Condition;
 use herald::ports::{
-    Claim, Clock, DeliveryRecord, DeliveryState, DeviceRegistry, Directory, EmailSender, LinkKeys,
-    MobileSender, OutgoingMessage, QueueSender, SystemClock,
+    CapKey, Claim, Clock, DeliveryRecord, DeliveryState, DeviceRegistry, Directory, EmailSender,
+    FrequencyCaps, LinkKeys, MessageLog, MobileSender, OutgoingMessage, QueueSender, SystemClock,
 };
 use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
@@ -47,6 +51,8 @@ pub struct Config {
     pub give_up_after: std::time::Duration,
     /// `BATCH_BUDGET_SECONDS` (default 20): how long one invocation keeps starting jobs.
     pub batch_budget: std::time::Duration,
+    /// `INBOX_TABLE`: where a workflow step `unless: read` checks the notification.
+    pub inbox_table: Option<String>,
 }
 
 impl Config {
@@ -66,6 +72,7 @@ impl Config {
             batch_budget: std::time::Duration::from_secs(
                 vars.parsed_or::<u64>("BATCH_BUDGET_SECONDS", 20)?,
             ),
+            inbox_table: vars.optional("INBOX_TABLE"),
         })
     }
 }
@@ -105,6 +112,10 @@ pub struct Deliverer {
     /// slowed down by throttling would otherwise be stopped whole by Lambda and come back
     /// only after the queue's visibility timeout.
     pub batch_budget: std::time::Duration,
+    /// The message log: a workflow step `unless: read` is skipped once the user read it.
+    pub inbox: Option<Arc<dyn MessageLog>>,
+    /// The tenant's frequency caps and each user's sends under them.
+    pub caps: Option<Arc<dyn FrequencyCaps>>,
 }
 
 impl Deliverer {
@@ -157,6 +168,19 @@ impl Deliverer {
                 aws_sdk_dynamodb::Client::new(aws),
                 &config.directory_table,
             ))),
+            inbox: config.inbox_table.as_ref().map(|table| {
+                let log: Arc<dyn MessageLog> = Arc::new(herald::aws::dynamodb::DynamoInbox::new(
+                    aws_sdk_dynamodb::Client::new(aws),
+                    table,
+                    // Only read here: the retention applies to writes.
+                    herald::config::DEFAULT_RETENTION_DAYS,
+                ));
+                log
+            }),
+            caps: Some(Arc::new(herald::aws::workflows::DynamoWorkflows::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                &config.directory_table,
+            ))),
         }
     }
 }
@@ -206,6 +230,12 @@ impl Deliverer {
     /// token. A copy that did not claim never writes. Throttling puts the job back with a
     /// delay instead of spending the queue's receives.
     pub async fn deliver(&self, job: &DeliveryJob) -> Disposition {
+        // A workflow step that arrived early (it rode the queue, 15 minutes at most a time)
+        // goes back until it is due.
+        let wait = job.wait_seconds(self.clock.now());
+        if wait > 0 {
+            return self.requeue(job, wait).await;
+        }
         let cancelled = match (&self.campaigns, &job.campaign) {
             (Some(gate), Some(at)) => match gate.cancelled(&job.tenant, &at.id).await {
                 Ok(cancelled) => cancelled,
@@ -215,9 +245,16 @@ impl Deliverer {
         };
         // A cancelled campaign's job is still claimed, then settled skipped: an earlier copy
         // that died mid-send must be told apart (its outcome is unknown, not cancelled).
+        let read = match self.read_before_due(job).await {
+            Ok(read) => read,
+            Err(e) => return self.store_fault(job, e).await,
+        };
         let (contact, decision) = if cancelled {
             let why = "campaign cancelled: not sent".to_owned();
             (None, Decision::Skip(SkipReason::Cancelled, why))
+        } else if read {
+            let why = "read before this step was due: not sent".to_owned();
+            (None, Decision::Skip(SkipReason::Read, why))
         } else {
             let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
                 Ok(contact) => contact,
@@ -291,9 +328,101 @@ impl Deliverer {
                 self.settle_then_mark(job, &held, DeliveryState::Skipped, Some(reason), Some(skip))
                     .await
             }
-            Decision::Send(addresses) => {
-                let locale = contact.as_ref().and_then(|c| c.locale.as_deref());
-                self.send_claimed(job, held, locale, addresses).await
+            Decision::Send(addresses) => match self.admit(job).await {
+                Ok(None) => {
+                    let locale = contact.as_ref().and_then(|c| c.locale.as_deref());
+                    self.send_claimed(job, held, locale, addresses).await
+                }
+                Ok(Some(why)) => {
+                    self.settle_then_mark(
+                        job,
+                        &held,
+                        DeliveryState::Skipped,
+                        Some(why),
+                        Some(SkipReason::Capped),
+                    )
+                    .await
+                }
+                Err(e) => self.retry_later(job, Some(&held), e.to_string()).await,
+            },
+        }
+    }
+
+    /// A workflow step `unless: read` whose notification is read by now. A message the log
+    /// does not hold (the user's inbox is off) was never read.
+    async fn read_before_due(&self, job: &DeliveryJob) -> Result<bool, StoreError> {
+        let (Some(Condition::Read), Some(log_key)) = (job.unless, &job.log_key) else {
+            return Ok(false);
+        };
+        let Some(inbox) = &self.inbox else {
+            tracing::warn!("a step unless read, but no INBOX_TABLE to read: sent");
+            return Ok(false);
+        };
+        let user = UserKey {
+            tenant: job.tenant.clone(),
+            user: job.user_id.clone(),
+        };
+        Ok(inbox
+            .is_read(&user, &job.room_id, log_key)
+            .await?
+            .unwrap_or(false))
+    }
+
+    /// Counts this send against the tenant's cap on its category and channel, if there is
+    /// one: `Some(why)` when the cap is full. Runs under the claim, so one copy counts; a
+    /// copy that retries a send counted before is let through without counting again.
+    async fn admit(&self, job: &DeliveryJob) -> Result<Option<String>, StoreError> {
+        let Some(caps) = &self.caps else {
+            return Ok(None);
+        };
+        let Some(cap) = caps
+            .caps(&job.tenant)
+            .await?
+            .cap_for(job.category, job.channel)
+        else {
+            return Ok(None);
+        };
+        let key = CapKey {
+            tenant: job.tenant.clone(),
+            user: job.user_id.clone(),
+            category: job.category,
+            channel: job.channel,
+        };
+        let id = job.notification_id.to_string();
+        let mut retry = BackoffPolicy::default().start();
+        loop {
+            let window = caps.window(&key).await?;
+            let now = self.clock.now().as_millisecond();
+            let sent = match admit(&window, &cap, &id, now) {
+                Admission::Counted => return Ok(None),
+                Admission::Capped { oldest } => {
+                    let frees = jiff::Timestamp::from_millisecond(
+                        oldest + i64::from(cap.window_seconds) * 1000,
+                    )
+                    .map(time::millis)
+                    .unwrap_or_default();
+                    return Ok(Some(format!(
+                        "frequency cap: {} {} on {} per {} s reached; the next fits after {frees}",
+                        cap.limit,
+                        job.category.as_str(),
+                        job.channel.as_str(),
+                        cap.window_seconds
+                    )));
+                }
+                Admission::Count(sent) => sent,
+            };
+            match caps
+                .write_window(&key, window.version, &sent, cap.window_seconds)
+                .await
+            {
+                Ok(()) => return Ok(None),
+                Err(StoreError::VersionConflict) if retry.wait().await => continue,
+                Err(StoreError::VersionConflict) => {
+                    return Err(StoreError::Transient(
+                        "frequency cap window kept changing".into(),
+                    ))
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -575,6 +704,11 @@ impl Deliverer {
         let mut record = self.record_of(job, &held.claim, state, detail, held.sent_to.clone());
         record.skip = skip.filter(|_| state == DeliveryState::Skipped);
         let mut metrics = vec![Metric::count(state_metric(state), 1)];
+        match record.skip {
+            Some(SkipReason::Capped) => metrics.push(Metric::count("DeliveriesCapped", 1)),
+            Some(SkipReason::Read) => metrics.push(Metric::count("StepsSkippedRead", 1)),
+            _ => {}
+        }
         if state == DeliveryState::Sent {
             let latency = herald::telemetry::ms_since(job.created_at);
             metrics.push(Metric::milliseconds("IngestToSend", vec![latency]));
@@ -667,3 +801,5 @@ const SETTLE_ATTEMPTS: u32 = 3;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workflow_tests;

@@ -58,6 +58,8 @@ fn world() -> World {
         clock: Arc::new(FixedClock(noon())),
         give_up_after: std::time::Duration::from_secs(24 * 3600),
         batch_budget: std::time::Duration::from_secs(20),
+        inbox: None,
+        caps: None,
         devices: None,
         campaigns: None,
     };

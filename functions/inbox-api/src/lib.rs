@@ -15,6 +15,7 @@ mod inbox;
 mod status;
 mod suppressions;
 mod unsubscribe;
+mod workflows;
 
 pub(crate) use contacts::write_contact;
 
@@ -25,7 +26,8 @@ use herald::config::{ConfigError, Vars};
 use herald::domain::backoff::BackoffPolicy;
 use herald::http::{not_found, ApiError};
 use herald::ports::{
-    CounterStore, DeviceRegistry, Directory, LinkKeys, MessageLog, PushEndpoints, SuppressionList,
+    CounterStore, DeviceRegistry, Directory, FrequencyCaps, LinkKeys, MessageLog, PushEndpoints,
+    SuppressionList, Workflows,
 };
 
 pub const DEFAULT_PAGE: u32 = 20;
@@ -140,11 +142,18 @@ pub struct Deps {
     pub devices: Arc<dyn DeviceRegistry>,
     pub endpoints: Arc<dyn PushEndpoints>,
     pub push_apps: devices::PushApps,
+    /// The tenant's named workflows and frequency caps (the directory table).
+    pub workflows: Arc<dyn Workflows>,
+    pub caps: Arc<dyn FrequencyCaps>,
 }
 
 impl Deps {
     pub fn from_aws(config: &Config, aws: &aws_config::SdkConfig) -> Self {
         let ddb = aws_sdk_dynamodb::Client::new(aws);
+        let rules = Arc::new(herald::aws::workflows::DynamoWorkflows::new(
+            ddb.clone(),
+            &config.directory_table,
+        ));
         let inbox = Arc::new(herald::aws::dynamodb::DynamoInbox::new(
             ddb.clone(),
             &config.inbox_table,
@@ -162,9 +171,11 @@ impl Deps {
                 &config.directory_table,
             )),
             devices: Arc::new(herald::aws::devices::DynamoDevices::new(
-                ddb,
+                ddb.clone(),
                 &config.directory_table,
             )),
+            workflows: rules.clone(),
+            caps: rules,
             endpoints: Arc::new(herald::aws::sns::SnsEndpoints::new(
                 aws_sdk_sns::Client::new(aws),
             )),
@@ -235,6 +246,16 @@ pub fn routes(deps: Arc<Deps>) -> Router {
             axum::routing::put(devices::put_device).delete(devices::delete_device),
         )
         .route("/v1/contacts/import", post(import::import_contacts))
+        .route(
+            "/v1/workflows/{name}",
+            get(workflows::get_workflow)
+                .put(workflows::put_workflow)
+                .delete(workflows::delete_workflow),
+        )
+        .route(
+            "/v1/frequency-caps",
+            get(workflows::get_caps).put(workflows::put_caps),
+        )
         .method_not_allowed_fallback(herald::http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(
             herald::http::MAX_BODY_BYTES,

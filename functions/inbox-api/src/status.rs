@@ -41,10 +41,18 @@ pub(crate) async fn delivery_status(
     let mut users: std::collections::BTreeMap<String, serde_json::Map<String, Value>> =
         std::collections::BTreeMap::new();
     for r in records {
-        users.entry(r.user_id.to_string()).or_default().insert(
-            r.channel.as_str().to_owned(),
-            json!({"state": r.state, "detail": r.detail, "updated_at": herald::domain::time::millis(r.updated_at)}),
-        );
+        let mut channel = json!({"state": r.state, "detail": r.detail, "updated_at": herald::domain::time::millis(r.updated_at)});
+        // Why a skipped send was skipped: `capped`, `read` (a workflow step), `opted_out`…
+        if let Some(skip) = r
+            .skip
+            .filter(|_| r.state == herald::ports::DeliveryState::Skipped)
+        {
+            channel["reason"] = json!(skip.as_str());
+        }
+        users
+            .entry(r.user_id.to_string())
+            .or_default()
+            .insert(r.channel.as_str().to_owned(), channel);
     }
     let deliveries: Vec<Value> = users
         .iter()

@@ -39,6 +39,8 @@ fn deps() -> (Arc<Deps>, Arc<InMemoryInbox>) {
         devices: Arc::new(herald::fake::InMemoryDevices::default()),
         endpoints: Arc::new(herald::fake::InMemoryEndpoints::default()),
         push_apps: test_push_apps(),
+        workflows: Arc::new(herald::fake::InMemoryWorkflows::default()),
+        caps: Arc::new(herald::fake::InMemoryWorkflows::default()),
     });
     (deps, inbox)
 }
@@ -261,6 +263,8 @@ async fn a_contact_write_that_meets_another_transaction_is_retried() {
             devices: Arc::new(herald::fake::InMemoryDevices::default()),
             endpoints: Arc::new(herald::fake::InMemoryEndpoints::default()),
             push_apps: test_push_apps(),
+            workflows: Arc::new(herald::fake::InMemoryWorkflows::default()),
+            caps: Arc::new(herald::fake::InMemoryWorkflows::default()),
         })
     };
     let body = json!({"email": "a@b.co"});
@@ -291,6 +295,8 @@ async fn a_concurrent_contact_write_is_not_lost() {
         devices: Arc::new(herald::fake::InMemoryDevices::default()),
         endpoints: Arc::new(herald::fake::InMemoryEndpoints::default()),
         push_apps: test_push_apps(),
+        workflows: Arc::new(herald::fake::InMemoryWorkflows::default()),
+        caps: Arc::new(herald::fake::InMemoryWorkflows::default()),
     });
     let (status, body) = call(
         &deps,
@@ -851,4 +857,87 @@ async fn devices_register_once_move_between_users_and_stay_within_the_limit() {
     }
     let (status, _) = call(&deps, "DELETE", "/v1/users/u1/devices/tok-9", None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_tenant_defines_reads_replaces_and_deletes_a_workflow() {
+    let (deps, _) = deps();
+    let escalate = json!({"steps": [
+        {"channel": "inbox"},
+        {"channel": "email", "delay_seconds": 900, "unless": "read"}
+    ]});
+    let (status, answer) = call(&deps, "PUT", "/v1/workflows/escalate", Some(escalate)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["name"], "escalate");
+    assert_eq!(answer["steps"][1]["delay_seconds"], 900);
+    let (_, read) = call(&deps, "GET", "/v1/workflows/escalate", None).await;
+    assert_eq!(read, answer);
+    // Another tenant does not see it.
+    let t2 = &[("custom:tenant", "t2"), ("scope", "herald/send")][..];
+    let (status, _) = call_as(&deps, t2, "GET", "/v1/workflows/escalate", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A user's token, or a service without herald/send, may not define workflows.
+    let user = &[("custom:tenant", "t1"), ("sub", "u1")][..];
+    let contacts = &[("custom:tenant", "t1"), ("scope", "herald/contacts")][..];
+    for token in [user, contacts] {
+        let (status, _) = call_as(&deps, token, "GET", "/v1/workflows/escalate", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // Bad bodies name their field and change nothing.
+    for (body, field) in [
+        (json!({"steps": []}), "steps"),
+        (
+            json!({"steps": [{"channel": "email", "unless": "read"}]}),
+            "steps[0].unless",
+        ),
+        (
+            json!({"steps": [{"channel": "sms", "delay_seconds": 2_592_001}]}),
+            "steps[0].delay_seconds",
+        ),
+        (json!({"steps": [{"channel": "sms"}], "name": "x"}), "name"),
+    ] {
+        let (status, err) = call(&deps, "PUT", "/v1/workflows/escalate", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+    }
+    let (status, err) = call(
+        &deps,
+        "PUT",
+        "/v1/workflows/a%20b",
+        Some(json!({"steps": [{"channel": "sms"}]})),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("name"))
+    );
+    let (_, still) = call(&deps, "GET", "/v1/workflows/escalate", None).await;
+    assert_eq!(still, answer);
+    let (status, _) = call(&deps, "DELETE", "/v1/workflows/escalate", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&deps, "DELETE", "/v1/workflows/escalate", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_tenant_sets_and_reads_its_frequency_caps() {
+    let (deps, _) = deps();
+    let (status, none) = call(&deps, "GET", "/v1/frequency-caps", None).await;
+    assert_eq!((status, none), (StatusCode::OK, json!({"caps": []})));
+    let caps = json!({"caps": [
+        {"category": "marketing", "channel": "push", "limit": 3, "window_seconds": 86400}
+    ]});
+    let (status, answer) = call(&deps, "PUT", "/v1/frequency-caps", Some(caps.clone())).await;
+    assert_eq!((status, &answer), (StatusCode::OK, &caps));
+    let bad = json!({"caps": [
+        {"category": "marketing", "channel": "inbox", "limit": 3, "window_seconds": 86400}
+    ]});
+    let (status, err) = call(&deps, "PUT", "/v1/frequency-caps", Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"]["field"], "caps[0].channel");
+    let (_, read) = call(&deps, "GET", "/v1/frequency-caps", None).await;
+    assert_eq!(read, caps, "a refused write changed nothing");
+    let user = &[("custom:tenant", "t1"), ("sub", "u1")][..];
+    let (status, _) = call_as(&deps, user, "PUT", "/v1/frequency-caps", Some(caps)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

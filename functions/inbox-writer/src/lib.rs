@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use herald::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use herald::config::{ConfigError, Vars};
 use herald::consumer::{BatchHandler, Disposition, QueueConfig, QueueMessage};
 use herald::domain::backoff::BackoffPolicy;
@@ -13,8 +14,9 @@ use herald::domain::campaign::{CampaignRef, ProgressMark};
 use herald::domain::counters::commit::{apply_packed, ApplyOutcome, Packing};
 use herald::domain::counters::{Counter, Counters, UserKey};
 use herald::domain::delivery::DeliveryJob;
+use herald::domain::workflow::MAX_QUEUE_DELAY_SECONDS;
 use herald::ports::{
-    CommitError, CounterStore, Directory, OutgoingMessage, QueueSender, UserWrites,
+    CommitError, CounterStore, Directory, OutgoingMessage, QueueSender, Scheduler, UserWrites,
 };
 use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
@@ -36,6 +38,42 @@ pub struct Config {
     /// `DIRECTORY_TABLE`: campaigns' status and progress (without it, campaign notifications
     /// are written like any other).
     pub directory_table: Option<String>,
+    /// `STEP_SCHEDULE_GROUP` and the rest: where workflow steps due in more than 15 minutes
+    /// wait (without it, such a step rides the queue 15 minutes at a time).
+    pub step_schedules: Option<StepScheduleConfig>,
+}
+
+/// EventBridge Scheduler for workflow steps: the group, the role Scheduler assumes, its
+/// dead-letter queue, and each channel's queue as the target.
+#[derive(Debug, Clone)]
+pub struct StepScheduleConfig {
+    pub group: String,
+    pub role_arn: String,
+    pub dlq_arn: String,
+    pub queue_arns: Vec<(Channel, String)>,
+}
+
+impl StepScheduleConfig {
+    fn from_vars(vars: &Vars) -> Result<Option<Self>, ConfigError> {
+        let Some(group) = vars.optional("STEP_SCHEDULE_GROUP") else {
+            return Ok(None);
+        };
+        let mut queue_arns = vec![(Channel::Email, vars.required("DELIVERY_QUEUE_ARN")?)];
+        for (channel, var) in [
+            (Channel::Sms, "SMS_QUEUE_ARN"),
+            (Channel::Push, "PUSH_QUEUE_ARN"),
+        ] {
+            if let Some(arn) = vars.optional(var) {
+                queue_arns.push((channel, arn));
+            }
+        }
+        Ok(Some(Self {
+            group,
+            role_arn: vars.required("SCHEDULER_ROLE_ARN")?,
+            dlq_arn: vars.required("SCHEDULE_DLQ_ARN")?,
+            queue_arns,
+        }))
+    }
 }
 
 impl Config {
@@ -66,9 +104,13 @@ impl Config {
                 concurrency: vars.parsed_or("COMMIT_CONCURRENCY", 1)?,
             },
             directory_table: vars.optional("DIRECTORY_TABLE"),
+            step_schedules: StepScheduleConfig::from_vars(vars)?,
         })
     }
 }
+
+/// EventBridge Scheduler's limit on a target's input.
+const MAX_SCHEDULE_INPUT: usize = 8_192;
 
 /// The handler: the counter store and where delivery jobs go.
 pub struct InboxWriter {
@@ -85,6 +127,10 @@ pub struct InboxWriter {
     /// Contacts, whose preferences (marketing consent, `channels.inbox`) the inbox honours:
     /// one BatchGetItem per batch and tenant.
     pub preferences: Option<Arc<dyn Directory>>,
+    /// Workflow steps due in more than 15 minutes: a one-time schedule onto the channel's
+    /// queue (the email scheduler serves channels without their own). Empty: such steps
+    /// ride their queue 15 minutes at a time.
+    pub step_schedulers: Vec<(Channel, Arc<dyn Scheduler>)>,
 }
 
 impl InboxWriter {
@@ -123,6 +169,24 @@ impl InboxWriter {
                 );
                 directory
             }),
+            step_schedulers: config
+                .step_schedules
+                .iter()
+                .flat_map(|c| {
+                    let client = aws_sdk_scheduler::Client::new(aws);
+                    c.queue_arns.iter().map(move |(channel, queue_arn)| {
+                        let target = ScheduleTarget {
+                            group: c.group.clone(),
+                            queue_arn: queue_arn.clone(),
+                            role_arn: c.role_arn.clone(),
+                            dlq_arn: c.dlq_arn.clone(),
+                        };
+                        let scheduler: Arc<dyn Scheduler> =
+                            Arc::new(EventBridgeScheduler::new(client.clone(), &target));
+                        (*channel, scheduler)
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -492,6 +556,26 @@ impl InboxWriter {
             };
             // The notification's trace continues into its deliveries.
             message.trace_header = batch[*index].trace_header.clone();
+            // A workflow step waits for its time: on the queue up to 15 minutes, beyond on a
+            // schedule (a schedule's input holds 8 KiB: a bigger job rides the queue 15
+            // minutes at a time, deliver putting it back until it is due).
+            let wait = job.wait_seconds(jiff::Timestamp::now());
+            if wait > MAX_QUEUE_DELAY_SECONDS && message.body.len() <= MAX_SCHEDULE_INPUT {
+                if let (Some(scheduler), Some(due)) = (self.scheduler_for(job.channel), job.due_at)
+                {
+                    if let Err(e) = scheduler
+                        .schedule_once(&job.schedule_name(), due, &message.body)
+                        .await
+                    {
+                        dispositions[*index] =
+                            Some(Disposition::Retry(format!("step schedule failed: {e}")));
+                    }
+                    continue;
+                }
+            }
+            if wait > 0 {
+                message.delay_seconds = Some(wait.min(MAX_QUEUE_DELAY_SECONDS) as i32);
+            }
             let queue = self.queue_for(job.channel);
             match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
                 Some((_, messages)) => messages.push(message),
@@ -508,6 +592,17 @@ impl InboxWriter {
                 }
             }
         }
+    }
+
+    fn scheduler_for(&self, channel: Channel) -> Option<&Arc<dyn Scheduler>> {
+        let own = self.step_schedulers.iter().find(|(c, _)| *c == channel);
+        own.or_else(|| {
+            self.step_schedulers
+                .iter()
+                .find(|(c, _)| *c == Channel::Email)
+                .filter(|_| !self.channel_queues.iter().any(|(c, _)| *c == channel))
+        })
+        .map(|(_, s)| s)
     }
 
     fn queue_for(&self, channel: Channel) -> Arc<dyn QueueSender> {
@@ -551,8 +646,94 @@ mod tests {
             packing: Packing::default(),
             campaigns: None,
             preferences: None,
+            step_schedulers: Vec::new(),
         };
         (w, store, delivery)
+    }
+
+    /// A notification accepted `ago` before now with an escalation: inbox, email after
+    /// 10 minutes, SMS after a day, each unless read.
+    fn escalation(id: &str, ago: jiff::SignedDuration, body: &str) -> QueueMessage {
+        let created_at = herald::domain::time::millis(jiff::Timestamp::now() - ago);
+        let json = json!({"tenant": "t1", "id": id, "user_id": "u1", "room_id": "r1", "title": "Hi",
+        "body": body, "channels": ["inbox", "email", "sms"], "created_at": created_at,
+        "steps": [
+            {"channel": "inbox"},
+            {"channel": "email", "delay_seconds": 600, "unless": "read"},
+            {"channel": "sms", "delay_seconds": 86_400, "unless": "read"}
+        ]});
+        QueueMessage {
+            body: json.to_string(),
+            ..message(id, "u1", "r1", &[])
+        }
+    }
+
+    #[tokio::test]
+    async fn steps_wait_on_the_queue_up_to_15_minutes_and_on_a_schedule_beyond() {
+        let (mut w, _, email) = writer(Faults::default());
+        let sms = Arc::new(RecordingQueue::default());
+        let (email_schedules, sms_schedules) = (
+            Arc::new(herald::fake::RecordingScheduler::default()),
+            Arc::new(herald::fake::RecordingScheduler::default()),
+        );
+        w.channel_queues = vec![(Channel::Sms, sms.clone() as Arc<dyn QueueSender>)];
+        w.step_schedulers = vec![
+            (
+                Channel::Email,
+                email_schedules.clone() as Arc<dyn Scheduler>,
+            ),
+            (Channel::Sms, sms_schedules.clone() as Arc<dyn Scheduler>),
+        ];
+        let fresh = escalation("n1", jiff::SignedDuration::ZERO, "b");
+        // Accepted 20 minutes ago and redelivered only now: the email step is due already.
+        let late = escalation("n2", jiff::SignedDuration::from_mins(20), "b");
+        let out = w.handle(&[fresh, late]).await;
+        assert_eq!(out, vec![Disposition::Done, Disposition::Done]);
+
+        let emails = email.sent.lock().unwrap().clone();
+        assert_eq!(emails.len(), 2);
+        let delay = emails[0].delay_seconds.unwrap();
+        assert!((595..=600).contains(&delay), "{delay}");
+        assert_eq!(emails[1].delay_seconds, None, "due: at once");
+        let job: DeliveryJob = serde_json::from_str(&emails[0].body).unwrap();
+        assert_eq!(job.unless, Some(herald::domain::workflow::Condition::Read));
+        // A day out: one schedule per notification onto the SMS queue's scheduler, at the
+        // step's time, holding the job; nothing on the SMS queue itself.
+        assert!(sms.sent.lock().unwrap().is_empty());
+        assert!(email_schedules.schedules.lock().unwrap().is_empty());
+        let schedules = sms_schedules.schedules.lock().unwrap().clone();
+        assert_eq!(schedules.len(), 2);
+        let held: DeliveryJob = serde_json::from_str(&schedules[0].2).unwrap();
+        assert_eq!(Some(schedules[0].1), held.due_at);
+        assert_eq!(held.channel, Channel::Sms);
+        assert!(schedules[0].0.len() <= 64 && schedules[0].0.starts_with("step-"));
+        assert_ne!(schedules[0].0, schedules[1].0);
+    }
+
+    #[tokio::test]
+    async fn a_job_too_big_for_a_schedule_rides_the_queue_15_minutes_at_a_time() {
+        let (mut w, _, email) = writer(Faults::default());
+        let schedules = Arc::new(herald::fake::RecordingScheduler::default());
+        w.step_schedulers = vec![(Channel::Email, schedules.clone() as Arc<dyn Scheduler>)];
+        let big = escalation("n1", jiff::SignedDuration::ZERO, &"x".repeat(3_000));
+        let mut json: serde_json::Value = serde_json::from_str(&big.body).unwrap();
+        json["data"] = json!({"blob": "y".repeat(7_000)});
+        let big = QueueMessage {
+            body: json.to_string(),
+            ..big
+        };
+        assert_eq!(w.handle(&[big]).await, vec![Disposition::Done]);
+        assert!(schedules.schedules.lock().unwrap().is_empty());
+        let sms: Vec<DeliveryJob> = email
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.delay_seconds == Some(900))
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect();
+        assert_eq!(sms.len(), 1, "the day-long SMS step, 15 minutes at a time");
+        assert_eq!(sms[0].channel, Channel::Sms);
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! notification on the notifications queue; answers 202 with per-item results. Needs a
 //! token with the `herald/send` scope; the tenant comes from the token.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -14,9 +15,10 @@ use herald::config::{ConfigError, Vars};
 use herald::domain::notification::{
     check_idempotency_key, parse_notification, IdSource, MAX_ITEMS_PER_REQUEST,
 };
+use herald::domain::workflow::Workflow;
 use herald::http::{not_found, parse_json, ApiError, RequestMeta};
-use herald::ports::{OutgoingMessage, QueueSender};
-use herald::{FieldError, Notification};
+use herald::ports::{OutgoingMessage, QueueSender, Workflows};
+use herald::{FieldError, Notification, TenantId};
 use serde_json::{json, Value};
 
 /// Environment of the ingest function.
@@ -24,6 +26,9 @@ use serde_json::{json, Value};
 pub struct Config {
     pub notifications_queue_url: String,
     pub auth: AuthSettings,
+    /// `DIRECTORY_TABLE`: the tenants' named workflows (without it, a notification naming
+    /// one is refused as unknown).
+    pub directory_table: Option<String>,
 }
 
 impl Config {
@@ -31,6 +36,7 @@ impl Config {
         Ok(Self {
             notifications_queue_url: vars.required("NOTIFICATIONS_QUEUE_URL")?,
             auth: AuthSettings::from_vars(vars)?,
+            directory_table: vars.optional("DIRECTORY_TABLE"),
         })
     }
 }
@@ -39,6 +45,8 @@ impl Config {
 pub struct Deps {
     pub queue: Arc<dyn QueueSender>,
     pub auth: AuthSettings,
+    /// Named workflows, looked up once per name and request.
+    pub workflows: Option<Arc<dyn Workflows>>,
 }
 
 impl Deps {
@@ -50,6 +58,14 @@ impl Deps {
                 &config.notifications_queue_url,
             )),
             auth: config.auth.clone(),
+            workflows: config.directory_table.as_ref().map(|table| {
+                let workflows: Arc<dyn Workflows> =
+                    Arc::new(herald::aws::workflows::DynamoWorkflows::new(
+                        aws_sdk_dynamodb::Client::new(aws),
+                        table,
+                    ));
+                workflows
+            }),
         }
     }
 }
@@ -98,6 +114,8 @@ async fn accept_notifications(
             Err(e) => rejected.push((index, e)),
         }
     }
+    let (valid, unknown) = follow_workflows(&deps, tenant, valid).await?;
+    rejected.extend(unknown);
     if valid.is_empty() {
         // Nothing valid: a plain 400 naming the first bad field; nothing was enqueued.
         let (_, first) = rejected.swap_remove(0);
@@ -152,6 +170,50 @@ async fn accept_notifications(
         [("x-correlation-id", meta.correlation_id)],
         Json(json!({"accepted": accepted, "rejected": rejected})),
     ))
+}
+
+/// Copies each named workflow's steps into the notifications that name it (one read per
+/// name); a name the tenant has not defined rejects its item.
+async fn follow_workflows(
+    deps: &Deps,
+    tenant: &TenantId,
+    items: Vec<(usize, Notification)>,
+) -> Result<(Vec<(usize, Notification)>, Vec<(usize, FieldError)>), ApiError> {
+    let mut known: HashMap<String, Option<Workflow>> = HashMap::new();
+    let (mut valid, mut rejected) = (Vec::new(), Vec::new());
+    for (index, mut n) in items {
+        let Some(name) = n.workflow.clone().filter(|_| n.steps.is_none()) else {
+            valid.push((index, n));
+            continue;
+        };
+        if !known.contains_key(&name) {
+            let found = match &deps.workflows {
+                Some(store) => store.workflow(tenant, &name).await?,
+                None => None,
+            };
+            known.insert(name.clone(), found);
+        }
+        match &known[&name] {
+            Some(workflow) => {
+                n.follow(workflow);
+                valid.push((index, n));
+            }
+            None => {
+                let field = format!("notifications[{index}].workflow");
+                rejected.push((
+                    index,
+                    FieldError::new(
+                        "unknown_workflow",
+                        &field,
+                        format!(
+                            "{field}: no workflow {name:?}; PUT /v1/workflows/{name} defines it"
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((valid, rejected))
 }
 
 fn notification_items(request: &Value) -> Result<&Vec<Value>, ApiError> {
@@ -218,6 +280,7 @@ mod tests {
     use axum::http::Request;
     use herald::auth::{claims, jwt_request_context};
     use herald::fake::RecordingQueue;
+    use herald::Channel;
     use tower::ServiceExt;
 
     use super::*;
@@ -227,6 +290,7 @@ mod tests {
         let deps = Arc::new(Deps {
             queue: queue.clone(),
             auth: AuthSettings::from_vars(&Vars::default()).unwrap(),
+            workflows: Some(Arc::new(herald::fake::InMemoryWorkflows::default())),
         });
         (deps, queue)
     }
@@ -267,6 +331,76 @@ mod tests {
 
     fn item(user: &str) -> Value {
         json!({"user_id": user, "room_id": "r1", "title": "Hi", "body": "b", "channels": ["inbox"]})
+    }
+
+    #[tokio::test]
+    async fn a_named_workflow_is_copied_into_each_notification_that_names_it() {
+        let (deps, queue) = deps();
+        let steps = json!({"steps": [
+            {"channel": "inbox"},
+            {"channel": "email", "delay_seconds": 900, "unless": "read"}
+        ]});
+        let workflow = herald::domain::workflow::Workflow::parse(&steps, "").unwrap();
+        let t1 = TenantId::parse("t1", "t").unwrap();
+        deps.workflows
+            .as_ref()
+            .unwrap()
+            .put_workflow(&t1, "escalate", &workflow)
+            .await
+            .unwrap();
+        let named = |user: &str, name: &str| {
+            let mut i = item(user);
+            i.as_object_mut().unwrap().remove("channels");
+            i["workflow"] = json!(name);
+            i
+        };
+        let inline = {
+            let mut i = item("u3");
+            i.as_object_mut().unwrap().remove("channels");
+            i["workflow"] = steps.clone();
+            i
+        };
+        let both = {
+            let mut i = item("u4");
+            i["workflow"] = json!("escalate");
+            i
+        };
+        let body = json!({"notifications": [
+            named("u1", "escalate"), named("u2", "nope"), inline, both, named("u5", "escalate")
+        ]});
+        let (status, answer) = post(deps, body, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        let rejected = answer["rejected"].as_array().unwrap();
+        let codes: Vec<(u64, &str, &str)> = rejected
+            .iter()
+            .map(|r| {
+                (
+                    r["index"].as_u64().unwrap(),
+                    r["error"]["code"].as_str().unwrap(),
+                    r["error"]["field"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                (1, "unknown_workflow", "notifications[1].workflow"),
+                (3, "conflict", "notifications[3].workflow"),
+            ]
+        );
+        let sent: Vec<Notification> = queue
+            .bodies()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect();
+        assert_eq!(sent.len(), 3);
+        for n in &sent {
+            assert_eq!(n.channels, vec![Channel::Inbox, Channel::Email]);
+            assert_eq!(n.steps.as_ref(), Some(&workflow.steps));
+            n.check().unwrap();
+        }
+        assert_eq!(sent[0].workflow.as_deref(), Some("escalate"));
+        assert_eq!(sent[1].workflow, None, "inline");
     }
 
     #[tokio::test]

@@ -25,6 +25,8 @@ pub mod sns;
 pub mod sqs;
 #[cfg(feature = "dynamodb")]
 pub mod suppressions;
+#[cfg(feature = "dynamodb")]
+pub mod workflows;
 
 #[cfg(feature = "sdk")]
 use aws_smithy_runtime_api::{client::result::SdkError, http::Response as HttpResponse};

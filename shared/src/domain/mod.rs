@@ -2,6 +2,8 @@
 
 pub mod backoff;
 pub mod campaign;
+pub mod caps;
+pub mod channel;
 pub mod contact;
 pub mod counters;
 pub mod delivery;
@@ -16,3 +18,4 @@ pub mod reconcile;
 pub mod suppression;
 pub mod time;
 pub mod unsubscribe;
+pub mod workflow;

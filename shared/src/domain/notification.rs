@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ids::{check_id, NotificationId, RoomId, TenantId, UserId, MAX_ID_LEN};
+use super::workflow::{Step, Workflow, WorkflowRef};
 use crate::error::FieldError;
 
 /// Most notifications one `POST /v1/notifications` may carry.
@@ -17,41 +18,7 @@ pub const MAX_DATA_BYTES: usize = 8 * 1024;
 pub const NONBLANK_PATTERN: &str =
     r"[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
 
-/// How a notification reaches its user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Inbox,
-    Email,
-    Sms,
-    Push,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Inbox, Channel::Email, Channel::Sms, Channel::Push];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Inbox => "inbox",
-            Channel::Email => "email",
-            Channel::Sms => "sms",
-            Channel::Push => "push",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Channel> {
-        Channel::ALL.into_iter().find(|c| c.as_str() == value)
-    }
-}
-
-/// Transactional messages ignore marketing opt-outs and quiet hours.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Category {
-    #[default]
-    Transactional,
-    Marketing,
-}
+pub use super::channel::{Category, Channel};
 
 /// One notification after validation: what ingest puts on the notifications queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,9 +49,36 @@ pub struct Notification {
     /// Sent by a campaign: which one, and where in its fan-out (for cancel and progress).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<super::ids::CampaignRef>,
+    /// The name of the tenant's workflow it follows (for the logs and the status), when it
+    /// named one; its steps are copied into `steps` at ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Its channels as workflow steps (delays and conditions); absent: every channel at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<Step>>,
 }
 
 impl Notification {
+    /// Follows `workflow`: its steps, and its channels as the notification's.
+    pub fn follow(&mut self, workflow: &Workflow) {
+        self.channels = workflow.channels();
+        self.steps = Some(workflow.steps.clone());
+    }
+
+    /// The step of `channel`: its own when a workflow set one, else at once, unconditionally.
+    pub fn step(&self, channel: Channel) -> Step {
+        self.steps
+            .iter()
+            .flatten()
+            .find(|s| s.channel == channel)
+            .copied()
+            .unwrap_or(Step {
+                channel,
+                delay_seconds: 0,
+                unless: None,
+            })
+    }
+
     pub fn wants(&self, channel: Channel) -> bool {
         self.channels.contains(&channel)
     }
@@ -113,6 +107,19 @@ impl Notification {
                 "channels",
                 "channels must name at least one channel",
             ));
+        }
+        if let Some(steps) = &self.steps {
+            let workflow = Workflow {
+                steps: steps.clone(),
+            };
+            workflow.check("")?;
+            if workflow.channels() != self.channels {
+                return Err(FieldError::new(
+                    "invalid_value",
+                    "steps",
+                    "steps must name exactly the notification's channels",
+                ));
+            }
         }
         if self
             .data
@@ -157,6 +164,8 @@ struct NotificationRequest {
     category: Option<Category>,
     #[serde(default)]
     data: Option<Value>,
+    #[serde(default)]
+    workflow: Option<Value>,
 }
 
 /// Validates one JSON item of the request; `index` locates it in error field paths.
@@ -200,7 +209,33 @@ pub fn parse_notification(
     check_text(&title, &at("title"), MAX_TITLE_CHARS)?;
     let body = required(request.body, "body")?;
     check_text(&body, &at("body"), MAX_BODY_CHARS)?;
-    let channels = parse_channels(request.channels.as_ref(), &at("channels"))?;
+    // Channels come from `channels` or from a workflow's steps, never both.
+    let workflow = match (&request.workflow, &request.channels) {
+        (Some(Value::Null) | None, _) => None,
+        // Even `channels: null` beside a workflow: one of the two names the channels.
+        (Some(_), Some(_)) => {
+            return Err(FieldError::new(
+                "conflict",
+                &at("workflow"),
+                format!(
+                    "{} and {} are exclusive: a workflow's steps name its channels",
+                    at("workflow"),
+                    at("channels")
+                ),
+            ))
+        }
+        (Some(w), _) => Some(WorkflowRef::parse(w, &at("workflow"))?),
+    };
+    let (channels, workflow, steps) = match workflow {
+        None => (
+            parse_channels(request.channels.as_ref(), &at("channels"))?,
+            None,
+            None,
+        ),
+        // Resolved by the caller (`follow`), which can look the name up.
+        Some(WorkflowRef::Named(name)) => (Vec::new(), Some(name), None),
+        Some(WorkflowRef::Inline(w)) => (w.channels(), None, Some(w.steps)),
+    };
     let category = request.category.unwrap_or_default();
     let data = parse_data(request.data.as_ref(), &at("data"))?;
     Ok(Notification {
@@ -217,6 +252,8 @@ pub fn parse_notification(
         log_key,
         correlation_id: None,
         campaign: None,
+        workflow,
+        steps,
     })
 }
 
@@ -259,7 +296,7 @@ fn derived_id(key: &str, item: &Value) -> String {
 }
 
 /// FNV-1a (over an item's JSON, serde_json sorts object keys, so equal items hash equal).
-fn content_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })

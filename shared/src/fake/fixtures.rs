@@ -23,6 +23,9 @@ pub fn delivery_job(channel: Channel, category: Category) -> DeliveryJob {
         endpoints: None,
         campaign: None,
         record_per_user: false,
+        due_at: None,
+        unless: None,
+        log_key: None,
     }
 }
 

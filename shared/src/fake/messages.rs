@@ -61,4 +61,23 @@ impl MessageLog for InMemoryInbox {
             next_cursor: (end < mine.len()).then(|| format!("{list}|{end}")),
         })
     }
+
+    async fn is_read(
+        &self,
+        user: &UserKey,
+        room: &RoomId,
+        log_key: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let state = self.lock();
+        let stamp = state.messages.iter().find_map(|((u, _), (n, stamp))| {
+            (u == user && &n.room_id == room && n.wants(Channel::Inbox) && n.log_key() == log_key)
+                .then_some(*stamp)
+        });
+        Ok(stamp.map(|stamp| {
+            state
+                .read_at
+                .get(&(user.clone(), room.clone()))
+                .is_some_and(|at| stamp <= *at)
+        }))
+    }
 }

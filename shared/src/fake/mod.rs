@@ -16,6 +16,7 @@ pub mod ses;
 pub mod sns;
 pub mod sqs;
 pub mod users;
+pub mod workflows;
 
 pub use campaigns::*;
 pub use clock::*;
@@ -28,3 +29,4 @@ pub use secrets::*;
 pub use ses::*;
 pub use sns::InMemoryEndpoints;
 pub use sqs::*;
+pub use workflows::*;

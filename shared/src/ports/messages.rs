@@ -39,4 +39,13 @@ pub trait MessageLog: Send + Sync {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<MessagePage, StoreError>;
+    /// Whether the message logged under `log_key` in `room` is read (a mark-read of its room
+    /// committed after it), strongly consistent; `None` when the log has no such inbox
+    /// message.
+    async fn is_read(
+        &self,
+        user: &UserKey,
+        room: &RoomId,
+        log_key: &str,
+    ) -> Result<Option<bool>, StoreError>;
 }

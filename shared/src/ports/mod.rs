@@ -15,6 +15,7 @@ pub mod sns;
 pub mod sqs;
 pub mod suppressions;
 pub mod users;
+pub mod workflows;
 
 pub use campaigns::*;
 pub use clock::*;
@@ -30,6 +31,7 @@ pub use sns::*;
 pub use sqs::*;
 pub use suppressions::*;
 pub use users::*;
+pub use workflows::*;
 
 use crate::error::CallError;
 

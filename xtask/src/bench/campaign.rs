@@ -415,6 +415,7 @@ async fn simulate(users: usize) -> Result<Value> {
         policy: Default::default(),
         packing: Packing::default(),
         preferences: None,
+        step_schedulers: Vec::new(),
     });
 
     // The three campaigns, stored and started at once (as their schedules would).

@@ -199,6 +199,7 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
             concurrency: 1,
         },
         preferences: None,
+        step_schedulers: Vec::new(),
     });
     let binding = QueueBinding {
         queue: Arc::new(SqsSourceQueue::new(sqs.clone(), &config.queue)),
@@ -211,6 +212,7 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
     let ingest = ingest::app(Arc::new(ingest::Deps {
         queue: Arc::new(SqsSender::new(sqs.clone(), &config.queue.queue_url)),
         auth: herald::auth::AuthSettings::from_vars(&Default::default())?,
+        workflows: None,
     }));
     // What API Gateway's JWT authorizer hands ingest for a service token of tenant `bench`.
     let service = herald::auth::jwt_request_context(

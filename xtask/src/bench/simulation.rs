@@ -59,6 +59,7 @@ fn setup(
         policy: Default::default(),
         packing,
         preferences: None,
+        step_schedulers: Vec::new(),
     });
     (store, queue, writer)
 }

@@ -88,6 +88,33 @@ impl MessageLog for DynamoInbox {
                 .map(|key| client_cursor(key, room)),
         })
     }
+
+    async fn is_read(
+        &self,
+        user: &UserKey,
+        room: &RoomId,
+        log_key: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let pk = user_pk(user);
+        let message_sk = format!("M#{log_key}");
+        let items = crate::aws::item::batch_get(
+            &self.client,
+            &self.table,
+            [
+                (pk.clone(), message_sk.clone()),
+                (pk.clone(), format!("R#{room}")),
+            ],
+            Some("sk, stamp, read_at"),
+            3,
+        )
+        .await?;
+        let of = |sk: &str| items.iter().find(|i| text(i, "sk") == sk);
+        let Some(message) = of(&message_sk) else {
+            return Ok(None);
+        };
+        let read_at = of(&format!("R#{room}")).map_or(0, |r| number(r, "read_at"));
+        Ok(Some(read_at > 0 && number(message, "stamp") <= read_at))
+    }
 }
 
 /// The cursor a client gets: the last message's sort key and the room it lists (the

@@ -233,6 +233,8 @@ impl Campaign {
                 page,
                 slot,
             }),
+            workflow: None,
+            steps: None,
         }
     }
 

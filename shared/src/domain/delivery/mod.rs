@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::contact::Contact;
 use super::ids::{NotificationId, RoomId, TenantId, UserId};
 use super::notification::{Category, Channel, Notification};
+use super::workflow::Condition;
 
 /// What the inbox-writer puts on the delivery queue once a notification is committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +52,19 @@ pub struct DeliveryJob {
     /// job queued by an earlier version keeps the layout its claim was made in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record_per_user: bool,
+    /// A workflow step's: not before this instant (accepted + the step's delay).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::time::as_millis_option"
+    )]
+    pub due_at: Option<jiff::Timestamp>,
+    /// A workflow step's condition, checked when the job is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<Condition>,
+    /// The notification's key in its user's message log, where `unless: read` looks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_key: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -71,7 +85,8 @@ impl DeliveryJob {
         n.channels
             .iter()
             .filter(|c| **c != Channel::Inbox)
-            .map(|&channel| DeliveryJob {
+            .map(|&channel| (channel, n.step(channel)))
+            .map(|(channel, step)| DeliveryJob {
                 tenant: n.tenant.clone(),
                 notification_id: n.id.clone(),
                 user_id: n.user_id.clone(),
@@ -88,8 +103,34 @@ impl DeliveryJob {
                 endpoints: None,
                 campaign: n.campaign.clone(),
                 record_per_user: n.campaign.is_some(),
+                due_at: (step.delay_seconds > 0).then(|| {
+                    n.created_at + jiff::SignedDuration::from_secs(step.delay_seconds.into())
+                }),
+                unless: step.unless,
+                log_key: step.unless.map(|_| n.log_key().to_owned()),
             })
             .collect()
+    }
+
+    /// The one-time schedule that holds this job until it is due: the same name for every
+    /// copy (a redelivered notification re-creates it and meets the one that exists), within
+    /// Scheduler's 64 characters of `[0-9A-Za-z_.-]`.
+    pub fn schedule_name(&self) -> String {
+        let who = format!(
+            "{}\n{}\n{}",
+            self.tenant, self.user_id, self.notification_id
+        );
+        let hash = super::notification::content_hash(who.as_bytes());
+        let salted = super::notification::content_hash(format!("herald\n{who}").as_bytes());
+        format!("step-{hash:016x}{salted:016x}-{}", self.channel.as_str())
+    }
+
+    /// Seconds until the job is due at `now` (0: due).
+    pub fn wait_seconds(&self, now: jiff::Timestamp) -> u32 {
+        self.due_at.map_or(0, |due| {
+            let ms = due.as_millisecond() - now.as_millisecond();
+            u32::try_from((ms.max(0) + 999) / 1000).unwrap_or(u32::MAX)
+        })
     }
 
     /// Unique per notification and channel: a queue batch entry id and a dedup key.
@@ -120,14 +161,20 @@ pub enum SkipReason {
     Suppressed,
     /// No contact or no address for the channel.
     NoAddress,
+    /// A workflow step `unless: read`: the notification was read by the time it was due.
+    Read,
+    /// A frequency cap of the tenant's was full for this user, category and channel.
+    Capped,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 4] = [
+    pub const ALL: [SkipReason; 6] = [
         SkipReason::Cancelled,
         SkipReason::OptedOut,
         SkipReason::Suppressed,
         SkipReason::NoAddress,
+        SkipReason::Read,
+        SkipReason::Capped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +183,8 @@ impl SkipReason {
             SkipReason::OptedOut => "opted_out",
             SkipReason::Suppressed => "suppressed",
             SkipReason::NoAddress => "no_address",
+            SkipReason::Read => "read",
+            SkipReason::Capped => "capped",
         }
     }
 }
@@ -161,7 +210,7 @@ pub fn decide(contact: Option<&Contact>, job: &DeliveryJob, now: jiff::Timestamp
             SkipReason::OptedOut,
             format!(
                 "user opted out of {} on {}",
-                category_name(job.category),
+                job.category.as_str(),
                 job.channel.as_str()
             ),
         );
@@ -195,13 +244,6 @@ pub fn decide(contact: Option<&Contact>, job: &DeliveryJob, now: jiff::Timestamp
         }
     }
     Decision::Send(addresses)
-}
-
-fn category_name(c: Category) -> &'static str {
-    match c {
-        Category::Transactional => "transactional",
-        Category::Marketing => "marketing",
-    }
 }
 
 #[cfg(test)]

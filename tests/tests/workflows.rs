@@ -1,0 +1,232 @@
+//! Workflows and frequency caps on the emulator, end to end through the APIs and the queue
+//! workers: a named escalation sends its email when unread and skips it once read (SQS
+//! message delays, real reads of the inbox table); a step a day out waits on a real
+//! EventBridge Scheduler schedule onto the delivery queue; a cap holds back the second
+//! marketing email with `skipped: capped`.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use herald::consumer::{BatchHandler, Disposition};
+use herald::domain::delivery::DeliveryJob;
+use serde_json::{json, Value};
+use testkit::harness::{call, emails_to, eventually, test_stack};
+use testkit::runner::LocalApp;
+
+/// The channel's record in `GET /v1/notifications/{id}`, once it has one.
+async fn channel_status(app: &LocalApp, id: &str, channel: &str) -> Option<Value> {
+    let (status, answer) = call(
+        &app.router(),
+        "GET",
+        &format!("/v1/notifications/{id}?user=u1"),
+        Some(&app.service_token("t1")),
+        None,
+    )
+    .await
+    .unwrap();
+    (status == 200)
+        .then(|| answer["channels"][channel].clone())
+        .filter(|c| c["state"] == "sent" || c["state"] == "skipped")
+}
+
+async fn send(app: &LocalApp, item: Value) {
+    let (status, answer) = call(
+        &app.router(),
+        "POST",
+        "/v1/notifications",
+        Some(&app.service_token("t1")),
+        Some(json!({ "notifications": [item] })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["rejected"], json!([]), "{answer}");
+}
+
+async fn contact(app: &LocalApp, address: &str) {
+    let (status, answer) = call(
+        &app.router(),
+        "PUT",
+        "/v1/users/u1/contact",
+        Some(&app.service_token("t1")),
+        Some(json!({ "email": address })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_escalation_emails_when_unread_and_not_once_read() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = std::sync::Arc::new(LocalApp::new(&stack).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let service = app.service_token("t1");
+    let address = &format!("escalate-{}@example.com", stack.prefix.to_lowercase());
+    contact(&app, address).await;
+    // The read one's email is due later, so the test reads it well before.
+    for (name, delay) in [("soon", 2), ("later", 12)] {
+        let workflow = json!({"steps": [
+            {"channel": "inbox"},
+            {"channel": "email", "delay_seconds": delay, "unless": "read"}
+        ]});
+        let (status, answer) = call(
+            &app.router(),
+            "PUT",
+            &format!("/v1/workflows/{name}"),
+            Some(&service),
+            Some(workflow),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    let item = |id: &str, room: &str, workflow: &str| json!({"id": id, "user_id": "u1", "room_id": room, "title": id, "body": "b", "workflow": workflow});
+    send(&app, item("unread-1", "r-unread", "soon")).await;
+    send(&app, item("read-1", "r-read", "later")).await;
+
+    // The read one reaches the inbox; the user reads its room before its step is due.
+    let router = app.router();
+    let user = app.user_token("t1", "u1");
+    eventually(Duration::from_secs(20), "both in the inbox", || async {
+        let (_, unread) = call(&router, "GET", "/v1/users/u1/unread", Some(&user), None).await?;
+        Ok((unread["total"] == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    let (status, _) = call(
+        &router,
+        "POST",
+        "/v1/users/u1/rooms/r-read/read",
+        Some(&user),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+
+    let sent = eventually(
+        Duration::from_secs(30),
+        "the unread one's email",
+        || async { Ok(channel_status(&app, "unread-1", "email").await) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent["state"], "sent", "{sent}");
+    let skipped = eventually(Duration::from_secs(40), "the read one's step", || async {
+        Ok(channel_status(&app, "read-1", "email").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (&skipped["state"], &skipped["reason"]),
+        (&json!("skipped"), &json!("read")),
+        "{skipped}"
+    );
+    let emails = emails_to(&stack.endpoint, address).unwrap();
+    assert_eq!(emails.len(), 1, "only the unread one: {emails:?}");
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_a_day_out_waits_on_a_schedule_onto_the_delivery_queue() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = LocalApp::new(&stack).unwrap();
+    let item = json!({"id": "tomorrow", "user_id": "u1", "room_id": "r1", "title": "t", "body": "b",
+        "workflow": {"steps": [{"channel": "inbox"}, {"channel": "email", "delay_seconds": 86_400, "unless": "read"}]}});
+    send(&app, item).await;
+    // The writer takes the notification as its event source would.
+    let batch = app.notifications.queue.receive(10, 2).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(app.writer.handle(&batch).await, vec![Disposition::Done]);
+    let group = app.step_schedule_group.clone().unwrap();
+    let scheduler = aws_sdk_scheduler::Client::new(&app.sdk);
+    let listed = scheduler
+        .list_schedules()
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.schedules().len(), 1);
+    let name = listed.schedules()[0].name().unwrap();
+    let schedule = scheduler
+        .get_schedule()
+        .group_name(&group)
+        .name(name)
+        .send()
+        .await
+        .unwrap();
+    let target = schedule.target().unwrap();
+    assert!(
+        target
+            .arn()
+            .ends_with(&stack.resource("DeliveryQueue").unwrap().name),
+        "{}",
+        target.arn()
+    );
+    let job: DeliveryJob = serde_json::from_str(target.input().unwrap()).unwrap();
+    let due = job.due_at.unwrap();
+    assert_eq!(
+        schedule.schedule_expression(),
+        Some(herald::aws::scheduler::at_expression(due).as_str())
+    );
+    assert_eq!(due - job.created_at, jiff::SignedDuration::from_hours(24));
+    // Nothing on the delivery queue until then.
+    assert!(app.delivery.queue.receive(10, 1).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frequency_cap_holds_back_the_second_marketing_email() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = std::sync::Arc::new(LocalApp::new(&stack).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let address = &format!("capped-{}@example.com", stack.prefix.to_lowercase());
+    contact(&app, address).await;
+    let caps = json!({"caps": [{"category": "marketing", "channel": "email", "limit": 1, "window_seconds": 3600}]});
+    let (status, _) = call(
+        &app.router(),
+        "PUT",
+        "/v1/frequency-caps",
+        Some(&app.service_token("t1")),
+        Some(caps),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    for id in ["promo-1", "promo-2"] {
+        send(
+            &app,
+            json!({"id": id, "user_id": "u1", "room_id": "r1", "title": id, "body": "b",
+                "channels": ["email"], "category": "marketing"}),
+        )
+        .await;
+    }
+    let mut states = Vec::new();
+    for id in ["promo-1", "promo-2"] {
+        let status = eventually(Duration::from_secs(30), id, || async {
+            Ok(channel_status(&app, id, "email").await)
+        })
+        .await
+        .unwrap();
+        states.push((status["state"].clone(), status["reason"].clone()));
+    }
+    states.sort_by_key(|s| s.0.to_string());
+    assert_eq!(
+        states,
+        vec![
+            (json!("sent"), Value::Null),
+            (json!("skipped"), json!("capped"))
+        ]
+    );
+    assert_eq!(emails_to(&stack.endpoint, address).unwrap().len(), 1);
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+}
