@@ -15,8 +15,9 @@ it cannot, each narrowly:
   `rejected` of a 202, and only a request whose envelope or every item is invalid is a 400;
 - a workflow's rules across its steps (each channel once, inbox first and at once, delays
   never shorter than the step before, `unless: read` needs an inbox step) and a named
-  workflow the tenant never defined; one frequency cap per category and channel: a 400 (or
-  a rejected item) naming the step, the workflow or the cap.
+  workflow the tenant never defined; one frequency cap per category and channel; a digest
+  on an inbox-only notification or beside a workflow: a 400 (or a rejected item) naming the
+  step, the workflow, the digest or the cap.
 """
 
 import json
@@ -66,8 +67,9 @@ LINE_CHECKED = {"importContacts"}
 SEMANTIC_FIELDS = {
     "putWorkflow": re.compile(r"steps(\[\d+\]\.(channel|delay_seconds|unless))?"),
     "putFrequencyCaps": re.compile(r"caps\[\d+\]"),
+    # A digest needs an outside channel and no workflow: rules across fields.
     "sendNotifications": re.compile(
-        r"notifications\[\d+\]\.workflow(\.steps(\[\d+\]\.(channel|delay_seconds|unless))?)?"
+        r"notifications\[\d+\]\.(digest|workflow(\.steps(\[\d+\]\.(channel|delay_seconds|unless))?)?)"
     ),
 }
 

@@ -509,6 +509,7 @@ pub async fn run(config: &SimConfig) -> Report {
         campaigns: gate(),
         preferences: Some(directory.clone()),
         step_schedulers: Vec::new(),
+        digests: None,
     });
     let deliverer = Arc::new(deliver::Deliverer {
         directory: directory.clone(),
@@ -528,6 +529,7 @@ pub async fn run(config: &SimConfig) -> Report {
         batch_budget: std::time::Duration::from_secs(20),
         inbox: None,
         caps: None,
+        digests: None,
         devices: None,
         campaigns: gate(),
     });

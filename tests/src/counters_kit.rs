@@ -42,6 +42,7 @@ pub fn notification(id: &str, u: &str, room: &str) -> Notification {
         campaign: None,
         workflow: None,
         steps: None,
+        digest: None,
     }
 }
 

@@ -74,6 +74,7 @@ async fn a_spent_retry_budget_is_a_batch_item_failure_and_the_message_stays_queu
         packing: Default::default(),
         preferences: None,
         step_schedulers: Vec::new(),
+        digests: None,
     };
     enqueue(&stack, vec![body(&notification("slow-1", "fay", "r1"))]).await;
     let batch = receive(&stack, "NotificationsQueue", 30).await.unwrap();
@@ -155,6 +156,7 @@ async fn a_message_out_of_receives_goes_to_the_dlq_with_the_last_error() {
         packing: Default::default(),
         preferences: None,
         step_schedulers: Vec::new(),
+        digests: None,
     };
     enqueue(&stack, vec![body(&notification("doomed", "hal", "r1"))]).await;
     for receive_no in 1..=2 {

@@ -39,6 +39,9 @@ struct VictimState {
     suppressed: bool,
     /// The victim's registered push devices.
     devices: usize,
+    /// t1's workflow and frequency caps.
+    workflow: Option<herald::domain::workflow::Workflow>,
+    caps: herald::domain::caps::CapSettings,
 }
 
 async fn victim_state(app: &LocalApp, stack: &testkit::stack::Stack) -> VictimState {
@@ -71,6 +74,12 @@ async fn victim_state(app: &LocalApp, stack: &testkit::stack::Stack) -> VictimSt
             .await
             .unwrap()
             .len(),
+        workflow: api
+            .workflows
+            .workflow(&victim.tenant, "victim-workflow")
+            .await
+            .unwrap(),
+        caps: api.caps.caps(&victim.tenant).await.unwrap(),
     }
 }
 
@@ -80,7 +89,8 @@ fn uri(op: &Operation) -> String {
         .replace("{user}", "u1")
         .replace("{room}", "r1")
         .replace("{id}", "victim-n1")
-        .replace("{token}", "victim-device-token");
+        .replace("{token}", "victim-device-token")
+        .replace("{name}", "victim-workflow");
     // Lifting names the address: the victim's, suppressed for t1.
     if (op.method.as_str(), op.path.as_str()) == ("DELETE", "/v1/suppressions") {
         return format!("{path}?address={}", VICTIM_EMAIL.replace('@', "%40"));
@@ -95,6 +105,8 @@ fn body(op: &Operation) -> Option<Value> {
             {"user_id": "u1", "room_id": "r1", "title": "Pay here", "body": "phish", "channels": ["inbox", "email"]}
         ]})),
         ("PUT", "/v1/users/{user}/devices/{token}") => Some(json!({"platform": "fcm"})),
+        ("PUT", "/v1/workflows/{name}") => Some(json!({"steps": [{"channel": "email"}]})),
+        ("PUT", "/v1/frequency-caps") => Some(json!({"caps": []})),
         ("PUT" | "PATCH", _) => Some(json!({"email": "attacker@evil.example"})),
         ("POST", "/v1/campaigns") => Some(json!({"name": "phish", "title": "Pay here",
             "body": "phish", "channels": ["inbox"], "audience": {"users": ["u1"]}, "send_at": "now"})),
@@ -147,8 +159,30 @@ async fn every_route_refuses_every_bad_token_and_changes_nothing() {
         )
         .await
         .unwrap();
+    // t1's sending rules, with values no other answer holds.
+    let victim_rules = herald::domain::workflow::Workflow::parse(
+        &json!({"steps": [{"channel": "inbox"}, {"channel": "sms", "delay_seconds": 4242, "unless": "read"}]}),
+        "",
+    )
+    .unwrap();
+    let t1 = TenantId::parse("t1", "t").unwrap();
+    app.inbox_api
+        .workflows
+        .put_workflow(&t1, "victim-workflow", &victim_rules)
+        .await
+        .unwrap();
+    let victim_caps = herald::domain::caps::CapSettings::parse(&json!({"caps": [
+        {"category": "marketing", "channel": "sms", "limit": 777, "window_seconds": 4242}
+    ]}))
+    .unwrap();
+    app.inbox_api
+        .caps
+        .set_caps(&t1, &victim_caps)
+        .await
+        .unwrap();
     let before = victim_state(&app, &stack).await;
     assert_eq!(before.unread.total, 1);
+    assert_eq!(before.workflow.as_ref(), Some(&victim_rules));
     assert!(before.suppressed);
 
     let sign = |spec: TokenSpec| Some(issuer.sign(&spec));
@@ -246,7 +280,9 @@ async fn every_route_refuses_every_bad_token_and_changes_nothing() {
                 .unwrap();
             assert!(status < 500, "{} {}: {status} {answer}", op.method, op.path);
             assert!(
-                !answer.to_string().contains(VICTIM_EMAIL) && answer["total"] != 1,
+                !answer.to_string().contains(VICTIM_EMAIL)
+                    && !answer.to_string().contains("4242")
+                    && answer["total"] != 1,
                 "{} {} showed tenant t1's data to t2: {answer}",
                 op.method,
                 op.path

@@ -65,6 +65,7 @@ async fn run(s: Scenario) {
         packing: s.packing,
         preferences: None,
         step_schedulers: Vec::new(),
+        digests: None,
     });
 
     // The model: unique inbox notifications per (user, room).
@@ -94,6 +95,7 @@ async fn run(s: Scenario) {
             campaign: None,
             workflow: None,
             steps: None,
+            digest: None,
         };
         if inbox {
             *expected.entry((key(user), room)).or_default() += 1;

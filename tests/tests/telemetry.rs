@@ -80,6 +80,7 @@ async fn correlation_id_and_trace_follow_a_notification_to_its_delivery_job() {
         packing: app.writer.packing,
         preferences: None,
         step_schedulers: Vec::new(),
+        digests: None,
     };
     assert_eq!(writer.handle(&queued).await, vec![Disposition::Done]);
     assert_eq!(

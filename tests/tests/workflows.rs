@@ -2,7 +2,7 @@
 //! workers: a named escalation sends its email when unread and skips it once read (SQS
 //! message delays, real reads of the inbox table); a step a day out waits on a real
 //! EventBridge Scheduler schedule onto the delivery queue; a cap holds back the second
-//! marketing email with `skipped: capped`.
+//! marketing email with `skipped: capped`; a digest sends one email for its window's events.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -225,6 +225,81 @@ async fn a_frequency_cap_holds_back_the_second_marketing_email() {
         ]
     );
     assert_eq!(emails_to(&stack.endpoint, address).unwrap().len(), 1);
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+}
+
+/// Three comments on one post within its window, sent at once from two requests, become one
+/// email listing them; the inbox got each at once; a comment after the window opens the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_digest_sends_one_email_for_the_events_of_its_window() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = std::sync::Arc::new(LocalApp::new(&stack).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = app.spawn_workers(2, 1, &shutdown);
+    let address = &format!("digest-{}@example.com", stack.prefix.to_lowercase());
+    contact(&app, address).await;
+    let comment = |id: &str| {
+        json!({"id": id, "user_id": "u1", "room_id": "post-1", "title": format!("Comment {id}"),
+            "body": "Nice post", "channels": ["inbox", "email"],
+            "digest": {"key": "post-1-comments", "window_seconds": 4, "title": "{count} new comments on your post"}})
+    };
+    let (status, answer) = call(
+        &app.router(),
+        "POST",
+        "/v1/notifications",
+        Some(&app.service_token("t1")),
+        Some(json!({ "notifications": [comment("c1"), comment("c2")] })),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, &answer["rejected"]), (202, &json!([])), "{answer}");
+    send(&app, comment("c3")).await;
+    let user = app.user_token("t1", "u1");
+    let router = app.router();
+    eventually(
+        Duration::from_secs(20),
+        "every comment in the inbox",
+        || async {
+            let (_, unread) =
+                call(&router, "GET", "/v1/users/u1/unread", Some(&user), None).await?;
+            Ok((unread["total"] == 3).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(40), "the digest email", || async {
+        let emails = emails_to(&stack.endpoint, address)?;
+        Ok((!emails.is_empty()).then_some(()))
+    })
+    .await
+    .unwrap();
+    // A moment more: a second email would have come with the first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let emails = emails_to(&stack.endpoint, address).unwrap();
+    assert_eq!(emails.len(), 1, "one email for the window: {emails:?}");
+    let text = emails[0].to_string();
+    assert!(text.contains("3 new comments on your post"), "{text}");
+    for id in ["c1", "c2", "c3"] {
+        assert!(
+            text.contains(&format!("Comment {id}")),
+            "{id} listed: {text}"
+        );
+    }
+    // The window's record is on the event that opened it.
+    let opener = eventually(Duration::from_secs(10), "the digest's record", || async {
+        for id in ["c1", "c2", "c3"] {
+            if let Some(status) = channel_status(&app, id, "email").await {
+                return Ok(Some((id, status)));
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(opener.1["state"], "sent", "{opener:?}");
     shutdown.cancel();
     for w in workers {
         w.await.unwrap();

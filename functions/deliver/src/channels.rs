@@ -5,11 +5,27 @@
 use herald::domain::delivery::outcome::{push_outcome, Outcome};
 use herald::domain::delivery::text::{push_text, sms_text};
 use herald::domain::delivery::DeliveryJob;
+use herald::domain::digest::DigestEvent;
 use herald::domain::notification::Category;
 use herald::ports::{Email, SendError, Sms};
 use herald::Channel;
 
 use crate::Deliverer;
+
+/// A digest's events as its message carries them (`data.digest`), and how many it counts
+/// beyond those: none for any other job.
+fn digest_events(job: &DeliveryJob) -> (Vec<DigestEvent>, u64) {
+    let Some(digest) = job.data.as_ref().and_then(|d| d.get("digest")) else {
+        return (Vec::new(), 0);
+    };
+    let events: Vec<DigestEvent> = digest
+        .get("events")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+        .unwrap_or_default();
+    let count = digest.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
+    let more = count.saturating_sub(events.len() as u64);
+    (events, more)
+}
 
 impl Deliverer {
     /// Sends on the job's channel; email in the contact's `locale`.
@@ -26,11 +42,14 @@ impl Deliverer {
                     return Ok(Outcome::Suppressed);
                 }
                 let list_unsubscribe = self.unsubscribe_link(job).await?;
-                let parts = herald::domain::email::render(
+                let (events, more) = digest_events(job);
+                let parts = herald::domain::email::render_digest(
                     locale,
                     &job.title,
                     &job.body,
                     list_unsubscribe.as_deref(),
+                    &events,
+                    more,
                 )
                 .map_err(|e| {
                     SendError::Rejected(herald::error::CallError::message(format!(

@@ -19,16 +19,21 @@ use herald::domain::delivery::outcome::{
 };
 use herald::domain::delivery::{decide, Decision, DeliveryJob, SkipReason};
 use herald::domain::device::push_endpoints;
+use herald::domain::digest::{summary, DigestRef, MAX_LISTED_EVENTS};
 use herald::domain::time;
 use herald::domain::workflow::Condition;
 use herald::ports::{
-    CapKey, Claim, Clock, DeliveryRecord, DeliveryState, DeviceRegistry, Directory, EmailSender,
-    FrequencyCaps, LinkKeys, MessageLog, MobileSender, OutgoingMessage, QueueSender, SystemClock,
+    CapKey, Claim, Clock, DeliveryRecord, DeliveryState, DeviceRegistry, Digests, Directory,
+    EmailSender, FrequencyCaps, LinkKeys, MessageLog, MobileSender, OutgoingMessage, QueueSender,
+    SystemClock,
 };
 use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
 use herald::{Channel, StoreError};
 
+/// A digest's events keep this much of their bodies in the message (50 events stay well
+/// under a queue message's 256 KiB when the job is put back).
+const DIGEST_EVENT_BODY_CHARS: usize = 300;
 /// SQS's longest per-message delay; longer quiet hours re-defer on the next receive.
 const MAX_DELAY_SECONDS: u32 = 900;
 /// A claim older than this was abandoned (its holder died mid-send): longer than the
@@ -116,6 +121,8 @@ pub struct Deliverer {
     pub inbox: Option<Arc<dyn MessageLog>>,
     /// The tenant's frequency caps and each user's sends under them.
     pub caps: Option<Arc<dyn FrequencyCaps>>,
+    /// Digest windows: a digest's job, when due, seals its window and sends its events.
+    pub digests: Option<Arc<dyn Digests>>,
 }
 
 impl Deliverer {
@@ -181,6 +188,10 @@ impl Deliverer {
                 aws_sdk_dynamodb::Client::new(aws),
                 &config.directory_table,
             ))),
+            digests: Some(Arc::new(herald::aws::digests::DynamoDigests::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                &config.directory_table,
+            ))),
         }
     }
 }
@@ -236,6 +247,18 @@ impl Deliverer {
         if wait > 0 {
             return self.requeue(job, wait).await;
         }
+        // A digest's job, due: its window's events become the message.
+        let digest_job;
+        let job = match &job.digest {
+            Some(digest) => match self.digest_message(job, digest).await {
+                Ok(message) => {
+                    digest_job = message;
+                    &digest_job
+                }
+                Err(e) => return self.store_fault(job, e).await,
+            },
+            None => job,
+        };
         let cancelled = match (&self.campaigns, &job.campaign) {
             (Some(gate), Some(at)) => match gate.cancelled(&job.tenant, &at.id).await {
                 Ok(cancelled) => cancelled,
@@ -346,6 +369,42 @@ impl Deliverer {
                 Err(e) => self.retry_later(job, Some(&held), e.to_string()).await,
             },
         }
+    }
+
+    /// A digest's message: seals the window (no event joins it after this), then its events,
+    /// final now, as the title (`{count}`), the body (a line each) and `data.digest` (the
+    /// events for the email templates, bodies cut to keep the job small). Every copy of the
+    /// job seals and reads the same set; the claim sends it once per channel.
+    async fn digest_message(
+        &self,
+        job: &DeliveryJob,
+        at: &DigestRef,
+    ) -> Result<DeliveryJob, StoreError> {
+        let Some(store) = &self.digests else {
+            return Ok(job.clone());
+        };
+        let user = UserKey {
+            tenant: job.tenant.clone(),
+            user: job.user_id.clone(),
+        };
+        store.seal(&user, &at.digest.key, &at.window).await?;
+        let (mut events, count) = store
+            .events(&user, &at.digest.key, &at.window, MAX_LISTED_EVENTS)
+            .await?;
+        let (title, body) = summary(&at.digest, &events, count);
+        for e in &mut events {
+            e.body = e.body.chars().take(DIGEST_EVENT_BODY_CHARS).collect();
+        }
+        tracing::info!(key = %at.digest.key, window = %at.window, count, "digest sealed");
+        Ok(DeliveryJob {
+            title,
+            body,
+            data: Some(serde_json::json!({"digest": {
+                "key": at.digest.key, "count": count, "events": events
+            }})),
+            digest: None,
+            ..job.clone()
+        })
     }
 
     /// A workflow step `unless: read` whose notification is read by now. A message the log

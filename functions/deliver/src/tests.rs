@@ -60,6 +60,7 @@ fn world() -> World {
         batch_budget: std::time::Duration::from_secs(20),
         inbox: None,
         caps: None,
+        digests: None,
         devices: None,
         campaigns: None,
     };

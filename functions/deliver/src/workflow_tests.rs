@@ -70,6 +70,7 @@ async fn world(inbox: InMemoryInbox) -> World {
         batch_budget: std::time::Duration::from_secs(20),
         inbox: Some(inbox.clone()),
         caps: Some(caps.clone()),
+        digests: None,
         devices: None,
         campaigns: None,
     });

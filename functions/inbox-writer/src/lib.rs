@@ -14,9 +14,12 @@ use herald::domain::campaign::{CampaignRef, ProgressMark};
 use herald::domain::counters::commit::{apply_packed, ApplyOutcome, Packing};
 use herald::domain::counters::{Counter, Counters, UserKey};
 use herald::domain::delivery::DeliveryJob;
+use herald::domain::digest::join::join;
+use herald::domain::digest::DigestEvent;
 use herald::domain::workflow::MAX_QUEUE_DELAY_SECONDS;
 use herald::ports::{
-    CommitError, CounterStore, Directory, OutgoingMessage, QueueSender, Scheduler, UserWrites,
+    CommitError, CounterStore, Digests, Directory, OutgoingMessage, QueueSender, Scheduler,
+    UserWrites,
 };
 use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
@@ -131,6 +134,9 @@ pub struct InboxWriter {
     /// queue (the email scheduler serves channels without their own). Empty: such steps
     /// ride their queue 15 minutes at a time.
     pub step_schedulers: Vec<(Channel, Arc<dyn Scheduler>)>,
+    /// Digest windows (the directory table): without them, a digested notification is sent
+    /// on its own.
+    pub digests: Option<Arc<dyn Digests>>,
 }
 
 impl InboxWriter {
@@ -169,6 +175,11 @@ impl InboxWriter {
                 );
                 directory
             }),
+            digests: config.directory_table.as_ref().map(|table| {
+                let digests: Arc<dyn Digests> =
+                    Arc::new(herald::aws::digests::DynamoDigests::new(ddb.clone(), table));
+                digests
+            }),
             step_schedulers: config
                 .step_schedules
                 .iter()
@@ -205,6 +216,7 @@ impl BatchHandler for InboxWriter {
         let mut latencies = Vec::new();
         let mut jobs = Vec::new();
         let mut marks = Vec::new();
+        let mut digested = Vec::new();
         for (index, notification, outcome) in outcomes {
             match outcome {
                 ApplyOutcome::Committed | ApplyOutcome::AlreadyApplied => {
@@ -227,11 +239,15 @@ impl BatchHandler for InboxWriter {
                     }
                     // A redelivered duplicate re-enqueues its jobs too: the first attempt may
                     // have died before enqueueing; deliver skips channels already sent.
-                    jobs.extend(
-                        DeliveryJob::for_notification(&notification)
-                            .into_iter()
-                            .map(|job| (index, job)),
-                    );
+                    if notification.digest.is_some() && self.digests.is_some() {
+                        digested.push((index, notification.clone()));
+                    } else {
+                        jobs.extend(
+                            DeliveryJob::for_notification(&notification)
+                                .into_iter()
+                                .map(|job| (index, job)),
+                        );
+                    }
                     dispositions[index] = Some(Disposition::Done);
                 }
                 ApplyOutcome::Unfinished(reason) => {
@@ -240,6 +256,7 @@ impl BatchHandler for InboxWriter {
                 }
             }
         }
+        jobs.extend(self.join_digests(digested, &mut dispositions).await);
         self.enqueue_delivery(batch, jobs, &mut dispositions).await;
         self.mark_committed(marks, &mut dispositions).await;
         let (transactions, retries) = store.counts();
@@ -594,6 +611,53 @@ impl InboxWriter {
         }
     }
 
+    /// Each digested notification joins its window (a redelivered one finds where it went);
+    /// the one that opened a window brings the window's jobs, due when it closes. A join that
+    /// failed retries the message: its redelivery is a duplicate for the counters and joins
+    /// again.
+    async fn join_digests(
+        &self,
+        digested: Vec<(usize, Notification)>,
+        dispositions: &mut [Option<Disposition>],
+    ) -> Vec<(usize, DeliveryJob)> {
+        let Some(store) = &self.digests else {
+            return Vec::new();
+        };
+        let mut jobs = Vec::new();
+        // One at a time: events of one user and key in a batch would only race each other.
+        for (index, n) in digested {
+            let Some(digest) = &n.digest else { continue };
+            let event = DigestEvent {
+                id: n.id.to_string(),
+                title: n.title.clone(),
+                body: n.body.clone(),
+                created_at: n.created_at,
+                data: None,
+            };
+            let joined = join(
+                store.as_ref(),
+                &UserKey::of(&n),
+                digest,
+                &event,
+                jiff::Timestamp::now,
+                &self.policy,
+            )
+            .await;
+            match joined {
+                Ok(joined) if joined.opened => jobs.extend(
+                    DeliveryJob::for_digest(&n, &joined.window, joined.closes_at)
+                        .into_iter()
+                        .map(|job| (index, job)),
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    dispositions[index] = Some(Disposition::Retry(format!("digest join: {e}")))
+                }
+            }
+        }
+        jobs
+    }
+
     fn scheduler_for(&self, channel: Channel) -> Option<&Arc<dyn Scheduler>> {
         let own = self.step_schedulers.iter().find(|(c, _)| *c == channel);
         own.or_else(|| {
@@ -647,6 +711,7 @@ mod tests {
             campaigns: None,
             preferences: None,
             step_schedulers: Vec::new(),
+            digests: None,
         };
         (w, store, delivery)
     }
@@ -708,6 +773,60 @@ mod tests {
         assert_eq!(held.channel, Channel::Sms);
         assert!(schedules[0].0.len() <= 64 && schedules[0].0.starts_with("step-"));
         assert_ne!(schedules[0].0, schedules[1].0);
+    }
+
+    /// An email notification of user u1 digested under `post-1` for a minute.
+    fn digested(id: &str) -> QueueMessage {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&message(id, "u1", "r1", &["inbox", "email"]).body).unwrap();
+        json["digest"] = json!({"key": "post-1", "window_seconds": 60});
+        QueueMessage {
+            body: json.to_string(),
+            ..message(id, "u1", "r1", &[])
+        }
+    }
+
+    #[tokio::test]
+    async fn digested_events_join_one_window_whose_opener_alone_brings_the_jobs() {
+        let (mut w, store, email) = writer(Faults::default());
+        let digests = Arc::new(herald::fake::InMemoryDigests::default());
+        w.digests = Some(digests.clone());
+        let out = w.handle(&[digested("c1"), digested("c2")]).await;
+        assert_eq!(out, vec![Disposition::Done, Disposition::Done]);
+        // Every event is in the inbox at once.
+        assert_eq!(
+            store.read_counters(&key("u1")).await.unwrap().total.unread,
+            2
+        );
+        // One email job: the window's, due when it closes, naming it.
+        let jobs: Vec<DeliveryJob> = email
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect();
+        assert_eq!(jobs.len(), 1);
+        let digest = jobs[0].digest.clone().unwrap();
+        assert_eq!(
+            (digest.digest.key.as_str(), digest.window.as_str()),
+            ("post-1", "c1")
+        );
+        assert!(jobs[0].due_at.is_some());
+        assert_eq!(
+            email.sent.lock().unwrap()[0].delay_seconds.map(|d| d > 55),
+            Some(true)
+        );
+        // Redelivered (the first attempt died after joining): the opener brings its job
+        // again (deliver's claim sends it once), the joiner nothing; nobody joins twice.
+        let again = w.handle(&[digested("c2"), digested("c1")]).await;
+        assert_eq!(again, vec![Disposition::Done, Disposition::Done]);
+        assert_eq!(email.sent.lock().unwrap().len(), 2);
+        let windows = digests.windows(&key("u1"));
+        assert_eq!(
+            windows.into_values().collect::<Vec<_>>(),
+            vec![vec!["c1".to_owned(), "c2".to_owned()]]
+        );
     }
 
     #[tokio::test]

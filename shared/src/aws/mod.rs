@@ -6,6 +6,8 @@ pub mod campaigns;
 #[cfg(feature = "dynamodb")]
 pub mod devices;
 #[cfg(feature = "dynamodb")]
+pub mod digests;
+#[cfg(feature = "dynamodb")]
 pub mod directory;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;

@@ -40,11 +40,38 @@ pub fn render(
     body: &str,
     unsubscribe_url: Option<&str>,
 ) -> Result<Rendered, minijinja::Error> {
+    render_digest(locale, title, body, unsubscribe_url, &[], 0)
+}
+
+/// `render` for a digest: the templates get its `events` as a list (each with `id`,
+/// `title`, `body`, `created_at`), and `more`, how many it counts beyond those listed.
+pub fn render_digest(
+    locale: Option<&str>,
+    title: &str,
+    body: &str,
+    unsubscribe_url: Option<&str>,
+    events: &[crate::domain::digest::DigestEvent],
+    more: u64,
+) -> Result<Rendered, minijinja::Error> {
     let (locale, text, html) = pick(locale);
     let mut env = Environment::new();
     env.add_template("notification.txt", text)?;
     env.add_template("notification.html", html)?;
-    let ctx = context! { title, body, unsubscribe_url };
+    let events: Vec<minijinja::Value> = events
+        .iter()
+        .map(|e| {
+            minijinja::Value::from_pairs([
+                ("id", minijinja::Value::from(e.id.as_str())),
+                ("title", minijinja::Value::from(e.title.as_str())),
+                ("body", minijinja::Value::from(e.body.as_str())),
+                (
+                    "created_at",
+                    minijinja::Value::from(crate::domain::time::millis(e.created_at)),
+                ),
+            ])
+        })
+        .collect();
+    let ctx = context! { title, body, unsubscribe_url, events, more };
     Ok(Rendered {
         locale,
         text: env.get_template("notification.txt")?.render(&ctx)?,
@@ -154,6 +181,44 @@ mod tests {
         assert_eq!(render(None, "t", "b", None).unwrap().locale, "en");
         let plain = render(Some("en"), "t", "b", None).unwrap();
         assert!(!plain.text.contains("Unsubscribe") && !plain.html.contains("Unsubscribe"));
+    }
+
+    #[test]
+    fn a_digest_lists_its_events_escaped_and_counts_the_rest() {
+        let event = |i: u32| crate::domain::digest::DigestEvent {
+            id: format!("e{i}"),
+            title: format!("<Comment {i}>"),
+            body: format!("body {i}"),
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            data: None,
+        };
+        let parts = render_digest(
+            Some("en"),
+            "3 new",
+            "ignored",
+            None,
+            &[event(1), event(2)],
+            1,
+        )
+        .unwrap();
+        assert!(
+            parts
+                .text
+                .contains("- <Comment 1>\n  body 1\n- <Comment 2>"),
+            "{}",
+            parts.text
+        );
+        assert!(parts.text.contains("and 1 more"), "{}", parts.text);
+        assert!(!parts.text.contains("ignored"));
+        assert!(
+            parts
+                .html
+                .contains("<li><strong>&lt;Comment 2&gt;</strong>"),
+            "{}",
+            parts.html
+        );
+        let de = render_digest(Some("de"), "2 neu", "x", None, &[event(1)], 0).unwrap();
+        assert!(de.text.contains("- <Comment 1>") && !de.text.contains("weitere"));
     }
 
     #[test]

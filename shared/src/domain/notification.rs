@@ -3,22 +3,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::digest::Digest;
 use super::ids::{check_id, NotificationId, RoomId, TenantId, UserId, MAX_ID_LEN};
 use super::workflow::{Step, Workflow, WorkflowRef};
 use crate::error::FieldError;
 
 /// Most notifications one `POST /v1/notifications` may carry.
 pub const MAX_ITEMS_PER_REQUEST: usize = 500;
-pub const MAX_TITLE_CHARS: usize = 200;
-pub const MAX_BODY_CHARS: usize = 4_000;
 /// Keeps one queue message well under SQS's 256 KiB.
 pub const MAX_DATA_BYTES: usize = 8 * 1024;
-/// openapi.yaml's pattern for texts (title, body, a campaign's name): some character that is
-/// not white space (Unicode's White_Space, as `str::trim` reads it).
-pub const NONBLANK_PATTERN: &str =
-    r"[^\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
 
 pub use super::channel::{Category, Channel};
+pub use super::text::{check_text, MAX_BODY_CHARS, MAX_TITLE_CHARS, NONBLANK_PATTERN};
 
 /// One notification after validation: what ingest puts on the notifications queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +52,9 @@ pub struct Notification {
     /// Its channels as workflow steps (delays and conditions); absent: every channel at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<Vec<Step>>,
+    /// Bundles its outside channels with the user's other events of the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
 }
 
 impl Notification {
@@ -166,6 +165,8 @@ struct NotificationRequest {
     data: Option<Value>,
     #[serde(default)]
     workflow: Option<Value>,
+    #[serde(default)]
+    digest: Option<Value>,
 }
 
 /// Validates one JSON item of the request; `index` locates it in error field paths.
@@ -236,6 +237,30 @@ pub fn parse_notification(
         Some(WorkflowRef::Named(name)) => (Vec::new(), Some(name), None),
         Some(WorkflowRef::Inline(w)) => (w.channels(), None, Some(w.steps)),
     };
+    let digest = match request.digest.as_ref().filter(|d| !d.is_null()) {
+        None => None,
+        Some(_) if request.workflow.as_ref().is_some_and(|w| !w.is_null()) => {
+            return Err(FieldError::new(
+                "conflict",
+                &at("digest"),
+                format!(
+                    "{}: a digest with a workflow is not supported yet",
+                    at("digest")
+                ),
+            ))
+        }
+        Some(_) if channels.iter().all(|c| *c == Channel::Inbox) => {
+            return Err(FieldError::new(
+                "invalid_value",
+                &at("digest"),
+                format!(
+                    "{}: a digest bundles email, SMS or push; the inbox gets every event",
+                    at("digest")
+                ),
+            ))
+        }
+        Some(d) => Some(Digest::parse(d, &at("digest"))?),
+    };
     let category = request.category.unwrap_or_default();
     let data = parse_data(request.data.as_ref(), &at("data"))?;
     Ok(Notification {
@@ -254,6 +279,7 @@ pub fn parse_notification(
         campaign: None,
         workflow,
         steps,
+        digest,
     })
 }
 
@@ -300,25 +326,6 @@ pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-pub fn check_text(value: &str, field: &str, max: usize) -> Result<(), FieldError> {
-    let chars = value.chars().count();
-    if value.trim().is_empty() {
-        return Err(FieldError::new(
-            "empty",
-            field,
-            format!("{field} must not be empty"),
-        ));
-    }
-    if chars > max {
-        return Err(FieldError::new(
-            "too_long",
-            field,
-            format!("{field} has {chars} characters; at most {max}"),
-        ));
-    }
-    Ok(())
 }
 
 pub(crate) fn parse_channels(

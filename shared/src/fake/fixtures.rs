@@ -26,6 +26,7 @@ pub fn delivery_job(channel: Channel, category: Category) -> DeliveryJob {
         due_at: None,
         unless: None,
         log_key: None,
+        digest: None,
     }
 }
 

@@ -416,6 +416,7 @@ async fn simulate(users: usize) -> Result<Value> {
         packing: Packing::default(),
         preferences: None,
         step_schedulers: Vec::new(),
+        digests: None,
     });
 
     // The three campaigns, stored and started at once (as their schedules would).

@@ -200,6 +200,7 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
         },
         preferences: None,
         step_schedulers: Vec::new(),
+        digests: None,
     });
     let binding = QueueBinding {
         queue: Arc::new(SqsSourceQueue::new(sqs.clone(), &config.queue)),

@@ -60,6 +60,7 @@ fn setup(
         packing,
         preferences: None,
         step_schedulers: Vec::new(),
+        digests: None,
     });
     (store, queue, writer)
 }

@@ -235,6 +235,7 @@ impl Campaign {
             }),
             workflow: None,
             steps: None,
+            digest: None,
         }
     }
 

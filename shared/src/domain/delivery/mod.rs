@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::contact::Contact;
+use super::digest::DigestRef;
 use super::ids::{NotificationId, RoomId, TenantId, UserId};
 use super::notification::{Category, Channel, Notification};
 use super::workflow::Condition;
@@ -65,6 +66,9 @@ pub struct DeliveryJob {
     /// The notification's key in its user's message log, where `unless: read` looks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_key: Option<String>,
+    /// A digest's delivery: when due, its window is sealed and its events become the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestRef>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -108,6 +112,29 @@ impl DeliveryJob {
                 }),
                 unless: step.unless,
                 log_key: step.unless.map(|_| n.log_key().to_owned()),
+                digest: None,
+            })
+            .collect()
+    }
+
+    /// The jobs of a digest window `n` opened: one per outside channel, due when it closes.
+    pub fn for_digest(
+        n: &Notification,
+        window: &str,
+        closes_at: jiff::Timestamp,
+    ) -> Vec<DeliveryJob> {
+        let Some(digest) = &n.digest else {
+            return Vec::new();
+        };
+        Self::for_notification(n)
+            .into_iter()
+            .map(|job| DeliveryJob {
+                due_at: Some(closes_at),
+                digest: Some(DigestRef {
+                    digest: digest.clone(),
+                    window: window.to_owned(),
+                }),
+                ..job
             })
             .collect()
     }
