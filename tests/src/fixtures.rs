@@ -188,7 +188,7 @@ impl Progress {
                             ("fixture-other-room".to_owned(), 1),
                         ]);
                         ensure!(
-                            now == Unread { total: 3, rooms },
+                            (now.total, &now.rooms) == (3, &rooms),
                             "{name}: counters {now:?}"
                         );
                         ensure!(

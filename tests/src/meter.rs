@@ -26,6 +26,10 @@ pub struct Counts {
     pub dynamodb_write_units: f64,
     /// Write units of the secondary index entries those writes create or move.
     pub dynamodb_index_write_units: f64,
+    /// Write units of plain (non-transactional) PutItem and UpdateItem requests: 1 per
+    /// started KiB of the item (an update's counted as its key and 64 bytes: herald updates
+    /// small records).
+    pub dynamodb_standard_write_units: f64,
     /// Items per TransactWriteItems call, in call order.
     pub transaction_sizes: Vec<usize>,
     /// The `AWSTraceHeader` of every SQS SendMessageBatch entry, in order (moto drops system
@@ -84,6 +88,12 @@ impl Intercept for CallMeter {
         // The operation's name is not in the bag yet here; the input is (and is gone later).
         let _ = cfg;
         let tx = context.input().downcast_ref::<TransactWriteItemsInput>();
+        let put = context
+            .input()
+            .downcast_ref::<aws_sdk_dynamodb::operation::put_item::PutItemInput>();
+        let update = context
+            .input()
+            .downcast_ref::<aws_sdk_dynamodb::operation::update_item::UpdateItemInput>();
         let batch = context.input().downcast_ref::<SendMessageBatchInput>();
         if let Ok(mut counts) = self.counts.lock() {
             for entry in batch
@@ -96,6 +106,13 @@ impl Intercept for CallMeter {
                         .and_then(|a| a.get(&MessageSystemAttributeNameForSends::AwsTraceHeader))
                         .and_then(|v| v.string_value().map(str::to_owned)),
                 );
+            }
+            let plain = put
+                .and_then(|p| p.item())
+                .map(item_size)
+                .or_else(|| update.and_then(|u| u.key()).map(|k| item_size(k) + 64));
+            if let Some(bytes) = plain {
+                counts.dynamodb_standard_write_units += bytes.div_ceil(1024).max(1) as f64;
             }
             if let Some(tx) = tx {
                 let items = tx.transact_items();

@@ -106,6 +106,9 @@ fn body(op: &Operation) -> Option<Value> {
         ]})),
         ("PUT", "/v1/users/{user}/devices/{token}") => Some(json!({"platform": "fcm"})),
         ("PUT", "/v1/workflows/{name}") => Some(json!({"steps": [{"channel": "email"}]})),
+        ("POST", path) if path.starts_with("/v1/users/{user}/messages/") => {
+            Some(json!({"ids": ["victim-n1"]}))
+        }
         ("PUT", "/v1/frequency-caps") => Some(json!({"caps": []})),
         ("PUT" | "PATCH", _) => Some(json!({"email": "attacker@evil.example"})),
         ("POST", "/v1/campaigns") => Some(json!({"name": "phish", "title": "Pay here",
@@ -391,11 +394,11 @@ async fn the_same_user_id_in_two_tenants_shares_nothing() {
     .unwrap();
     assert_eq!(
         unread("alpha").await.unwrap(),
-        json!({"total": 2, "rooms": {"r1": 2}})
+        json!({"total": 2, "rooms": {"r1": 2}, "unseen": {"total": 2, "rooms": {"r1": 2}}})
     );
     assert_eq!(
         unread("beta").await.unwrap(),
-        json!({"total": 1, "rooms": {"r2": 1}})
+        json!({"total": 1, "rooms": {"r2": 1}, "unseen": {"total": 1, "rooms": {"r2": 1}}})
     );
 
     for (tenant, title, count, email) in [

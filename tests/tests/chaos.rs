@@ -169,9 +169,9 @@ async fn under_throttling_and_conflicts_counts_stay_exact_and_nothing_is_sent_tw
         .await
         .unwrap();
         let expected = if u < USERS / 2 {
-            json!({"total": 0, "rooms": {}})
+            json!({"total": 0, "rooms": {}, "unseen": {"total": 0, "rooms": {}}})
         } else {
-            json!({"total": 3, "rooms": {"r1": 2, "r2": 1}})
+            json!({"total": 3, "rooms": {"r1": 2, "r2": 1}, "unseen": {"total": 3, "rooms": {"r1": 2, "r2": 1}}})
         };
         assert_eq!(unread, expected, "u{u}");
         assert_eq!(

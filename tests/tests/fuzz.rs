@@ -189,6 +189,7 @@ fn bad_request(rng: &mut StdRng, op: &Operation, tokens: &Tokens) -> BadRequest 
     }
     let has_body = matches!(op.method.as_str(), "POST" | "PUT" | "PATCH")
         && op.path != "/v1/users/{user}/read-all"
+        && op.path != "/v1/users/{user}/seen-all"
         && !op.path.ends_with("/read");
     let has_ids = op.path.contains('{');
     let is_messages = op.path.ends_with("/messages");

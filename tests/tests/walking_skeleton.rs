@@ -62,7 +62,10 @@ async fn notification_reaches_counters_message_list_and_email() -> anyhow::Resul
         Ok((unread["total"] == 1).then_some(unread))
     })
     .await?;
-    assert_eq!(unread, json!({"total": 1, "rooms": {"r1": 1}}));
+    assert_eq!(
+        unread,
+        json!({"total": 1, "rooms": {"r1": 1}, "unseen": {"total": 1, "rooms": {"r1": 1}}})
+    );
 
     let (_, page) = http(
         "GET",

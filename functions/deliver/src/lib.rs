@@ -268,16 +268,19 @@ impl Deliverer {
         };
         // A cancelled campaign's job is still claimed, then settled skipped: an earlier copy
         // that died mid-send must be told apart (its outcome is unknown, not cancelled).
-        let read = match self.read_before_due(job).await {
-            Ok(read) => read,
+        let met = match self.condition_met(job).await {
+            Ok(met) => met,
             Err(e) => return self.store_fault(job, e).await,
         };
         let (contact, decision) = if cancelled {
             let why = "campaign cancelled: not sent".to_owned();
             (None, Decision::Skip(SkipReason::Cancelled, why))
-        } else if read {
-            let why = "read before this step was due: not sent".to_owned();
-            (None, Decision::Skip(SkipReason::Read, why))
+        } else if let Some(condition) = met {
+            let (skip, why) = match condition {
+                Condition::Read => (SkipReason::Read, "read before this step was due: not sent"),
+                Condition::Seen => (SkipReason::Seen, "seen before this step was due: not sent"),
+            };
+            (None, Decision::Skip(skip, why.to_owned()))
         } else {
             let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
                 Ok(contact) => contact,
@@ -407,24 +410,33 @@ impl Deliverer {
         })
     }
 
-    /// A workflow step `unless: read` whose notification is read by now. A message the log
-    /// does not hold (the user's inbox is off) was never read.
-    async fn read_before_due(&self, job: &DeliveryJob) -> Result<bool, StoreError> {
-        let (Some(Condition::Read), Some(log_key)) = (job.unless, &job.log_key) else {
-            return Ok(false);
+    /// A workflow step's condition, when it holds by now (`unless: read`, `unless: seen`). A
+    /// message the log does not hold (the user's inbox is off) was never read or seen.
+    async fn condition_met(&self, job: &DeliveryJob) -> Result<Option<Condition>, StoreError> {
+        let (Some(condition), Some(log_key)) = (job.unless, &job.log_key) else {
+            return Ok(None);
         };
         let Some(inbox) = &self.inbox else {
-            tracing::warn!("a step unless read, but no INBOX_TABLE to read: sent");
-            return Ok(false);
+            tracing::warn!("a step with a condition, but no INBOX_TABLE to read: sent");
+            return Ok(None);
         };
         let user = UserKey {
             tenant: job.tenant.clone(),
             user: job.user_id.clone(),
         };
-        Ok(inbox
-            .is_read(&user, &job.room_id, log_key)
-            .await?
-            .unwrap_or(false))
+        let met = match condition {
+            Condition::Read => inbox
+                .is_read(&user, &job.room_id, log_key)
+                .await?
+                .unwrap_or(false),
+            Condition::Seen => inbox
+                .find_messages(&user, &[job.notification_id.to_string()])
+                .await?
+                .pop()
+                .flatten()
+                .is_some_and(|m| m.seen),
+        };
+        Ok(met.then_some(condition))
     }
 
     /// Counts this send against the tenant's cap on its category and channel, if there is
@@ -765,7 +777,9 @@ impl Deliverer {
         let mut metrics = vec![Metric::count(state_metric(state), 1)];
         match record.skip {
             Some(SkipReason::Capped) => metrics.push(Metric::count("DeliveriesCapped", 1)),
-            Some(SkipReason::Read) => metrics.push(Metric::count("StepsSkippedRead", 1)),
+            Some(SkipReason::Read | SkipReason::Seen) => {
+                metrics.push(Metric::count("StepsSkippedRead", 1))
+            }
             _ => {}
         }
         if state == DeliveryState::Sent {

@@ -349,3 +349,36 @@ async fn a_retried_send_is_not_counted_twice() {
     assert_eq!(r.skip, Some(SkipReason::Capped));
     assert!(r.detail.unwrap().contains("frequency cap"));
 }
+
+/// `unless: seen`: a step whose notification was seen (not read) by then is skipped as
+/// seen; `unless: read` on the same seen notification still goes out.
+#[tokio::test]
+async fn a_seen_notification_cancels_a_step_unless_seen_but_not_unless_read() {
+    let w = world(InMemoryInbox::default()).await;
+    let (n, jobs) = escalation(&w, "n1").await;
+    herald::domain::seen::mark_seen(
+        w.inbox.as_ref(),
+        w.inbox.as_ref(),
+        &user(),
+        &[n.id.to_string()],
+        &BackoffPolicy::default(),
+    )
+    .await
+    .unwrap();
+    let unless_seen = DeliveryJob {
+        unless: Some(Condition::Seen),
+        ..jobs[1].clone()
+    };
+    assert_eq!(w.deliverer.deliver(&unless_seen).await, Disposition::Done);
+    let sms = record(&w, &n.id, Channel::Sms).await.unwrap();
+    assert_eq!(
+        (sms.state, sms.skip),
+        (DeliveryState::Skipped, Some(SkipReason::Seen))
+    );
+    assert_eq!(w.deliverer.deliver(&jobs[0]).await, Disposition::Done);
+    assert_eq!(
+        w.sender.emails.lock().unwrap().len(),
+        1,
+        "unless read: seen is not read"
+    );
+}

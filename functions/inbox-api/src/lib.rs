@@ -225,6 +225,13 @@ pub fn routes(deps: Arc<Deps>) -> Router {
         .route("/v1/users/{user}/messages", get(inbox::messages))
         .route("/v1/users/{user}/rooms/{room}/read", post(inbox::read_room))
         .route("/v1/users/{user}/read-all", post(inbox::read_all))
+        .route("/v1/users/{user}/seen-all", post(inbox::seen_all))
+        .route("/v1/users/{user}/messages/seen", post(inbox::seen))
+        .route("/v1/users/{user}/messages/archive", post(inbox::archive))
+        .route(
+            "/v1/users/{user}/messages/unarchive",
+            post(inbox::unarchive),
+        )
         .route(
             "/v1/users/{user}/contact",
             get(contacts::get_contact)

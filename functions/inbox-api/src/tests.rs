@@ -318,7 +318,10 @@ async fn unknown_user_has_zero_unread() {
     let (deps, _) = deps();
     let (status, body) = call(&deps, "GET", "/v1/users/nobody/unread", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"total": 0, "rooms": {}}));
+    assert_eq!(
+        body,
+        json!({"total": 0, "rooms": {}, "unseen": {"total": 0, "rooms": {}}})
+    );
 }
 
 #[tokio::test]
@@ -326,12 +329,22 @@ async fn read_room_then_read_all() {
     let (deps, inbox) = deps();
     deliver(&inbox, "u1", &["r1", "r1", "r2"]).await;
     let (_, body) = call(&deps, "GET", "/v1/users/u1/unread", None).await;
-    assert_eq!(body, json!({"total": 3, "rooms": {"r1": 2, "r2": 1}}));
+    let unseen = |total: u64, rooms: serde_json::Value| json!({"total": total, "rooms": rooms});
+    assert_eq!(
+        body,
+        json!({"total": 3, "rooms": {"r1": 2, "r2": 1}, "unseen": unseen(3, json!({"r1": 2, "r2": 1}))})
+    );
     let (status, body) = call(&deps, "POST", "/v1/users/u1/rooms/r1/read", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"total": 1, "rooms": {"r2": 1}}));
+    assert_eq!(
+        body,
+        json!({"total": 1, "rooms": {"r2": 1}, "unseen": unseen(1, json!({"r2": 1}))})
+    );
     let (_, body) = call(&deps, "POST", "/v1/users/u1/read-all", None).await;
-    assert_eq!(body, json!({"total": 0, "rooms": {}}));
+    assert_eq!(
+        body,
+        json!({"total": 0, "rooms": {}, "unseen": unseen(0, json!({}))})
+    );
 }
 
 #[tokio::test]

@@ -335,6 +335,22 @@ impl CounterStore for CountingStore<'_> {
     async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
         self.inner.repair_total(user, seen).await
     }
+
+    async fn mark_seen(
+        &self,
+        user: &UserKey,
+        message: &herald::ports::MessageRef,
+    ) -> Result<bool, CommitError> {
+        self.inner.mark_seen(user, message).await
+    }
+
+    async fn zero_unseen(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError> {
+        self.inner.zero_unseen(user, rooms).await
+    }
 }
 
 /// Parses each body; unparsable ones are poison and never reach the store.

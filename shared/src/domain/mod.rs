@@ -16,6 +16,7 @@ pub mod mark_read;
 pub mod notification;
 pub mod pinpoint;
 pub mod reconcile;
+pub mod seen;
 pub mod suppression;
 pub mod text;
 pub mod time;

@@ -18,18 +18,21 @@ pub const MAX_DELAY_SECONDS: u32 = 30 * 24 * 3600;
 /// ones on a one-time EventBridge Scheduler schedule.
 pub const MAX_QUEUE_DELAY_SECONDS: u32 = 900;
 
-/// What cancels a step: the notification was read by the time the step is due.
+/// What cancels a step: the notification was read, or seen, by the time the step is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Condition {
     /// The notification's inbox message is read (its room was marked read after it landed).
     Read,
+    /// It is seen: read, marked seen, or seen with everything (`seen-all`).
+    Seen,
 }
 
 impl Condition {
     pub fn as_str(self) -> &'static str {
         match self {
             Condition::Read => "read",
+            Condition::Seen => "seen",
         }
     }
 }
@@ -136,7 +139,7 @@ impl Workflow {
                     "invalid_value",
                     &format!("{step_at}.unless"),
                     format!(
-                        "{step_at}.unless: a notification is read in the inbox; add an inbox step"
+                        "{step_at}.unless: a notification is read and seen in the inbox; add an inbox step"
                     ),
                 ));
             }

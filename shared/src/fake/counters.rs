@@ -37,10 +37,45 @@ pub(super) struct InboxState {
     rooms: BTreeMap<(UserKey, RoomId), Counter>,
     /// Each room's stamp of its last mark-read.
     pub(super) read_at: BTreeMap<(UserKey, RoomId), u64>,
+    /// Each room's stamp of its last seen-all.
+    pub(super) seen_at: BTreeMap<(UserKey, RoomId), u64>,
+    /// Messages marked seen one by one, and archived ones.
+    pub(super) seen: HashSet<(UserKey, NotificationId)>,
+    pub(super) archived: HashSet<(UserKey, NotificationId)>,
     pub(super) totals: BTreeMap<UserKey, Counter>,
     /// The TOTAL item's change mark (`reconcile::change_mark`).
     pub(super) changed: BTreeMap<UserKey, String>,
     pub(super) checkpoints: HashMap<String, String>,
+}
+
+impl InboxState {
+    /// Read: a mark-read of its room committed after it.
+    pub(super) fn is_read(&self, user: &UserKey, room: &RoomId, stamp: u64) -> bool {
+        self.read_at
+            .get(&(user.clone(), room.clone()))
+            .is_some_and(|at| stamp <= *at)
+    }
+
+    /// Seen by a room read or a seen-all that committed after it (not by its own flag).
+    fn covered(&self, user: &UserKey, room: &RoomId, stamp: u64) -> bool {
+        self.is_read(user, room, stamp)
+            || self
+                .seen_at
+                .get(&(user.clone(), room.clone()))
+                .is_some_and(|at| stamp <= *at)
+    }
+
+    pub(super) fn message_ref(&self, user: &UserKey, n: &Notification, stamp: u64) -> MessageRef {
+        let key = (user.clone(), n.id.clone());
+        MessageRef {
+            id: n.id.to_string(),
+            log_key: n.log_key().to_owned(),
+            room: n.room_id.clone(),
+            stamp,
+            seen: self.seen.contains(&key) || self.covered(user, &n.room_id, stamp),
+            archived: self.archived.contains(&key),
+        }
+    }
 }
 
 /// An in-memory inbox table.
@@ -258,12 +293,14 @@ impl CounterStore for InMemoryInbox {
             for (room, n) in rooms {
                 let c = state.rooms.entry((user.clone(), room)).or_default();
                 c.unread += n;
+                c.unseen += n;
                 c.version += 1;
                 c.stamp = stamp;
             }
             if total > 0 {
                 let t = state.totals.entry(user.clone()).or_default();
                 t.unread += total;
+                t.unseen += total;
                 t.version += 1;
                 state
                     .changed
@@ -298,8 +335,9 @@ impl CounterStore for InMemoryInbox {
                 .get(&(user.clone(), r.clone()))
                 .is_some_and(|c| c.version == seen.version)
         });
+        let unseen: u64 = rooms.iter().map(|(_, c)| c.unseen).sum();
         let total = state.totals.get(user).copied().unwrap_or_default();
-        if !versions_hold || total.unread < sum {
+        if !versions_hold || total.unread < sum || total.unseen < unseen {
             return Err(CommitError::Retryable("ConditionalCheckFailed".into()));
         }
         for (r, seen) in rooms {
@@ -310,6 +348,7 @@ impl CounterStore for InMemoryInbox {
             let stamp = CommitStamp::after(seen.stamp);
             if let Some(c) = state.rooms.get_mut(&(user.clone(), r.clone())) {
                 c.unread = 0;
+                c.unseen = 0;
                 c.version += 1;
                 c.stamp = stamp;
             }
@@ -317,6 +356,7 @@ impl CounterStore for InMemoryInbox {
         }
         let t = state.totals.entry(user.clone()).or_default();
         t.unread -= sum;
+        t.unseen -= unseen;
         t.version += 1;
         state
             .changed
@@ -338,7 +378,89 @@ impl CounterStore for InMemoryInbox {
             return Err(CommitError::Retryable("ConditionalCheckFailed".into()));
         }
         t.unread = seen.rooms.values().map(|c| c.unread).sum();
+        t.unseen = seen.rooms.values().map(|c| c.unseen).sum();
         t.version += 1;
+        Ok(())
+    }
+
+    async fn mark_seen(&self, user: &UserKey, message: &MessageRef) -> Result<bool, CommitError> {
+        self.enter().await.map_err(CommitError::Retryable)?;
+        let mut state = self.lock();
+        let id = NotificationId::parse(message.id.clone(), "id")
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let key = (user.clone(), id);
+        let Some((_, stamp)) = state.messages.get(&key) else {
+            return Err(CommitError::Fatal(
+                "ConditionalCheckFailed: no such message".into(),
+            ));
+        };
+        let stamp = *stamp;
+        if state.seen.contains(&key) {
+            return Ok(false);
+        }
+        if state.covered(user, &message.room, stamp) {
+            return Err(CommitError::Retryable(
+                "ConditionalCheckFailed: the room was read or seen since".into(),
+            ));
+        }
+        let room = state
+            .rooms
+            .get(&(user.clone(), message.room.clone()))
+            .copied()
+            .unwrap_or_default();
+        let total = state.totals.get(user).copied().unwrap_or_default();
+        if room.unseen == 0 || total.unseen == 0 {
+            return Err(CommitError::Retryable(
+                "ConditionalCheckFailed: unseen floor".into(),
+            ));
+        }
+        state.seen.insert(key);
+        if let Some(c) = state.rooms.get_mut(&(user.clone(), message.room.clone())) {
+            c.unseen -= 1;
+            c.version += 1;
+        }
+        let t = state.totals.entry(user.clone()).or_default();
+        t.unseen -= 1;
+        t.version += 1;
+        state
+            .changed
+            .insert(user.clone(), change_mark(user, jiff::Timestamp::now()));
+        Ok(true)
+    }
+
+    async fn zero_unseen(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError> {
+        self.enter().await.map_err(CommitError::Retryable)?;
+        let mut state = self.lock();
+        let sum: u64 = rooms.iter().map(|(_, c)| c.unseen).sum();
+        let versions_hold = rooms.iter().all(|(r, seen)| {
+            state
+                .rooms
+                .get(&(user.clone(), r.clone()))
+                .is_some_and(|c| c.version == seen.version)
+        });
+        let total = state.totals.get(user).copied().unwrap_or_default();
+        if !versions_hold || total.unseen < sum {
+            return Err(CommitError::Retryable("ConditionalCheckFailed".into()));
+        }
+        for (r, seen) in rooms {
+            let stamp = CommitStamp::after(seen.stamp);
+            if let Some(c) = state.rooms.get_mut(&(user.clone(), r.clone())) {
+                c.unseen = 0;
+                c.version += 1;
+                c.stamp = stamp;
+            }
+            state.seen_at.insert((user.clone(), r.clone()), stamp);
+        }
+        let t = state.totals.entry(user.clone()).or_default();
+        t.unseen -= sum;
+        t.version += 1;
+        state
+            .changed
+            .insert(user.clone(), change_mark(user, jiff::Timestamp::now()));
         Ok(())
     }
 }
@@ -393,6 +515,18 @@ impl<H: StoreHooks> CounterStore for Hooked<H> {
 
     async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError> {
         self.inner.repair_total(user, seen).await
+    }
+
+    async fn mark_seen(&self, user: &UserKey, message: &MessageRef) -> Result<bool, CommitError> {
+        self.inner.mark_seen(user, message).await
+    }
+
+    async fn zero_unseen(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError> {
+        self.inner.zero_unseen(user, rooms).await
     }
 }
 

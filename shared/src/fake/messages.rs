@@ -11,19 +11,24 @@ use crate::ports::*;
 
 #[async_trait]
 impl MessageLog for InMemoryInbox {
-    async fn list_messages(
+    async fn list_messages_where(
         &self,
         user: &UserKey,
         room: Option<&RoomId>,
         limit: u32,
         cursor: Option<&str>,
+        archived: Option<bool>,
     ) -> Result<MessagePage, StoreError> {
         let state = self.lock();
         let mut mine: Vec<&(Notification, u64)> = state
             .messages
             .iter()
-            .filter(|((u, _), (n, _))| {
-                u == user && n.wants(Channel::Inbox) && room.is_none_or(|r| &n.room_id == r)
+            .filter(|((u, id), (n, _))| {
+                u == user
+                    && n.wants(Channel::Inbox)
+                    && room.is_none_or(|r| &n.room_id == r)
+                    && archived
+                        .is_none_or(|a| state.archived.contains(&(u.clone(), (*id).clone())) == a)
             })
             .map(|(_, m)| m)
             .collect();
@@ -42,17 +47,19 @@ impl MessageLog for InMemoryInbox {
             .iter()
             .skip(start)
             .take(limit as usize)
-            .map(|(n, stamp)| MessageView {
-                id: n.id.to_string(),
-                room_id: n.room_id.to_string(),
-                title: n.title.clone(),
-                body: n.body.clone(),
-                created_at: crate::domain::time::millis(n.created_at),
-                read: state
-                    .read_at
-                    .get(&(user.clone(), n.room_id.clone()))
-                    .is_some_and(|at| stamp <= at),
-                data: n.data.clone(),
+            .map(|(n, stamp)| {
+                let r = state.message_ref(user, n, *stamp);
+                MessageView {
+                    id: n.id.to_string(),
+                    room_id: n.room_id.to_string(),
+                    title: n.title.clone(),
+                    body: n.body.clone(),
+                    created_at: crate::domain::time::millis(n.created_at),
+                    read: state.is_read(user, &n.room_id, *stamp),
+                    seen: r.seen,
+                    archived: r.archived,
+                    data: n.data.clone(),
+                }
             })
             .collect();
         let end = start + page.len();
@@ -73,11 +80,49 @@ impl MessageLog for InMemoryInbox {
             (u == user && &n.room_id == room && n.wants(Channel::Inbox) && n.log_key() == log_key)
                 .then_some(*stamp)
         });
-        Ok(stamp.map(|stamp| {
-            state
-                .read_at
-                .get(&(user.clone(), room.clone()))
-                .is_some_and(|at| stamp <= *at)
-        }))
+        Ok(stamp.map(|stamp| state.is_read(user, room, stamp)))
+    }
+
+    async fn find_messages(
+        &self,
+        user: &UserKey,
+        ids: &[String],
+    ) -> Result<Vec<Option<MessageRef>>, StoreError> {
+        let state = self.lock();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                state
+                    .messages
+                    .iter()
+                    .find(|((u, nid), (n, _))| {
+                        u == user && nid.as_str() == id && n.wants(Channel::Inbox)
+                    })
+                    .map(|(_, (n, stamp))| state.message_ref(user, n, *stamp))
+            })
+            .collect())
+    }
+
+    async fn set_archived(
+        &self,
+        user: &UserKey,
+        log_key: &str,
+        archived: bool,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let Some(id) = state
+            .messages
+            .iter()
+            .find(|((u, _), (n, _))| u == user && n.log_key() == log_key && n.wants(Channel::Inbox))
+            .map(|((_, id), _)| id.clone())
+        else {
+            return Ok(false);
+        };
+        if archived {
+            state.archived.insert((user.clone(), id));
+        } else {
+            state.archived.remove(&(user.clone(), id));
+        }
+        Ok(true)
     }
 }

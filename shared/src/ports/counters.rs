@@ -7,6 +7,7 @@ use crate::domain::counters::{Counter, Counters, UserKey};
 use crate::domain::ids::{NotificationId, RoomId};
 use crate::domain::notification::Notification;
 use crate::error::StoreError;
+use crate::ports::messages::MessageRef;
 
 /// Why a counter transaction did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,4 +50,17 @@ pub trait CounterStore: Send + Sync {
     /// TOTAL and every room still have the versions seen (reconcile must not act on a torn
     /// read).
     async fn repair_total(&self, user: &UserKey, seen: &Counters) -> Result<(), CommitError>;
+    /// Marks one inbox message seen: its `seen` flag, and one less unseen in its room and in
+    /// TOTAL (both versions bumped), in one transaction. Flagged already: nothing,
+    /// `Ok(false)`. Its room read or seen since it was found (the transaction's condition
+    /// on the room's marks), or a count that would go below 0: nothing, `Retryable`: find it
+    /// again (it is seen now).
+    async fn mark_seen(&self, user: &UserKey, message: &MessageRef) -> Result<bool, CommitError>;
+    /// Sets each room's unseen to 0 if its version is still the one seen (messages stamped
+    /// up to now list as seen), and subtracts the sum from TOTAL's unseen, in one transaction.
+    async fn zero_unseen(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError>;
 }

@@ -12,6 +12,7 @@ mod emulator;
 use emulator::{EmulatorRun, Shape};
 mod report;
 mod simulation;
+mod workflows;
 
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub enum Bench {
     /// emulator cancelled half-way. Writes target/bench/campaign.json and
     /// campaign-progress.svg.
     Campaign(campaign::CampaignArgs),
+    /// Workflows' DynamoDB cost on the emulator: per escalated notification (writer, and per
+    /// step in deliver) against plain channels, per digested event and per digest window.
+    /// Writes target/bench/workflows.json.
+    Workflows(workflows::WorkflowsArgs),
 }
 
 /// Options of `cargo xtask bench counters`.
@@ -62,6 +67,10 @@ pub struct CountersArgs {
 }
 
 pub fn run(bench: &Bench) -> Result<()> {
+    // Requests and write units only: the same in any build.
+    if let Bench::Workflows(args) = bench {
+        return workflows::run(args);
+    }
     // Costs and CPU time of a debug build would mislead: run optimised.
     if cfg!(debug_assertions) {
         eprintln!("building xtask --release for the benchmark...");
@@ -78,6 +87,7 @@ pub fn run(bench: &Bench) -> Result<()> {
     match bench {
         Bench::Counters(args) => counters(args),
         Bench::Campaign(args) => campaign::run(args),
+        Bench::Workflows(args) => workflows::run(args),
     }
 }
 

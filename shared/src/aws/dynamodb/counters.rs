@@ -16,7 +16,7 @@ use crate::domain::ids::RoomId;
 use crate::domain::notification::{Channel, Notification};
 use crate::domain::reconcile::change_mark;
 use crate::error::StoreError;
-use crate::ports::{CommitError, CounterStore, UserWrites};
+use crate::ports::{CommitError, CounterStore, MessageRef, UserWrites};
 
 type TransactError = SdkError<TransactWriteItemsError, aws_smithy_runtime_api::http::Response>;
 
@@ -93,7 +93,7 @@ impl DynamoInbox {
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(room_sk(room)))
-            .update_expression("ADD unread :n, version :one SET stamp = :stamp")
+            .update_expression("ADD unread :n, unseen :n, version :one SET stamp = :stamp")
             .condition_expression("attribute_not_exists(stamp) OR stamp < :stamp")
             .expression_attribute_values(":n", n(amount))
             .expression_attribute_values(":one", n(1))
@@ -103,25 +103,34 @@ impl DynamoInbox {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// TOTAL += amount (negative to subtract), marking the user as changed this hour.
+    /// TOTAL's unread and unseen += the amounts (negative to subtract, never below 0 then),
+    /// marking the user as changed this hour.
     fn add_to_total(
         &self,
         user: &UserKey,
-        amount: i64,
-        floor: Option<u64>,
+        unread: i64,
+        unseen: i64,
     ) -> Result<TransactWriteItem, CommitError> {
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(user_pk(user)))
             .key("sk", s(TOTAL_SK))
-            .update_expression("ADD unread :n, version :one SET changed = :changed")
-            .expression_attribute_values(":n", n(amount))
+            .update_expression("ADD unread :n, unseen :u, version :one SET changed = :changed")
+            .expression_attribute_values(":n", n(unread))
+            .expression_attribute_values(":u", n(unseen))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":changed", s(change_mark(user, self.clock.now())));
-        if let Some(floor) = floor {
-            update = update
-                .condition_expression("unread >= :floor")
-                .expression_attribute_values(":floor", n(floor));
+        let mut floors = Vec::new();
+        if unread < 0 {
+            floors.push("unread >= :floor");
+            update = update.expression_attribute_values(":floor", n(-unread));
+        }
+        if unseen < 0 {
+            floors.push("unseen >= :ufloor");
+            update = update.expression_attribute_values(":ufloor", n(-unseen));
+        }
+        if !floors.is_empty() {
+            update = update.condition_expression(floors.join(" AND "));
         }
         let update = update
             .build()
@@ -173,12 +182,13 @@ impl DynamoInbox {
     async fn query_counters(&self, user: &UserKey) -> Result<Counters, StoreError> {
         let mut counters = Counters::default();
         for item in self
-            .counter_items(&user_pk(user), "sk, unread, version, stamp")
+            .counter_items(&user_pk(user), "sk, unread, unseen, version, stamp")
             .await?
         {
             let sk = text(&item, "sk");
             let counter = Counter {
                 unread: number(&item, "unread"),
+                unseen: number(&item, "unseen"),
                 version: number(&item, "version"),
                 stamp: number(&item, "stamp"),
             };
@@ -306,7 +316,7 @@ impl CounterStore for DynamoInbox {
                 owners.push(None);
             }
             if total > 0 {
-                items.push(self.add_to_total(&share.user, total as i64, None)?);
+                items.push(self.add_to_total(&share.user, total as i64, total as i64)?);
                 owners.push(None);
             }
         }
@@ -336,9 +346,10 @@ impl CounterStore for DynamoInbox {
     ) -> Result<(), CommitError> {
         let pk = user_pk(user);
         let mut items = Vec::with_capacity(rooms.len() + 1);
-        let mut sum = 0u64;
+        let (mut sum, mut unseen) = (0u64, 0u64);
         for (room, seen) in rooms {
             sum += seen.unread;
+            unseen += seen.unseen;
             // Above every stamp committed so far: those messages now list as read.
             let stamp = CommitStamp::after(seen.stamp);
             let update = Update::builder()
@@ -346,7 +357,8 @@ impl CounterStore for DynamoInbox {
                 .key("pk", s(&pk))
                 .key("sk", s(room_sk(room)))
                 .update_expression(
-                    "SET unread = :zero, read_at = :stamp, stamp = :stamp ADD version :one",
+                    "SET unread = :zero, unseen = :zero, read_at = :stamp, stamp = :stamp \
+                     ADD version :one",
                 )
                 .condition_expression("version = :seen")
                 .expression_attribute_values(":zero", n(0))
@@ -357,7 +369,7 @@ impl CounterStore for DynamoInbox {
                 .map_err(|e| CommitError::Fatal(e.to_string()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        items.push(self.add_to_total(user, -(sum as i64), Some(sum))?);
+        items.push(self.add_to_total(user, -(sum as i64), -(unseen as i64))?);
         // A failed version or floor condition comes back retryable: re-read and try again.
         self.transact(items)
             .await
@@ -385,12 +397,14 @@ impl CounterStore for DynamoInbox {
             items.push(TransactWriteItem::builder().condition_check(check).build());
         }
         let unread: u64 = seen.rooms.values().map(|c| c.unread).sum();
+        let unseen: u64 = seen.rooms.values().map(|c| c.unseen).sum();
         let mut total = Update::builder()
             .table_name(&self.table)
             .key("pk", s(&pk))
             .key("sk", s(TOTAL_SK))
-            .update_expression("SET unread = :u ADD version :one")
+            .update_expression("SET unread = :u, unseen = :us ADD version :one")
             .expression_attribute_values(":u", n(unread))
+            .expression_attribute_values(":us", n(unseen))
             .expression_attribute_values(":one", n(1));
         total = if seen.total.version == 0 {
             total.condition_expression("attribute_not_exists(version)")
@@ -404,6 +418,91 @@ impl CounterStore for DynamoInbox {
             .map_err(|e| CommitError::Fatal(e.to_string()))?;
         items.push(TransactWriteItem::builder().update(total).build());
         // A failed version condition comes back retryable: re-read and try again.
+        self.transact(items)
+            .await
+            .map_err(|e| commit_error(e, &[], &[]))
+    }
+
+    async fn mark_seen(&self, user: &UserKey, message: &MessageRef) -> Result<bool, CommitError> {
+        let pk = user_pk(user);
+        let fatal = |e: aws_sdk_dynamodb::error::BuildError| CommitError::Fatal(e.to_string());
+        let flag = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(format!("M#{}", message.log_key)))
+            .update_expression("SET seen = :true")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(seen)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .build()
+            .map_err(fatal)?;
+        // Not read or seen in bulk since it landed: those cleared it already.
+        let room = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(room_sk(&message.room)))
+            .update_expression("ADD unseen :minus, version :one")
+            .condition_expression(
+                "unseen >= :one AND (attribute_not_exists(read_at) OR read_at < :stamp) \
+                 AND (attribute_not_exists(seen_at) OR seen_at < :stamp)",
+            )
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":stamp", n(message.stamp))
+            .build()
+            .map_err(fatal)?;
+        let items = vec![
+            TransactWriteItem::builder().update(flag).build(),
+            TransactWriteItem::builder().update(room).build(),
+            self.add_to_total(user, 0, -1)?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let flagged = e.as_service_error().and_then(|s| match s {
+                    TransactWriteItemsError::TransactionCanceledException(c) => {
+                        c.cancellation_reasons().first().and_then(|r| r.code())
+                    }
+                    _ => None,
+                }) == Some("ConditionalCheckFailed");
+                if flagged {
+                    // Seen one by one already (or gone with the log's TTL).
+                    return Ok(false);
+                }
+                // The room was read or seen since (found again, it is seen), or contention.
+                Err(commit_error(e, &[], &[]))
+            }
+        }
+    }
+
+    async fn zero_unseen(
+        &self,
+        user: &UserKey,
+        rooms: &[(RoomId, Counter)],
+    ) -> Result<(), CommitError> {
+        let pk = user_pk(user);
+        let mut items = Vec::with_capacity(rooms.len() + 1);
+        let mut sum = 0u64;
+        for (room, seen) in rooms {
+            sum += seen.unseen;
+            // Above every stamp committed so far: those messages now list as seen.
+            let stamp = CommitStamp::after(seen.stamp);
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s(room_sk(room)))
+                .update_expression(
+                    "SET unseen = :zero, seen_at = :stamp, stamp = :stamp ADD version :one",
+                )
+                .condition_expression("version = :seen")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":stamp", n(stamp))
+                .expression_attribute_values(":seen", n(seen.version))
+                .build()
+                .map_err(|e| CommitError::Fatal(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        items.push(self.add_to_total(user, 0, -(sum as i64))?);
         self.transact(items)
             .await
             .map_err(|e| commit_error(e, &[], &[]))

@@ -12,30 +12,82 @@ use crate::aws::store_error;
 use crate::domain::counters::UserKey;
 use crate::domain::ids::{check_id, RoomId};
 use crate::error::StoreError;
-use crate::ports::{MessageLog, MessagePage, MessageView};
+use crate::ports::{MessageLog, MessagePage, MessageRef, MessageView};
+
+/// A room's marks: messages stamped at or before `read_at` are read (and seen), at or
+/// before `seen_at` seen.
+#[derive(Debug, Clone, Copy, Default)]
+struct RoomMarks {
+    read_at: u64,
+    seen_at: u64,
+}
+
+impl RoomMarks {
+    fn read(&self, stamp: u64) -> bool {
+        self.read_at > 0 && stamp <= self.read_at
+    }
+
+    fn seen(&self, stamp: u64, flagged: bool) -> bool {
+        flagged || self.read(stamp) || (self.seen_at > 0 && stamp <= self.seen_at)
+    }
+}
+
+fn flag(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
+    item.get(name)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
+}
 
 impl DynamoInbox {
-    /// Each room's `read_at` stamp: messages stamped at or before it were cleared.
-    async fn rooms_read_at(&self, pk: &str) -> Result<HashMap<String, u64>, StoreError> {
-        let items = self.counter_items(pk, "sk, read_at").await?;
+    /// Each room's read and seen marks.
+    async fn room_marks(&self, pk: &str) -> Result<HashMap<String, RoomMarks>, StoreError> {
+        let items = self.counter_items(pk, "sk, read_at, seen_at").await?;
         Ok(items
             .iter()
             .filter_map(|item| {
                 let room = item.get("sk")?.as_s().ok()?.strip_prefix("R#")?;
-                Some((room.to_owned(), number(item, "read_at")))
+                let marks = RoomMarks {
+                    read_at: number(item, "read_at"),
+                    seen_at: number(item, "seen_at"),
+                };
+                Some((room.to_owned(), marks))
             })
+            .collect())
+    }
+
+    /// Each listed message's `seen` and `archived` flags, which the room index does not
+    /// project: read from the table by key.
+    async fn flags(
+        &self,
+        pk: &str,
+        items: &[HashMap<String, AttributeValue>],
+    ) -> Result<HashMap<String, (bool, bool)>, StoreError> {
+        let keys = items.iter().map(|i| (pk.to_owned(), text(i, "sk")));
+        let found = crate::aws::item::batch_get(
+            &self.client,
+            &self.table,
+            keys,
+            Some("sk, seen, archived"),
+            3,
+        )
+        .await?;
+        Ok(found
+            .iter()
+            .map(|i| (text(i, "sk"), (flag(i, "seen"), flag(i, "archived"))))
             .collect())
     }
 }
 
 #[async_trait]
 impl MessageLog for DynamoInbox {
-    async fn list_messages(
+    async fn list_messages_where(
         &self,
         user: &UserKey,
         room: Option<&RoomId>,
         limit: u32,
         cursor: Option<&str>,
+        archived: Option<bool>,
     ) -> Result<MessagePage, StoreError> {
         let pk = user_pk(user);
         let start = cursor.map(|c| resume_key(c, &pk, room)).transpose()?;
@@ -57,17 +109,31 @@ impl MessageLog for DynamoInbox {
                 .expression_attribute_values(":inbox", s("M#")),
         };
         let page = query.send().await.map_err(store_error)?;
-        let read_at = self.rooms_read_at(&pk).await?;
+        let marks = self.room_marks(&pk).await?;
+        let flags = match room {
+            Some(_) if !page.items().is_empty() => self.flags(&pk, page.items()).await?,
+            _ => page
+                .items()
+                .iter()
+                .map(|i| (text(i, "sk"), (flag(i, "seen"), flag(i, "archived"))))
+                .collect(),
+        };
         let messages = page
             .items()
             .iter()
-            .map(|item| {
+            .filter_map(|item| {
                 let room_id = text(item, "room_id");
+                let stamp = number(item, "stamp");
+                let (seen, is_archived) = flags.get(&text(item, "sk")).copied().unwrap_or_default();
+                if archived.is_some_and(|wanted| wanted != is_archived) {
+                    return None;
+                }
                 // Read exactly when a mark-read of its room committed after it (CommitStamp).
-                let read = read_at
-                    .get(&room_id)
-                    .is_some_and(|at| number(item, "stamp") <= *at);
-                MessageView {
+                let room_marks = marks.get(&room_id).copied().unwrap_or_default();
+                Some(MessageView {
+                    read: room_marks.read(stamp),
+                    seen: room_marks.seen(stamp, seen),
+                    archived: is_archived,
                     id: text(item, "id"),
                     title: text(item, "title"),
                     body: text(item, "body"),
@@ -77,8 +143,7 @@ impl MessageLog for DynamoInbox {
                         .and_then(|d| serde_json::from_str(d).ok()),
                     created_at: text(item, "created_at"),
                     room_id,
-                    read,
-                }
+                })
             })
             .collect();
         Ok(MessagePage {
@@ -114,6 +179,96 @@ impl MessageLog for DynamoInbox {
         };
         let read_at = of(&format!("R#{room}")).map_or(0, |r| number(r, "read_at"));
         Ok(Some(read_at > 0 && number(message, "stamp") <= read_at))
+    }
+
+    async fn find_messages(
+        &self,
+        user: &UserKey,
+        ids: &[String],
+    ) -> Result<Vec<Option<MessageRef>>, StoreError> {
+        let pk = user_pk(user);
+        // An id herald chose is its log key; a client's id points to it from `I#<id>`.
+        let keys = ids
+            .iter()
+            .flat_map(|id| {
+                [
+                    (pk.clone(), format!("M#{id}")),
+                    (pk.clone(), format!("I#{id}")),
+                ]
+            })
+            .collect::<std::collections::BTreeSet<_>>();
+        let first = crate::aws::item::batch_get(
+            &self.client,
+            &self.table,
+            keys,
+            Some("sk, id, room_id, stamp, seen, archived, log_key"),
+            3,
+        )
+        .await?;
+        let pointed: std::collections::BTreeSet<(String, String)> = first
+            .iter()
+            .filter(|i| text(i, "sk").starts_with("I#"))
+            .map(|i| (pk.clone(), format!("M#{}", text(i, "log_key"))))
+            .collect();
+        let second = if pointed.is_empty() {
+            Vec::new()
+        } else {
+            crate::aws::item::batch_get(
+                &self.client,
+                &self.table,
+                pointed,
+                Some("sk, id, room_id, stamp, seen, archived"),
+                3,
+            )
+            .await?
+        };
+        let marks = self.room_marks(&pk).await?;
+        let messages: HashMap<String, &HashMap<String, AttributeValue>> = first
+            .iter()
+            .chain(second.iter())
+            .filter(|i| text(i, "sk").starts_with("M#"))
+            .map(|i| (text(i, "id"), i))
+            .collect();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let item = messages.get(id)?;
+                let room = RoomId::parse(text(item, "room_id"), "room").ok()?;
+                let stamp = number(item, "stamp");
+                let room_marks = marks.get(room.as_str()).copied().unwrap_or_default();
+                Some(MessageRef {
+                    id: id.clone(),
+                    log_key: text(item, "sk").trim_start_matches("M#").to_owned(),
+                    stamp,
+                    seen: room_marks.seen(stamp, flag(item, "seen")),
+                    archived: flag(item, "archived"),
+                    room,
+                })
+            })
+            .collect())
+    }
+
+    async fn set_archived(
+        &self,
+        user: &UserKey,
+        log_key: &str,
+        archived: bool,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(user)))
+            .key("sk", s(format!("M#{log_key}")))
+            .condition_expression("attribute_exists(pk)");
+        let update = if archived {
+            update
+                .update_expression("SET archived = :true")
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+        } else {
+            update.update_expression("REMOVE archived")
+        };
+        crate::aws::item::written(update.send().await)
     }
 }
 

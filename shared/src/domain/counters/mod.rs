@@ -35,10 +35,14 @@ impl UserKey {
     }
 }
 
-/// One counter item: its unread count and the version used for optimistic locking.
+/// One counter item: its unread and unseen counts and the version used for optimistic
+/// locking.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counter {
     pub unread: u64,
+    /// Messages not yet seen: a commit adds to both counts; marking one message seen takes
+    /// one from this; reading a room, or seeing everything, zeroes it.
+    pub unseen: u64,
     pub version: u64,
     /// Rooms: the commit stamp of the last write (see `CommitStamp`); 0 for TOTAL.
     pub stamp: u64,
@@ -76,7 +80,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// The API view: rooms with 0 unread are omitted.
+    /// The API view: rooms with 0 unread are omitted; `unseen` alike.
     pub fn unread(&self) -> Unread {
         Unread {
             total: self.total.unread,
@@ -86,19 +90,43 @@ impl Counters {
                 .filter(|(_, c)| c.unread > 0)
                 .map(|(r, c)| (r.to_string(), c.unread))
                 .collect(),
+            unseen: Some(Unseen {
+                total: self.total.unseen,
+                rooms: self
+                    .rooms
+                    .iter()
+                    .filter(|(_, c)| c.unseen > 0)
+                    .map(|(r, c)| (r.to_string(), c.unseen))
+                    .collect(),
+            }),
         }
     }
 
-    /// TOTAL minus the sum of rooms; 0 when consistent.
+    /// TOTAL minus the sum of rooms, unread first, then unseen; 0 when both are consistent.
     pub fn drift(&self) -> i64 {
         let rooms: u64 = self.rooms.values().map(|c| c.unread).sum();
-        self.total.unread as i64 - rooms as i64
+        let unread = self.total.unread as i64 - rooms as i64;
+        if unread != 0 {
+            return unread;
+        }
+        let unseen: u64 = self.rooms.values().map(|c| c.unseen).sum();
+        self.total.unseen as i64 - unseen as i64
     }
 }
 
 /// `{"total": n, "rooms": {...}}` as the API answers it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Unread {
+    pub total: u64,
+    pub rooms: BTreeMap<String, u64>,
+    /// The same for messages not yet seen (what a bell's badge shows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<Unseen>,
+}
+
+/// `{"total": n, "rooms": {...}}` of unseen messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unseen {
     pub total: u64,
     pub rooms: BTreeMap<String, u64>,
 }

@@ -192,16 +192,19 @@ pub enum SkipReason {
     Read,
     /// A frequency cap of the tenant's was full for this user, category and channel.
     Capped,
+    /// A workflow step `unless: seen`: the notification was seen by the time it was due.
+    Seen,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 6] = [
+    pub const ALL: [SkipReason; 7] = [
         SkipReason::Cancelled,
         SkipReason::OptedOut,
         SkipReason::Suppressed,
         SkipReason::NoAddress,
         SkipReason::Read,
         SkipReason::Capped,
+        SkipReason::Seen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -212,6 +215,7 @@ impl SkipReason {
             SkipReason::NoAddress => "no_address",
             SkipReason::Read => "read",
             SkipReason::Capped => "capped",
+            SkipReason::Seen => "seen",
         }
     }
 }
