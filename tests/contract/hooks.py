@@ -65,11 +65,11 @@ LINE_CHECKED = {"importContacts"}
 # Rules across a list's entries, and names only the tenant's own state can decide: the
 # field a refusal names matches one of these (the whole field, per operation).
 SEMANTIC_FIELDS = {
-    "putWorkflow": re.compile(r"steps(\[\d+\]\.(channel|delay_seconds|unless))?"),
+    "putWorkflow": re.compile(r"steps(\[\d+\]\.(channel|delay_seconds|unless|digest))?"),
     "putFrequencyCaps": re.compile(r"caps\[\d+\]"),
     # A digest needs an outside channel and no workflow: rules across fields.
     "sendNotifications": re.compile(
-        r"notifications\[\d+\]\.(digest|workflow(\.steps(\[\d+\]\.(channel|delay_seconds|unless))?)?)"
+        r"notifications\[\d+\]\.(digest|workflow(\.steps(\[\d+\]\.(channel|delay_seconds|unless|digest))?)?)"
     ),
 }
 

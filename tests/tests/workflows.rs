@@ -305,3 +305,96 @@ async fn a_digest_sends_one_email_for_the_events_of_its_window() {
         w.await.unwrap();
     }
 }
+
+/// A campaign never breaks a cap: u1 had its one marketing email of the hour, so the
+/// campaign's email to u1 is skipped as capped (counted in the campaign's progress) while u2
+/// gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_campaign_keeps_to_the_frequency_caps() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = std::sync::Arc::new(LocalApp::new(&stack).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    let service = app.service_token("t1");
+    let prefix = stack.prefix.to_lowercase();
+    for user in ["u1", "u2"] {
+        let (status, _) = call(
+            &app.router(),
+            "PUT",
+            &format!("/v1/users/{user}/contact"),
+            Some(&service),
+            Some(json!({"email": format!("{user}-{prefix}@example.com")})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+    }
+    let caps = json!({"caps": [{"category": "marketing", "channel": "email", "limit": 1, "window_seconds": 3600}]});
+    let (status, _) = call(
+        &app.router(),
+        "PUT",
+        "/v1/frequency-caps",
+        Some(&service),
+        Some(caps),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    send(
+        &app,
+        json!({"id": "promo-0", "user_id": "u1", "room_id": "r1", "title": "Earlier", "body": "b",
+            "channels": ["email"], "category": "marketing"}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "u1's earlier promotion",
+        || async { Ok(channel_status(&app, "promo-0", "email").await) },
+    )
+    .await
+    .unwrap();
+    let (status, created) = call(
+        &app.router(),
+        "POST",
+        "/v1/campaigns",
+        Some(&service),
+        Some(
+            json!({"name": "sale", "title": "Sale", "body": "30% off", "channels": ["email"],
+            "audience": {"users": ["u1", "u2"]}, "send_at": "now"}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let progress = eventually(Duration::from_secs(60), "the campaign's sends", || async {
+        let (_, c) = call(
+            &app.router(),
+            "GET",
+            &format!("/v1/campaigns/{id}"),
+            Some(&service),
+            None,
+        )
+        .await?;
+        let p = c["progress"].clone();
+        Ok(
+            (p["sent"]["email"].as_u64().unwrap_or(0) + p["skipped"].as_u64().unwrap_or(0) >= 2)
+                .then_some(p),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(progress["sent"]["email"], 1, "{progress}");
+    assert_eq!(progress["skipped_by"]["capped"], 1, "{progress}");
+    assert_eq!(
+        emails_to(&stack.endpoint, &format!("u1-{prefix}@example.com"))
+            .unwrap()
+            .len(),
+        1,
+        "u1 only the earlier one"
+    );
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+}

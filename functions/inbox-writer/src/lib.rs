@@ -239,15 +239,13 @@ impl BatchHandler for InboxWriter {
                     }
                     // A redelivered duplicate re-enqueues its jobs too: the first attempt may
                     // have died before enqueueing; deliver skips channels already sent.
-                    if notification.digest.is_some() && self.digests.is_some() {
+                    let own = if notification.any_digest().is_some() && self.digests.is_some() {
                         digested.push((index, notification.clone()));
+                        DeliveryJob::undigested(&notification)
                     } else {
-                        jobs.extend(
-                            DeliveryJob::for_notification(&notification)
-                                .into_iter()
-                                .map(|job| (index, job)),
-                        );
-                    }
+                        DeliveryJob::for_notification(&notification)
+                    };
+                    jobs.extend(own.into_iter().map(|job| (index, job)));
                     dispositions[index] = Some(Disposition::Done);
                 }
                 ApplyOutcome::Unfinished(reason) => {
@@ -642,7 +640,9 @@ impl InboxWriter {
         let mut jobs = Vec::new();
         // One at a time: events of one user and key in a batch would only race each other.
         for (index, n) in digested {
-            let Some(digest) = &n.digest else { continue };
+            let Some(digest) = n.any_digest() else {
+                continue;
+            };
             let event = DigestEvent {
                 id: n.id.to_string(),
                 title: n.title.clone(),
@@ -653,7 +653,7 @@ impl InboxWriter {
             let joined = join(
                 store.as_ref(),
                 &UserKey::of(&n),
-                digest,
+                &digest,
                 &event,
                 jiff::Timestamp::now,
                 &self.policy,
@@ -843,6 +843,57 @@ mod tests {
             windows.into_values().collect::<Vec<_>>(),
             vec![vec!["c1".to_owned(), "c2".to_owned()]]
         );
+    }
+
+    /// A workflow whose email step is a digest: the inbox and SMS go out for each event, the
+    /// email once for the window, not before the step's own delay.
+    #[tokio::test]
+    async fn a_digest_step_bundles_its_channel_only_and_keeps_its_delay() {
+        let (mut w, store, queue) = writer(Faults::default());
+        w.digests = Some(Arc::new(herald::fake::InMemoryDigests::default()));
+        let event = |id: &str| {
+            let mut json: serde_json::Value =
+                serde_json::from_str(&message(id, "u1", "r1", &["inbox", "email", "sms"]).body)
+                    .unwrap();
+            json["created_at"] = json!(herald::domain::time::millis(jiff::Timestamp::now()));
+            json["steps"] = json!([
+                {"channel": "inbox"},
+                {"channel": "sms"},
+                {"channel": "email", "delay_seconds": 600,
+                 "digest": {"key": "post-1", "window_seconds": 60}}
+            ]);
+            QueueMessage {
+                body: json.to_string(),
+                ..message(id, "u1", "r1", &[])
+            }
+        };
+        let out = w.handle(&[event("c1"), event("c2")]).await;
+        assert_eq!(out, vec![Disposition::Done, Disposition::Done]);
+        assert_eq!(
+            store.read_counters(&key("u1")).await.unwrap().total.unread,
+            2
+        );
+        let jobs: Vec<(DeliveryJob, Option<i32>)> = queue
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| (serde_json::from_str(&m.body).unwrap(), m.delay_seconds))
+            .collect();
+        let sms: Vec<_> = jobs
+            .iter()
+            .filter(|(j, _)| j.channel == Channel::Sms)
+            .collect();
+        assert_eq!(sms.len(), 2, "SMS for each event, at once");
+        assert!(sms.iter().all(|(j, d)| j.digest.is_none() && d.is_none()));
+        let email: Vec<_> = jobs
+            .iter()
+            .filter(|(j, _)| j.channel == Channel::Email)
+            .collect();
+        assert_eq!(email.len(), 1, "one email for the window");
+        assert_eq!(email[0].0.digest.as_ref().unwrap().window, "c1");
+        // The step's 10 minutes, not the window's 1.
+        assert!(email[0].1.is_some_and(|d| d > 590), "{:?}", email[0].1);
     }
 
     #[tokio::test]

@@ -70,12 +70,29 @@ impl Notification {
             .iter()
             .flatten()
             .find(|s| s.channel == channel)
-            .copied()
+            .cloned()
             .unwrap_or(Step {
                 channel,
                 delay_seconds: 0,
                 unless: None,
+                digest: None,
             })
+    }
+
+    /// The digest `channel` goes out in, if any: its step's, else the notification's (every
+    /// channel but the inbox).
+    pub fn digest_for(&self, channel: Channel) -> Option<Digest> {
+        if channel == Channel::Inbox {
+            return None;
+        }
+        self.step(channel).digest.or_else(|| self.digest.clone())
+    }
+
+    /// The digest this notification joins, if any (a notification has at most one).
+    pub fn any_digest(&self) -> Option<Digest> {
+        self.digest
+            .clone()
+            .or_else(|| self.steps.iter().flatten().find_map(|s| s.digest.clone()))
     }
 
     pub fn wants(&self, channel: Channel) -> bool {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::channel::Channel;
+use super::digest::Digest;
 use super::ids::check_id;
 use crate::error::FieldError;
 
@@ -37,8 +38,9 @@ impl Condition {
     }
 }
 
-/// One step: a channel, when (after the notification was accepted), and unless what.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One step: a channel, when (after the notification was accepted), unless what, and
+/// whether it goes out as a digest of the user's events of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub channel: Channel,
@@ -46,6 +48,10 @@ pub struct Step {
     pub delay_seconds: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unless: Option<Condition>,
+    /// This step's channel bundles the user's events of the digest's key: the window's one
+    /// message goes out when it closes, and not before the step's delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -93,6 +99,7 @@ impl Workflow {
             ));
         }
         let has_inbox = self.steps.iter().any(|s| s.channel == Channel::Inbox);
+        let mut digests = 0;
         let mut previous_delay = 0;
         for (i, step) in self.steps.iter().enumerate() {
             let step_at = format!("{steps_at}[{i}]");
@@ -133,6 +140,27 @@ impl Workflow {
                     &format!("{step_at}.unless"),
                     format!("{step_at}.unless: the inbox step has no condition"),
                 ));
+            }
+            if let Some(digest) = &step.digest {
+                let digest_at = format!("{step_at}.digest");
+                digest.check(&digest_at)?;
+                digests += 1;
+                let refusal = if step.channel == Channel::Inbox {
+                    Some("the inbox gets every event; a digest bundles email, SMS or push")
+                } else if step.unless.is_some() {
+                    Some("a digest's message lists many events: a step with one has no unless")
+                } else if digests > 1 {
+                    Some("one step of a workflow may be a digest")
+                } else {
+                    None
+                };
+                if let Some(why) = refusal {
+                    return Err(FieldError::new(
+                        "invalid_value",
+                        &digest_at,
+                        format!("{digest_at}: {why}"),
+                    ));
+                }
             }
             if step.unless.is_some() && !has_inbox {
                 return Err(FieldError::new(
@@ -254,6 +282,38 @@ mod tests {
             let err = parse(steps.clone()).unwrap_err();
             assert_eq!(err.field.as_deref(), Some(field), "{steps}");
             assert_eq!(err.code, code, "{steps}");
+        }
+    }
+
+    #[test]
+    fn one_step_may_be_a_digest_but_not_the_inbox_nor_one_with_a_condition() {
+        let digest = json!({"key": "post-1", "window_seconds": 300});
+        let w = parse(json!([
+            {"channel": "inbox"},
+            {"channel": "email", "delay_seconds": 600, "digest": digest}
+        ]))
+        .unwrap();
+        assert_eq!(w.steps[1].digest.as_ref().unwrap().window_seconds, 300);
+        for (steps, field) in [
+            (
+                json!([{"channel": "inbox", "digest": digest}]),
+                "workflow.steps[0].digest",
+            ),
+            (
+                json!([{"channel": "inbox"}, {"channel": "email", "unless": "read", "digest": digest}]),
+                "workflow.steps[1].digest",
+            ),
+            (
+                json!([{"channel": "email", "digest": digest}, {"channel": "sms", "digest": digest}]),
+                "workflow.steps[1].digest",
+            ),
+            (
+                json!([{"channel": "email", "digest": {"key": "a b", "window_seconds": 5}}]),
+                "workflow.steps[0].digest.key",
+            ),
+        ] {
+            let err = parse(steps.clone()).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{steps}");
         }
     }
 

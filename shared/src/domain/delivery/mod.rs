@@ -117,24 +117,33 @@ impl DeliveryJob {
             .collect()
     }
 
-    /// The jobs of a digest window `n` opened: one per outside channel, due when it closes.
+    /// The jobs of the channels `n` does not digest (every one, when it has no digest).
+    pub fn undigested(n: &Notification) -> Vec<DeliveryJob> {
+        Self::for_notification(n)
+            .into_iter()
+            .filter(|job| n.digest_for(job.channel).is_none())
+            .collect()
+    }
+
+    /// The jobs of a digest window `n` opened: one per digested channel, due when the window
+    /// closes, and not before the channel's step is due.
     pub fn for_digest(
         n: &Notification,
         window: &str,
         closes_at: jiff::Timestamp,
     ) -> Vec<DeliveryJob> {
-        let Some(digest) = &n.digest else {
-            return Vec::new();
-        };
         Self::for_notification(n)
             .into_iter()
-            .map(|job| DeliveryJob {
-                due_at: Some(closes_at),
-                digest: Some(DigestRef {
-                    digest: digest.clone(),
-                    window: window.to_owned(),
-                }),
-                ..job
+            .filter_map(|job| {
+                let digest = n.digest_for(job.channel)?;
+                Some(DeliveryJob {
+                    due_at: Some(job.due_at.map_or(closes_at, |step| step.max(closes_at))),
+                    digest: Some(DigestRef {
+                        digest,
+                        window: window.to_owned(),
+                    }),
+                    ..job
+                })
             })
             .collect()
     }

@@ -38,6 +38,13 @@ pub struct Digest {
 impl Digest {
     pub fn parse(value: &Value, at: &str) -> Result<Digest, FieldError> {
         let digest: Digest = FieldError::from_json(value, at)?;
+        digest.check(at)?;
+        Ok(digest)
+    }
+
+    /// Key, window and title within bounds; errors name the field below `at`.
+    pub fn check(&self, at: &str) -> Result<(), FieldError> {
+        let digest = self;
         check_id(&digest.key, &format!("{at}.key"))?;
         if !(1..=MAX_DIGEST_WINDOW_SECONDS).contains(&digest.window_seconds) {
             let field = format!("{at}.window_seconds");
@@ -50,7 +57,7 @@ impl Digest {
         if let Some(title) = &digest.title {
             check_text(title, &format!("{at}.title"), MAX_TITLE_CHARS)?;
         }
-        Ok(digest)
+        Ok(())
     }
 }
 
