@@ -65,6 +65,15 @@ impl InboxState {
                 .is_some_and(|at| stamp <= *at)
     }
 
+    /// Each room still has the version seen (the condition of a transaction that zeroes them).
+    fn versions_hold(&self, user: &UserKey, rooms: &[(RoomId, Counter)]) -> bool {
+        rooms.iter().all(|(r, seen)| {
+            self.rooms
+                .get(&(user.clone(), r.clone()))
+                .is_some_and(|c| c.version == seen.version)
+        })
+    }
+
     pub(super) fn message_ref(&self, user: &UserKey, n: &Notification, stamp: u64) -> MessageRef {
         let key = (user.clone(), n.id.clone());
         MessageRef {
@@ -329,12 +338,7 @@ impl CounterStore for InMemoryInbox {
         self.enter().await.map_err(CommitError::Retryable)?;
         let mut state = self.lock();
         let sum: u64 = rooms.iter().map(|(_, c)| c.unread).sum();
-        let versions_hold = rooms.iter().all(|(r, seen)| {
-            state
-                .rooms
-                .get(&(user.clone(), r.clone()))
-                .is_some_and(|c| c.version == seen.version)
-        });
+        let versions_hold = state.versions_hold(user, rooms);
         let unseen: u64 = rooms.iter().map(|(_, c)| c.unseen).sum();
         let total = state.totals.get(user).copied().unwrap_or_default();
         if !versions_hold || total.unread < sum || total.unseen < unseen {
@@ -436,12 +440,7 @@ impl CounterStore for InMemoryInbox {
         self.enter().await.map_err(CommitError::Retryable)?;
         let mut state = self.lock();
         let sum: u64 = rooms.iter().map(|(_, c)| c.unseen).sum();
-        let versions_hold = rooms.iter().all(|(r, seen)| {
-            state
-                .rooms
-                .get(&(user.clone(), r.clone()))
-                .is_some_and(|c| c.version == seen.version)
-        });
+        let versions_hold = state.versions_hold(user, rooms);
         let total = state.totals.get(user).copied().unwrap_or_default();
         if !versions_hold || total.unseen < sum {
             return Err(CommitError::Retryable("ConditionalCheckFailed".into()));

@@ -138,6 +138,34 @@ impl DynamoInbox {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// Zeroes a room's counts at the version seen: `SET <set> = :stamp` with the counts to
+    /// zero (`:zero`) and the mark (`read_at` or `seen_at`) set to a stamp above every stamp
+    /// committed so far, so those messages now list as read (or seen).
+    fn zero_room(
+        &self,
+        pk: &str,
+        room: &RoomId,
+        seen: &Counter,
+        set: &str,
+    ) -> Result<TransactWriteItem, CommitError> {
+        let stamp = CommitStamp::after(seen.stamp);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(room_sk(room)))
+            .update_expression(format!(
+                "SET {set} = :stamp, stamp = :stamp ADD version :one"
+            ))
+            .condition_expression("version = :seen")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":stamp", n(stamp))
+            .expression_attribute_values(":seen", n(seen.version))
+            .build()
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
         self.client
             .transact_write_items()
@@ -350,24 +378,12 @@ impl CounterStore for DynamoInbox {
         for (room, seen) in rooms {
             sum += seen.unread;
             unseen += seen.unseen;
-            // Above every stamp committed so far: those messages now list as read.
-            let stamp = CommitStamp::after(seen.stamp);
-            let update = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(&pk))
-                .key("sk", s(room_sk(room)))
-                .update_expression(
-                    "SET unread = :zero, unseen = :zero, read_at = :stamp, stamp = :stamp \
-                     ADD version :one",
-                )
-                .condition_expression("version = :seen")
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":stamp", n(stamp))
-                .expression_attribute_values(":seen", n(seen.version))
-                .build()
-                .map_err(|e| CommitError::Fatal(e.to_string()))?;
-            items.push(TransactWriteItem::builder().update(update).build());
+            items.push(self.zero_room(
+                &pk,
+                room,
+                seen,
+                "unread = :zero, unseen = :zero, read_at",
+            )?);
         }
         items.push(self.add_to_total(user, -(sum as i64), -(unseen as i64))?);
         // A failed version or floor condition comes back retryable: re-read and try again.
@@ -484,23 +500,7 @@ impl CounterStore for DynamoInbox {
         let mut sum = 0u64;
         for (room, seen) in rooms {
             sum += seen.unseen;
-            // Above every stamp committed so far: those messages now list as seen.
-            let stamp = CommitStamp::after(seen.stamp);
-            let update = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(&pk))
-                .key("sk", s(room_sk(room)))
-                .update_expression(
-                    "SET unseen = :zero, seen_at = :stamp, stamp = :stamp ADD version :one",
-                )
-                .condition_expression("version = :seen")
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":stamp", n(stamp))
-                .expression_attribute_values(":seen", n(seen.version))
-                .build()
-                .map_err(|e| CommitError::Fatal(e.to_string()))?;
-            items.push(TransactWriteItem::builder().update(update).build());
+            items.push(self.zero_room(&pk, room, seen, "unseen = :zero, seen_at")?);
         }
         items.push(self.add_to_total(user, 0, -(sum as i64))?);
         self.transact(items)
