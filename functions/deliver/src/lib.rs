@@ -1,6 +1,9 @@
 //! deliver: consumes the delivery queue. Honors preferences, suppression and quiet hours,
 //! sends email through SES v2 and SMS/push through SNS, records the outcome per channel.
 //! Throttling becomes a retry later; a permanent rejection goes to the DLQ with its reason.
+//! Workflow steps wait until due and are skipped when their condition holds (`unless: read`,
+//! `unless: seen`); sends are held to the tenant's frequency caps; a digest's job seals its
+//! window and sends its events as one message.
 
 use std::sync::Arc;
 
@@ -266,12 +269,13 @@ impl Deliverer {
             },
             _ => false,
         };
-        // A cancelled campaign's job is still claimed, then settled skipped: an earlier copy
-        // that died mid-send must be told apart (its outcome is unknown, not cancelled).
         let met = match self.condition_met(job).await {
             Ok(met) => met,
             Err(e) => return self.store_fault(job, e).await,
         };
+        // A cancelled campaign's job is still claimed, then settled skipped: an earlier copy
+        // that died mid-send must be told apart (its outcome is unknown, not cancelled). So
+        // is a step whose condition holds.
         let (contact, decision) = if cancelled {
             let why = "campaign cancelled: not sent".to_owned();
             (None, Decision::Skip(SkipReason::Cancelled, why))

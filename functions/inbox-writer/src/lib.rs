@@ -1,6 +1,8 @@
 //! inbox-writer: consumes the notifications queue. Each notification is stored and counted
 //! exactly once (users' writes packed into transactions, see `herald::domain::counters`), then its
-//! delivery jobs go on the delivery queue; committed messages are acked, the rest retried.
+//! delivery jobs go on the delivery queue (a workflow step's delayed on the queue or on a
+//! one-time schedule; a digested event joins its window, whose opener brings the window's
+//! jobs); committed messages are acked, the rest retried.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
