@@ -136,6 +136,12 @@ async fn serve(
         std::time::Duration::from_secs(2),
         shutdown.clone(),
     ));
+    // The outbox command finds the default emulator port by itself; another one it is told.
+    let outbox_endpoint = if endpoint == "http://127.0.0.1:4566" {
+        String::new()
+    } else {
+        format!(" --endpoint {endpoint}")
+    };
     eprintln!(
         "\nherald is up: API on http://{addr} (JWKS at /.well-known/jwks.json), {workers_said}. Try:\n\n  \
          SERVICE=$(cargo xtask token --tenant acme --service)\n  \
@@ -144,7 +150,7 @@ async fn serve(
          curl -X POST localhost:{http_port}/v1/notifications -H \"Authorization: Bearer $SERVICE\" -d '{{\"notifications\":[{{\"user_id\":\"u1\",\"room_id\":\"r1\",\"title\":\"Hi\",\"body\":\"Hello from herald\",\"channels\":[\"inbox\",\"email\"]}}]}}'\n  \
          curl localhost:{http_port}/v1/users/u1/unread -H \"Authorization: Bearer $USER_TOKEN\"\n  \
          curl localhost:{http_port}/v1/users/u1/messages -H \"Authorization: Bearer $USER_TOKEN\"\n  \
-         cargo xtask outbox   # what herald sent (or http://{addr}/outbox)\n\nCtrl-C stops everything."
+         cargo xtask outbox{outbox_endpoint}   # what herald sent (or http://{addr}/outbox)\n\nCtrl-C stops everything."
     );
     stop_requested().await?;
     eprintln!("\nstopping...");

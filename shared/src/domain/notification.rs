@@ -245,6 +245,16 @@ pub fn parse_notification(
         (Some(w), _) => Some(WorkflowRef::parse(w, &at("workflow"))?),
     };
     let (channels, workflow, steps) = match workflow {
+        None if request.channels.is_none() => {
+            return Err(FieldError::new(
+                "missing_field",
+                &at("channels"),
+                format!(
+                    "{} is required (inbox, email, sms, push), or a workflow instead",
+                    at("channels")
+                ),
+            ))
+        }
         None => (
             parse_channels(request.channels.as_ref(), &at("channels"))?,
             None,
@@ -261,7 +271,7 @@ pub fn parse_notification(
                 "conflict",
                 &at("digest"),
                 format!(
-                    "{}: a digest with a workflow is not supported yet",
+                    "{}: with a workflow, the digest goes on one of its steps (steps[i].digest)",
                     at("digest")
                 ),
             ))
