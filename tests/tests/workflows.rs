@@ -398,3 +398,61 @@ async fn a_campaign_keeps_to_the_frequency_caps() {
         w.await.unwrap();
     }
 }
+
+/// `unless: seen` through the deliver function's own role: the notification marked seen
+/// (not read) in time skips its email step as seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_unless_seen_is_skipped_once_the_notification_is_seen() {
+    let stack = test_stack(&[]).await.unwrap();
+    let app = std::sync::Arc::new(LocalApp::new(&stack).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = app.spawn_workers(1, 1, &shutdown);
+    contact(
+        &app,
+        &format!("seen-{}@example.com", stack.prefix.to_lowercase()),
+    )
+    .await;
+    send(
+        &app,
+        json!({"id": "seen-1", "user_id": "u1", "room_id": "r1", "title": "t", "body": "b",
+            "workflow": {"steps": [{"channel": "inbox"},
+                {"channel": "email", "delay_seconds": 10, "unless": "seen"}]}}),
+    )
+    .await;
+    let router = app.router();
+    let user = app.user_token("t1", "u1");
+    eventually(Duration::from_secs(20), "the inbox message", || async {
+        let (_, unread) = call(&router, "GET", "/v1/users/u1/unread", Some(&user), None).await?;
+        Ok((unread["total"] == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    let (status, answer) = call(
+        &router,
+        "POST",
+        "/v1/users/u1/messages/seen",
+        Some(&user),
+        Some(json!({"ids": ["seen-1"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, &answer["unseen"]["total"]),
+        (200, &json!(0)),
+        "{answer}"
+    );
+    let step = eventually(Duration::from_secs(40), "the step", || async {
+        Ok(channel_status(&app, "seen-1", "email").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (&step["state"], &step["reason"]),
+        (&json!("skipped"), &json!("seen")),
+        "{step}"
+    );
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+}
