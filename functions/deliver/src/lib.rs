@@ -428,18 +428,11 @@ impl Deliverer {
             tenant: job.tenant.clone(),
             user: job.user_id.clone(),
         };
-        let met = match condition {
-            Condition::Read => inbox
-                .is_read(&user, &job.room_id, log_key)
-                .await?
-                .unwrap_or(false),
-            Condition::Seen => inbox
-                .find_messages(&user, &[job.notification_id.to_string()])
-                .await?
-                .pop()
-                .flatten()
-                .is_some_and(|m| m.seen),
-        };
+        let state = inbox.read_state(&user, &job.room_id, log_key).await?;
+        let met = state.is_some_and(|s| match condition {
+            Condition::Read => s.read,
+            Condition::Seen => s.seen,
+        });
         Ok(met.then_some(condition))
     }
 

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
-use super::item::{fatal, n, number, s, text, written, Item};
+use super::item::{fatal, flag, n, number, s, text, written, Item};
 use super::store_error;
 use crate::domain::campaign::{
     Campaign, CampaignRef, CampaignStatus, Counters, Progress, ProgressMark, COUNTER_SHARDS,
@@ -180,11 +180,7 @@ fn page_of(item: &Item, page: u32) -> PageRecord {
         enqueued: number(item, "enqueued"),
         invalid: number(item, "invalid"),
         next_cursor: number(item, "next_cursor"),
-        last: item
-            .get("last")
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(false),
+        last: flag(item, "last"),
         held: Vec::new(),
         next_sent: item.contains_key("next_sent"),
     }

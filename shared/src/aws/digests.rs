@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::item::{fatal, key, n, s, text, written, Item};
+use super::item::{fatal, flag, key, n, s, text, written, Item};
 use super::store_error;
 use crate::domain::counters::UserKey;
 use crate::domain::digest::{DigestEvent, JoinPlan, Joined, OpenWindow};
@@ -107,11 +107,7 @@ impl Digests for DynamoDigests {
         Ok(out.item.map(|item| OpenWindow {
             window: text(&item, "window").unwrap_or_default(),
             closes_at: timestamp(&item, "closes_at"),
-            sealed: item
-                .get("sealed")
-                .and_then(|v| v.as_bool().ok())
-                .copied()
-                .unwrap_or(false),
+            sealed: flag(&item, "sealed"),
         }))
     }
 
@@ -206,11 +202,7 @@ impl Digests for DynamoDigests {
         Ok(out.item.map(|item| Joined {
             window: text(&item, "window").unwrap_or_default(),
             closes_at: timestamp(&item, "closes_at"),
-            opened: item
-                .get("opened")
-                .and_then(|v| v.as_bool().ok())
-                .copied()
-                .unwrap_or(false),
+            opened: flag(&item, "opened"),
         }))
     }
 

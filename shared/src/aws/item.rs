@@ -32,6 +32,14 @@ pub(crate) fn number(item: &Item, key: &str) -> u64 {
         .map_or(0, |v| v.max(0) as u64)
 }
 
+/// A boolean attribute: false when absent or not a boolean.
+pub(crate) fn flag(item: &Item, key: &str) -> bool {
+    item.get(key)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
+}
+
 /// A string attribute, when present.
 pub(crate) fn text(item: &Item, key: &str) -> Option<String> {
     item.get(key).and_then(|v| v.as_s().ok()).cloned()

@@ -69,18 +69,23 @@ impl MessageLog for InMemoryInbox {
         })
     }
 
-    async fn is_read(
+    async fn read_state(
         &self,
         user: &UserKey,
         room: &RoomId,
         log_key: &str,
-    ) -> Result<Option<bool>, StoreError> {
+    ) -> Result<Option<ReadState>, StoreError> {
         let state = self.lock();
-        let stamp = state.messages.iter().find_map(|((u, _), (n, stamp))| {
-            (u == user && &n.room_id == room && n.wants(Channel::Inbox) && n.log_key() == log_key)
-                .then_some(*stamp)
-        });
-        Ok(stamp.map(|stamp| state.is_read(user, room, stamp)))
+        Ok(state
+            .messages
+            .iter()
+            .find(|((u, _), (n, _))| {
+                u == user && &n.room_id == room && n.wants(Channel::Inbox) && n.log_key() == log_key
+            })
+            .map(|(_, (n, stamp))| ReadState {
+                read: state.is_read(user, room, *stamp),
+                seen: state.message_ref(user, n, *stamp).seen,
+            }))
     }
 
     async fn find_messages(

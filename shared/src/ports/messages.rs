@@ -27,6 +27,14 @@ pub struct MessageView {
     pub data: Option<serde_json::Value>,
 }
 
+/// Whether one message is read and seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    pub read: bool,
+    /// Read, marked seen, or seen with everything.
+    pub seen: bool,
+}
+
 /// One inbox message as the seen and archive marks find it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRef {
@@ -85,12 +93,12 @@ pub trait MessageLog: Send + Sync {
         archived: bool,
     ) -> Result<bool, StoreError>;
     /// Whether the message logged under `log_key` in `room` is read (a mark-read of its room
-    /// committed after it), strongly consistent; `None` when the log has no such inbox
-    /// message.
-    async fn is_read(
+    /// committed after it) and seen, strongly consistent, from the message and its room
+    /// alone; `None` when the log has no such inbox message.
+    async fn read_state(
         &self,
         user: &UserKey,
         room: &RoomId,
         log_key: &str,
-    ) -> Result<Option<bool>, StoreError>;
+    ) -> Result<Option<ReadState>, StoreError>;
 }

@@ -8,11 +8,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{
     decode_key, encode_key, number, room_pk, s, text, user_pk, DynamoInbox, BY_ROOM_INDEX,
 };
+use crate::aws::item::flag;
 use crate::aws::store_error;
 use crate::domain::counters::UserKey;
 use crate::domain::ids::{check_id, RoomId};
 use crate::error::StoreError;
-use crate::ports::{MessageLog, MessagePage, MessageRef, MessageView};
+use crate::ports::{MessageLog, MessagePage, MessageRef, MessageView, ReadState};
 
 /// A room's marks: messages stamped at or before `read_at` are read (and seen), at or
 /// before `seen_at` seen.
@@ -30,13 +31,6 @@ impl RoomMarks {
     fn seen(&self, stamp: u64, flagged: bool) -> bool {
         flagged || self.read(stamp) || (self.seen_at > 0 && stamp <= self.seen_at)
     }
-}
-
-fn flag(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
-    item.get(name)
-        .and_then(|v| v.as_bool().ok())
-        .copied()
-        .unwrap_or(false)
 }
 
 impl DynamoInbox {
@@ -154,12 +148,12 @@ impl MessageLog for DynamoInbox {
         })
     }
 
-    async fn is_read(
+    async fn read_state(
         &self,
         user: &UserKey,
         room: &RoomId,
         log_key: &str,
-    ) -> Result<Option<bool>, StoreError> {
+    ) -> Result<Option<ReadState>, StoreError> {
         let pk = user_pk(user);
         let message_sk = format!("M#{log_key}");
         let items = crate::aws::item::batch_get(
@@ -169,7 +163,7 @@ impl MessageLog for DynamoInbox {
                 (pk.clone(), message_sk.clone()),
                 (pk.clone(), format!("R#{room}")),
             ],
-            Some("sk, stamp, read_at"),
+            Some("sk, stamp, seen, read_at, seen_at"),
             3,
         )
         .await?;
@@ -177,8 +171,15 @@ impl MessageLog for DynamoInbox {
         let Some(message) = of(&message_sk) else {
             return Ok(None);
         };
-        let read_at = of(&format!("R#{room}")).map_or(0, |r| number(r, "read_at"));
-        Ok(Some(read_at > 0 && number(message, "stamp") <= read_at))
+        let marks = of(&format!("R#{room}")).map_or_else(RoomMarks::default, |r| RoomMarks {
+            read_at: number(r, "read_at"),
+            seen_at: number(r, "seen_at"),
+        });
+        let stamp = number(message, "stamp");
+        Ok(Some(ReadState {
+            read: marks.read(stamp),
+            seen: marks.seen(stamp, flag(message, "seen")),
+        }))
     }
 
     async fn find_messages(
