@@ -88,6 +88,7 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from moto.server import main
 from moto.sqs.models import Queue, SQSBackend
@@ -154,6 +155,7 @@ _moto_transact_write_items = DynamoDBBackend.transact_write_items
 def transact_write_items(self, transact_items):
     with _items:
         snapshots = []
+        streams = {}
         for action in transact_items:
             if not isinstance(action, dict) or len(action) != 1:
                 continue
@@ -162,11 +164,16 @@ def transact_write_items(self, transact_items):
                 table, hash_value, range_value = touched
                 current = table.get_item(hash_value, range_value)
                 snapshots.append((table, hash_value, range_value, _real_deepcopy(current)))
+                if table.stream_shard is not None:
+                    streams.setdefault(id(table), (table.stream_shard, len(table.stream_shard.items)))
         try:
             return _moto_transact_write_items(self, transact_items)
         except BaseException:
             for snapshot in reversed(snapshots):
                 _restore(*snapshot)
+            # A cancelled transaction wrote nothing, so its stream shows nothing either.
+            for shard, length in streams.values():
+                del shard.items[length:]
             raise
 
 
@@ -174,6 +181,8 @@ dynamodb_models.copy = _CopyWithoutTables()
 DynamoDBBackend.transact_write_items = transact_write_items
 for _name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
     setattr(DynamoDBBackend, _name, _locked(getattr(DynamoDBBackend, _name)))
+# A stream reader never sees half a transaction (nor records a cancelled one left for an instant).
+DynamoDBStreamsBackend.get_records = _locked(DynamoDBStreamsBackend.get_records)
 
 
 _moto_all_items = Table.all_items
@@ -285,8 +294,10 @@ def _iam_calls(environ, body):
             return calls
         if operation in ("BatchGetItem", "BatchWriteItem"):
             return [(f"{prefix}:{operation}", table) for table in payload.get("RequestItems", {})]
+        # A stream's calls name their table through the stream's ARN (GetRecords names none).
+        stream_table = re.search(r":table/([^/]+)/stream/", payload.get("StreamArn", ""))
         resource = payload.get("TableName") or payload.get("QueueUrl", "").rsplit("/", 1)[-1] \
-            or payload.get("SecretId", "")
+            or payload.get("SecretId", "") or (stream_table.group(1) if stream_table else "")
         return [(f"{prefix}:{_BATCHES.get(operation, operation)}", resource)]
     if service == "sns":
         form = parse_qs((body or b"").decode("utf-8", "replace"))

@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use herald::auth::{jwt_request_context, Scope};
 use herald::http::ApiError;
+use herald::jwt::JwtVerifier;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
 
 /// The issuer of local tokens (a name: nothing is fetched from it).
@@ -154,58 +155,25 @@ impl LocalIssuer {
     }
 }
 
-/// Checks bearer tokens as API Gateway's JWT authorizer does.
+/// Checks bearer tokens as API Gateway's JWT authorizer does (`herald::jwt`, which the
+/// live feed's WebSocket authorizer uses too).
 #[derive(Clone)]
 pub struct LocalAuthorizer {
-    keys: Arc<HashMap<String, DecodingKey>>,
-    validation: Validation,
+    verifier: Arc<JwtVerifier>,
 }
 
 impl LocalAuthorizer {
     pub fn new(jwks: &JwkSet, issuer: &str, audience: &str) -> Result<Self> {
-        let mut keys = HashMap::new();
-        for jwk in &jwks.keys {
-            let kid = jwk
-                .common
-                .key_id
-                .clone()
-                .context("a JWKS key without kid")?;
-            keys.insert(kid, DecodingKey::from_jwk(jwk)?);
-        }
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
         Ok(Self {
-            keys: Arc::new(keys),
-            validation,
+            verifier: Arc::new(JwtVerifier::new(jwks, issuer, &[audience.to_owned()])?),
         })
     }
 
     /// The verified claims, flattened to strings as API Gateway passes them on.
     pub fn verify(&self, authorization: Option<&str>) -> Result<HashMap<String, String>, String> {
         let header = authorization.ok_or("no Authorization header")?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or("Authorization must be `Bearer <JWT>`")?
-            .trim();
-        let kid = jsonwebtoken::decode_header(token)
-            .map_err(|e| format!("not a JWT: {e}"))?
-            .kid
-            .ok_or("the token names no key (kid)")?;
-        let key = self
-            .keys
-            .get(&kid)
-            .ok_or("the token's key is not in the JWKS")?;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
-            .map_err(|e| format!("the token did not verify: {e}"))?;
-        Ok(data
-            .claims
-            .into_iter()
-            .map(|(name, value)| (name, flatten_claim(&value)))
-            .collect())
+        let token = herald::jwt::bearer(header).ok_or("Authorization must be `Bearer <JWT>`")?;
+        self.verifier.verify(token).map_err(|e| e.to_string())
     }
 
     /// Axum middleware: 401 JSON for a token that does not verify; otherwise the request
@@ -224,23 +192,6 @@ impl LocalAuthorizer {
             }
             Err(reason) => ApiError::Unauthorized(reason).into_response(),
         }
-    }
-}
-
-/// API Gateway's rendering of a claim: strings as they are, arrays as `[a b]`, the rest as
-/// JSON text.
-fn flatten_claim(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(flatten_claim)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        other => other.to_string(),
     }
 }
 

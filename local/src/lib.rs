@@ -9,6 +9,7 @@ pub mod auth;
 pub mod chaos;
 pub mod devlog;
 pub mod emulator;
+pub mod live;
 pub mod outbox;
 pub mod runner;
 pub mod stack;

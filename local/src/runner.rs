@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::LocalIssuer;
 use crate::devlog::{CampaignsSeen, LoggedEmail, LoggedMobile, Noting};
+use crate::live::{LiveGateway, StreamEventSource};
 use crate::stack::Stack;
 
 /// Every function of the template, built from the environment the template gives it.
@@ -47,6 +48,19 @@ pub struct LocalApp {
     pub campaigns_seen: CampaignsSeen,
     /// Late and duplicate firings of the local Scheduler (none unless set).
     pub schedule_faults: ScheduleFaults,
+    /// The live feed's WebSocket API (`/live`) and its management API.
+    pub live: LiveGateway,
+    /// What the pusher reads and how (`spawn_live_push` starts it).
+    live_push: Option<LivePush>,
+}
+
+/// The pusher's stream, its event source and its settings but the endpoint (the runner's
+/// own address, known once it serves).
+struct LivePush {
+    config: live::PushConfig,
+    stream_arn: String,
+    source: StreamEventSource,
+    sdk: aws_config::SdkConfig,
 }
 
 /// A deliverer whose sends each leave a readable log line (`email → u1@example.com "Hi"`).
@@ -92,6 +106,37 @@ impl LocalApp {
         );
         let feedback_config =
             feedback::Config::from_vars(&stack.function_vars("FeedbackFunction")?)?;
+        // The live feed: the authorizer checks this issuer's tokens as deployed it checks the
+        // pool's (its keys handed over in memory instead of fetched from JWKS_URL).
+        let authorizer = live::authorizer::Authorizer::new(
+            &live::AuthorizerConfig {
+                jwks_url: format!("{public_url}/.well-known/jwks.json"),
+                issuer: crate::auth::LOCAL_ISSUER.into(),
+                audiences: vec![crate::auth::LOCAL_AUDIENCE.into()],
+                auth: herald::auth::AuthSettings::from_vars(&api_vars)?,
+            },
+            Arc::new(StaticKeys(issuer.jwks().clone())),
+        );
+        let live_gateway = LiveGateway::new(
+            authorizer,
+            live::socket::Socket::from_aws(
+                &live::SocketConfig::from_vars(&stack.function_vars("LiveSocketFunction")?)?,
+                &as_fn("LiveSocketFunction"),
+            ),
+        );
+        let live_push = match stack.stream_event_source("LivePushFunction")? {
+            Some((table, source)) => Some(LivePush {
+                config: live::PushConfig::from_vars(&stack.function_vars("LivePushFunction")?)?,
+                stream_arn: stack
+                    .streams
+                    .get(&table)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("{table} has no stream locally"))?,
+                source,
+                sdk: as_fn("LivePushFunction"),
+            }),
+            None => None,
+        };
         let mut notifications =
             herald::aws::sqs::binding(&writer_config.queue, &as_fn("InboxWriterFunction"));
         let mut marketing =
@@ -188,6 +233,8 @@ impl LocalApp {
             issuer,
             campaigns_seen: CampaignsSeen::default(),
             schedule_faults: ScheduleFaults::default(),
+            live: live_gateway,
+            live_push,
         })
     }
 
@@ -213,6 +260,7 @@ impl LocalApp {
                 authorizer.clone().layer(request, next)
             }))
             .merge(inbox_api::public_routes(self.inbox_api.clone()))
+            .merge(self.live.routes())
             .route(
                 "/.well-known/jwks.json",
                 axum::routing::get(move || async move { axum::Json(jwks) }),
@@ -295,16 +343,57 @@ impl LocalApp {
         handles
     }
 
-    /// Serves the router on `listener` until `shutdown`.
+    /// The pusher on the inbox table's stream, posting frames to the management API at
+    /// `endpoint` (where this runner serves), until `shutdown`.
+    pub fn spawn_live_push(
+        &self,
+        endpoint: &str,
+        shutdown: &CancellationToken,
+    ) -> Option<JoinHandle<()>> {
+        let push = self.live_push.as_ref()?;
+        let pusher = Arc::new(self.live_pusher(endpoint)?);
+        Some(tokio::spawn(crate::live::run_stream(
+            push.sdk.clone(),
+            push.stream_arn.clone(),
+            push.source.clone(),
+            pusher,
+            shutdown.clone(),
+        )))
+    }
+
+    /// The pusher as deployed, posting to the management API at `endpoint`.
+    pub fn live_pusher(&self, endpoint: &str) -> Option<live::push::Pusher> {
+        let push = self.live_push.as_ref()?;
+        let mut config = push.config.clone();
+        config.live_endpoint = endpoint.to_owned();
+        Some(live::push::Pusher::from_aws(&config, &push.sdk))
+    }
+
+    /// Serves the router on `listener` until `shutdown`, the live feed's pusher included.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> Result<()> {
+        let url = format!("http://{}", listener.local_addr()?);
+        let push = self.spawn_live_push(&url, &shutdown);
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
+        if let Some(push) = push {
+            let _ = push.await;
+        }
         Ok(())
+    }
+}
+
+/// The local issuer's keys, handed to the authorizer in memory.
+struct StaticKeys(jsonwebtoken::jwk::JwkSet);
+
+#[async_trait::async_trait]
+impl live::jwks::KeySource for StaticKeys {
+    async fn fetch(&self) -> Result<jsonwebtoken::jwk::JwkSet, herald::jwt::TokenError> {
+        Ok(self.0.clone())
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Stack {
     pub template: Template,
     pub parameters: BTreeMap<String, String>,
     pub resources: BTreeMap<String, Physical>,
+    /// Tables with a stream: logical id → the stream's ARN (`!GetAtt X.StreamArn`).
+    pub streams: BTreeMap<String, String>,
 }
 
 impl Stack {
@@ -67,6 +69,7 @@ impl Stack {
             template,
             parameters,
             resources: BTreeMap::new(),
+            streams: BTreeMap::new(),
         };
         stack.create_tables().await?;
         stack.create_queues().await?;
@@ -106,6 +109,7 @@ impl Stack {
                     "Arn" => Some(r.arn.clone()),
                     "QueueName" | "TopicName" => Some(r.name.clone()),
                     "QueueUrl" => Some(r.reference.clone()),
+                    "StreamArn" => self.streams.get(res).cloned(),
                     _ => None,
                 }
             }
@@ -177,6 +181,65 @@ impl Stack {
                 )?
                 .map(|n| n as usize),
             }));
+        }
+        Ok(None)
+    }
+
+    /// The function's DynamoDB stream event source: the table it reads (logical id) and how.
+    pub fn stream_event_source(
+        &self,
+        logical_id: &str,
+    ) -> Result<Option<(String, crate::live::StreamEventSource)>> {
+        let function = self.function(logical_id)?;
+        let events = function
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping);
+        for event in events.into_iter().flatten().map(|(_, e)| e) {
+            if event.get("Type").and_then(Value::as_str) != Some("DynamoDB") {
+                continue;
+            }
+            let props = event.get("Properties");
+            let get = |name: &str| props.and_then(|p| p.get(name));
+            let table = match get("Stream").map(crate::template::intrinsic) {
+                Some(Some(Intrinsic::GetAtt(table, attribute))) if attribute == "StreamArn" => {
+                    table
+                }
+                other => {
+                    anyhow::bail!("{logical_id}'s stream {other:?} is not a table's StreamArn")
+                }
+            };
+            let number = |name: &str, default: u64| -> Result<u64> {
+                get(name)
+                    .map(|v| {
+                        let text = self.resolve(v)?;
+                        text.parse::<u64>()
+                            .with_context(|| format!("{logical_id}'s {name} {text:?}"))
+                    })
+                    .transpose()
+                    .map(|n| n.unwrap_or(default))
+            };
+            let filters = seq(get("FilterCriteria").and_then(|f| f.get("Filters")))
+                .iter()
+                .map(|f| {
+                    let pattern = str_of(f, "Pattern");
+                    serde_json::from_str(&pattern)
+                        .with_context(|| format!("{logical_id}'s filter {pattern:?}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Some((
+                table,
+                crate::live::StreamEventSource {
+                    batch_size: number("BatchSize", 100)? as i32,
+                    maximum_retry_attempts: number("MaximumRetryAttempts", 3)? as u32,
+                    // No filter: every record.
+                    filters: if filters.is_empty() {
+                        vec![json!({})]
+                    } else {
+                        filters
+                    },
+                },
+            )));
         }
         Ok(None)
     }
@@ -304,10 +367,27 @@ impl Stack {
                         .build()?,
                 );
             }
-            create
+            if let Some(stream) = props.get("StreamSpecification") {
+                let view = str_of(stream, "StreamViewType");
+                create = create.stream_specification(
+                    aws_sdk_dynamodb::types::StreamSpecification::builder()
+                        .stream_enabled(true)
+                        .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::from(
+                            view.as_str(),
+                        ))
+                        .build()?,
+                );
+            }
+            let created = create
                 .send()
                 .await
                 .with_context(|| format!("creating table {name}"))?;
+            if let Some(arn) = created
+                .table_description()
+                .and_then(|t| t.latest_stream_arn())
+            {
+                self.streams.insert(id.clone(), arn.to_owned());
+            }
             if let Some(ttl) = props.get("TimeToLiveSpecification") {
                 let spec = TimeToLiveSpecification::builder()
                     .attribute_name(str_of(ttl, "AttributeName"))
@@ -631,10 +711,19 @@ impl Stack {
         Ok(())
     }
 
-    /// HTTP APIs are served by the local runner: their id is a placeholder (functions that
-    /// build URLs from it get the runner's URL instead).
+    /// HTTP and WebSocket APIs are served by the local runner, and the local issuer stands in
+    /// for the user pool: their ids are placeholders (functions that build URLs from them get
+    /// the runner's instead).
     fn name_apis(&mut self) {
-        for (id, _) in self.template.resources_of("AWS::Serverless::HttpApi") {
+        let apis = self
+            .template
+            .resources_of("AWS::Serverless::HttpApi")
+            .into_iter()
+            .chain(self.template.resources_of("AWS::ApiGatewayV2::Api"))
+            // The local issuer stands in for the user pool: its ids are placeholders too.
+            .chain(self.template.resources_of("AWS::Cognito::UserPool"))
+            .chain(self.template.resources_of("AWS::Cognito::UserPoolClient"));
+        for (id, _) in apis {
             let name = self.physical_name(&id);
             self.resources.insert(
                 id,

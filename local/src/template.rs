@@ -211,6 +211,9 @@ pub fn resolve(
         };
         return resolve(template, &branch, lookup);
     }
+    if let Some(text) = sub_text(v) {
+        return substitute(&text, lookup).map(Some);
+    }
     match intrinsic(v) {
         Some(Intrinsic::Ref(r)) if r == "AWS::NoValue" => Ok(None),
         Some(i) => lookup(&i)
@@ -218,6 +221,39 @@ pub fn resolve(
             .ok_or_else(|| anyhow!("cannot resolve {i:?} locally")),
         None => bail!("unsupported template value {v:?}"),
     }
+}
+
+/// The string of a `!Sub` in its one-argument form (short or long).
+fn sub_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(tagged) if tagged.tag.to_string().trim_start_matches('!') == "Sub" => {
+            tagged.value.as_str().map(str::to_owned)
+        }
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::Sub")?.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// `${Name}` (a Ref) and `${Name.Attribute}` (a GetAtt) replaced by their local values.
+fn substitute(text: &str, lookup: &dyn Fn(&Intrinsic) -> Option<String>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| anyhow!("unclosed ${{ in {text:?}"))?;
+        let name = &rest[start + 2..start + end];
+        let wanted = match name.split_once('.') {
+            Some((res, att)) => Intrinsic::GetAtt(res.to_owned(), att.to_owned()),
+            None => Intrinsic::Ref(name.to_owned()),
+        };
+        let value = lookup(&wanted).ok_or_else(|| anyhow!("cannot resolve {wanted:?} locally"))?;
+        out.push_str(&value);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 impl Template {
@@ -269,5 +305,33 @@ impl Template {
             ),
             _ => bail!("unsupported condition {op}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_replaces_refs_and_attributes_and_names_what_it_cannot() {
+        let lookup = |i: &Intrinsic| match i {
+            Intrinsic::Ref(name) if name == "LiveApi" => Some("abc123".to_owned()),
+            Intrinsic::Ref(name) if name == "AWS::Region" => Some("us-east-1".to_owned()),
+            Intrinsic::GetAtt(res, att) if res == "Queue" && att == "Arn" => {
+                Some("arn:q".to_owned())
+            }
+            _ => None,
+        };
+        assert_eq!(
+            substitute(
+                "https://${LiveApi}.execute-api.${AWS::Region}.amazonaws.com/live",
+                &lookup
+            )
+            .unwrap(),
+            "https://abc123.execute-api.us-east-1.amazonaws.com/live"
+        );
+        assert_eq!(substitute("${Queue.Arn}/x", &lookup).unwrap(), "arn:q/x");
+        assert!(substitute("${Nothing}", &lookup).is_err());
+        assert!(substitute("${LiveApi", &lookup).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! Tools the project installs for itself: Python ones into `.venv/` (moto, cfn-lint,
 //! cargo-lambda), `.venv-sam/` (aws-sam-cli pins boto3 exactly, so it gets its own venv),
-//! `.venv-contract/` (schemathesis, the contract test) and `.venv-scan/` (checkov, the
-//! template's security scan; both pin dependencies of their own), and cargo ones
+//! `.venv-contract/` (schemathesis, the contract test), `.venv-scan/` (checkov, the
+//! template's security scan; both pin dependencies of their own), `.venv-browser/`
+//! (Playwright, for the browser test, with Debian's Chromium installed by apt), and cargo ones
 //! (cargo-machete) built once from crates.io into `.herald/tools/`.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ pub const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
 pub const SAM_CLI: &str = "aws-sam-cli==1.170.0";
 pub const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 pub const CHECKOV: &str = "checkov==3.3.30";
+pub const PLAYWRIGHT: &str = "playwright==1.65.2";
 /// Finds dependencies a crate declares and never uses (`cargo xtask test` runs it).
 pub const CARGO_MACHETE: (&str, &str) = ("cargo-machete", "0.9.2");
 
@@ -51,6 +53,44 @@ pub fn contract_venv(root: &Path) -> Result<Venv> {
 /// `.venv-scan/` with checkov.
 pub fn scan_venv(root: &Path) -> Result<Venv> {
     ensure_venv(root.join(".venv-scan"), &[CHECKOV], &["checkov"])
+}
+
+/// `.venv-browser/` with Playwright (it drives Debian's Chromium; no browser download).
+pub fn browser_venv(root: &Path) -> Result<Venv> {
+    ensure_venv(root.join(".venv-browser"), &[PLAYWRIGHT], &["playwright"])
+}
+
+/// Debian's Chromium, installed with apt the first time (as root; otherwise the command to
+/// run is named).
+pub fn chromium() -> Result<PathBuf> {
+    let installed = || {
+        ["/usr/bin/chromium", "/usr/bin/chromium-headless-shell"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    };
+    if let Some(path) = installed() {
+        return Ok(path);
+    }
+    let packages = ["chromium", "fonts-dejavu-core"];
+    eprintln!(
+        "installing {} from Debian's packages (once)...",
+        packages.join(" ")
+    );
+    let apt = |args: &[&str]| {
+        run(Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(packages);
+    if apt(&install).is_err() {
+        // A fresh machine may not have read the package lists yet.
+        apt(&["update", "-q"])
+            .and_then(|()| apt(&install))
+            .context("installing Chromium failed; run `sudo apt-get install chromium` once")?;
+    }
+    installed().context("apt installed chromium, but /usr/bin/chromium is not there")
 }
 
 /// `.venv-sam/` with aws-sam-cli.

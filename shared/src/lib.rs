@@ -10,6 +10,8 @@ pub mod error;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fake;
 pub mod http;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod ports;
 pub mod progress;
 pub mod telemetry;

@@ -13,7 +13,7 @@ use crate::harness::{emails_to, queue_depth, sms_to};
 use crate::stack::Stack;
 
 /// (file in events/, template logical id of its function), in the order they run.
-pub const ORDER: [(&str, &str); 18] = [
+pub const ORDER: [(&str, &str); 24] = [
     ("inbox-api-put-contact.json", "InboxApiFunction"),
     ("inbox-api-put-device.json", "InboxApiFunction"),
     ("ingest-notification.json", "IngestFunction"),
@@ -26,6 +26,12 @@ pub const ORDER: [(&str, &str); 18] = [
     ("inbox-api-unread-other-user.json", "InboxApiFunction"),
     ("inbox-api-messages.json", "InboxApiFunction"),
     ("inbox-api-read-room.json", "InboxApiFunction"),
+    ("live-authorizer-no-token.json", "LiveAuthorizerFunction"),
+    ("live-socket-connect.json", "LiveSocketFunction"),
+    ("live-socket-ping.json", "LiveSocketFunction"),
+    ("live-socket-unknown-action.json", "LiveSocketFunction"),
+    ("live-socket-disconnect.json", "LiveSocketFunction"),
+    ("live-push-inbox-changes.json", "LivePushFunction"),
     ("inbox-api-unsubscribe-forged.json", "InboxApiFunction"),
     ("feedback-bounce.json", "FeedbackFunction"),
     ("feedback-sms-stop.json", "FeedbackFunction"),
@@ -40,8 +46,18 @@ pub const FIXTURE_PHONE: &str = "+15555550100";
 /// A function's answer to a fixture, whichever way it was invoked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    Http { status: u16, body: Value },
-    Batch { failures: Vec<String> },
+    Http {
+        status: u16,
+        body: Value,
+    },
+    Batch {
+        failures: Vec<String>,
+    },
+    /// The function failed the invocation with this message (an authorizer's
+    /// `Unauthorized`, which API Gateway answers 401).
+    Refused {
+        message: String,
+    },
 }
 
 impl Answer {
@@ -62,7 +78,12 @@ impl Answer {
                 .collect();
             return Ok(Answer::Batch { failures });
         }
-        bail!("not an HTTP or SQS batch response: {response}")
+        if let Some(message) = response.get("errorMessage").and_then(Value::as_str) {
+            return Ok(Answer::Refused {
+                message: message.to_owned(),
+            });
+        }
+        bail!("not an HTTP, batch or error response: {response}")
     }
 }
 
@@ -84,6 +105,17 @@ fn fixture_user() -> UserKey {
         tenant: TenantId::parse("default", "tenant").expect("valid"),
         user: UserId::parse("fixture-user", "user").expect("valid"),
     }
+}
+
+/// The fixture user's open connections, as the connections table holds them.
+async fn connections(stack: &Stack) -> Result<usize> {
+    use herald::ports::live::Connections;
+    let table = &stack.resource("ConnectionsTable")?.name;
+    let store = herald::aws::connections::DynamoConnections::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        table,
+    );
+    Ok(store.of_user(&fixture_user()).await?.len())
 }
 
 async fn unread(stack: &Stack) -> Result<Unread> {
@@ -274,6 +306,36 @@ impl Progress {
                 );
                 ensure!(unread(stack).await?.total == 1, "{name}: not stored");
             }
+            "live-authorizer-no-token.json" => ensure!(
+                *answer
+                    == Answer::Refused {
+                        message: "Unauthorized".into()
+                    },
+                "{name}: a $connect without a token must be refused, got {answer:?}"
+            ),
+            "live-socket-connect.json" => {
+                http(200)?;
+                ensure!(connections(stack).await? == 1, "{name}: not recorded");
+            }
+            "live-socket-ping.json" => ensure!(
+                http(200)? == &serde_json::json!({"type": "pong"}),
+                "{name}: {answer:?}"
+            ),
+            "live-socket-unknown-action.json" => {
+                let frame = http(200)?;
+                ensure!(
+                    frame["type"] == "error"
+                        && frame["error"]["code"] == "unknown_action"
+                        && frame["error"]["field"] == "action",
+                    "{name}: {frame}"
+                );
+            }
+            "live-socket-disconnect.json" => {
+                http(200)?;
+                ensure!(connections(stack).await? == 0, "{name}: not forgotten");
+            }
+            // The fixture user has no socket open: read, nothing posted, nothing to retry.
+            "live-push-inbox-changes.json" => no_failures()?,
             "feedback-bounce.json" => {
                 no_failures()?;
                 let directory = herald::aws::directory::DynamoDirectory::new(

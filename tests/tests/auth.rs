@@ -377,7 +377,12 @@ async fn the_same_user_id_in_two_tenants_shares_nothing() {
         async move {
             call(&router, "GET", "/v1/users/ann/unread", Some(&token), None)
                 .await
-                .map(|(_, body)| body)
+                .map(|(_, mut body)| {
+                    // How many commits TOTAL took depends on the batching; the counts do not.
+                    assert!(body["version"].is_u64(), "{body}");
+                    body.as_object_mut().map(|o| o.remove("version"));
+                    body
+                })
         }
     };
     eventually(

@@ -159,7 +159,7 @@ async fn under_throttling_and_conflicts_counts_stay_exact_and_nothing_is_sent_tw
 
     for u in 0..USERS {
         let token = app.user_token("acme", &format!("u{u}"));
-        let (_, unread) = call(
+        let (_, mut unread) = call(
             &router,
             "GET",
             &format!("/v1/users/u{u}/unread"),
@@ -168,6 +168,9 @@ async fn under_throttling_and_conflicts_counts_stay_exact_and_nothing_is_sent_tw
         )
         .await
         .unwrap();
+        // How many writes TOTAL took depends on how the burst was packed; the counts do not.
+        assert!(unread["version"].as_u64().is_some(), "u{u}: {unread}");
+        unread.as_object_mut().unwrap().remove("version");
         let expected = if u < USERS / 2 {
             json!({"total": 0, "rooms": {}, "unseen": {"total": 0, "rooms": {}}})
         } else {

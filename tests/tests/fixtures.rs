@@ -38,6 +38,40 @@ async fn invoke(app: &LocalApp, name: &str, function: &str) -> Answer {
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         };
     }
+    match function {
+        "LiveAuthorizerFunction" => {
+            let request = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let authorizer = app.live.authorizer();
+            return match authorizer.authorize(&request).await {
+                Ok(allowed) => Answer::Http {
+                    status: 200,
+                    body: serde_json::to_value(allowed).unwrap(),
+                },
+                Err(e) => Answer::Refused {
+                    message: e.to_string(),
+                },
+            };
+        }
+        "LiveSocketFunction" => {
+            let event = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let response = app.live.socket().handle(&event).await.unwrap();
+            return Answer::from_lambda_response(&serde_json::to_value(response).unwrap()).unwrap();
+        }
+        "LivePushFunction" => {
+            let event = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // Nothing is posted in this fixture: no endpoint is reached.
+            let pusher = app.live_pusher("http://127.0.0.1:9").unwrap();
+            let (_, response) = pusher.handle(&event).await;
+            return Answer::Batch {
+                failures: response
+                    .batch_item_failures
+                    .into_iter()
+                    .filter_map(|f| f.item_identifier)
+                    .collect(),
+            };
+        }
+        _ => {}
+    }
     let event: SqsEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
     let response = match function {
         "InboxWriterFunction" => {

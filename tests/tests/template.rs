@@ -98,31 +98,79 @@ fn every_queue_is_a_dlq_or_has_one() {
     }
 }
 
+/// The binaries a function crate builds: `(name, source)` of its package (src/main.rs) and
+/// of each `[[bin]]` target.
+fn crate_binaries(dir: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+    let text = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let value = |line: &str, key: &str| {
+        let rest = line
+            .trim()
+            .strip_prefix(key)?
+            .trim_start()
+            .strip_prefix('=')?;
+        Some(rest.trim().trim_matches('"').to_owned())
+    };
+    let (mut section, mut binaries, mut name) = (String::new(), Vec::new(), None);
+    for line in text.lines() {
+        if line.starts_with('[') {
+            section = line.trim().to_owned();
+            continue;
+        }
+        match section.as_str() {
+            "[package]" => {
+                if let Some(package) = value(line, "name") {
+                    if dir.join("src/main.rs").exists() {
+                        binaries.push((package, dir.join("src/main.rs")));
+                    }
+                }
+            }
+            "[[bin]]" => {
+                if let Some(bin) = value(line, "name") {
+                    name = Some(bin);
+                } else if let (Some(path), Some(bin)) = (value(line, "path"), name.take()) {
+                    binaries.push((bin, dir.join(path)));
+                }
+            }
+            _ => {}
+        }
+    }
+    binaries
+}
+
 #[test]
 fn every_function_binary_exists_in_the_workspace() {
     let root = testkit::workspace_root();
     let template = Template::project().unwrap();
     let functions = template.functions().unwrap();
-    // Every crate is deployed; one binary may serve several functions (deliver: one per
-    // provider's queue).
-    let binaries: std::collections::BTreeSet<&str> =
+    let mut binaries = std::collections::BTreeMap::new();
+    let mut crates = Vec::new();
+    for entry in std::fs::read_dir(root.join("functions")).unwrap() {
+        let dir = entry.unwrap().path();
+        let built = crate_binaries(&dir);
+        assert!(!built.is_empty(), "{} builds no binary", dir.display());
+        crates.push((
+            dir,
+            built.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        ));
+        binaries.extend(built);
+    }
+    // One binary may serve several functions (deliver: one per provider's queue).
+    let deployed: std::collections::BTreeSet<&str> =
         functions.iter().map(|f| f.binary.as_str()).collect();
-    assert_eq!(
-        binaries.len(),
-        std::fs::read_dir(root.join("functions")).unwrap().count(),
-        "every function crate is deployed"
-    );
-    for f in functions {
-        let manifest = root.join("functions").join(&f.binary).join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest)
-            .unwrap_or_else(|_| panic!("{}: no {}", f.logical_id, manifest.display()));
-        assert!(
-            text.contains(&format!("name = \"{}\"", f.binary)),
-            "{} names its package {}",
-            manifest.display(),
-            f.binary
-        );
-        assert!(manifest.with_file_name("src").join("main.rs").exists());
+    for (dir, built) in &crates {
+        for binary in built {
+            assert!(
+                deployed.contains(binary.as_str()),
+                "{}'s binary {binary} is deployed by no function",
+                dir.display()
+            );
+        }
+    }
+    for f in &functions {
+        let source = binaries
+            .get(&f.binary)
+            .unwrap_or_else(|| panic!("{}: no crate builds {}", f.logical_id, f.binary));
+        assert!(source.exists(), "{}: {}", f.logical_id, source.display());
         assert_eq!(
             f.properties.get("CodeUri").and_then(Value::as_str),
             Some("."),
@@ -210,6 +258,7 @@ fn iam_is_least_privilege_with_named_exceptions_only() {
         "xray:PutTelemetryRecords",
         "sns:Publish",
         "cloudwatch:DescribeAlarms",
+        "dynamodb:ListStreams",
     ];
     let statements = iam_statements(&template);
     assert!(statements.len() >= 20, "{statements:?}");
@@ -257,12 +306,22 @@ fn every_alarm_notifies_the_topic_and_every_log_group_expires() {
             );
         }
     }
-    // One log group a function, and the HTTP API's access log.
+    // One log group a function, and each API's access log (HTTP, and the live feed's).
     let groups = template.resources_of("AWS::Logs::LogGroup");
-    assert_eq!(groups.len(), template.functions().unwrap().len() + 1);
-    assert!(groups
-        .iter()
-        .any(|(id, _)| id.as_str() == "ApiAccessLogGroup"));
+    assert_eq!(groups.len(), template.functions().unwrap().len() + 2);
+    for access in ["ApiAccessLogGroup", "LiveAccessLogGroup"] {
+        assert!(
+            groups.iter().any(|(id, _)| id.as_str() == access),
+            "{access}"
+        );
+    }
+    let stages = template.resources_of("AWS::ApiGatewayV2::Stage");
+    let (_, stage) = stages.first().unwrap();
+    assert_eq!(
+        intrinsic(&stage["AccessLogSettings"]["DestinationArn"]),
+        Some(Intrinsic::GetAtt("LiveAccessLogGroup".into(), "Arn".into())),
+        "the live feed's stage logs each connection and frame"
+    );
     for (id, props) in &groups {
         assert!(props.get("RetentionInDays").is_some(), "{id}");
     }

@@ -64,7 +64,7 @@ async fn notification_reaches_counters_message_list_and_email() -> anyhow::Resul
     .await?;
     assert_eq!(
         unread,
-        json!({"total": 1, "rooms": {"r1": 1}, "unseen": {"total": 1, "rooms": {"r1": 1}}})
+        json!({"version": 1, "total": 1, "rooms": {"r1": 1}, "unseen": {"total": 1, "rooms": {"r1": 1}}})
     );
 
     let (_, page) = http(

@@ -109,10 +109,12 @@ async fn serve(
         Some(n) => format!("{n} worker(s) per queue"),
         None => "each queue's deployed MaximumConcurrency of workers".to_owned(),
     };
-    let handles = match workers {
+    let mut handles = match workers {
         Some(n) => app.spawn_workers(usize::from(n), 2, &shutdown),
         None => app.spawn_deployed_workers(2, &shutdown),
     };
+    // The live feed's pusher posts to this server's management API.
+    handles.extend(app.spawn_live_push(&public_url, &shutdown));
     let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -120,6 +122,7 @@ async fn serve(
     // The API, plus the outbox page (what herald sent), which only the local stack has.
     let router = local::outbox::Source::of(&stack)?
         .routes()
+        .merge(local::live::demo_routes(local::workspace_root()))
         .merge(app.router());
     let server = {
         let shutdown = shutdown.clone();
@@ -150,7 +153,9 @@ async fn serve(
          curl -X POST localhost:{http_port}/v1/notifications -H \"Authorization: Bearer $SERVICE\" -d '{{\"notifications\":[{{\"user_id\":\"u1\",\"room_id\":\"r1\",\"title\":\"Hi\",\"body\":\"Hello from herald\",\"channels\":[\"inbox\",\"email\"]}}]}}'\n  \
          curl localhost:{http_port}/v1/users/u1/unread -H \"Authorization: Bearer $USER_TOKEN\"\n  \
          curl localhost:{http_port}/v1/users/u1/messages -H \"Authorization: Bearer $USER_TOKEN\"\n  \
-         cargo xtask outbox{outbox_endpoint}   # what herald sent (or http://{addr}/outbox)\n\nCtrl-C stops everything."
+         cargo xtask outbox{outbox_endpoint}   # what herald sent (or http://{addr}/outbox)\n\n\
+         The live feed: ws://{addr}/live?token=$USER_TOKEN; a demo inbox that updates itself:\n  \
+         echo \"http://{addr}/demo#user=u1&token=$USER_TOKEN\"   # open it in a browser\n\nCtrl-C stops everything."
     );
     stop_requested().await?;
     eprintln!("\nstopping...");

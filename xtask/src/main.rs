@@ -2,6 +2,7 @@
 //! `cargo xtask <task> --help` describe each one; unknown options are errors.
 
 mod bench;
+mod browser;
 mod contract;
 mod dev;
 mod devstack;
@@ -49,6 +50,10 @@ enum Task {
     /// The contract test alone: requests generated from openapi.yaml (schemathesis, valid and
     /// invalid, and sequences through its links) against a fresh local stack or --url.
     Contract(contract::Args),
+    /// The browser test alone: Debian's Chromium (installed by apt once) driven by
+    /// Playwright through the demo page of a fresh local stack: the badge changes without a
+    /// reload when a notification arrives, and agrees with the API after a read in the page.
+    Browser(browser::Args),
     /// The template's security scan alone: checkov over template.yaml, offline; a finding
     /// passes only when its resource skips it inline with a reason.
     Scan,
@@ -91,6 +96,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Task::Contract(args) => contract::run(&args),
+        Task::Browser(args) => browser::run(&args),
         Task::Scan => scan::run(&local::workspace_root()),
         Task::Token(args) => token::run(&args),
         Task::Outbox(args) => outbox::run(&args),

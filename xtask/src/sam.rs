@@ -225,7 +225,10 @@ async fn invoke_everything(
                     .ok()
                     .filter(Value::is_object)
             });
-            let Some(response) = response.filter(|_| output.status.success()) else {
+            // A function's own error (an authorizer's `Unauthorized`) is an answer to check.
+            let Some(response) =
+                response.filter(|r| output.status.success() || r.get("errorMessage").is_some())
+            else {
                 bail!(
                     "sam local invoke {function} -e events/{name} failed ({}):\n{stdout}\n{}",
                     output.status,
@@ -253,6 +256,7 @@ fn summary(answer: &Answer) -> String {
     match answer {
         Answer::Http { status, .. } => format!("HTTP {status}"),
         Answer::Batch { failures } => format!("{} batch item failures", failures.len()),
+        Answer::Refused { message } => format!("refused: {message}"),
     }
 }
 

@@ -25,6 +25,11 @@ pub fn run() -> Result<()> {
         "cfn-lint template.yaml",
         Command::new(venv.bin("cfn-lint")).arg(root.join("template.yaml")),
     )?;
+    // The browser client's unit tests (node's own runner: no npm, no dependencies).
+    step(
+        "node --test clients/js/test/ (the browser client)",
+        Command::new("node").args(["--test", "clients/js/test/"]),
+    )?;
     eprintln!("\n==> checkov template.yaml (security scan)");
     crate::scan::run(&root)?;
     eprintln!("<== checkov: every finding fixed or skipped with a reason");
@@ -75,6 +80,13 @@ pub fn run() -> Result<()> {
     eprintln!(
         "<== docs: {ran} block(s) ran as documented in {:.1?}",
         started_docs.elapsed()
+    );
+    eprintln!("\n==> browser: the live feed's demo page in Chromium, on the same stack");
+    let started_browser = Instant::now();
+    crate::browser::run_against(&root, &stack, None)?;
+    eprintln!(
+        "<== browser: the badge moved without a reload and agrees with the API in {:.1?}",
+        started_browser.elapsed()
     );
     eprintln!("\n==> contract: requests generated from openapi.yaml against the local stack");
     let started_contract = Instant::now();

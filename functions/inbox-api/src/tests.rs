@@ -320,7 +320,7 @@ async fn unknown_user_has_zero_unread() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"total": 0, "rooms": {}, "unseen": {"total": 0, "rooms": {}}})
+        json!({"version": 0, "total": 0, "rooms": {}, "unseen": {"total": 0, "rooms": {}}})
     );
 }
 
@@ -328,22 +328,33 @@ async fn unknown_user_has_zero_unread() {
 async fn read_room_then_read_all() {
     let (deps, inbox) = deps();
     deliver(&inbox, "u1", &["r1", "r1", "r2"]).await;
+    // Every change of the counts moves the version (a client keeps the newest answer).
+    let mut versions = Vec::new();
+    let mut without_version = |mut body: serde_json::Value| {
+        versions.push(body["version"].as_u64().expect("a version"));
+        body.as_object_mut().unwrap().remove("version");
+        body
+    };
     let (_, body) = call(&deps, "GET", "/v1/users/u1/unread", None).await;
     let unseen = |total: u64, rooms: serde_json::Value| json!({"total": total, "rooms": rooms});
     assert_eq!(
-        body,
+        without_version(body),
         json!({"total": 3, "rooms": {"r1": 2, "r2": 1}, "unseen": unseen(3, json!({"r1": 2, "r2": 1}))})
     );
     let (status, body) = call(&deps, "POST", "/v1/users/u1/rooms/r1/read", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        body,
+        without_version(body),
         json!({"total": 1, "rooms": {"r2": 1}, "unseen": unseen(1, json!({"r2": 1}))})
     );
     let (_, body) = call(&deps, "POST", "/v1/users/u1/read-all", None).await;
     assert_eq!(
-        body,
+        without_version(body),
         json!({"total": 0, "rooms": {}, "unseen": unseen(0, json!({}))})
+    );
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "versions grow: {versions:?}"
     );
 }
 

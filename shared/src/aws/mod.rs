@@ -4,6 +4,8 @@
 #[cfg(feature = "dynamodb")]
 pub mod campaigns;
 #[cfg(feature = "dynamodb")]
+pub mod connections;
+#[cfg(feature = "dynamodb")]
 pub mod devices;
 #[cfg(feature = "dynamodb")]
 pub mod digests;
@@ -13,6 +15,8 @@ pub mod directory;
 pub mod dynamodb;
 #[cfg(feature = "dynamodb")]
 mod item;
+#[cfg(feature = "live")]
+pub mod live;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "scheduler")]

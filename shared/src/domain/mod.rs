@@ -12,6 +12,7 @@ pub mod digest;
 pub mod email;
 pub mod feedback;
 pub mod ids;
+pub mod live;
 pub mod mark_read;
 pub mod notification;
 pub mod pinpoint;

@@ -67,6 +67,18 @@ pub const FUNCTIONS: &[Function] = &[
         logical: "Feedback",
         name: "feedback",
     },
+    Function {
+        logical: "LiveAuthorizer",
+        name: "live-authorizer",
+    },
+    Function {
+        logical: "LiveSocket",
+        name: "live-socket",
+    },
+    Function {
+        logical: "LivePush",
+        name: "live-push",
+    },
 ];
 
 const DELIVERIES: &str = "Deliveries were dead-lettered; read the herald-reason attribute.";

@@ -33,6 +33,24 @@ impl RoomMarks {
     }
 }
 
+/// A message item as the list shows it, unread, unseen and unarchived until its marks say.
+pub(super) fn message_view(item: &HashMap<String, AttributeValue>) -> MessageView {
+    MessageView {
+        id: text(item, "id"),
+        room_id: text(item, "room_id"),
+        title: text(item, "title"),
+        body: text(item, "body"),
+        created_at: text(item, "created_at"),
+        read: false,
+        seen: false,
+        archived: false,
+        data: item
+            .get("data")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|d| serde_json::from_str(d).ok()),
+    }
+}
+
 impl DynamoInbox {
     /// Each room's read and seen marks.
     async fn room_marks(&self, pk: &str) -> Result<HashMap<String, RoomMarks>, StoreError> {
@@ -128,15 +146,7 @@ impl MessageLog for DynamoInbox {
                     read: room_marks.read(stamp),
                     seen: room_marks.seen(stamp, seen),
                     archived: is_archived,
-                    id: text(item, "id"),
-                    title: text(item, "title"),
-                    body: text(item, "body"),
-                    data: item
-                        .get("data")
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|d| serde_json::from_str(d).ok()),
-                    created_at: text(item, "created_at"),
-                    room_id,
+                    ..message_view(item)
                 })
             })
             .collect();

@@ -14,6 +14,8 @@
 
 mod counters;
 mod messages;
+#[cfg(feature = "stream")]
+pub mod stream;
 mod users;
 
 use std::collections::HashMap;

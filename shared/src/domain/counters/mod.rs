@@ -83,6 +83,7 @@ impl Counters {
     /// The API view: rooms with 0 unread are omitted; `unseen` alike.
     pub fn unread(&self) -> Unread {
         Unread {
+            version: Some(self.total.version),
             total: self.total.unread,
             rooms: self
                 .rooms
@@ -117,6 +118,10 @@ impl Counters {
 /// `{"total": n, "rooms": {...}}` as the API answers it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Unread {
+    /// TOTAL's version when read: it grows with every change of the user's counts, so a
+    /// client holding counts from the live feed keeps whichever of two answers is newer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
     pub total: u64,
     pub rooms: BTreeMap<String, u64>,
     /// The same for messages not yet seen (what a bell's badge shows).
