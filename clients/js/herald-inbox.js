@@ -9,11 +9,12 @@ import { HeraldClient, initialState } from './herald.js';
 
 /**
  * What the element shows, computed purely from a state (testable without a DOM).
- * Archived messages are left out of the list.
+ * Archived messages are left out of the list. `unauthorized` (the feed stopped on a refused
+ * token) shows as "signed out": `indicator` 'unauthorized' and a `notice` to sign in again.
  * @param {HeraldState} state
- * @param {{ badge?: 'unread' | 'unseen', status?: Status, now?: number }} options
+ * @param {{ badge?: 'unread' | 'unseen', status?: Status, unauthorized?: boolean, now?: number }} options
  */
-export function inboxView(state, { badge = 'unread', status = 'closed', now = Date.now() } = {}) {
+export function inboxView(state, { badge = 'unread', status = 'closed', unauthorized = false, now = Date.now() } = {}) {
   const unread = state.unread;
   const count = badge === 'unseen' ? unread.unseen.total : unread.total;
   const items = state.messages
@@ -29,16 +30,30 @@ export function inboxView(state, { badge = 'unread', status = 'closed', now = Da
       seen: !!m.seen,
       className: m.read ? 'read' : 'unread',
     }));
+  const signedOut = !!unauthorized;
   return {
     count,
     badgeHidden: !(count > 0),
     unreadTotal: unread.total,
     unseenTotal: unread.unseen.total,
     status,
+    signedOut,
+    indicator: signedOut ? 'unauthorized' : status,
+    statusText: signedOut ? 'signed out' : STATUS_TEXT[status] ?? status,
+    notice: signedOut ? SIGNED_OUT_NOTICE : null,
     items,
     empty: items.length === 0,
   };
 }
+
+const STATUS_TEXT = /** @type {Record<string, string>} */ ({
+  open: 'live',
+  connecting: 'connecting…',
+  reconnecting: 'reconnecting…',
+  closed: 'offline',
+});
+
+const SIGNED_OUT_NOTICE = 'Signed out: the server refused the token. Sign in again to see new notifications.';
 
 /**
  * A short relative time: "now", "5m", "3h", "2d", then the date.
@@ -115,6 +130,7 @@ button { font: inherit; color: inherit; cursor: pointer; }
 }
 .status[data-status="open"] { background: #16a34a; }
 .status[data-status="connecting"], .status[data-status="reconnecting"] { background: #f59e0b; }
+.status[data-status="unauthorized"] { background: #dc2626; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 .panel {
   position: absolute; z-index: 1000; top: calc(100% + 8px); right: 0;
@@ -175,8 +191,6 @@ const TEMPLATE = `
 </section>
 `;
 
-const STATUS_TEXT = { open: 'live', connecting: 'connecting…', reconnecting: 'reconnecting…', closed: 'offline' };
-
 const Base = /** @type {typeof HTMLElement} */ (globalThis.HTMLElement ?? class {});
 
 /**
@@ -200,6 +214,8 @@ export class HeraldInbox extends Base {
     this._state = initialState();
     /** @type {Status} */
     this._status = 'closed';
+    /** Whether the feed stopped on a refused token (until it connects again). */
+    this._unauthorized = false;
     this._restartQueued = false;
     this._ticker = null;
     /** @type {Map<string, HTMLLIElement>} */
@@ -281,11 +297,22 @@ export class HeraldInbox extends Base {
     this._stop();
   }
 
-  /** @param {string} name @param {string | null} old @param {string | null} value */
+  /**
+   * A new `token` goes to the running client (`setToken`: the socket is kept, and a feed stopped
+   * on a refused token connects again); other attributes, or a token with no client to take it
+   * (none yet, or one about to be rebuilt), restart the feed.
+   * @param {string} name @param {string | null} old @param {string | null} value
+   */
   attributeChangedCallback(name, old, value) {
     if (old === value) return;
     if (name === 'badge') return this._render();
-    if (name === 'token' && this._injected && value) this._injected.setToken(value);
+    if (name === 'token' && value) {
+      const client = this._injected ?? (this._restartQueued ? null : this._client);
+      if (client) {
+        client.setToken(value);
+        if (client === this._client && this._sub) return;
+      }
+    }
     this._scheduleRestart();
   }
 
@@ -318,14 +345,12 @@ export class HeraldInbox extends Base {
     this._state = client ? client.state : initialState();
     this._items.forEach((li) => li.remove());
     this._items.clear();
+    this._unauthorized = false;
     this._showError(null);
     if (client) {
       try {
         this._sub = client.subscribe((state) => this._onState(state), {
-          onStatus: (status) => {
-            this._status = status;
-            this._render();
-          },
+          onStatus: (status) => this._onStatus(status),
           onFrame: (frame) => this._emit('herald-frame', frame),
           onError: (error) => this._onError(error),
         });
@@ -344,6 +369,16 @@ export class HeraldInbox extends Base {
     this._status = 'closed';
   }
 
+  /** @param {Status} status */
+  _onStatus(status) {
+    this._status = status;
+    if (status !== 'closed' && this._unauthorized) {
+      this._unauthorized = false; // connecting again (a new token)
+      this._showError(null);
+    }
+    this._render();
+  }
+
   /** @param {HeraldState} state */
   _onState(state) {
     this._state = state;
@@ -353,7 +388,13 @@ export class HeraldInbox extends Base {
 
   /** @param {unknown} error */
   _onError(error) {
-    this._showError(error instanceof Error ? error.message : String(error));
+    // the client stops the feed (status 'closed') before it reports a refused token
+    if (/** @type {any} */ (error)?.code === 'unauthorized' && this._status === 'closed' && this._client) {
+      this._unauthorized = true;
+      this._render(); // the notice replaces the error line
+    } else {
+      this._showError(error instanceof Error ? error.message : String(error));
+    }
     this._emit('herald-error', error);
   }
 
@@ -372,10 +413,11 @@ export class HeraldInbox extends Base {
     if (button.getAttribute('data-action') === 'archive' && id) this._act(this._client.archive([id]));
   }
 
-  /** @param {string | null} message */
+  /** @param {string | null} message null: clear it (the signed-out notice stays while signed out) */
   _showError(message) {
-    this._el.error.hidden = !message;
-    this._el.error.textContent = message ?? '';
+    const text = message ?? (this._unauthorized ? SIGNED_OUT_NOTICE : null);
+    this._el.error.hidden = !text;
+    this._el.error.textContent = text ?? '';
   }
 
   /** @param {string} type @param {unknown} detail */
@@ -385,17 +427,18 @@ export class HeraldInbox extends Base {
 
   _render() {
     const badge = this.getAttribute('badge') === 'unseen' ? 'unseen' : 'unread';
-    const view = inboxView(this._state, { badge, status: this._status });
+    const view = inboxView(this._state, { badge, status: this._status, unauthorized: this._unauthorized });
     const el = this._el;
     el.badge.textContent = String(view.count);
     el.badge.hidden = view.badgeHidden;
     this.setAttribute('data-count', String(view.count));
-    this.setAttribute('data-status', view.status);
+    this.setAttribute('data-status', view.indicator);
     el.bell.title = view.count > 0 ? `${view.count} ${badge}` : 'Notifications';
-    el.status.setAttribute('data-status', view.status);
-    el.status.title = `Live feed: ${view.status}`;
-    /** @type {HTMLElement} */ (el.status.firstElementChild).textContent = view.status;
-    el.live.textContent = STATUS_TEXT[view.status] ?? view.status;
+    el.status.setAttribute('data-status', view.indicator);
+    el.status.title = view.signedOut ? 'Signed out: the token was refused' : `Live feed: ${view.status}`;
+    /** @type {HTMLElement} */ (el.status.firstElementChild).textContent = view.signedOut ? 'signed out' : view.status;
+    el.live.textContent = view.statusText;
+    if (view.notice) this._showError(view.notice);
     /** @type {HTMLButtonElement} */ (el.markAll).disabled = view.unreadTotal === 0 && view.items.every((i) => i.read);
     el.empty.hidden = !view.empty;
     el.empty.textContent = this._client ? 'No notifications yet' : 'Sign in to see notifications';

@@ -30,7 +30,8 @@ export interface Message {
   read: boolean;
   seen: boolean;
   archived: boolean;
-  data: Record<string, unknown>;
+  /** Absent when the message has none. */
+  data?: Record<string, unknown>;
 }
 
 /** A page of `GET /v1/users/{user}/messages`, newest first. */
@@ -72,6 +73,11 @@ export interface UpdateFrame {
   rooms: Record<string, number>;
   unseen?: Counts;
   changes: Change[];
+  /**
+   * true: the changes were dropped (the frame would have been too large) and `changes` is empty;
+   * the counts are still authoritative. The client re-reads the newest page of messages.
+   */
+  truncated?: boolean;
 }
 
 export interface PongFrame {
@@ -102,6 +108,7 @@ export interface HeraldState {
   messages: Message[];
 }
 
+/** `'closed'` also while a subscription is stopped on a refused token (until `setToken`). */
 export type Status = 'connecting' | 'open' | 'closed' | 'reconnecting';
 
 export interface Backoff {
@@ -156,7 +163,11 @@ export interface SubscribeHandlers {
   onStatus?: (status: Status) => void;
   /** Every parsed frame, before it is applied. */
   onFrame?: (frame: Frame | Record<string, unknown>) => void;
-  /** Refused connections (`connect_failed`), failed re-reads and error frames. */
+  /**
+   * `unauthorized` (the token was refused: the feed stopped, status `'closed'`, until `setToken`;
+   * `status` is the 401 or 403 of the HTTP check), `connect_failed` (a socket that closed before
+   * opening for another reason; retried with back-off), failed re-reads and error frames.
+   */
   onError?: (error: HeraldError) => void;
 }
 
@@ -179,7 +190,11 @@ export declare class HeraldError extends Error {
   readonly name: 'HeraldError';
   /** HTTP status; 0 without an HTTP answer (`network_error`, `connect_failed`, error frames). */
   status: number;
-  /** herald's code (`invalid_value`, `unauthorized`, …), or `http_error`, `network_error`, `invalid_response`, `connect_failed`. */
+  /**
+   * herald's code (`invalid_value`, `unauthorized`, …), or `http_error`, `network_error`,
+   * `invalid_response`, `connect_failed`; from `subscribe`, `unauthorized` (status 401 or 403)
+   * means the live feed's token was refused and the feed stopped.
+   */
   code: string;
   field: string | undefined;
   body: unknown;
@@ -192,7 +207,10 @@ export declare class HeraldClient {
   readonly user: string;
   readonly state: HeraldState;
   readonly status: Status;
-  /** Used by the next request and the next (re)connection. */
+  /**
+   * Used by the next request and the next (re)connection; an open socket is kept. A subscription
+   * stopped on a refused token connects again at once.
+   */
   setToken(token: string): void;
   /** Also applied to the state (version rule). */
   unread(): Promise<Unread>;
@@ -207,8 +225,12 @@ export declare class HeraldClient {
   unarchive(ids: string[]): Promise<{ unarchived: string[]; not_found: string[] }>;
   /**
    * Opens the live feed (shared by all subscribers; closed with the last) and keeps the state:
-   * re-reads the counts on every open (and the first 20 messages on the first), applies frames,
-   * pings every `heartbeatMs`, reconnects with back-off after closes it did not ask for.
+   * re-reads the counts and the newest 20 messages on every open (the first and each
+   * reconnect) and after a `truncated` frame, applies frames, pings every `heartbeatMs`,
+   * reconnects with back-off after closes it did not ask for. A socket that closes before
+   * opening makes it check the token with `unread()`: a 401 or 403 stops it (status `'closed'`,
+   * an `unauthorized` error) until `setToken`; anything else reports `connect_failed` and
+   * reconnects. A subscriber joining a stopped subscription hears `'closed'` and that error.
    * Throws a TypeError without `wsUrl` or a WebSocket implementation.
    */
   subscribe(onState?: (state: HeraldState) => void, handlers?: SubscribeHandlers): Subscription;
@@ -216,13 +238,25 @@ export declare class HeraldClient {
 
 /** The state before anything is known. */
 export declare function initialState(): HeraldState;
-/** Counts replace the held ones only if newer (an Unread without version always replaces). Pure. */
+/**
+ * Counts replace the held ones only if newer (an Unread without version always replaces). Replaced
+ * counts imply flags: held messages of a room at 0 unread (absent from `rooms`) become read and
+ * seen; of a room at 0 unseen (when `unseen` is given), seen. Pure.
+ */
 export declare function applyUnread(state: HeraldState, unread: Unread): HeraldState;
-/** Applies an update frame (counts by the version rule, changes always); anything else returns `state`. Pure. */
+/**
+ * Applies an update frame: counts by the version rule, then its changes, then the flags replaced
+ * counts imply. A stale frame (version lower than the held one) only adds messages and marks
+ * single messages seen; its `read`, room-wide `seen` and `archived` changes are skipped. Anything
+ * but an update frame returns `state`. Pure.
+ */
 export declare function applyFrame(state: HeraldState, frame: unknown): HeraldState;
-/** Applies changes to the messages. Pure. */
+/** Applies changes to the messages (all of them, no staleness check). Pure. */
 export declare function applyChanges(state: HeraldState, changes: unknown[]): HeraldState;
-/** Merges a page of messages (known read/seen flags kept), newest first. Pure. */
+/**
+ * Merges a page read from the server: its copies replace the held ones, flags included (`read`,
+ * `seen`, `archived` are the server's); unlisted messages are kept; newest first. Pure.
+ */
 export declare function mergeMessages(state: HeraldState, page: Message[]): HeraldState;
 /** Newest first: created_at, then id descending. */
 export declare function compareMessages(a: Message, b: Message): number;
@@ -236,6 +270,8 @@ export type BadgeKind = 'unread' | 'unseen';
 export interface InboxViewOptions {
   badge?: BadgeKind;
   status?: Status;
+  /** The feed stopped on a refused token (an `unauthorized` error): show "signed out". */
+  unauthorized?: boolean;
   /** Epoch milliseconds; default Date.now(). */
   now?: number;
 }
@@ -261,6 +297,14 @@ export interface InboxView {
   unreadTotal: number;
   unseenTotal: number;
   status: Status;
+  /** Whether the feed stopped on a refused token. */
+  signedOut: boolean;
+  /** The status dot's and the host's `data-status`: `status`, or 'unauthorized' when signed out. */
+  indicator: Status | 'unauthorized';
+  /** "live", "connecting…", "reconnecting…", "offline", or "signed out". */
+  statusText: string;
+  /** The error line's text while signed out, else null. */
+  notice: string | null;
   /** Archived messages left out. */
   items: InboxItem[];
   empty: boolean;

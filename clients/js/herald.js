@@ -5,19 +5,24 @@
  * @typedef {Counts & { unseen: Counts }} UnreadCounts
  * @typedef {{ version?: number, total: number, rooms: Record<string, number>, unseen?: Counts }} Unread
  * @typedef {{ id: string, room_id: string, title: string, body: string, created_at: string,
- *   read: boolean, seen: boolean, archived: boolean, data: Record<string, unknown> }} Message
+ *   read: boolean, seen: boolean, archived: boolean, data?: Record<string, unknown> }} Message
+ *   `data` is absent when the message has none
  * @typedef {{ version: number | null, unread: UnreadCounts, messages: Message[] }} HeraldState
  * @typedef {{ initialMs?: number, maxMs?: number }} Backoff
  * @typedef {'connecting' | 'open' | 'closed' | 'reconnecting'} Status
  * @typedef {{ attempt: number, socket: any, opened: boolean, heartbeat: any, reconnect: any,
- *   loaded: boolean, stopped: boolean }} Live one subscription's connection, across reconnects
+ *   loaded: boolean, stopped: boolean, halted: boolean, refusal: HeraldError | null,
+ *   pageQueued: { socket: any, promise: Promise<void> } | null, pageTail: Promise<void> | null }} Live
+ *   one subscription's connection, across reconnects; `halted` (with `refusal`, the error that
+ *   said so) while stopped on a refused token until setToken; `pageQueued`/`pageTail` serialize
+ *   the re-reads of the newest page
  */
 
 /** The heartbeat interval: the gateway closes connections idle for 10 minutes. */
 export const DEFAULT_HEARTBEAT_MS = 300_000;
 /** Reconnection back-off defaults. */
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30_000 });
-/** How many messages the first open of a subscription loads. */
+/** How many of the newest messages a subscription re-reads on every open and after a truncated frame. */
 export const FIRST_PAGE_LIMIT = 20;
 
 /** An error answered by herald (non-2xx), sent as an error frame, or met on the way (status 0). */
@@ -69,11 +74,25 @@ export function initialState() {
  * Counts replace the held ones only if their `version` is greater than the held version; an
  * Unread without `version` always replaces and leaves the held version unchanged. Without
  * `unseen` (older servers), unseen counts are taken to equal unread ones.
+ * When the counts are replaced they also imply flags: the held messages of a room whose unread
+ * count is now 0 (absent from `rooms`) become read and seen, and those of a room whose unseen
+ * count is now 0 (when `unseen` is given) become seen.
  * @param {HeraldState} state
  * @param {Unread} unread
  * @returns {HeraldState} a new state, or `state` itself when nothing applies
  */
 export function applyUnread(state, unread) {
+  const next = replaceCounts(state, unread);
+  return next === state ? state : impliedFlags(next, unread);
+}
+
+/**
+ * The counts part of {@link applyUnread}: the version rule, without the implied flags.
+ * @param {HeraldState} state
+ * @param {Unread} unread
+ * @returns {HeraldState} a new state when the counts were replaced, else `state` itself
+ */
+function replaceCounts(state, unread) {
   if (!isObject(unread) || !isCount(unread.total)) return state;
   const version = unread.version;
   const versioned = typeof version === 'number' && Number.isFinite(version);
@@ -92,16 +111,24 @@ export function applyUnread(state, unread) {
 
 /**
  * Applies one live frame to a state, purely. Only `update` frames change anything: their
- * counts through the version rule of {@link applyUnread}, their `changes` always (they are
- * idempotent). Other frame types and unknown change kinds are ignored.
+ * counts through the version rule of {@link applyUnread}, then their `changes` (idempotent).
+ * A stale frame (its `version` lower than the held one) still adds its new messages and marks
+ * single messages seen, but its room-wide `read`, room-wide `seen` and `archived` changes are
+ * skipped: the newer state already held covers them. When the frame's counts replace the held
+ * ones, the flags they imply (see {@link applyUnread}) are applied after its changes. Other
+ * frame types and unknown change kinds are ignored; `truncated` is the caller's business.
  * @param {HeraldState} state
  * @param {unknown} frame
  * @returns {HeraldState} a new state, or `state` itself when nothing changed
  */
 export function applyFrame(state, frame) {
   if (!isObject(frame) || frame.type !== 'update') return state;
-  const next = applyUnread(state, /** @type {Unread} */ (frame));
-  return Array.isArray(frame.changes) ? applyChanges(next, frame.changes) : next;
+  const stale = isCount(frame.version) && state.version != null && frame.version < state.version;
+  const counted = replaceCounts(state, /** @type {Unread} */ (frame));
+  let changes = Array.isArray(frame.changes) ? frame.changes : [];
+  if (stale) changes = changes.filter(appliesWhenStale);
+  const changed = applyChanges(counted, changes);
+  return counted === state ? changed : impliedFlags(changed, /** @type {Unread} */ (frame));
 }
 
 /**
@@ -117,9 +144,10 @@ export function applyChanges(state, changes) {
 }
 
 /**
- * Merges a page of messages (from the HTTP list) into a state, purely: new ids are added, known
- * ones take the page's content but keep `read`/`seen` if the state already had them (those
- * never go back), and the list stays newest first.
+ * Merges a page of messages read from the server (the HTTP list) into a state, purely: new ids
+ * are added, known ones are replaced by the page's copy, flags included (`read`, `seen` and
+ * `archived` are the server's, so a re-read heals a wrong flag), held messages the page does not
+ * list are kept, and the list stays newest first. Counts are left alone (no implied flags).
  * @param {HeraldState} state
  * @param {Message[]} page
  * @returns {HeraldState}
@@ -127,11 +155,7 @@ export function applyChanges(state, changes) {
 export function mergeMessages(state, page) {
   if (!Array.isArray(page) || page.length === 0) return state;
   const byId = new Map(state.messages.map((m) => [m.id, m]));
-  for (const m of page) {
-    if (!isMessage(m)) continue;
-    const held = byId.get(m.id);
-    byId.set(m.id, held ? { ...m, read: !!(held.read || m.read), seen: !!(held.seen || m.seen) } : m);
-  }
+  for (const m of page) if (isMessage(m)) byId.set(m.id, m);
   return { ...state, messages: [...byId.values()].sort(compareMessages) };
 }
 
@@ -241,11 +265,19 @@ export class HeraldClient {
 
   /**
    * Replaces the token; the next request and the next (re)connection use it. An open socket is
-   * kept.
+   * kept. A subscription stopped because the server refused the token (status `'closed'` after
+   * an `unauthorized` error) connects again at once.
    * @param {string} token
    */
   setToken(token) {
     this.#token = token;
+    const live = this.#live;
+    if (live && live.halted && !live.stopped) {
+      live.halted = false;
+      live.refusal = null;
+      live.attempt = 0;
+      this.#connect(live);
+    }
   }
 
   /**
@@ -338,9 +370,15 @@ export class HeraldClient {
 
   /**
    * Opens the live feed (one socket shared by all subscribers) and keeps the state up to date:
-   * on every open it re-reads the counts (and, the first time, the newest messages), applies
-   * every frame, pings every `heartbeatMs`, and reconnects with back-off after any close it
-   * did not ask for. `onError` receives refused connections, failed re-reads and error frames.
+   * on every open (the first and each reconnect) it re-reads the counts and the newest page of
+   * messages, applies every frame (re-reading that page after a `truncated` one), pings every
+   * `heartbeatMs`, and reconnects with back-off after any close it did not ask for.
+   * A socket that closes before opening makes it ask `unread()` over HTTP: a 401 or 403 there
+   * means the token is refused, so it stops reconnecting, sets the status `'closed'` and reports
+   * an `unauthorized` HeraldError (carrying that status) until {@link setToken} resumes it; any
+   * other outcome reports `connect_failed` and reconnects with back-off. `onError` receives
+   * those, failed re-reads and error frames; a subscriber joining a stopped subscription hears
+   * `'closed'` and the `unauthorized` error at once.
    * @param {(state: HeraldState) => void} [onState]
    * @param {{ onStatus?: (status: Status) => void, onFrame?: (frame: any) => void, onError?: (error: HeraldError) => void }} handlers
    * @returns {{ close(): void }}
@@ -352,8 +390,10 @@ export class HeraldClient {
     }
     const listener = { onState, onStatus, onFrame, onError };
     this.#listeners.add(listener);
-    if (this.#live) call(onStatus, this.#status);
-    else this.#start();
+    if (this.#live) {
+      call(onStatus, this.#status);
+      if (this.#live.refusal) call(onError, this.#live.refusal);
+    } else this.#start();
     let closed = false;
     return {
       close: () => {
@@ -432,6 +472,7 @@ export class HeraldClient {
 
   /** @param {Status} status */
   #setStatus(status) {
+    if (status === this.#status) return;
     this.#status = status;
     for (const l of [...this.#listeners]) call(l.onStatus, status);
   }
@@ -444,7 +485,19 @@ export class HeraldClient {
   // ---- live feed ----
 
   #start() {
-    this.#live = { attempt: 0, socket: null, opened: false, heartbeat: null, reconnect: null, loaded: false, stopped: false };
+    this.#live = {
+      attempt: 0,
+      socket: null,
+      opened: false,
+      heartbeat: null,
+      reconnect: null,
+      loaded: false,
+      stopped: false,
+      halted: false,
+      refusal: null,
+      pageQueued: null,
+      pageTail: null,
+    };
     this.#connect(this.#live);
   }
 
@@ -477,7 +530,7 @@ export class HeraldClient {
 
   /** @param {Live} live */
   #connect(live) {
-    if (live.stopped) return;
+    if (live.stopped || live.halted) return;
     live.reconnect = null;
     live.opened = false;
     this.#setStatus('connecting');
@@ -502,7 +555,7 @@ export class HeraldClient {
       this.#sync(live, socket);
     };
     socket.onmessage = (/** @type {{data: unknown}} */ event) => {
-      if (current()) this.#receive(live, event.data);
+      if (current()) this.#receive(live, socket, event.data);
     };
     socket.onerror = () => {
       /* a close event follows */
@@ -513,13 +566,46 @@ export class HeraldClient {
       const clear = this.#clearTimeout;
       if (live.heartbeat != null) clear(live.heartbeat);
       live.heartbeat = null;
-      if (!live.opened) {
-        this.#emitError(
-          new HeraldError('the live feed closed before opening (token refused or server unreachable)', { code: 'connect_failed' }),
-        );
-      }
-      this.#scheduleReconnect(live);
+      if (live.opened) this.#scheduleReconnect(live);
+      else this.#checkRefusal(live);
     };
+  }
+
+  /**
+   * After a socket closed before opening: the browser cannot see the upgrade's status, so ask
+   * `unread()` with the same token. 401/403: the token is refused, stop until setToken. Anything
+   * else (success, network failure, 5xx): report `connect_failed` and reconnect with back-off.
+   * @param {Live} live
+   */
+  async #checkRefusal(live) {
+    this.#setStatus('reconnecting');
+    const token = this.#token;
+    /** @type {HeraldError | null} */
+    let failure = null;
+    try {
+      await this.unread();
+    } catch (e) {
+      failure = toHeraldError(e);
+    }
+    if (live.stopped || live.halted || live.socket || live.reconnect != null) return;
+    if (failure && (failure.status === 401 || failure.status === 403) && this.#token === token) {
+      live.halted = true;
+      live.attempt = 0;
+      live.refusal = new HeraldError(
+        `the live feed refused the token (HTTP ${failure.status}: ${failure.message}); call setToken with a fresh one`,
+        { status: failure.status, code: 'unauthorized', body: failure.body, cause: failure },
+      );
+      this.#setStatus('closed');
+      this.#emitError(live.refusal);
+      return;
+    }
+    this.#emitError(
+      new HeraldError('the live feed closed before opening (server unreachable or refusing)', {
+        code: 'connect_failed',
+        cause: failure ?? undefined,
+      }),
+    );
+    this.#scheduleReconnect(live);
   }
 
   /** @param {Live} live */
@@ -549,21 +635,47 @@ export class HeraldClient {
 
   /**
    * Re-reads what frames may have been missed while disconnected: the counts and the newest
-   * page of messages, on the first open and on every reconnect.
+   * page of messages, on every open (the first and each reconnect).
    */
   async #sync(/** @type {Live} */ live, /** @type {any} */ socket) {
     try {
-      const [, page] = await Promise.all([this.unread(), this.messages({ limit: FIRST_PAGE_LIMIT })]);
-      if (live.stopped || live.socket !== socket || !page) return;
-      live.loaded = true;
-      this.#update((s) => mergeMessages(s, page.messages));
+      await Promise.all([this.unread(), this.#rereadPage(live, socket)]);
     } catch (e) {
       if (!live.stopped) this.#emitError(toHeraldError(e));
     }
   }
 
-  /** @param {Live} live @param {unknown} data */
-  #receive(live, data) {
+  /**
+   * Reads the newest page of messages and merges it (the server's flags win). Reads run one at
+   * a time, in order; a read asked for while one is waiting to start joins it (it will see the
+   * same server state), so a burst of truncated frames costs one or two requests. A page read
+   * for a socket that is no longer the current one is dropped.
+   * @param {Live} live
+   * @param {any} socket
+   * @returns {Promise<void>} rejects with the read's error
+   */
+  #rereadPage(live, socket) {
+    if (live.pageQueued && live.pageQueued.socket === socket) return live.pageQueued.promise;
+    const queued = {
+      socket,
+      promise: (live.pageTail ?? Promise.resolve())
+        .catch(() => {}) // the previous read's failure was reported by its own caller
+        .then(async () => {
+          if (live.pageQueued === queued) live.pageQueued = null; // started: later asks queue anew
+          if (live.stopped || live.socket !== socket) return;
+          const page = await this.messages({ limit: FIRST_PAGE_LIMIT });
+          if (live.stopped || live.socket !== socket) return;
+          live.loaded = true;
+          this.#update((s) => mergeMessages(s, page.messages));
+        }),
+    };
+    live.pageQueued = queued;
+    live.pageTail = queued.promise;
+    return queued.promise;
+  }
+
+  /** @param {Live} live @param {any} socket @param {unknown} data */
+  #receive(live, socket, data) {
     if (typeof data !== 'string') return;
     /** @type {any} */
     let frame;
@@ -587,6 +699,12 @@ export class HeraldClient {
       return;
     }
     this.#update((s) => applyFrame(s, frame));
+    if (frame.type === 'update' && frame.truncated === true) {
+      // its changes were dropped (too large for a frame): the counts are right, the list is not
+      this.#rereadPage(live, socket).catch((e) => {
+        if (!live.stopped && live.socket === socket) this.#emitError(toHeraldError(e));
+      });
+    }
   }
 }
 
@@ -615,6 +733,34 @@ function countsOf(c) {
     for (const [room, n] of Object.entries(c.rooms)) if (isCount(n) && n > 0) rooms[room] = n;
   }
   return { total: c.total, rooms };
+}
+
+/**
+ * Whether a change of a stale frame still applies: new messages and single-message `seen`.
+ * @param {unknown} change
+ */
+function appliesWhenStale(change) {
+  return isObject(change) && (change.kind === 'message' || (change.kind === 'seen' && typeof change.id === 'string'));
+}
+
+/**
+ * The flags that freshly replaced counts imply (see {@link applyUnread}).
+ * @param {HeraldState} state its counts just replaced
+ * @param {Unread} unread the counts' source, to tell whether `unseen` was given
+ * @returns {HeraldState}
+ */
+function impliedFlags(state, unread) {
+  const { rooms, unseen } = state.unread;
+  let messages = updateWhere(state.messages, (m) => !hasCount(rooms, m.room_id), { read: true, seen: true });
+  if (isObject(unread.unseen) && isCount(unread.unseen.total)) {
+    messages = updateWhere(messages, (m) => !hasCount(unseen.rooms, m.room_id), { seen: true });
+  }
+  return messages === state.messages ? state : { ...state, messages };
+}
+
+/** @param {Record<string, number>} rooms @param {unknown} room whether that room counts more than 0 */
+function hasCount(rooms, room) {
+  return typeof room === 'string' && Object.hasOwn(rooms, room) && rooms[room] > 0;
 }
 
 /**

@@ -48,6 +48,11 @@ TransactWriteItems is cancelled with `TransactionConflict` reasons, a PutItem, U
 DeleteItem answers TransactionConflictException). `seed` makes the draws repeatable, e.g.
 `{"dynamodb": 0.2, "sqs": 0.1, "ses": 0.3, "sns": 0.3, "conflict": 0.2, "seed": 7}`.
 
+8. DynamoDB Streams as DynamoDB writes them: a cancelled transaction leaves no records (moto
+kept those of the items it had applied before the failing one), an update that creates its
+item is one INSERT (moto recorded its keys-only put as well), and a stream read takes the item
+lock, so it never sees half a transaction.
+
 Usage: python moto_server.py [moto_server arguments], e.g. -H 127.0.0.1 -p 5000
 """
 
@@ -177,8 +182,26 @@ def transact_write_items(self, transact_items):
             raise
 
 
+_moto_update_item = DynamoDBBackend.update_item
+
+
+def update_item(self, table_name, *args, **kwargs):
+    """moto creates an item an update finds missing with a keys-only put, then updates it,
+    so its stream shows two INSERTs where DynamoDB records one: the first is dropped."""
+    shard = self.get_table(table_name).stream_shard
+    before = len(shard.items) if shard is not None else 0
+    item = _moto_update_item(self, table_name, *args, **kwargs)
+    if shard is not None and len(shard.items) - before == 2:
+        created, updated = shard.items[before], shard.items[before + 1]
+        if created.record["eventName"] == "INSERT" and updated.record["eventName"] == "INSERT":
+            updated.record["dynamodb"]["SequenceNumber"] = created.record["dynamodb"]["SequenceNumber"]
+            del shard.items[before]
+    return item
+
+
 dynamodb_models.copy = _CopyWithoutTables()
 DynamoDBBackend.transact_write_items = transact_write_items
+DynamoDBBackend.update_item = update_item
 for _name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
     setattr(DynamoDBBackend, _name, _locked(getattr(DynamoDBBackend, _name)))
 # A stream reader never sees half a transaction (nor records a cancelled one left for an instant).

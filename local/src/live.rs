@@ -1,5 +1,5 @@
 //! The live feed locally, run by the same handler code as on AWS. The gateway plays API
-//! Gateway's WebSocket API: `GET /live?token=` runs the authorizer (a refusal is a 401 and
+//! Gateway's WebSocket API: `GET /live?token=` runs the authorizer (a refusal is a 403 and
 //! no socket), then `$connect`; each client frame goes to `$default` and its answer back on
 //! the socket; a close runs `$disconnect`. Its management API (`POST /@connections/{id}`,
 //! SigV4-signed as on AWS) takes the pusher's frames to the socket, and answers 410 Gone for
@@ -86,16 +86,23 @@ async fn upgrade(
         "queryStringParameters": query,
         "requestContext": {"routeKey": "$connect", "eventType": "CONNECT"},
     });
-    let allowed = match serde_json::from_value(request) {
-        Ok(request) => gateway.authorizer.authorize(&request).await.ok(),
-        Err(_) => None,
+    let policy = match serde_json::from_value(request) {
+        Ok(request) => gateway.authorizer.authorize(&request).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "the authorizer's event");
+            return gateway_error(StatusCode::INTERNAL_SERVER_ERROR);
+        }
     };
-    let Some(allowed) = allowed else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"message": "Unauthorized"})),
-        )
-            .into_response();
+    // As API Gateway answers: a Deny policy is a 403, a failed authorizer a 500.
+    let context = match policy {
+        Ok(policy) => match policy.allowed() {
+            Some(context) => context.clone(),
+            None => return gateway_error(StatusCode::FORBIDDEN),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "the authorizer failed");
+            return gateway_error(StatusCode::INTERNAL_SERVER_ERROR);
+        }
     };
     let Ok(ws) = ws else {
         return (
@@ -105,16 +112,21 @@ async fn upgrade(
             .into_response();
     };
     let connection_id = new_connection_id();
-    let connect = route_event("$connect", &connection_id, &allowed.context, None);
+    let connect = route_event("$connect", &connection_id, &context, None);
     if let Err(e) = gateway.socket.handle(&connect).await {
         tracing::warn!(error = %e, "$connect failed");
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"message": "Internal server error"})),
-        )
-            .into_response();
+        return gateway_error(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    ws.on_upgrade(move |socket| run_connection(gateway, socket, connection_id, allowed.context))
+    ws.on_upgrade(move |socket| run_connection(gateway, socket, connection_id, context))
+}
+
+/// API Gateway's own answers before a socket opens.
+fn gateway_error(status: StatusCode) -> Response {
+    let message = match status {
+        StatusCode::FORBIDDEN => "Forbidden",
+        _ => "Internal server error",
+    };
+    (status, axum::Json(json!({ "message": message }))).into_response()
 }
 
 /// One open socket: the client's frames to `$default` and its answers back; the pusher's
@@ -389,6 +401,44 @@ pub async fn run_stream(
             }
         }
     }
+}
+
+/// Reads the stream from its start to its current end, each batch (of the source's size and
+/// filter) through `pusher`: the records read, and the batches pushed (`cargo xtask bench
+/// live`, which counts what the pusher costs per notification).
+pub async fn drain_stream(
+    sdk: &aws_config::SdkConfig,
+    stream_arn: &str,
+    source: &StreamEventSource,
+    pusher: &Pusher,
+) -> Result<(usize, usize)> {
+    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+    let mut iterator = Some(first_iterator(&streams, stream_arn).await?);
+    let (mut read, mut batches) = (0, 0);
+    while let Some(current) = iterator {
+        let page = streams
+            .get_records()
+            .shard_iterator(current)
+            .limit(source.batch_size)
+            .send()
+            .await?;
+        if page.records().is_empty() {
+            break;
+        }
+        read += page.records().len();
+        let records: Vec<Value> = page
+            .records()
+            .iter()
+            .map(|r| lambda_record(r, stream_arn))
+            .filter(|r| source.filters.iter().any(|f| matches_pattern(f, r)))
+            .collect();
+        if !records.is_empty() {
+            deliver(pusher, records, source.maximum_retry_attempts).await;
+            batches += 1;
+        }
+        iterator = page.next_shard_iterator().map(str::to_owned);
+    }
+    Ok((read, batches))
 }
 
 /// One batch to the pusher; a reported failure runs again from that record, up to `retries`

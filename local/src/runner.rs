@@ -110,7 +110,7 @@ impl LocalApp {
         // pool's (its keys handed over in memory instead of fetched from JWKS_URL).
         let authorizer = live::authorizer::Authorizer::new(
             &live::AuthorizerConfig {
-                jwks_url: format!("{public_url}/.well-known/jwks.json"),
+                jwks_url: Some(format!("{public_url}/.well-known/jwks.json")),
                 issuer: crate::auth::LOCAL_ISSUER.into(),
                 audiences: vec![crate::auth::LOCAL_AUDIENCE.into()],
                 auth: herald::auth::AuthSettings::from_vars(&api_vars)?,
@@ -253,6 +253,19 @@ impl LocalApp {
     pub fn router(&self) -> Router {
         let authorizer = self.issuer.authorizer();
         let jwks = serde_json::to_value(self.issuer.jwks()).unwrap_or_default();
+        // OIDC discovery, as an issuer publishes it (the WebSocket authorizer's default way
+        // to its keys), naming the JWKS at the address it was asked on.
+        let discovery = |headers: axum::http::HeaderMap| async move {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1:3000")
+                .to_owned();
+            axum::Json(serde_json::json!({
+                "issuer": crate::auth::LOCAL_ISSUER,
+                "jwks_uri": format!("http://{host}/.well-known/jwks.json"),
+            }))
+        };
         ingest::routes(self.ingest.clone())
             .merge(inbox_api::routes(self.inbox_api.clone()))
             .merge(inbox_api::campaigns::routes(self.campaign_api.clone()))
@@ -264,6 +277,10 @@ impl LocalApp {
             .route(
                 "/.well-known/jwks.json",
                 axum::routing::get(move || async move { axum::Json(jwks) }),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(discovery),
             )
             .fallback(herald::http::not_found)
     }

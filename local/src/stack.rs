@@ -97,6 +97,7 @@ impl Stack {
                 "AWS::Region" => Some(REGION.into()),
                 "AWS::AccountId" => Some(ACCOUNT.into()),
                 "AWS::Partition" => Some("aws".into()),
+                "AWS::URLSuffix" => Some("amazonaws.com".into()),
                 _ => self
                     .parameters
                     .get(name)

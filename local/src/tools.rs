@@ -61,8 +61,11 @@ pub fn browser_venv(root: &Path) -> Result<Venv> {
 }
 
 /// Debian's Chromium, installed with apt the first time (as root; otherwise the command to
-/// run is named).
+/// run is named). `CHROMIUM=/path/to/chrome` uses another Chromium (a machine without apt).
 pub fn chromium() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("CHROMIUM").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
     let installed = || {
         ["/usr/bin/chromium", "/usr/bin/chromium-headless-shell"]
             .iter()

@@ -40,8 +40,24 @@ impl JwtVerifier {
             let Some(kid) = jwk.common.key_id.clone() else {
                 continue;
             };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Jwks(e.to_string()))?;
-            keys.insert(kid, key);
+            // Tokens are RS256: only RSA keys can verify them.
+            if !matches!(
+                jwk.algorithm,
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
+            ) {
+                continue;
+            }
+            // A key of a kind this verifier does not use (an encryption key, another
+            // algorithm) is left out; the rest of the set still verifies.
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => {
+                    keys.insert(kid, key);
+                }
+                Err(e) => tracing::warn!(kid, error = %e, "a JWKS key left out"),
+            }
+        }
+        if keys.is_empty() {
+            return Err(TokenError::Jwks("no usable key (RS256 with a kid)".into()));
         }
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[issuer]);
@@ -110,5 +126,27 @@ fn flatten_claim(value: &Value) -> String {
                 .join(" ")
         ),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_without_a_usable_key_is_refused_and_unusable_keys_are_left_out() {
+        let symmetric: JwkSet = serde_json::from_value(serde_json::json!({"keys": [
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0", "alg": "HS256"},
+            {"kty": "EC", "kid": "broken", "crv": "P-256", "x": "", "y": ""}
+        ]}))
+        .unwrap();
+        let refused = JwtVerifier::new(&symmetric, "https://issuer", &["aud".into()]);
+        assert!(matches!(refused, Err(TokenError::Jwks(_))));
+        assert_eq!(
+            bearer("Bearer abc.def.ghi"),
+            Some("abc.def.ghi"),
+            "the header's token"
+        );
+        assert_eq!(bearer("Basic xyz"), None);
     }
 }

@@ -43,10 +43,9 @@ async fn invoke(app: &LocalApp, name: &str, function: &str) -> Answer {
             let request = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
             let authorizer = app.live.authorizer();
             return match authorizer.authorize(&request).await {
-                Ok(allowed) => Answer::Http {
-                    status: 200,
-                    body: serde_json::to_value(allowed).unwrap(),
-                },
+                Ok(policy) => {
+                    Answer::from_lambda_response(&serde_json::to_value(policy).unwrap()).unwrap()
+                }
                 Err(e) => Answer::Refused {
                     message: e.to_string(),
                 },

@@ -214,7 +214,7 @@ async fn a_bad_or_expired_token_opens_no_socket() {
     ] {
         match connect(&served, &token).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 401, "{what}")
+                assert_eq!(response.status(), 403, "{what}")
             }
             other => panic!("{what}: {:?}", other.map(|_| "a socket opened")),
         }
@@ -264,7 +264,7 @@ async fn a_closed_socket_is_forgotten() {
 async fn the_authorizer_fetches_the_issuers_keys_and_allows_users_only() {
     let served = serve().await;
     let authorizer = live::authorizer::Authorizer::from_config(&live::AuthorizerConfig {
-        jwks_url: format!("{}/.well-known/jwks.json", served.url),
+        jwks_url: Some(format!("{}/.well-known/jwks.json", served.url)),
         issuer: testkit::auth::LOCAL_ISSUER.into(),
         audiences: vec![testkit::auth::LOCAL_AUDIENCE.into()],
         auth: herald::auth::AuthSettings::from_vars(&herald::config::Vars::from([(
@@ -288,11 +288,9 @@ async fn the_authorizer_fetches_the_issuers_keys_and_allows_users_only() {
         .authorize(&request(&served.app.user_token("t1", "alice")))
         .await
         .unwrap();
+    let context = allowed.allowed().unwrap();
     assert_eq!(
-        (
-            allowed.context.tenant.as_str(),
-            allowed.context.user.as_str()
-        ),
+        (context.tenant.as_str(), context.user.as_str()),
         ("t1", "alice")
     );
     assert_eq!(allowed.policy_document["Statement"][0]["Effect"], "Allow");
@@ -305,15 +303,108 @@ async fn the_authorizer_fetches_the_issuers_keys_and_allows_users_only() {
         issuer: "https://evil.example".into(),
         ..issuer.user("t1", "alice")
     });
+    // Without JWKS_URL the keys are found by OIDC discovery, as API Gateway finds them.
+    use live::jwks::KeySource;
+    let discovered = live::jwks::HttpKeySource::discovered(&format!("{}/", served.url))
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(discovered.keys.len(), served.app.issuer.jwks().keys.len());
     for (what, token) in [
         ("a service's", served.app.service_token("t1")),
         ("another issuer's", elsewhere),
         ("no", String::new()),
     ] {
-        assert!(
-            authorizer.authorize(&request(&token)).await.is_err(),
+        // Denied, not failed: a refusal is the authorizer's answer (API Gateway: 403).
+        let denied = authorizer.authorize(&request(&token)).await.unwrap();
+        assert!(denied.allowed().is_none(), "{what} token");
+        assert_eq!(
+            denied.policy_document["Statement"][0]["Effect"], "Deny",
             "{what} token"
         );
     }
     served.shutdown.cancel();
+}
+
+/// The emulator's stream is DynamoDB's: a commit records one INSERT per item it creates
+/// (moto recorded an update that creates its item twice), and a redelivered commit, its
+/// transaction cancelled by the duplicate, records nothing.
+#[tokio::test]
+async fn the_emulators_stream_records_each_write_once_and_no_cancelled_one() {
+    let stack = test_stack(&[]).await.unwrap();
+    let table = &stack.resource("InboxTable").unwrap().name;
+    let inbox = herald::aws::dynamodb::DynamoInbox::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        table,
+        30,
+    );
+    let tenant = herald::TenantId::parse("t1", "t").unwrap();
+    let item = json!({"id": "n1", "user_id": "alice", "room_id": "general", "title": "Hi", "body": "there", "channels": ["inbox"]});
+    let n = herald::domain::notification::parse_notification(
+        &item,
+        0,
+        &tenant,
+        herald::domain::notification::IdSource::Generate,
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    let policy = Default::default();
+    herald::domain::counters::commit::apply_to_counters(&inbox, vec![(0, n.clone())], &policy)
+        .await;
+    // Redelivered: the message's Put is a duplicate, so the transaction is cancelled.
+    herald::domain::counters::commit::apply_to_counters(&inbox, vec![(0, n)], &policy).await;
+
+    let streams = aws_sdk_dynamodbstreams::Client::new(&stack.sdk);
+    let arn = &stack.streams["InboxTable"];
+    let shard = streams
+        .describe_stream()
+        .stream_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .unwrap()
+        .shards
+        .unwrap()[0]
+        .shard_id
+        .clone()
+        .unwrap();
+    let iterator = streams
+        .get_shard_iterator()
+        .stream_arn(arn)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let records = streams
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .unwrap()
+        .records
+        .unwrap_or_default();
+    let written: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let keys = r.dynamodb().unwrap().keys.as_ref().unwrap();
+            let sk = keys["sk"].as_s().unwrap();
+            let kind = sk.split('#').next().unwrap().to_owned();
+            (r.event_name().unwrap().as_str().to_owned(), kind)
+        })
+        .collect();
+    // The message, its client id's idempotency record, its room, TOTAL; nothing more.
+    let expected: Vec<(String, String)> = [
+        ("INSERT", "M"),
+        ("INSERT", "I"),
+        ("INSERT", "R"),
+        ("INSERT", "TOTAL"),
+    ]
+    .iter()
+    .map(|(e, k)| ((*e).to_owned(), (*k).to_owned()))
+    .collect();
+    assert_eq!(written, expected);
 }

@@ -256,7 +256,10 @@ fn summary(answer: &Answer) -> String {
     match answer {
         Answer::Http { status, .. } => format!("HTTP {status}"),
         Answer::Batch { failures } => format!("{} batch item failures", failures.len()),
-        Answer::Refused { message } => format!("refused: {message}"),
+        Answer::Policy { allowed } => {
+            format!("policy: {}", if *allowed { "Allow" } else { "Deny" })
+        }
+        Answer::Refused { message } => format!("failed: {message}"),
     }
 }
 

@@ -1,4 +1,4 @@
-// client-live.test.js — HeraldClient.subscribe against a fake WebSocket, fake fetch and manual clock: connect, sync, frames, heartbeat, reconnects, close.
+// client-live.test.js — HeraldClient.subscribe against a fake WebSocket, fake fetch and manual clock: connect, sync, frames, truncated frames, heartbeat, reconnects, refused tokens, close.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -207,7 +207,8 @@ describe('subscribe: reconnecting', () => {
     subscribe();
     const delays = [];
     for (let i = 0; i < 6; i++) {
-      WS.last.serverClose(); // refused: never opened
+      WS.last.serverClose(); // never opened; unread answers 200, so the token is fine
+      await flush();
       delays.push(clock.pending[0]);
       clock.advance(clock.pending[0]);
     }
@@ -232,6 +233,7 @@ describe('subscribe: reconnecting', () => {
     subscribe();
     for (let i = 0; i < 3; i++) {
       WS.last.serverClose();
+      await flush();
       clock.advance(clock.pending[0]);
     }
     WS.last.open();
@@ -259,10 +261,11 @@ describe('subscribe: reconnecting', () => {
     assert.equal(log.statuses.filter((s) => s === 'closed').length, 1);
   });
 
-  test('close() while waiting to reconnect cancels the reconnect', () => {
+  test('close() while waiting to reconnect cancels the reconnect', async () => {
     const { WS, clock, subscribe } = setup();
     const sub = subscribe();
     WS.last.serverClose();
+    await flush();
     assert.equal(clock.timers.size, 1);
     sub.close();
     assert.equal(clock.timers.size, 0);
@@ -309,5 +312,195 @@ describe('subscribe: several subscribers', () => {
     const client = new HeraldClient({ user: 'u', token: 't', wsUrl: 'ws://x', WebSocket: null });
     assert.throws(() => client.subscribe(() => {}), /no WebSocket/);
     assert.throws(() => new HeraldClient({ user: 'u', token: 't', WebSocket: class {} }).subscribe(() => {}), /wsUrl/);
+  });
+});
+
+describe('subscribe: refused tokens', () => {
+  for (const status of [401, 403]) {
+    test(`a socket closed before opening while unread answers ${status} stops reconnecting: status closed, one unauthorized error`, async () => {
+      const { WS, http, clock, log, subscribe, client } = setup();
+      http.on(`GET ${U}/unread`, status, { error: { code: 'unauthorized', message: 'token expired' } });
+      subscribe();
+      WS.last.serverClose(); // the upgrade was refused: no open event
+      assert.equal(client.status, 'reconnecting', 'while the token is checked');
+      await flush();
+      const probes = http.to('GET', `${U}/unread`);
+      assert.equal(probes.length, 1, 'the token is checked over HTTP');
+      assert.equal(probes[0].headers.Authorization, 'Bearer ey.J/w+t=');
+      assert.equal(client.status, 'closed');
+      assert.deepEqual(log.statuses, ['connecting', 'reconnecting', 'closed']);
+      assert.equal(log.errors.length, 1);
+      assert.ok(log.errors[0] instanceof HeraldError);
+      assert.deepEqual([log.errors[0].code, log.errors[0].status], ['unauthorized', status]);
+      assert.equal(clock.timers.size, 0, 'no reconnect scheduled');
+      clock.advance(600_000);
+      assert.equal(WS.instances.length, 1, 'never reconnects on its own');
+      assert.equal(http.calls.length, 1);
+    });
+  }
+
+  test('a 5xx, a network failure or a successful unread keeps reconnecting with back-off (connect_failed)', async () => {
+    for (const answer of ['500', 'network', '200']) {
+      const { WS, http, clock, log, subscribe, client } = setup();
+      if (answer === '500') http.on(`GET ${U}/unread`, 500, { error: { code: 'internal', message: 'boom' } });
+      if (answer === 'network') http.failWith = new TypeError('fetch failed');
+      subscribe();
+      WS.last.serverClose();
+      await flush();
+      assert.equal(client.status, 'reconnecting', answer);
+      assert.deepEqual(log.errors.map((e) => e.code), ['connect_failed'], answer);
+      assert.deepEqual(clock.pending, [50], answer);
+      clock.advance(50);
+      assert.equal(WS.instances.length, 2, answer);
+    }
+  });
+
+  test('setToken resumes a subscription stopped on a refused token at once, with the new token', async () => {
+    const { WS, http, clock, log, subscribe, client } = setup();
+    http.on(`GET ${U}/unread`, 403, { error: { code: 'unauthorized', message: 'token expired' } });
+    subscribe();
+    WS.last.serverClose();
+    await flush();
+    assert.equal(client.status, 'closed');
+    http.on(`GET ${U}/unread`, 200, { version: 10, total: 2, rooms: { general: 2 } });
+    client.setToken('fresh token');
+    assert.equal(WS.instances.length, 2, 'connects at once, no back-off');
+    assert.equal(WS.last.url, 'wss://api.example.com/live?token=fresh%20token');
+    assert.equal(client.status, 'connecting');
+    WS.last.open();
+    await flush();
+    assert.equal(client.status, 'open');
+    assert.deepEqual(client.state.messages.map((m) => m.id), ['02', '01']);
+    assert.deepEqual(log.statuses, ['connecting', 'reconnecting', 'closed', 'connecting', 'open']);
+    client.setToken('another'); // while open: the socket is kept
+    assert.equal(WS.instances.length, 2);
+    assert.equal(WS.last.closedByClient, null);
+    assert.equal(clock.timers.size, 1, 'only the heartbeat');
+  });
+
+  test('a subscriber joining a stopped subscription hears closed and the unauthorized error', async () => {
+    const { WS, http, subscribe, client } = setup();
+    http.on(`GET ${U}/unread`, 401, { error: { code: 'unauthorized', message: 'bad token' } });
+    const first = subscribe();
+    WS.last.serverClose();
+    await flush();
+    const statuses = [];
+    const errors = [];
+    const second = client.subscribe(() => {}, { onStatus: (s) => statuses.push(s), onError: (e) => errors.push(e) });
+    assert.deepEqual(statuses, ['closed']);
+    assert.deepEqual(errors.map((e) => [e.code, e.status]), [['unauthorized', 401]]);
+    assert.equal(WS.instances.length, 1, 'joining does not retry');
+    first.close();
+    second.close();
+    client.setToken('new'); // nothing to resume once everyone left
+    assert.equal(WS.instances.length, 1);
+  });
+
+  test('close() while the token is checked ends everything; setToken meanwhile keeps an old token\'s refusal from stopping the feed', async () => {
+    {
+      const { WS, http, clock, log, subscribe, client } = setup();
+      http.on(`GET ${U}/unread`, 403, { error: { code: 'unauthorized', message: 'no' } });
+      const sub = subscribe();
+      WS.last.serverClose();
+      sub.close();
+      await flush();
+      assert.equal(client.status, 'closed');
+      assert.equal(log.errors.length, 0);
+      assert.equal(clock.timers.size, 0);
+    }
+    {
+      const { WS, http, clock, log, subscribe, client } = setup();
+      http.on(`GET ${U}/unread`, 403, { error: { code: 'unauthorized', message: 'no' } });
+      subscribe();
+      WS.last.serverClose();
+      client.setToken('fresh'); // the check in flight used the old token
+      await flush();
+      assert.deepEqual(log.errors.map((e) => e.code), ['connect_failed']);
+      assert.equal(client.status, 'reconnecting');
+      clock.advance(clock.pending[0]);
+      assert.equal(WS.last.url, 'wss://api.example.com/live?token=fresh');
+    }
+  });
+});
+
+describe('subscribe: truncated frames and re-read pages', () => {
+  test('a truncated frame re-reads the newest page and merges it, the server\'s flags winning', async () => {
+    const { WS, http, log, subscribe, client } = setup();
+    subscribe();
+    WS.last.open();
+    await flush();
+    assert.equal(http.to('GET', `${U}/messages`).length, 1);
+    WS.last.receive(update(11, 3, { general: 3 })); // not truncated: no re-read
+    await flush();
+    assert.equal(http.to('GET', `${U}/messages`).length, 1);
+    http.on(`GET ${U}/messages`, 200, {
+      messages: [msg('03', '2024-05-01T10:03:00Z'), msg('02', '2024-05-01T10:02:00Z', { read: true, seen: true }), msg('01', '2024-05-01T10:01:00Z')],
+      next_cursor: null,
+    });
+    WS.last.receive({ ...update(12, 2, { general: 2 }), truncated: true });
+    assert.equal(client.state.version, 12, 'the counts apply at once');
+    await flush();
+    const lists = http.to('GET', `${U}/messages`);
+    assert.equal(lists.length, 2);
+    assert.equal(new URL(lists[1].url).search, '?limit=20');
+    assert.deepEqual(client.state.messages.map((m) => [m.id, m.read]), [['03', false], ['02', true], ['01', false]]);
+    assert.equal(log.errors.length, 0);
+  });
+
+  test('a burst of truncated frames costs one read; one arriving during a read queues one more, after it', async () => {
+    const gates = [];
+    let holding = false;
+    let env;
+    const fetch = async (url, init) => {
+      if (holding && new URL(url).pathname === `${U}/messages`) await new Promise((resolve) => gates.push(resolve));
+      return env.http.fetch(url, init);
+    };
+    env = setup({ fetch });
+    const { WS, http, subscribe } = env;
+    subscribe();
+    WS.last.open();
+    await flush();
+    holding = true;
+    const truncated = (v) => ({ ...update(v, 2, { general: 2 }), truncated: true });
+    WS.last.receive(truncated(11));
+    WS.last.receive(truncated(12));
+    WS.last.receive(truncated(13));
+    await flush();
+    assert.equal(gates.length, 1, 'one read for the burst');
+    WS.last.receive(truncated(14)); // its changes may be missing from the read in flight
+    WS.last.receive(truncated(15));
+    await flush();
+    assert.equal(gates.length, 1, 'the next read waits for the one in flight');
+    gates[0]();
+    await flush();
+    await flush();
+    assert.equal(gates.length, 2, 'then one more read');
+    gates[1]();
+    await flush();
+    await flush();
+    assert.equal(gates.length, 2);
+    assert.equal(http.to('GET', `${U}/messages`).length, 3, 'the sync and two re-reads');
+  });
+
+  test('the re-read after a reconnect heals a wrong flag', async () => {
+    const { WS, http, clock, subscribe, client, setVersion } = setup();
+    subscribe();
+    WS.last.open();
+    await flush();
+    WS.last.receive(update(11, 2, { general: 2 }, [{ kind: 'read', room: 'general' }])); // a wrong mark
+    assert.deepEqual(client.state.messages.map((m) => m.read), [true, true]);
+    WS.last.serverClose();
+    clock.advance(clock.pending[0]);
+    setVersion(12);
+    http.on(`GET ${U}/messages`, 200, {
+      messages: [msg('02', '2024-05-01T10:02:00Z', { read: true, seen: true, archived: true }), msg('01', '2024-05-01T10:01:00Z')],
+      next_cursor: null,
+    });
+    WS.last.open();
+    await flush();
+    assert.deepEqual(client.state.messages.map((m) => [m.id, m.read, m.seen, m.archived]), [
+      ['02', true, true, true],
+      ['01', false, false, false],
+    ]);
   });
 });

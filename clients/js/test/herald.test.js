@@ -1,4 +1,4 @@
-// herald.test.js — unit tests of herald.js's pure functions: applyUnread, applyFrame, mergeMessages, backoffDelay, HeraldError.
+// herald.test.js — unit tests of herald.js's pure functions: applyUnread, applyFrame (version rule, stale frames, flags implied by counts), mergeMessages, backoffDelay, HeraldError.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -57,9 +57,9 @@ describe('applyUnread', () => {
     const state = seeded();
     assert.equal(applyUnread(state, { version: 9, total: 0, rooms: {} }), state);
     assert.equal(applyUnread(state, { version: 10, total: 0, rooms: {} }), state);
-    const next = applyUnread(state, { version: 11, total: 0, rooms: {}, unseen: { total: 0, rooms: {} } });
+    const next = applyUnread(state, { version: 11, total: 2, rooms: { general: 1, billing: 1 }, unseen: { total: 2, rooms: { general: 1, billing: 1 } } });
     assert.equal(next.version, 11);
-    assert.deepEqual(next.unread, counts(0, {}));
+    assert.deepEqual(next.unread, counts(2, { general: 1, billing: 1 }));
     assert.deepEqual(next.messages, state.messages);
   });
 
@@ -102,14 +102,6 @@ describe('applyFrame: counts and the version rule', () => {
     }
   });
 
-  test("an older frame's changes still apply", () => {
-    const state = seeded();
-    const next = applyFrame(state, update(9, 0, {}, [{ kind: 'read', room: 'general' }, { kind: 'message', message: msg('04', '2024-05-01T10:04:00Z') }]));
-    assert.equal(next.version, 10);
-    assert.equal(next.unread.total, 3, 'counts kept');
-    assert.deepEqual(next.messages.map((m) => m.id), ['04', '03', '02', '01']);
-    assert.equal(next.messages.find((m) => m.id === '03').read, true);
-  });
 
   test('non-update frames and junk are ignored, returning the same state', () => {
     const state = seeded();
@@ -172,20 +164,22 @@ describe('applyFrame: changes', () => {
   });
 
   test('seen by room marks the room seen (not read); seen by id marks one message', () => {
-    const byRoom = applyFrame(seeded(), update(11, 3, {}, [{ kind: 'seen', room: 'general' }]));
+    const rooms = { general: 2, billing: 1 };
+    const byRoom = applyFrame(seeded(), update(11, 3, rooms, [{ kind: 'seen', room: 'general' }]));
     assert.deepEqual(byRoom.messages.map((m) => [m.id, m.seen, m.read]), [
       ['03', true, false],
       ['02', false, false],
       ['01', true, false],
     ]);
-    const byId = applyFrame(seeded(), update(11, 3, {}, [{ kind: 'seen', id: '01', room: 'general' }]));
+    const byId = applyFrame(seeded(), update(11, 3, rooms, [{ kind: 'seen', id: '01', room: 'general' }]));
     assert.deepEqual(byId.messages.map((m) => m.seen), [false, false, true]);
   });
 
   test('archived sets and clears the flag', () => {
-    const on = applyFrame(seeded(), update(11, 3, {}, [{ kind: 'archived', id: '03', room: 'general', archived: true }]));
+    const rooms = { general: 2, billing: 1 };
+    const on = applyFrame(seeded(), update(11, 3, rooms, [{ kind: 'archived', id: '03', room: 'general', archived: true }]));
     assert.deepEqual(on.messages.map((m) => m.archived), [true, false, false]);
-    const off = applyFrame(on, update(12, 3, {}, [{ kind: 'archived', id: '03', room: 'general', archived: false }]));
+    const off = applyFrame(on, update(12, 3, rooms, [{ kind: 'archived', id: '03', room: 'general', archived: false }]));
     assert.deepEqual(off.messages.map((m) => m.archived), [false, false, false]);
   });
 
@@ -215,9 +209,112 @@ describe('applyFrame: changes', () => {
   });
 });
 
+describe('applyFrame: stale frames', () => {
+  const changes = () => [
+    { kind: 'read', room: 'general' },
+    { kind: 'seen', room: 'billing' },
+    { kind: 'archived', id: '01', room: 'general', archived: true },
+    { kind: 'seen', id: '02', room: 'billing' },
+    { kind: 'message', message: msg('04', '2024-05-01T10:04:00Z') },
+    { kind: 'message', message: msg('03', '2024-05-01T10:03:00Z', { title: 'a stale copy' }) },
+  ];
+
+  test('a stale frame adds its new messages and single-message seen, and skips room-wide read, room-wide seen and archived', () => {
+    const state = seeded(); // version 10
+    const next = applyFrame(state, update(9, 0, {}, changes()));
+    assert.equal(next.version, 10);
+    assert.deepEqual(next.unread, state.unread, 'counts kept');
+    assert.deepEqual(next.messages.map((m) => [m.id, m.read, m.seen, m.archived]), [
+      ['04', false, false, false],
+      ['03', false, false, false],
+      ['02', false, true, false],
+      ['01', false, false, false],
+    ]);
+    assert.equal(next.messages[1].title, 'title 03', 'a held message is not replaced');
+  });
+
+  test('a frame at the held version is not stale: all its changes apply', () => {
+    const next = applyFrame(seeded(), update(10, 0, {}, changes()));
+    assert.equal(next.unread.total, 3, 'counts kept (not newer)');
+    assert.deepEqual(next.messages.map((m) => [m.id, m.read, m.seen, m.archived]), [
+      ['04', false, false, false],
+      ['03', true, true, false],
+      ['02', false, true, false],
+      ['01', true, true, true],
+    ]);
+  });
+
+  test('a frame without a version, or a state without one, is never stale', () => {
+    const versionless = { type: 'update', changes: [{ kind: 'read', room: 'general' }] };
+    assert.equal(applyFrame(seeded(), versionless).messages[0].read, true);
+    const unversioned = deepFreeze({ ...seeded(), version: null });
+    const next = applyFrame(unversioned, { ...update(1, 3, { general: 2, billing: 1 }), changes: [{ kind: 'read', room: 'general' }] });
+    assert.equal(next.version, 1);
+    assert.equal(next.messages[0].read, true);
+  });
+});
+
+describe('counts imply flags', () => {
+  test('a newer frame putting a room at 0 marks its held messages read and seen, after the frame\'s changes', () => {
+    const next = applyFrame(seeded(), update(11, 1, { billing: 1 }, [{ kind: 'message', message: msg('04', '2024-05-01T10:04:00Z') }]));
+    assert.deepEqual(next.messages.map((m) => [m.id, m.read, m.seen]), [
+      ['04', true, true], // inserted by this frame, in a room the frame's counts say is read
+      ['03', true, true],
+      ['02', false, false],
+      ['01', true, true],
+    ]);
+  });
+
+  test('a room absent from rooms is at 0; a room above 0 is left alone', () => {
+    const next = applyFrame(seeded(), update(11, 2, { general: 2 }, [], { total: 2, rooms: { general: 2 } }));
+    assert.deepEqual(next.messages.map((m) => [m.id, m.read, m.seen]), [
+      ['03', false, false],
+      ['02', true, true],
+      ['01', false, false],
+    ]);
+  });
+
+  test('unseen at 0 marks a room\'s messages seen, not read; without unseen only the unread rule applies', () => {
+    const withUnseen = applyFrame(seeded(), update(11, 3, { general: 2, billing: 1 }, [], { total: 1, rooms: { billing: 1 } }));
+    assert.deepEqual(withUnseen.messages.map((m) => [m.id, m.read, m.seen]), [
+      ['03', false, true],
+      ['02', false, false],
+      ['01', false, true],
+    ]);
+    const { unseen, ...withoutUnseen } = update(11, 3, { general: 2, billing: 1 });
+    assert.deepEqual(applyFrame(seeded(), withoutUnseen).messages, seeded().messages);
+  });
+
+  test('an Unread answer that wins by the version rule implies flags; one that loses implies nothing', () => {
+    const state = seeded();
+    const wins = applyUnread(state, { version: 11, total: 1, rooms: { billing: 1 }, unseen: { total: 0, rooms: {} } });
+    assert.deepEqual(wins.messages.map((m) => [m.id, m.read, m.seen]), [
+      ['03', true, true],
+      ['02', false, true],
+      ['01', true, true],
+    ]);
+    assert.equal(applyUnread(state, { version: 10, total: 0, rooms: {} }), state);
+    assert.equal(applyUnread(state, { version: 4, total: 0, rooms: {} }), state);
+    const versionless = applyUnread(state, { total: 2, rooms: { general: 2 } }); // always replaces
+    assert.deepEqual(versionless.messages.map((m) => m.read), [false, true, false]);
+  });
+
+  test('stale and equal-version frames imply nothing from their counts', () => {
+    const state = seeded();
+    assert.equal(applyFrame(state, update(9, 0, {})), state);
+    assert.equal(applyFrame(state, update(10, 0, {})), state);
+  });
+
+  test('merging a page implies nothing from the held counts', () => {
+    const state = deepFreeze({ ...initialState(), version: 5, unread: counts(0, {}) });
+    const next = mergeMessages(state, [msg('01', '2024-05-01T10:01:00Z')]);
+    assert.deepEqual([next.messages[0].read, next.messages[0].seen], [false, false]);
+  });
+});
+
 describe('mergeMessages', () => {
-  test('adds new ids, keeps read/seen already known, sorts newest first', () => {
-    const state = deepFreeze({ ...initialState(), messages: [msg('05', '2024-05-01T10:05:00Z', { read: true, seen: true })] });
+  test('adds new ids, takes the page\'s copy of known ones, sorts newest first', () => {
+    const state = deepFreeze({ ...initialState(), messages: [msg('05', '2024-05-01T10:05:00Z')] });
     const next = mergeMessages(state, [
       msg('06', '2024-05-01T10:06:00Z'),
       msg('05', '2024-05-01T10:05:00Z', { title: 'new title' }),
@@ -225,9 +322,31 @@ describe('mergeMessages', () => {
     ]);
     assert.deepEqual(next.messages.map((m) => m.id), ['06', '05', '04']);
     assert.equal(next.messages[1].title, 'new title');
-    assert.equal(next.messages[1].read, true);
     assert.equal(next.messages[2].archived, true);
     assert.equal(mergeMessages(state, []), state);
+  });
+
+  test('the page\'s read, seen and archived win over the held flags, both ways; unlisted messages are kept', () => {
+    const state = deepFreeze({
+      ...initialState(),
+      messages: [
+        msg('03', '2024-05-01T10:03:00Z', { read: true, seen: true }), // wrongly read
+        msg('02', '2024-05-01T10:02:00Z', { archived: true }), // wrongly archived
+        msg('01', '2024-05-01T10:01:00Z'), // wrongly unread
+        msg('00', '2024-05-01T10:00:00Z', { read: true, seen: true }), // older than the page
+      ],
+    });
+    const next = mergeMessages(state, [
+      msg('03', '2024-05-01T10:03:00Z'),
+      msg('02', '2024-05-01T10:02:00Z', { seen: true }),
+      msg('01', '2024-05-01T10:01:00Z', { read: true, seen: true, archived: true }),
+    ]);
+    assert.deepEqual(next.messages.map((m) => [m.id, m.read, m.seen, m.archived]), [
+      ['03', false, false, false],
+      ['02', false, true, false],
+      ['01', true, true, true],
+      ['00', true, true, false],
+    ]);
   });
 
   test('compareMessages puts undated messages last', () => {

@@ -1,4 +1,4 @@
-// testing/fakes.js — test doubles for herald.js (a scripted fetch, a controllable WebSocket, a manual clock); kept out of test/ so node --test does not run it as a test file.
+// testing/fakes.js — test doubles for herald.js (a scripted fetch, a controllable WebSocket, a manual clock) and a DOM-less host for herald-inbox.js's element; kept out of test/ so node --test does not run it as a test file.
 
 /** A fetch that answers from a route table and records every call. */
 export class FakeFetch {
@@ -158,5 +158,77 @@ export function msg(id, created_at, extra = {}) {
     archived: false,
     data: {},
     ...extra,
+  };
+}
+
+/** A stand-in for the shadow DOM nodes herald-inbox.js touches (no markup is parsed). */
+export class FakeNode {
+  constructor() {
+    this.hidden = false;
+    this.textContent = '';
+    this.title = '';
+    this.disabled = false;
+    /** @type {Record<string, string>} */
+    this.attributes = {};
+    this.firstChild = null;
+    /** @type {FakeNode | null} */
+    this.firstElementChild = null;
+  }
+  setAttribute(name, value) {
+    this.attributes[name] = String(value);
+  }
+  getAttribute(name) {
+    return this.attributes[name] ?? null;
+  }
+  addEventListener() {}
+  focus() {}
+  insertBefore() {
+    throw new Error('FakeNode: list items need a DOM; give the element no messages');
+  }
+}
+
+/**
+ * Makes a subclass of the `<herald-inbox>` class that runs in node without a DOM: a fake shadow
+ * root (`host.nodes[selector]`, each a FakeNode, the status one with a child), attributes that
+ * call attributeChangedCallback like the DOM does, `isConnected` true, and the dispatched events
+ * kept in `host.events`. Enough for an element with no messages listed.
+ * @template {new () => any} T
+ * @param {T} Element
+ */
+export function domlessElement(Element) {
+  return class extends Element {
+    attachShadow() {
+      /** @type {Record<string, FakeNode>} */
+      const nodes = {};
+      this.nodes = nodes;
+      return {
+        innerHTML: '',
+        querySelector: (sel) => {
+          if (!nodes[sel]) {
+            nodes[sel] = new FakeNode();
+            if (sel === '.status') nodes[sel].firstElementChild = new FakeNode();
+          }
+          return nodes[sel];
+        },
+      };
+    }
+    get isConnected() {
+      return true;
+    }
+    getAttribute(name) {
+      return this.attrs?.[name] ?? null;
+    }
+    setAttribute(name, value) {
+      this.attrs ??= {};
+      const old = this.attrs[name] ?? null;
+      this.attrs[name] = String(value);
+      if (/** @type {any} */ (this.constructor).observedAttributes.includes(name)) {
+        this.attributeChangedCallback(name, old, String(value));
+      }
+    }
+    dispatchEvent(event) {
+      (this.events ??= []).push(event);
+      return true;
+    }
   };
 }

@@ -1,33 +1,60 @@
 //! `$connect`'s REQUEST authorizer. Browsers cannot set headers on a WebSocket, so the
-//! user's token rides the query string (`?token=<JWT>`); an `Authorization: Bearer` header
-//! is taken too. The token is checked as the HTTP API checks it (signature against the
-//! issuer's JWKS, issuer, audience, expiry), then its tenant and user are read with the same
-//! claims the HTTP API uses. Anything else is `Unauthorized` (API Gateway answers 401 and
-//! never opens the socket).
+//! user's token rides the query string (`?token=<JWT>`, the route's identity source). The
+//! token is checked as the HTTP API checks it (signature against the issuer's JWKS, issuer,
+//! audience, expiry), then its tenant and user are read with the same claims the HTTP API
+//! uses. A token that does not pass gets a `Deny` policy: API Gateway answers 403 and opens
+//! no socket, and a refusal is an answer, not a function error (the error alarm, which also
+//! rolls deploys back, stays for real failures: the issuer's keys out of reach).
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use herald::auth::{AuthSettings, Scope, VerifiedToken};
+use herald::jwt::TokenError;
 use herald::UserId;
 use serde::Serialize;
 
 use crate::jwks::{CachedKeys, HttpKeySource, KeySource};
 use crate::AuthorizerConfig;
 
-/// The one error API Gateway turns into a 401 for a Lambda authorizer.
+/// The issuer's keys could not be had: the invocation fails (API Gateway answers 500).
 #[derive(Debug, thiserror::Error)]
-#[error("Unauthorized")]
-pub struct Unauthorized;
+#[error("the issuer's keys are unavailable: {0}")]
+pub struct KeysUnavailable(String);
 
-/// The authorizer's answer: allow this connection, with whose it is as its context.
+/// The authorizer's answer: an IAM policy for this connection, with whose it is as the
+/// context when it allows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Allow {
+pub struct Policy {
     pub principal_id: String,
     pub policy_document: serde_json::Value,
     /// `tenant` and `user`: what every later route of this connection reads.
-    pub context: ConnectionContext,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<ConnectionContext>,
+}
+
+impl Policy {
+    fn new(
+        principal: &str,
+        effect: &str,
+        resource: &str,
+        context: Option<ConnectionContext>,
+    ) -> Self {
+        Self {
+            principal_id: principal.to_owned(),
+            policy_document: serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}]
+            }),
+            context,
+        }
+    }
+
+    /// The connection's owner when the policy allows it.
+    pub fn allowed(&self) -> Option<&ConnectionContext> {
+        self.context.as_ref()
+    }
 }
 
 /// Whose connection it is; API Gateway hands it to `$connect`, `$default` and
@@ -51,67 +78,58 @@ impl Authorizer {
         }
     }
 
-    /// The issuer's keys fetched from `JWKS_URL`.
+    /// The issuer's keys fetched from `JWKS_URL`, or found by OIDC discovery.
     pub fn from_config(config: &AuthorizerConfig) -> Self {
-        Self::new(config, Arc::new(HttpKeySource::new(&config.jwks_url)))
+        let source = match &config.jwks_url {
+            Some(url) => HttpKeySource::at(url),
+            None => HttpKeySource::discovered(&config.issuer),
+        };
+        Self::new(config, Arc::new(source))
     }
 
     pub async fn authorize(
         &self,
         request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
-    ) -> Result<Allow, Unauthorized> {
-        let token = request
-            .query_string_parameters
-            .first("token")
-            .map(str::to_owned)
-            .or_else(|| {
-                request
-                    .headers
-                    .get("authorization")
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(herald::jwt::bearer)
-                    .map(str::to_owned)
-            })
-            .ok_or(Unauthorized)?;
-        let claims = self.keys.verify(&token).await.map_err(|e| {
-            tracing::info!(reason = %e, "live connection refused");
-            Unauthorized
-        })?;
-        let caller = self
-            .auth
-            .caller(&VerifiedToken {
-                claims,
-                scopes: None,
-            })
-            .map_err(|e| {
-                tracing::info!(reason = %e, "live connection refused: no tenant");
-                Unauthorized
-            })?;
+    ) -> Result<Policy, KeysUnavailable> {
+        let resource = request.method_arn.as_deref().unwrap_or("*");
+        let deny = |reason: &str| {
+            tracing::info!(reason, "live connection refused");
+            Ok(Policy::new("anonymous", "Deny", resource, None))
+        };
+        let Some(token) = request.query_string_parameters.first("token") else {
+            return deny("no token");
+        };
+        let claims = match self.keys.verify(token).await {
+            Ok(claims) => claims,
+            Err(TokenError::Jwks(e)) => return Err(KeysUnavailable(e)),
+            Err(e) => return deny(&e.to_string()),
+        };
+        let Ok(caller) = self.auth.caller(&VerifiedToken {
+            claims,
+            scopes: None,
+        }) else {
+            return deny("no valid tenant claim");
+        };
         // The feed is one user's: a service's token (it holds herald's scopes) or one that
         // names no valid user id opens nothing.
         if Scope::ALL.iter().any(|scope| caller.has(*scope)) {
-            tracing::info!("live connection refused: a service token");
-            return Err(Unauthorized);
+            return deny("a service token");
         }
-        let user = caller
+        let Some(user) = caller
             .subject
             .as_deref()
             .and_then(|s| UserId::parse(s, "user").ok())
-            .ok_or_else(|| {
-                tracing::info!("live connection refused: the token names no user");
-                Unauthorized
-            })?;
-        let resource = request.method_arn.clone().unwrap_or_else(|| "*".into());
-        Ok(Allow {
-            principal_id: user.to_string(),
-            policy_document: serde_json::json!({
-                "Version": "2012-10-17",
-                "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resource}]
-            }),
-            context: ConnectionContext {
+        else {
+            return deny("the token names no user");
+        };
+        Ok(Policy::new(
+            user.as_str(),
+            "Allow",
+            resource,
+            Some(ConnectionContext {
                 tenant: caller.tenant.to_string(),
                 user: user.to_string(),
-            },
-        })
+            }),
+        ))
     }
 }

@@ -1,7 +1,7 @@
-//! The issuer's keys: fetched over HTTPS (the TLS stack the SDKs already link) when first
-//! needed, kept for an hour, and fetched again early when a token names a key the set does
-//! not hold (the issuer rotated), at most once a minute so bad tokens cannot make us hammer
-//! the issuer.
+//! The issuer's keys: fetched over HTTPS (the TLS stack the SDKs already link) from
+//! `JWKS_URL`, or found by OIDC discovery from the issuer, when first needed; kept for an
+//! hour, and fetched again early when a token names a key the set does not hold (the issuer
+//! rotated), at most once a minute so bad tokens cannot make us hammer the issuer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,44 +27,76 @@ pub trait KeySource: Send + Sync {
     async fn fetch(&self) -> Result<JwkSet, TokenError>;
 }
 
-/// `GET <url>` (HTTPS, or HTTP for the local issuer).
+/// The keys over HTTPS (or HTTP, for the local issuer): from a JWKS URL, or found as API
+/// Gateway's JWT authorizer finds them, by OIDC discovery (`<issuer>/.well-known/
+/// openid-configuration`'s `jwks_uri`).
 pub struct HttpKeySource {
-    url: String,
+    at: KeysAt,
+}
+
+enum KeysAt {
+    Jwks(String),
+    Issuer(String),
 }
 
 impl HttpKeySource {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into() }
+    /// The JWKS at `url`.
+    pub fn at(url: impl Into<String>) -> Self {
+        Self {
+            at: KeysAt::Jwks(url.into()),
+        }
     }
+
+    /// The JWKS `issuer`'s discovery document names.
+    pub fn discovered(issuer: &str) -> Self {
+        Self {
+            at: KeysAt::Issuer(issuer.trim_end_matches('/').to_owned()),
+        }
+    }
+}
+
+/// `GET url` as JSON, bounded in time and size.
+async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, TokenError> {
+    let failed = |e: &dyn std::fmt::Display| TokenError::Jwks(format!("{url}: {e}"));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| failed(&e))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Empty<Bytes>>(https);
+    let uri: hyper::Uri = url.parse().map_err(|e| failed(&e))?;
+    let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
+    if !response.status().is_success() {
+        return Err(failed(&response.status()));
+    }
+    let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+        .collect()
+        .await
+        .map_err(|e| failed(&e))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| failed(&e))
 }
 
 #[async_trait]
 impl KeySource for HttpKeySource {
     async fn fetch(&self) -> Result<JwkSet, TokenError> {
-        let failed = |e: &dyn std::fmt::Display| TokenError::Jwks(format!("{}: {e}", self.url));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| failed(&e))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build::<_, Empty<Bytes>>(https);
-        let uri: hyper::Uri = self.url.parse().map_err(|e| failed(&e))?;
-        let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
-            .await
-            .map_err(|e| failed(&e))?
-            .map_err(|e| failed(&e))?;
-        if !response.status().is_success() {
-            return Err(failed(&response.status()));
+        match &self.at {
+            KeysAt::Jwks(url) => get_json(url).await,
+            KeysAt::Issuer(issuer) => {
+                #[derive(serde::Deserialize)]
+                struct Discovery {
+                    jwks_uri: String,
+                }
+                let discovery: Discovery =
+                    get_json(&format!("{issuer}/.well-known/openid-configuration")).await?;
+                get_json(&discovery.jwks_uri).await
+            }
         }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| failed(&e))?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| failed(&e))
     }
 }
 

@@ -1,7 +1,7 @@
 //! live: the live feed. Three Lambdas share this library:
 //! - `authorizer` — the WebSocket API's `$connect` REQUEST authorizer: the user's own token
 //!   (`?token=`), checked against the issuer's JWKS as the HTTP API's JWT authorizer checks
-//!   it; the tenant and user go on in the connection's context.
+//!   it; the tenant and user go on in the connection's context; anything else is denied.
 //! - `socket` — the routes: `$connect` records the connection, `$disconnect` forgets it,
 //!   `$default` answers `ping` and names anything else in an error frame.
 //! - `push` — the inbox table's stream: after each commit that changed a user's inbox, one
@@ -21,8 +21,9 @@ use herald::config::{ConfigError, Vars};
 /// The authorizer's settings.
 #[derive(Debug, Clone)]
 pub struct AuthorizerConfig {
-    /// `JWKS_URL`: where the issuer publishes its keys.
-    pub jwks_url: String,
+    /// `JWKS_URL`: where the issuer publishes its keys; absent: OIDC discovery from the
+    /// issuer, as API Gateway's JWT authorizer does.
+    pub jwks_url: Option<String>,
     /// `JWT_ISSUER`: the `iss` tokens must carry.
     pub issuer: String,
     /// `JWT_AUDIENCE`: comma-separated; a token's `aud` or `client_id` must be one of them.
@@ -33,7 +34,7 @@ pub struct AuthorizerConfig {
 impl AuthorizerConfig {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            jwks_url: vars.required("JWKS_URL")?,
+            jwks_url: vars.optional("JWKS_URL").filter(|u| !u.trim().is_empty()),
             issuer: vars.required("JWT_ISSUER")?,
             audiences: vars
                 .required("JWT_AUDIENCE")?

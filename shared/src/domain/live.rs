@@ -102,6 +102,9 @@ pub struct Update {
     #[serde(flatten)]
     pub counts: Unread,
     pub changes: Vec<Change>,
+    /// The changes did not fit in one frame and were left out: re-read the list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// One change to a user's inbox, as the table recorded it.
@@ -135,9 +138,10 @@ pub struct ItemChange {
 }
 
 /// The users a batch of changes touched, in the order of their first change, each with its
-/// changes in commit order (a user's items share a partition, so the stream keeps their
-/// order). One frame a user a batch: a burst of 100 messages to one user costs one read of
-/// their counts per connection set, not 100.
+/// changes in stream order. One frame a user a batch: a burst of 100 messages to one user
+/// costs one read of their counts, not 100. A change repeated at once (a record delivered
+/// twice in a row) is kept once; a change that comes back later is kept where it is, since
+/// order matters (a room read, a message, the room read again).
 pub fn plan(changes: impl IntoIterator<Item = ItemChange>) -> Vec<(UserKey, Vec<Change>)> {
     let mut order: Vec<(UserKey, Vec<Change>)> = Vec::new();
     let mut index: HashMap<UserKey, usize> = HashMap::new();
@@ -148,7 +152,7 @@ pub fn plan(changes: impl IntoIterator<Item = ItemChange>) -> Vec<(UserKey, Vec<
         });
         if let Some(change) = change {
             let changes = &mut order[at].1;
-            if !changes.contains(&change) {
+            if changes.last() != Some(&change) {
                 changes.push(change);
             }
         }
@@ -156,13 +160,14 @@ pub fn plan(changes: impl IntoIterator<Item = ItemChange>) -> Vec<(UserKey, Vec<
     order
 }
 
-/// The frame for one user: their counts and changes, the changes left out when the frame
-/// would exceed what API Gateway carries (the client then re-reads its list; the counts, the
-/// part that must be right, always go).
+/// The frame for one user: their counts and changes, the changes left out (`truncated`)
+/// when the frame would exceed what API Gateway carries (the client then re-reads its list;
+/// the counts, the part that must be right, always go).
 pub fn update_frame(counts: Unread, changes: Vec<Change>) -> String {
     let full = Frame::Update(Update {
         counts: counts.clone(),
         changes,
+        truncated: false,
     })
     .to_json();
     if full.len() <= MAX_FRAME_BYTES {
@@ -171,6 +176,7 @@ pub fn update_frame(counts: Unread, changes: Vec<Change>) -> String {
     Frame::Update(Update {
         counts,
         changes: Vec::new(),
+        truncated: true,
     })
     .to_json()
 }
@@ -246,7 +252,7 @@ mod tests {
                     id: Some("m9".into()),
                 }),
             },
-            // A redelivered record adds nothing.
+            // A record delivered twice in a row adds nothing.
             ItemChange {
                 user: a.clone(),
                 change: Some(Change::Read {
@@ -269,6 +275,37 @@ mod tests {
         );
         assert_eq!((planned[1].0.clone(), planned[1].1.len()), (b, 0));
         assert_eq!(planned[2].0, c);
+    }
+
+    /// Regression: `plan` kept the first of two equal changes anywhere in the batch, so a
+    /// room read, a message, the room read again became [read, message] (the message left
+    /// unread), and archive, unarchive, archive ended unarchived.
+    #[test]
+    fn a_change_that_comes_back_later_keeps_its_place() {
+        let a = user("t1", "a");
+        let read = Change::Read {
+            room: "general".into(),
+        };
+        let archived = |archived| Change::Archived {
+            id: "m1".into(),
+            room: "general".into(),
+            archived,
+        };
+        let changes = [
+            read.clone(),
+            Change::Message {
+                message: message("m2"),
+            },
+            read.clone(),
+            archived(true),
+            archived(false),
+            archived(true),
+        ];
+        let planned = plan(changes.iter().cloned().map(|change| ItemChange {
+            user: a.clone(),
+            change: Some(change),
+        }));
+        assert_eq!(planned[0].1, changes);
     }
 
     #[test]
@@ -296,6 +333,7 @@ mod tests {
         assert_eq!(frame["unseen"]["total"], 1);
         assert_eq!(frame["changes"][0]["kind"], "message");
         assert_eq!(frame["changes"][0]["message"]["id"], "m1");
+        assert!(frame.get("truncated").is_none(), "only a cut frame says so");
 
         let mut big = message("m2");
         big.body = "x".repeat(MAX_FRAME_BYTES);
@@ -306,6 +344,7 @@ mod tests {
         .unwrap();
         assert_eq!(frame["total"], 2, "the counts always go");
         assert_eq!(frame["changes"], serde_json::json!([]));
+        assert_eq!(frame["truncated"], true, "the client is told to re-read");
     }
 
     #[test]

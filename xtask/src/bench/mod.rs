@@ -9,6 +9,7 @@
 
 mod campaign;
 mod emulator;
+mod live;
 use emulator::{EmulatorRun, Shape};
 mod report;
 mod simulation;
@@ -45,6 +46,10 @@ pub enum Bench {
     /// step in deliver) against plain channels, per digested event and per digest window.
     /// Writes target/bench/workflows.json.
     Workflows(workflows::WorkflowsArgs),
+    /// The live feed's cost on the emulator: per notification, the stream records, the
+    /// pusher's batches and DynamoDB reads, with --online of --users users connected.
+    /// Writes target/bench/live.json.
+    Live(live::LiveArgs),
 }
 
 /// Options of `cargo xtask bench counters`.
@@ -68,8 +73,10 @@ pub struct CountersArgs {
 
 pub fn run(bench: &Bench) -> Result<()> {
     // Requests and write units only: the same in any build.
-    if let Bench::Workflows(args) = bench {
-        return workflows::run(args);
+    match bench {
+        Bench::Workflows(args) => return workflows::run(args),
+        Bench::Live(args) => return live::run(args),
+        _ => {}
     }
     // Costs and CPU time of a debug build would mislead: run optimised.
     if cfg!(debug_assertions) {
@@ -88,6 +95,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Counters(args) => counters(args),
         Bench::Campaign(args) => campaign::run(args),
         Bench::Workflows(args) => workflows::run(args),
+        Bench::Live(args) => live::run(args),
     }
 }
 
