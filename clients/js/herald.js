@@ -1,4 +1,4 @@
-// herald.js — dependency-free client (browsers and node ≥ 20) for herald's inbox HTTP API and its live WebSocket feed.
+// herald.js — dependency-free client (browsers and node ≥ 22; node 20 with a WebSocket passed in) for herald's inbox HTTP API and its live WebSocket feed.
 
 /**
  * @typedef {{ total: number, rooms: Record<string, number> }} Counts

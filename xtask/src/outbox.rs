@@ -23,19 +23,29 @@ pub struct Args {
     /// One JSON object a line instead of text (for scripts).
     #[arg(long)]
     pub json: bool,
-    /// The emulator's endpoint (the one `cargo xtask dev` runs by default).
-    #[arg(
-        long,
-        env = "HERALD_EMULATOR_ENDPOINT",
-        default_value = "http://127.0.0.1:4566"
-    )]
-    pub endpoint: String,
+    /// The emulator's endpoint; by default the one `cargo xtask dev` runs
+    /// (127.0.0.1:$HERALD_EMULATOR_PORT, 4566 when that is not set).
+    #[arg(long, env = "HERALD_EMULATOR_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// The directory table (where delivery records are).
     #[arg(long, default_value = "herald-DirectoryTable")]
     pub table: String,
 }
 
+/// The emulator `cargo xtask dev` runs: `--endpoint`, else the port it was started on.
+fn emulator_endpoint(explicit: Option<&str>, port: Option<&str>) -> String {
+    match (explicit, port.map(str::trim).filter(|p| !p.is_empty())) {
+        (Some(endpoint), _) => endpoint.to_owned(),
+        (None, Some(port)) => format!("http://127.0.0.1:{port}"),
+        (None, None) => "http://127.0.0.1:4566".to_owned(),
+    }
+}
+
 pub fn run(args: &Args) -> Result<()> {
+    let endpoint = emulator_endpoint(
+        args.endpoint.as_deref(),
+        std::env::var("HERALD_EMULATOR_PORT").ok().as_deref(),
+    );
     let filter = Filter {
         user: args.user.clone(),
         tenant: args.tenant.clone(),
@@ -55,14 +65,14 @@ pub fn run(args: &Args) -> Result<()> {
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let source = Source {
-            sdk: local::emulator::sdk_config(&args.endpoint).await,
-            endpoint: args.endpoint.clone(),
+            sdk: local::emulator::sdk_config(&endpoint).await,
+            endpoint: endpoint.clone(),
             directory_table: args.table.clone(),
         };
         let entries = source.read(&filter).await.map_err(|e| {
             e.context(format!(
-                "is `cargo xtask dev` running (emulator at {})?",
-                args.endpoint
+                "is `cargo xtask dev` running (emulator at {endpoint})? Started on another \
+                 port: --endpoint http://127.0.0.1:PORT, or HERALD_EMULATOR_PORT"
             ))
         })?;
         if entries.is_empty() && !args.follow && !args.json {
@@ -84,4 +94,20 @@ pub fn run(args: &Args) -> Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression: `HERALD_EMULATOR_PORT` moved `cargo xtask dev`'s emulator, but the outbox
+    /// kept looking on 4566.
+    #[test]
+    fn the_outbox_finds_the_emulator_where_dev_started_it() {
+        let endpoint = super::emulator_endpoint;
+        assert_eq!(endpoint(None, None), "http://127.0.0.1:4566");
+        assert_eq!(endpoint(None, Some("4680")), "http://127.0.0.1:4680");
+        assert_eq!(
+            endpoint(Some("http://127.0.0.1:9"), Some("4680")),
+            "http://127.0.0.1:9"
+        );
+    }
 }
