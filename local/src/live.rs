@@ -65,7 +65,18 @@ impl LiveGateway {
 
     /// How many sockets are open (tests).
     pub fn open_connections(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.sockets().len()
+    }
+
+    fn sockets(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Message>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open socket `id`, for the management API; `None` answers 410 Gone.
+    fn socket_of(&self, id: &str) -> Option<mpsc::UnboundedSender<Message>> {
+        self.sockets().get(id).cloned()
     }
 }
 
@@ -138,11 +149,7 @@ async fn run_connection(
     context: live::authorizer::ConnectionContext,
 ) {
     let (sender, mut outgoing) = mpsc::unbounded_channel();
-    gateway
-        .open
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(connection_id.clone(), sender);
+    gateway.sockets().insert(connection_id.clone(), sender);
     loop {
         tokio::select! {
             frame = outgoing.recv() => match frame {
@@ -175,11 +182,7 @@ async fn run_connection(
             },
         }
     }
-    gateway
-        .open
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&connection_id);
+    gateway.sockets().remove(&connection_id);
     let disconnect = route_event("$disconnect", &connection_id, &context, None);
     if let Err(e) = gateway.socket.handle(&disconnect).await {
         tracing::warn!(error = %e, "$disconnect failed");
@@ -237,13 +240,7 @@ async fn post_to_connection(
         return management_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden");
     }
     let text = String::from_utf8_lossy(&body).into_owned();
-    let sender = gateway
-        .open
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .cloned();
-    match sender {
+    match gateway.socket_of(&id) {
         Some(sender) if sender.send(Message::Text(text.into())).is_ok() => {
             StatusCode::OK.into_response()
         }
@@ -259,13 +256,7 @@ async fn delete_connection(
     if !signed(&headers) {
         return management_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden");
     }
-    let sender = gateway
-        .open
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .cloned();
-    match sender {
+    match gateway.socket_of(&id) {
         Some(sender) => {
             let _ = sender.send(Message::Close(None));
             StatusCode::NO_CONTENT.into_response()

@@ -147,15 +147,7 @@ impl Stack {
 
     /// The function's SQS event source as deployed (parameters resolved), if it has one.
     pub fn sqs_event_source(&self, logical_id: &str) -> Result<Option<SqsEventSource>> {
-        let function = self.function(logical_id)?;
-        let events = function
-            .get("Properties")
-            .and_then(|p| p.get("Events"))
-            .and_then(Value::as_mapping);
-        for event in events.into_iter().flatten().map(|(_, e)| e) {
-            if event.get("Type").and_then(Value::as_str) != Some("SQS") {
-                continue;
-            }
+        if let Some(event) = self.event_of_type(logical_id, "SQS")? {
             let props = event.get("Properties");
             let number = |name: &str, value: Option<&Value>| -> Result<Option<u64>> {
                 value
@@ -191,15 +183,7 @@ impl Stack {
         &self,
         logical_id: &str,
     ) -> Result<Option<(String, crate::live::StreamEventSource)>> {
-        let function = self.function(logical_id)?;
-        let events = function
-            .get("Properties")
-            .and_then(|p| p.get("Events"))
-            .and_then(Value::as_mapping);
-        for event in events.into_iter().flatten().map(|(_, e)| e) {
-            if event.get("Type").and_then(Value::as_str) != Some("DynamoDB") {
-                continue;
-            }
+        if let Some(event) = self.event_of_type(logical_id, "DynamoDB")? {
             let props = event.get("Properties");
             let get = |name: &str| props.and_then(|p| p.get(name));
             let table = match get("Stream").map(crate::template::intrinsic) {
@@ -243,6 +227,20 @@ impl Stack {
             )));
         }
         Ok(None)
+    }
+
+    /// The function's first event source of `kind` (`SQS`, `DynamoDB`).
+    fn event_of_type(&self, logical_id: &str, kind: &str) -> Result<Option<&Value>> {
+        let events = self
+            .function(logical_id)?
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping);
+        Ok(events
+            .into_iter()
+            .flatten()
+            .map(|(_, e)| e)
+            .find(|e| e.get("Type").and_then(Value::as_str) == Some(kind)))
     }
 
     /// The function's `Timeout` (its own, else the template's Globals, else Lambda's 3 s).

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 
+use super::dynamodb::user_pk;
 use super::item::{key, n, number, s, text};
 use super::store_error;
 use crate::domain::counters::UserKey;
@@ -16,10 +17,6 @@ use crate::domain::live::Connection;
 use crate::error::StoreError;
 use crate::ports::clock::{Clock, SystemClock};
 use crate::ports::live::Connections;
-
-fn user_pk(user: &UserKey) -> String {
-    format!("T#{}#U#{}", user.tenant, user.user)
-}
 
 /// The connections table.
 #[derive(Clone)]

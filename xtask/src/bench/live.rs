@@ -17,7 +17,6 @@ use herald::fake::RecordingSockets;
 use herald::ports::live::Connections;
 use herald::{TenantId, UserId, UserKey};
 use serde_json::{json, Value};
-use testkit::emulator::{free_port, Emulator};
 use testkit::meter::{metered_dynamodb, CallMeter};
 use testkit::stack::Stack;
 use testkit::template::Template;
@@ -35,28 +34,10 @@ pub struct LiveArgs {
 
 pub fn run(args: &LiveArgs) -> Result<()> {
     ensure!(args.online <= args.users, "--online is at most --users");
-    herald::telemetry::init_tracing();
-    let root = testkit::workspace_root();
-    let venv = testkit::tools::dev_venv(&root)?;
-    std::fs::create_dir_all(root.join(".herald"))?;
-    let emulator = Emulator::start(
-        &venv,
-        free_port()?,
-        &root.join(".herald/moto-bench-live.log"),
-    )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(measure(&emulator.endpoint, args))?;
-    let out = super::out_dir();
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("live.json"),
-        serde_json::to_string_pretty(&result)?,
-    )?;
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    println!("written to {}", out.join("live.json").display());
-    Ok(())
+    super::measure_on_emulator(
+        "live",
+        |endpoint| async move { measure(&endpoint, args).await },
+    )
 }
 
 async fn measure(endpoint: &str, args: &LiveArgs) -> Result<Value> {

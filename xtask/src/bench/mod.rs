@@ -99,6 +99,34 @@ pub fn run(bench: &Bench) -> Result<()> {
     }
 }
 
+/// Runs `measure` against a fresh emulator (its log `.herald/moto-bench-<name>.log`) and
+/// writes what it returns to target/bench/<name>.json (and stdout).
+pub(super) fn measure_on_emulator<F, Fut>(name: &str, measure: F) -> Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value>>,
+{
+    herald::telemetry::init_tracing();
+    let root = testkit::workspace_root();
+    let venv = testkit::tools::dev_venv(&root)?;
+    std::fs::create_dir_all(root.join(".herald"))?;
+    let emulator = Emulator::start(
+        &venv,
+        free_port()?,
+        &root.join(format!(".herald/moto-bench-{name}.log")),
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(measure(emulator.endpoint.clone()))?;
+    let out = out_dir().join(format!("{name}.json"));
+    std::fs::create_dir_all(out_dir())?;
+    std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    println!("written to {}", out.display());
+    Ok(())
+}
+
 /// Where results go: target/bench (under `$CARGO_TARGET_DIR` when that is set).
 pub(super) fn out_dir() -> std::path::PathBuf {
     std::env::var("CARGO_TARGET_DIR")

@@ -18,7 +18,6 @@ use herald::fake::{FixedClock, RecordingQueue, RecordingScheduler, RecordingSend
 use herald::ports::{Directory, Scheduler};
 use herald::{Channel, TenantId, UserId};
 use serde_json::{json, Value};
-use testkit::emulator::{free_port, Emulator};
 use testkit::meter::{metered_dynamodb, metered_sqs, CallMeter, Counts};
 use testkit::stack::Stack;
 use testkit::template::Template;
@@ -77,28 +76,9 @@ fn notification(kind: &str, i: usize, extra: Value) -> Value {
 }
 
 pub fn run(args: &WorkflowsArgs) -> Result<()> {
-    herald::telemetry::init_tracing();
-    let root = testkit::workspace_root();
-    let venv = testkit::tools::dev_venv(&root)?;
-    std::fs::create_dir_all(root.join(".herald"))?;
-    let emulator = Emulator::start(
-        &venv,
-        free_port()?,
-        &root.join(".herald/moto-bench-workflows.log"),
-    )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(measure(&emulator.endpoint, args))?;
-    let out = super::out_dir();
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("workflows.json"),
-        serde_json::to_string_pretty(&result)?,
-    )?;
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    println!("written to {}", out.join("workflows.json").display());
-    Ok(())
+    super::measure_on_emulator("workflows", |endpoint| async move {
+        measure(&endpoint, args).await
+    })
 }
 
 async fn measure(endpoint: &str, args: &WorkflowsArgs) -> Result<Value> {
