@@ -4,8 +4,9 @@
 //! the socket; a close runs `$disconnect`. Its management API (`POST /@connections/{id}`,
 //! SigV4-signed as on AWS) takes the pusher's frames to the socket, and answers 410 Gone for
 //! a connection it does not hold. The stream poller plays Lambda's event source mapping on
-//! the inbox table's stream in the emulator: records in order, the template's batch size and
-//! filter, the pusher's batch item failures retried as `MaximumRetryAttempts` says.
+//! the inbox table's stream in the emulator, for each of its consumers (the pusher, the change
+//! log): records in order, the template's batch size and filter, a consumer's batch item
+//! failures retried as `MaximumRetryAttempts` says.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -333,13 +334,42 @@ pub fn matches_pattern(pattern: &Value, record: &Value) -> bool {
     }
 }
 
-/// Reads the stream at `stream_arn` from its start and hands each batch to `pusher`, until
-/// `shutdown`. Signed as the pushing function (its role must allow the stream's reads).
+/// A function on the inbox table's stream, as Lambda hands it batches.
+#[async_trait::async_trait]
+pub trait StreamConsumer: Send + Sync {
+    /// One batch; the sequence number of the record to hand it over again from, if any.
+    async fn consume(&self, event: &aws_lambda_events::event::dynamodb::Event) -> Option<String>;
+}
+
+#[async_trait::async_trait]
+impl StreamConsumer for Pusher {
+    async fn consume(&self, event: &aws_lambda_events::event::dynamodb::Event) -> Option<String> {
+        let (_, response) = self.handle(event).await;
+        response
+            .batch_item_failures
+            .first()
+            .and_then(|f| f.item_identifier.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl StreamConsumer for reconcile::change_log::ChangeLogger {
+    async fn consume(&self, event: &aws_lambda_events::event::dynamodb::Event) -> Option<String> {
+        let (_, response) = self.handle(event).await;
+        response
+            .batch_item_failures
+            .first()
+            .and_then(|f| f.item_identifier.clone())
+    }
+}
+
+/// Reads the stream at `stream_arn` from its start and hands each batch to `consumer`,
+/// until `shutdown`. Signed as the consuming function (its role must allow the reads).
 pub async fn run_stream(
     sdk: aws_config::SdkConfig,
     stream_arn: String,
     source: StreamEventSource,
-    pusher: Arc<Pusher>,
+    consumer: Arc<dyn StreamConsumer>,
     shutdown: CancellationToken,
 ) {
     let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
@@ -375,7 +405,7 @@ pub async fn run_stream(
                         idle = false;
                     }
                     if !records.is_empty() {
-                        deliver(&pusher, records, source.maximum_retry_attempts).await;
+                        deliver(consumer.as_ref(), records, source.maximum_retry_attempts).await;
                     }
                 }
                 Err(e) => {
@@ -395,13 +425,13 @@ pub async fn run_stream(
 }
 
 /// Reads the stream from its start to its current end, each batch (of the source's size and
-/// filter) through `pusher`: the records read, and the batches pushed (`cargo xtask bench
-/// live`, which counts what the pusher costs per notification).
+/// filter) through `consumer`: the records read, and the batches handed over (`cargo xtask
+/// bench live`, which counts what the pusher costs per notification).
 pub async fn drain_stream(
     sdk: &aws_config::SdkConfig,
     stream_arn: &str,
     source: &StreamEventSource,
-    pusher: &Pusher,
+    consumer: &dyn StreamConsumer,
 ) -> Result<(usize, usize)> {
     let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
     let mut iterator = Some(first_iterator(&streams, stream_arn).await?);
@@ -424,7 +454,7 @@ pub async fn drain_stream(
             .filter(|r| source.filters.iter().any(|f| matches_pattern(f, r)))
             .collect();
         if !records.is_empty() {
-            deliver(pusher, records, source.maximum_retry_attempts).await;
+            deliver(consumer, records, source.maximum_retry_attempts).await;
             batches += 1;
         }
         iterator = page.next_shard_iterator().map(str::to_owned);
@@ -432,27 +462,22 @@ pub async fn drain_stream(
     Ok((read, batches))
 }
 
-/// One batch to the pusher; a reported failure runs again from that record, up to `retries`
-/// times (then the rest is skipped, as `MaximumRetryAttempts` does).
-async fn deliver(pusher: &Pusher, mut records: Vec<Value>, retries: u32) {
+/// One batch to the consumer; a reported failure runs again from that record, up to
+/// `retries` times (then the rest is skipped, as `MaximumRetryAttempts` does).
+async fn deliver(consumer: &dyn StreamConsumer, mut records: Vec<Value>, retries: u32) {
     for attempt in 0..=retries {
         let event: aws_lambda_events::event::dynamodb::Event =
             match serde_json::from_value(json!({ "Records": records })) {
                 Ok(event) => event,
                 Err(e) => {
-                    tracing::warn!(error = %e, "a stream record the pusher cannot read");
+                    tracing::warn!(error = %e, "a stream record the consumer cannot read");
                     return;
                 }
             };
-        let (_, response) = pusher.handle(&event).await;
-        let Some(failed) = response
-            .batch_item_failures
-            .first()
-            .and_then(|f| f.item_identifier.clone())
-        else {
+        let Some(failed) = consumer.consume(&event).await else {
             return;
         };
-        tracing::warn!(attempt, sequence = %failed, "the pusher asked for a retry");
+        tracing::warn!(attempt, sequence = %failed, "the consumer asked for a retry");
         let from = records
             .iter()
             .position(|r| r["dynamodb"]["SequenceNumber"] == Value::String(failed.clone()))

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use axum::Router;
 use herald::consumer::{run_worker, BatchHandler, QueueBinding};
 use tokio::task::JoinHandle;
@@ -52,6 +52,16 @@ pub struct LocalApp {
     pub live: LiveGateway,
     /// What the pusher reads and how (`spawn_live_push` starts it).
     live_push: Option<LivePush>,
+    /// The change log's consumer on the same stream (`spawn_change_log` starts it).
+    change_log: Option<ChangeLogSource>,
+}
+
+/// The change log's consumer, its stream and its event source.
+struct ChangeLogSource {
+    logger: Arc<reconcile::change_log::ChangeLogger>,
+    stream_arn: String,
+    source: StreamEventSource,
+    sdk: aws_config::SdkConfig,
 }
 
 /// The pusher's stream, its event source and its settings but the endpoint (the runner's
@@ -135,6 +145,24 @@ impl LocalApp {
                 source,
                 sdk: as_fn("LivePushFunction"),
             }),
+            None => None,
+        };
+        let change_log = match stack.stream_event_source("ChangeLogFunction")? {
+            Some((table, source)) => {
+                let sdk = as_fn("ChangeLogFunction");
+                let config =
+                    reconcile::Config::from_vars(&stack.function_vars("ChangeLogFunction")?)?;
+                Some(ChangeLogSource {
+                    logger: Arc::new(reconcile::change_log::ChangeLogger::from_aws(&config, &sdk)),
+                    stream_arn: stack
+                        .streams
+                        .get(&table)
+                        .cloned()
+                        .ok_or_else(|| anyhow::anyhow!("{table} has no stream locally"))?,
+                    source,
+                    sdk,
+                })
+            }
             None => None,
         };
         let mut notifications =
@@ -235,6 +263,7 @@ impl LocalApp {
             schedule_faults: ScheduleFaults::default(),
             live: live_gateway,
             live_push,
+            change_log,
         })
     }
 
@@ -378,6 +407,28 @@ impl LocalApp {
         )))
     }
 
+    /// The change log's consumer on the inbox table's stream, until `shutdown`.
+    pub fn spawn_change_log(&self, shutdown: &CancellationToken) -> Option<JoinHandle<()>> {
+        let log = self.change_log.as_ref()?;
+        Some(tokio::spawn(crate::live::run_stream(
+            log.sdk.clone(),
+            log.stream_arn.clone(),
+            log.source.clone(),
+            log.logger.clone(),
+            shutdown.clone(),
+        )))
+    }
+
+    /// Logs every counter change the stream holds so far, as the change log's function would
+    /// have by now (tests and benches that run reconcile's hourly mode without `serve`).
+    pub async fn drain_change_log(&self) -> Result<(usize, usize)> {
+        let log = self
+            .change_log
+            .as_ref()
+            .context("the template has no change log")?;
+        crate::live::drain_stream(&log.sdk, &log.stream_arn, &log.source, log.logger.as_ref()).await
+    }
+
     /// The pusher as deployed, posting to the management API at `endpoint`.
     pub fn live_pusher(&self, endpoint: &str) -> Option<live::push::Pusher> {
         let push = self.live_push.as_ref()?;
@@ -394,11 +445,12 @@ impl LocalApp {
     ) -> Result<()> {
         let url = format!("http://{}", listener.local_addr()?);
         let push = self.spawn_live_push(&url, &shutdown);
+        let change_log = self.spawn_change_log(&shutdown);
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
-        if let Some(push) = push {
-            let _ = push.await;
+        for consumer in [push, change_log].into_iter().flatten() {
+            let _ = consumer.await;
         }
         Ok(())
     }

@@ -134,6 +134,11 @@ impl Stack {
                 vars.insert(k, value);
             }
         }
+        // The emulator (moto) has no SES SendBulkEmail: campaign email goes out one by one
+        // here; the bulk path is tested against a stubbed SDK client instead.
+        if vars.contains_key("SES_BULK_EMAIL") {
+            vars.insert("SES_BULK_EMAIL".into(), "false".into());
+        }
         Ok(Vars(vars.into_iter().collect()))
     }
 

@@ -197,7 +197,7 @@ async fn a_batch_larger_than_one_receive_is_gathered_from_several() {
 
 /// The local workers take their batches as the template's event sources do: the campaign
 /// queue one message at a time, notifications and campaign notifications at their
-/// parameters' sizes, deliveries ten.
+/// parameters' sizes, email deliveries fifty (one bulk send's recipients).
 #[tokio::test]
 async fn local_workers_batch_as_the_templates_event_sources() {
     let stack = testkit::harness::test_stack(&[("NotificationsBatchSize", "7")])
@@ -208,7 +208,7 @@ async fn local_workers_batch_as_the_templates_event_sources() {
     assert_eq!(app.notifications.batch_size, 7, "the parameter, overridden");
     assert_eq!(app.marketing.batch_size, marketing);
     assert_eq!(app.campaign_queue.batch_size, 1);
-    assert_eq!(app.delivery.batch_size, 10);
+    assert_eq!(app.delivery.batch_size, herald::ports::MAX_BULK_RECIPIENTS);
     assert_eq!(app.feedback_queue.batch_size, 10);
     // The rest of the mapping and the function, as deployed.
     let concurrency: usize = stack.parameters["ConsumerMaxConcurrency"].parse().unwrap();

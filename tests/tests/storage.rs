@@ -1,5 +1,5 @@
 //! The inbox table's layout against the emulator: reconcile over many pages (Scan segments and
-//! the changed-users index), "read" in the list agreeing with the badge when a backlog
+//! the change log), "read" in the list agreeing with the badge when a backlog
 //! commits after a mark-read, cursors bound to their list, retention leaving counters alone.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -53,7 +53,7 @@ async fn commit(store: &DynamoInbox, batch: Vec<Notification>) {
 }
 
 #[tokio::test]
-async fn reconcile_walks_many_pages_of_scan_segments_and_of_the_changed_index() {
+async fn reconcile_walks_many_pages_of_scan_segments_and_of_the_change_log() {
     let stack = test_stack(&[]).await.unwrap();
     // Two items a page: 24 users are many pages, as a table over 1 MB is.
     let store = DynamoInbox::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table(&stack), 30)
@@ -80,12 +80,23 @@ async fn reconcile_walks_many_pages_of_scan_segments_and_of_the_changed_index() 
     assert!(full.pages > 12, "pages of 2 items: {}", full.pages);
     assert!(full.complete);
 
-    // The hourly run, once the hour of those writes is complete: every changed user, via
-    // the sparse index, 16 shards in parallel, pages of 2.
+    // The hourly run, once the hour of those writes is complete: every changed user, from
+    // the change log, 16 shards in parallel, pages of 2. The change log's consumer reads
+    // the stream of all that (the commits, the repairs, p05's write) as its function would.
     set_total(&stack, "p05", 4).await;
+    let (records, batches) = LocalApp::new(&stack)
+        .unwrap()
+        .drain_change_log()
+        .await
+        .unwrap();
+    assert!(
+        records >= 24 && batches >= 1,
+        "{records} records, {batches} batches"
+    );
+    let log_hour = hour_of(jiff::Timestamp::now());
     let mut changed = herald::domain::reconcile::ReconcileReport::default();
     let mut hours = Vec::new();
-    for hour in [&first_hour, &last_hour] {
+    for hour in [&first_hour, &last_hour, &log_hour] {
         if hours.contains(hour) {
             continue;
         }
@@ -107,10 +118,9 @@ async fn reconcile_walks_many_pages_of_scan_segments_and_of_the_changed_index() 
         };
         changed.add(&reconcile(&store, &store, run).await.unwrap());
     }
-    // The repairs above changed no marks; the commits did: all 24 users, p05's drift of 3.
-    // Commits that straddled an hour: the first run also read the second hour while it was
-    // open, and the second run read it again complete.
-    if first_hour == last_hour {
+    // All 24 users, p05's drift of 3. Writes and a log that straddled an hour: the first
+    // run also read the next hour while it was open, and the next run read it again.
+    if hours.len() == 1 {
         assert_eq!(changed.users, 24);
     } else {
         assert!(changed.users >= 24, "{changed:?}");
@@ -294,8 +304,8 @@ async fn expired_messages_leave_the_list_and_the_counters_as_they_were() {
 }
 
 /// The adapter takes the time from its clock, not the system's: a message's `expires_at`
-/// is the clock's now plus the retention, its user's change mark is filed under the clock's
-/// hour (where reconcile looks), and a checkpoint is stamped with it.
+/// is the clock's now plus the retention, a change-log item expires on its time, and a
+/// checkpoint is stamped with it.
 #[tokio::test]
 async fn the_inbox_table_reads_the_time_from_its_clock() {
     use herald::fake::FixedClock;
@@ -331,8 +341,37 @@ async fn the_inbox_table_reads_the_time_from_its_clock() {
         expires.as_n().unwrap(),
         &(at.as_second() + 30 * 86_400).to_string()
     );
-    let changed = format!("{:?}", attribute("TOTAL", "changed"));
-    assert!(changed.contains(&hour_of(at)), "{changed}");
+    assert_eq!(
+        attribute("TOTAL", "changed"),
+        None,
+        "the writers mark nothing for reconcile"
+    );
+    // A change-log item written through this store expires on the clock's time.
+    let entry = herald::domain::reconcile::change_log_entries("b1", [user("kim")], at).remove(0);
+    herald::ports::ChangeLog::log_changes(&store, &entry)
+        .await
+        .unwrap();
+    let logged = ddb
+        .get_item()
+        .table_name(table(&stack))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "CHANGED#{}#{}",
+                hour_of(at),
+                entry.shard
+            )),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(entry.id))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        logged["expires_at"].as_n().unwrap(),
+        &(at.as_second() + 14 * 86_400).to_string()
+    );
     store.save_checkpoint("clock", "{}").await.unwrap();
     let checkpoint = ddb
         .get_item()

@@ -47,6 +47,23 @@ fn every_sqs_event_reports_batch_item_failures() {
     assert!(sqs_events >= 2, "inbox-writer and deliver consume queues");
 }
 
+/// A batch of email jobs is what one `SendBulkEmail` takes: a campaign's batch goes out in
+/// one call per template.
+#[test]
+fn the_email_batch_is_one_bulk_sends_recipients() {
+    let template = Template::project().unwrap();
+    let deliver = template
+        .functions()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.logical_id == "DeliverFunction")
+        .unwrap();
+    let batch = deliver.properties["Events"]["Deliveries"]["Properties"]["BatchSize"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(batch as usize, herald::ports::MAX_BULK_RECIPIENTS);
+}
+
 #[test]
 fn every_queue_is_a_dlq_or_has_one() {
     let template = Template::project().unwrap();

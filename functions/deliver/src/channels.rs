@@ -28,6 +28,49 @@ fn digest_events(job: &DeliveryJob) -> (Vec<DigestEvent>, u64) {
 }
 
 impl Deliverer {
+    /// The email for `addresses[0]` in the contact's `locale`: rendered from the templates,
+    /// with the tenant's tag and, for marketing, the one-click unsubscribe link; `None` when
+    /// the address is on the suppression list.
+    pub(crate) async fn email_for(
+        &self,
+        job: &DeliveryJob,
+        locale: Option<&str>,
+        addresses: &[String],
+    ) -> Result<Option<Email>, SendError> {
+        let to = &addresses[0];
+        if self.suppressed(job, to).await? {
+            return Ok(None);
+        }
+        let list_unsubscribe = self.unsubscribe_link(job).await?;
+        let (events, more) = digest_events(job);
+        let parts = herald::domain::email::render_digest(
+            locale,
+            &job.title,
+            &job.body,
+            list_unsubscribe.as_deref(),
+            &events,
+            more,
+        )
+        .map_err(|e| {
+            SendError::Rejected(herald::error::CallError::message(format!(
+                "email template: {e}"
+            )))
+        })?;
+        let email = Email {
+            to: to.clone(),
+            subject: job.title.clone(),
+            text: parts.text,
+            html: parts.html,
+            list_unsubscribe,
+            // SES events carry it back, so a bounce suppresses for this tenant.
+            tags: vec![(
+                herald::domain::feedback::TENANT_TAG.to_owned(),
+                herald::domain::feedback::tenant_tag(&job.tenant),
+            )],
+        };
+        Ok(Some(email))
+    }
+
     /// Sends on the job's channel; email in the contact's `locale`.
     pub(crate) async fn send(
         &self,
@@ -37,36 +80,8 @@ impl Deliverer {
     ) -> Result<Outcome, SendError> {
         match job.channel {
             Channel::Email => {
-                let to = &addresses[0];
-                if self.suppressed(job, to).await? {
+                let Some(email) = self.email_for(job, locale, addresses).await? else {
                     return Ok(Outcome::Suppressed);
-                }
-                let list_unsubscribe = self.unsubscribe_link(job).await?;
-                let (events, more) = digest_events(job);
-                let parts = herald::domain::email::render_digest(
-                    locale,
-                    &job.title,
-                    &job.body,
-                    list_unsubscribe.as_deref(),
-                    &events,
-                    more,
-                )
-                .map_err(|e| {
-                    SendError::Rejected(herald::error::CallError::message(format!(
-                        "email template: {e}"
-                    )))
-                })?;
-                let email = Email {
-                    to: to.clone(),
-                    subject: job.title.clone(),
-                    text: parts.text,
-                    html: parts.html,
-                    list_unsubscribe,
-                    // SES events carry it back, so a bounce suppresses for this tenant.
-                    tags: vec![(
-                        herald::domain::feedback::TENANT_TAG.to_owned(),
-                        herald::domain::feedback::tenant_tag(&job.tenant),
-                    )],
                 };
                 self.email
                     .send_email(&email)

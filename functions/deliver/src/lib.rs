@@ -17,18 +17,20 @@ use herald::domain::campaign::ProgressMark;
 use herald::domain::caps::{admit, Admission};
 use herald::domain::contact::Contact;
 use herald::domain::counters::UserKey;
+use herald::domain::delivery::outcome::Outcome;
 use herald::domain::delivery::outcome::{
     after_send, campaign_mark, retry_plan, state_metric, AfterSend, RetryPlan, Settled,
 };
 use herald::domain::delivery::{decide, Decision, DeliveryJob, SkipReason};
 use herald::domain::device::push_endpoints;
 use herald::domain::digest::{summary, DigestRef, MAX_LISTED_EVENTS};
+use herald::domain::email::{bulk_template, BulkTemplate};
 use herald::domain::time;
 use herald::domain::workflow::Condition;
 use herald::ports::{
-    CapKey, Claim, Clock, DeliveryRecord, DeliveryState, DeviceRegistry, Digests, Directory,
+    CapKey, Claim, Clock, DeliveryRecord, DeliveryState, DeviceRegistry, Digests, Directory, Email,
     EmailSender, FrequencyCaps, LinkKeys, MessageLog, MobileSender, OutgoingMessage, QueueSender,
-    SystemClock,
+    SendError, SystemClock, MAX_BULK_RECIPIENTS,
 };
 use herald::progress::CampaignGate;
 use herald::telemetry::Metric;
@@ -61,6 +63,9 @@ pub struct Config {
     pub batch_budget: std::time::Duration,
     /// `INBOX_TABLE`: where a workflow step `unless: read` checks the notification.
     pub inbox_table: Option<String>,
+    /// `SES_BULK_EMAIL` (default true): campaign emails that share a template go out through
+    /// `SendBulkEmail`; `false` sends each alone (an endpoint without it, like the emulator).
+    pub ses_bulk: bool,
 }
 
 impl Config {
@@ -81,6 +86,7 @@ impl Config {
                 vars.parsed_or::<u64>("BATCH_BUDGET_SECONDS", 20)?,
             ),
             inbox_table: vars.optional("INBOX_TABLE"),
+            ses_bulk: vars.parsed_or::<bool>("SES_BULK_EMAIL", true)?,
         })
     }
 }
@@ -139,15 +145,18 @@ impl Deliverer {
             campaigns: Some(Arc::new(CampaignGate::new(Arc::new(
                 herald::aws::campaigns::DynamoCampaigns::new(ddb, &config.directory_table),
             )))),
-            email: Arc::new(herald::aws::ses::SesEmail::new(
-                aws_sdk_sesv2::Client::from_conf(
-                    aws_sdk_sesv2::config::Builder::from(aws)
-                        .retry_config(no_sdk_retries())
-                        .build(),
-                ),
-                &config.email_from,
-                config.ses_configuration_set.clone(),
-            )),
+            email: Arc::new(
+                herald::aws::ses::SesEmail::new(
+                    aws_sdk_sesv2::Client::from_conf(
+                        aws_sdk_sesv2::config::Builder::from(aws)
+                            .retry_config(no_sdk_retries())
+                            .build(),
+                    ),
+                    &config.email_from,
+                    config.ses_configuration_set.clone(),
+                )
+                .with_bulk(config.ses_bulk),
+            ),
             mobile: Arc::new(herald::aws::sns::SnsMobile::new(
                 aws_sdk_sns::Client::from_conf(
                     aws_sdk_sns::config::Builder::from(aws)
@@ -207,10 +216,14 @@ fn no_sdk_retries() -> aws_config::retry::RetryConfig {
 
 #[async_trait]
 impl BatchHandler for Deliverer {
+    /// Jobs one at a time, but a campaign's emails: each is prepared (decided, claimed,
+    /// rendered), and those that share a template go out together in bulk sends once the
+    /// batch is through, each settled from its own result.
     async fn handle(&self, batch: &[QueueMessage]) -> Vec<Disposition> {
-        let mut out = Vec::with_capacity(batch.len());
+        let mut out: Vec<Option<Disposition>> = vec![None; batch.len()];
+        let mut bulk = Vec::new();
         let started = std::time::Instant::now();
-        for message in batch {
+        for (i, message) in batch.iter().enumerate() {
             let disposition = match serde_json::from_str::<DeliveryJob>(&message.body) {
                 Err(e) => Disposition::Poison(format!("not a delivery job: {e}")),
                 // The time budget is spent: the job goes back as a new message, untouched,
@@ -226,12 +239,29 @@ impl BatchHandler for Deliverer {
                         channel = job.channel.as_str(),
                         correlation_id = job.correlation_id.as_deref().unwrap_or_default(),
                     );
-                    tracing::Instrument::instrument(self.deliver(&job), span).await
+                    if job.campaign.is_some() && job.channel == Channel::Email {
+                        let prepared =
+                            tracing::Instrument::instrument(self.prepare_email(&job), span).await;
+                        match prepared {
+                            Ok(ready) => {
+                                bulk.push((i, ready));
+                                continue;
+                            }
+                            Err(disposition) => disposition,
+                        }
+                    } else {
+                        tracing::Instrument::instrument(self.deliver(&job), span).await
+                    }
                 }
             };
-            out.push(disposition);
+            out[i] = Some(disposition);
         }
-        out
+        for (i, disposition) in self.send_in_bulk(bulk).await {
+            out[i] = Some(disposition);
+        }
+        out.into_iter()
+            .map(|d| d.unwrap_or_else(|| Disposition::Retry("not handled".into())))
+            .collect()
     }
 }
 
@@ -244,11 +274,28 @@ impl Deliverer {
     /// token. A copy that did not claim never writes. Throttling puts the job back with a
     /// delay instead of spending the queue's receives.
     pub async fn deliver(&self, job: &DeliveryJob) -> Disposition {
+        match self.prepare(job).await {
+            Step::Done(disposition) => disposition,
+            Step::Ready(ready) => {
+                self.send_claimed(
+                    &ready.job,
+                    ready.held,
+                    ready.locale.as_deref(),
+                    ready.addresses,
+                )
+                .await
+            }
+        }
+    }
+
+    /// `deliver` up to the send: decided, claimed and admitted under the caps, the job is
+    /// `Ready`; anything else has ended (`Done`) with its disposition.
+    async fn prepare(&self, job: &DeliveryJob) -> Step {
         // A workflow step that arrived early (it rode the queue, 15 minutes at most a time)
         // goes back until it is due.
         let wait = job.wait_seconds(self.clock.now());
         if wait > 0 {
-            return self.requeue(job, wait).await;
+            return Step::Done(self.requeue(job, wait).await);
         }
         // A digest's job, due: its window's events become the message.
         let digest_job;
@@ -258,20 +305,20 @@ impl Deliverer {
                     digest_job = message;
                     &digest_job
                 }
-                Err(e) => return self.store_fault(job, e).await,
+                Err(e) => return Step::Done(self.store_fault(job, e).await),
             },
             None => job,
         };
         let cancelled = match (&self.campaigns, &job.campaign) {
             (Some(gate), Some(at)) => match gate.cancelled(&job.tenant, &at.id).await {
                 Ok(cancelled) => cancelled,
-                Err(e) => return self.store_fault(job, e).await,
+                Err(e) => return Step::Done(self.store_fault(job, e).await),
             },
             _ => false,
         };
         let met = match self.condition_met(job).await {
             Ok(met) => met,
-            Err(e) => return self.store_fault(job, e).await,
+            Err(e) => return Step::Done(self.store_fault(job, e).await),
         };
         // A cancelled campaign's job is still claimed, then settled skipped: an earlier copy
         // that died mid-send must be told apart (its outcome is unknown, not cancelled). So
@@ -288,18 +335,18 @@ impl Deliverer {
         } else {
             let contact = match self.directory.contact(&job.tenant, &job.user_id).await {
                 Ok(contact) => contact,
-                Err(e) => return self.store_fault(job, e).await,
+                Err(e) => return Step::Done(self.store_fault(job, e).await),
             };
             let contact = match self.with_devices(job, contact).await {
                 Ok(contact) => contact,
-                Err(e) => return self.store_fault(job, e).await,
+                Err(e) => return Step::Done(self.store_fault(job, e).await),
             };
             let decision = decide(contact.as_ref(), job, self.clock.now());
             (contact, decision)
         };
         if let Decision::Defer(seconds) = decision {
             // Quiet hours: nothing claimed, so every copy is decided again when they end.
-            return self.requeue(job, seconds).await;
+            return Step::Done(self.requeue(job, seconds).await);
         }
         let claim = self.claim_token();
         let previous = match self.claim(job, &claim).await {
@@ -307,17 +354,17 @@ impl Deliverer {
             Ok(Claim::Settled(state, skip)) => {
                 tracing::info!(state = state.as_str(), "already settled by another copy");
                 // The copy that settled it may have died before marking the campaign.
-                return match campaign_mark(state, job.channel, skip) {
+                return Step::Done(match campaign_mark(state, job.channel, skip) {
                     Some(mark) => self.mark_campaign(job, mark, Disposition::Done).await,
                     None => Disposition::Done,
-                };
+                });
             }
             Ok(Claim::Held { since }) => {
                 // Another copy is sending now; look again once its claim would be stale.
                 tracing::info!(%since, "another copy holds the claim");
-                return self.requeue(job, CLAIM_STALE_SECONDS as u32 + 1).await;
+                return Step::Done(self.requeue(job, CLAIM_STALE_SECONDS as u32 + 1).await);
             }
-            Err(e) => return self.store_fault(job, e).await,
+            Err(e) => return Step::Done(self.store_fault(job, e).await),
         };
         let held = Held {
             claim,
@@ -334,15 +381,16 @@ impl Deliverer {
             let why = "a copy stopped mid-send (claim abandoned): outcome unknown, not resent";
             self.settle(job, &held, DeliveryState::Unknown, Some(why.into()))
                 .await;
-            return self
-                .mark_campaign(
+            return Step::Done(
+                self.mark_campaign(
                     job,
                     ProgressMark::Failed(job.channel),
                     Disposition::Poison(why.into()),
                 )
-                .await;
+                .await,
+            );
         }
-        match decision {
+        let disposition = match decision {
             // Requeued above, before claiming; kept whole for the match.
             Decision::Defer(seconds) => self.requeue(job, seconds).await,
             // An earlier copy reached some devices: sent, though the rest are skipped now.
@@ -360,8 +408,12 @@ impl Deliverer {
             }
             Decision::Send(addresses) => match self.admit(job).await {
                 Ok(None) => {
-                    let locale = contact.as_ref().and_then(|c| c.locale.as_deref());
-                    self.send_claimed(job, held, locale, addresses).await
+                    return Step::Ready(Box::new(Ready {
+                        job: job.clone(),
+                        held,
+                        locale: contact.and_then(|c| c.locale),
+                        addresses,
+                    }))
                 }
                 Ok(Some(why)) => {
                     self.settle_then_mark(
@@ -375,7 +427,83 @@ impl Deliverer {
                 }
                 Err(e) => self.retry_later(job, Some(&held), e.to_string()).await,
             },
+        };
+        Step::Done(disposition)
+    }
+
+    /// A campaign email up to its send: `prepare`d, checked against the suppression list
+    /// and rendered. `Err` when it ended before that (skipped, suppressed, deferred, …).
+    async fn prepare_email(&self, job: &DeliveryJob) -> Result<(Ready, Email), Disposition> {
+        let ready = match self.prepare(job).await {
+            Step::Ready(ready) => *ready,
+            Step::Done(disposition) => return Err(disposition),
+        };
+        let email = self
+            .email_for(&ready.job, ready.locale.as_deref(), &ready.addresses)
+            .await;
+        match email {
+            Ok(Some(email)) => Ok((ready, email)),
+            Ok(None) => Err(self.finish_ready(ready, Ok(Outcome::Suppressed)).await),
+            Err(e) => Err(self.finish_ready(ready, Err(e)).await),
         }
+    }
+
+    /// Sends prepared emails: those that share a template together, up to the provider's
+    /// bulk limit a call, in arrival order; each job is settled from its own recipient's
+    /// result, so a throttled entry alone is retried later. Returns each job's disposition
+    /// by its index in the batch.
+    async fn send_in_bulk(
+        &self,
+        prepared: Vec<(usize, (Ready, Email))>,
+    ) -> Vec<(usize, Disposition)> {
+        let mut groups: Vec<BulkGroup> = Vec::new();
+        for (i, (ready, email)) in prepared {
+            // An email no template can carry goes out alone.
+            let template = bulk_template(&email);
+            let group = groups.iter_mut().find(|(t, members)| {
+                t.is_some() && *t == template && members.len() < MAX_BULK_RECIPIENTS
+            });
+            match group {
+                Some((_, members)) => members.push((i, ready, email)),
+                None => groups.push((template, vec![(i, ready, email)])),
+            }
+        }
+        let mut out = Vec::new();
+        for (_, members) in groups {
+            let emails: Vec<Email> = members.iter().map(|(_, _, e)| e.clone()).collect();
+            let mut results = match emails.as_slice() {
+                [one] => vec![self.email.send_email(one).await],
+                _ => self.email.send_bulk(&emails).await,
+            };
+            tracing::info!(recipients = emails.len(), "campaign email sent");
+            // A sender that answered fewer results: the rest may have gone out.
+            results.resize_with(members.len(), || {
+                Err(SendError::Unknown(herald::error::CallError::message(
+                    "the bulk send gave no result for this recipient",
+                )))
+            });
+            for ((i, ready, _), result) in members.into_iter().zip(results) {
+                let result = result.map(|provider_id| Outcome::Sent {
+                    provider_id,
+                    to: Vec::new(),
+                });
+                out.push((i, self.finish_ready(ready, result).await));
+            }
+        }
+        out
+    }
+
+    /// `finish` for a prepared job.
+    async fn finish_ready(&self, ready: Ready, result: Result<Outcome, SendError>) -> Disposition {
+        let span = tracing::info_span!(
+            "deliver",
+            tenant = %ready.job.tenant,
+            user = %ready.job.user_id,
+            notification_id = %ready.job.notification_id,
+            channel = ready.job.channel.as_str(),
+        );
+        let finished = self.finish(&ready.job, ready.held, &ready.addresses, result);
+        tracing::Instrument::instrument(finished, span).await
     }
 
     /// A digest's message: seals the window (no event joins it after this), then its events,
@@ -499,7 +627,7 @@ impl Deliverer {
     async fn send_claimed(
         &self,
         job: &DeliveryJob,
-        mut held: Held,
+        held: Held,
         locale: Option<&str>,
         mut addresses: Vec<String>,
     ) -> Disposition {
@@ -511,7 +639,18 @@ impl Deliverer {
             }
         }
         let result = self.send(job, locale, &addresses).await;
-        match after_send(job, &addresses, result) {
+        self.finish(job, held, &addresses, result).await
+    }
+
+    /// Settles what a send of a claimed job did: sent, skipped, failed, or retried later.
+    async fn finish(
+        &self,
+        job: &DeliveryJob,
+        mut held: Held,
+        addresses: &[String],
+        result: Result<Outcome, SendError>,
+    ) -> Disposition {
+        match after_send(job, addresses, result) {
             AfterSend::Settle {
                 state,
                 detail,
@@ -858,6 +997,25 @@ impl Deliverer {
             Err(e) => Disposition::Retry(format!("campaign progress: {e}")),
         }
     }
+}
+
+/// Where a job stands before its send.
+enum Step {
+    /// Ended: skipped, deferred, already settled, or failed before sending.
+    Done(Disposition),
+    /// Claimed, admitted and due: to be sent (boxed: a job is large beside a disposition).
+    Ready(Box<Ready>),
+}
+
+/// Prepared emails that share a template (`None`: one that goes alone), by batch index.
+type BulkGroup = (Option<BulkTemplate>, Vec<(usize, Ready, Email)>);
+
+/// A job cleared to send: the claim held, the addresses decided.
+struct Ready {
+    job: DeliveryJob,
+    held: Held,
+    locale: Option<String>,
+    addresses: Vec<String>,
 }
 
 /// What this copy holds while it sends: its claim, and the devices reached so far.

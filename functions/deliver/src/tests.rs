@@ -873,3 +873,135 @@ async fn a_push_reaches_the_contacts_endpoints_and_the_registered_devices() {
     assert_eq!(w.deliverer.deliver(&marketing).await, Disposition::Done);
     assert_eq!(w.sender.pushes.lock().unwrap().len(), pushes, "not sent");
 }
+
+/// A running campaign in `campaigns`, and one email job of it for each of `users`.
+async fn campaign_jobs(
+    campaigns: &herald::fake::InMemoryCampaigns,
+    users: &[UserId],
+) -> Vec<DeliveryJob> {
+    use herald::domain::campaign::{AudienceSpec, Campaign, CampaignRef, CampaignRequest};
+    use herald::ports::CampaignStore;
+    let request = CampaignRequest::parse(
+        &serde_json::json!({"name": "n", "title": "Sale", "body": "50% off", "channels": ["email"],
+            "audience": {"users": ["u1"]}, "send_at": "now"}),
+        noon(),
+    )
+    .unwrap();
+    let mut campaign = Campaign::new(
+        TenantId::parse("t1", "t").unwrap(),
+        herald::domain::ids::CampaignId::generate(),
+        &request,
+        AudienceSpec::Inline {
+            users: users.len() as u64,
+            chunks: 1,
+        },
+        noon(),
+    );
+    campaign.status = herald::domain::campaign::CampaignStatus::Running;
+    campaigns
+        .create_campaign(&campaign, &[], None)
+        .await
+        .unwrap();
+    users
+        .iter()
+        .enumerate()
+        .map(|(slot, user)| DeliveryJob {
+            user_id: user.clone(),
+            title: "Sale".into(),
+            body: "50% off".into(),
+            campaign: Some(CampaignRef {
+                id: campaign.id.clone(),
+                page: 0,
+                slot: slot as u32,
+            }),
+            record_per_user: true,
+            ..job(Channel::Email, Category::Marketing)
+        })
+        .collect()
+}
+
+fn message_of(n: usize, job: &DeliveryJob) -> QueueMessage {
+    QueueMessage {
+        message_id: format!("m{n}"),
+        receipt_handle: format!("r{n}"),
+        body: serde_json::to_string(job).unwrap(),
+        receive_count: 1,
+        trace_header: None,
+    }
+}
+
+/// A campaign's emails in one batch go out in bulk sends, by template (locale) and at most
+/// 50 a call, each with its own unsubscribe link; an entry the provider throttled is the only
+/// one retried, and a redelivered batch sends nobody a second email.
+#[tokio::test]
+async fn a_campaigns_emails_go_out_in_bulk_and_only_a_throttled_entry_is_retried() {
+    let campaigns = Arc::new(herald::fake::InMemoryCampaigns::default());
+    let mut w = world();
+    w.deliverer.campaigns = Some(Arc::new(CampaignGate::new(campaigns.clone())));
+    let tenant = TenantId::parse("t1", "t").unwrap();
+    let users: Vec<UserId> = (0..60)
+        .map(|i| UserId::parse(format!("u{i}"), "u").unwrap())
+        .collect();
+    for (i, user) in users.iter().enumerate() {
+        let contact = Contact {
+            email: Some(format!("u{i}@x.test")),
+            // The first five read German: another template, so another call.
+            locale: Some(if i < 5 { "de" } else { "en" }.into()),
+            ..Contact::default()
+        };
+        let version = format!("p{i}");
+        w.directory
+            .put_contact(&tenant, user, &contact, &version, 0)
+            .await
+            .unwrap();
+    }
+    let jobs = campaign_jobs(&campaigns, &users).await;
+    let mut batch: Vec<QueueMessage> = jobs
+        .iter()
+        .enumerate()
+        .map(|(n, j)| message_of(n, j))
+        .collect();
+    // A transactional email in the same batch goes out on its own.
+    let receipt = DeliveryJob {
+        notification_id: herald::NotificationId::parse("n-receipt", "id").unwrap(),
+        user_id: users[9].clone(),
+        ..job(Channel::Email, Category::Transactional)
+    };
+    batch.push(message_of(60, &receipt));
+    w.sender
+        .throttle_entries
+        .lock()
+        .unwrap()
+        .push("u7@x.test".into());
+
+    let dispositions = w.deliverer.handle(&batch).await;
+    assert_eq!(dispositions, vec![Disposition::Done; 61]);
+    assert_eq!(*w.sender.bulk_calls.lock().unwrap(), vec![5, 50, 5]);
+    let emails = w.sender.emails.lock().unwrap().clone();
+    assert_eq!(emails.len(), 60, "59 campaign emails and the receipt");
+    let links: std::collections::HashSet<_> = emails
+        .iter()
+        .filter_map(|e| e.list_unsubscribe.clone())
+        .collect();
+    assert_eq!(links.len(), 59, "each recipient has a link of their own");
+    // The throttled entry alone went back on the queue, with a delay.
+    let requeued = w.requeue.sent.lock().unwrap().clone();
+    assert_eq!(requeued.len(), 1);
+    let again: DeliveryJob = serde_json::from_str(&requeued[0].body).unwrap();
+    assert_eq!(again.user_id, users[7]);
+    assert!(requeued[0].delay_seconds.unwrap_or(0) > 0);
+
+    // The batch again (a redelivery), then the requeued job: u7 gets its email, once.
+    w.deliverer.handle(&batch).await;
+    run_requeued(&w).await;
+    let emails = w.sender.emails.lock().unwrap().clone();
+    let mut to: Vec<String> = emails.iter().map(|e| e.to.clone()).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(
+        emails.len(),
+        61,
+        "every campaign email once, and the receipt"
+    );
+    assert_eq!(to.len(), 60);
+}

@@ -59,7 +59,7 @@ impl HttpKeySource {
 async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, TokenError> {
     let failed = |e: &dyn std::fmt::Display| TokenError::Jwks(format!("{url}: {e}"));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
         .map_err(|e| failed(&e))?
         .https_or_http()
         .enable_http1()

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod change_log;
+
 use herald::config::{ConfigError, Vars};
 use herald::domain::backoff::BackoffPolicy;
 use herald::domain::reconcile::{self, Mode, ReconcileReport, Run};

@@ -46,9 +46,24 @@ use crate::error::StoreError;
 #[cfg(feature = "sender-sdk")]
 use crate::ports::SendError;
 
-/// Loads region, credentials and endpoint the standard way.
+/// Loads region, credentials and endpoint the standard way, over [`http_client`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
+}
+
+/// The SDKs' HTTPS client: the one their `default-https-client` feature builds (hyper 1,
+/// rustls, the platform's roots) but with ring as rustls' crypto provider instead of
+/// aws-lc-rs, whose C library was the largest part of every function's zip.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 // Each helper below serves the adapters of some features only.

@@ -93,6 +93,56 @@ fn pick(locale: Option<&str>) -> (&'static str, &'static str, &'static str) {
         .unwrap_or(("en", "", ""))
 }
 
+/// The variable of a bulk template that each recipient's unsubscribe link fills.
+pub const UNSUBSCRIBE_VARIABLE: &str = "unsubscribe";
+
+/// What the recipients of one bulk send share: an email's content with its unsubscribe
+/// link replaced by `{{unsubscribe}}` (the provider fills in each recipient's), and its tags.
+/// Emails with equal templates can go out in one call.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BulkTemplate {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub tags: Vec<(String, String)>,
+    /// Each recipient has a link: `{{unsubscribe}}` and the List-Unsubscribe headers.
+    pub unsubscribe: bool,
+}
+
+/// `email` as a template to share, or `None` when a substitution template cannot carry it
+/// as rendered: its subject or parts hold `{{` or `}}` of their own, which the provider
+/// would read as variables. Such an email goes out alone, exactly as rendered.
+pub fn bulk_template(email: &crate::ports::Email) -> Option<BulkTemplate> {
+    let braces = |t: &str| t.contains("{{") || t.contains("}}");
+    let link = email.list_unsubscribe.as_deref();
+    if [&email.subject, &email.text, &email.html]
+        .iter()
+        .any(|t| braces(t))
+        || link.is_some_and(braces)
+    {
+        return None;
+    }
+    let variable = format!("{{{{{UNSUBSCRIBE_VARIABLE}}}}}");
+    // The HTML part holds the link as the template escaped it (`/` as `&#x2f;`); the
+    // provider fills in the link as is, which is the same HTML when the link has no
+    // character that HTML must escape (else the parts are left alone: a template of one).
+    let html_safe = |url: &str| !url.contains(['&', '<', '>', '"', '\'']);
+    let fill = |t: &str, html: bool| match link {
+        Some(url) if !url.is_empty() && !html => t.replace(url, &variable),
+        Some(url) if !url.is_empty() && html_safe(url) => t
+            .replace(&minijinja::HtmlEscape(url).to_string(), &variable)
+            .replace(url, &variable),
+        _ => t.to_owned(),
+    };
+    Some(BulkTemplate {
+        subject: email.subject.clone(),
+        text: fill(&email.text, false),
+        html: fill(&email.html, true),
+        tags: email.tags.clone(),
+        unsubscribe: link.is_some(),
+    })
+}
+
 /// One raw message: `From`, `To`, `Subject`, the extra `headers`, and a
 /// multipart/alternative body of `text` and `html`, every line at most 78 characters but
 /// the extra headers (which must stay under 998 themselves).
@@ -256,5 +306,56 @@ mod tests {
         assert!(raw.contains("Content-Type: text/plain; charset=UTF-8"));
         assert!(raw.contains("Content-Type: text/html; charset=UTF-8"));
         assert!(raw.contains("List-Unsubscribe: <https://u/unsub?token=t>\r\n"));
+    }
+
+    fn email_to(to: &str, locale: &str, title: &str, link: Option<&str>) -> crate::ports::Email {
+        let parts = render(Some(locale), title, "50% off today", link).unwrap();
+        crate::ports::Email {
+            to: to.into(),
+            subject: title.into(),
+            text: parts.text,
+            html: parts.html,
+            tags: vec![("herald-tenant".into(), "acme".into())],
+            list_unsubscribe: link.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn recipients_of_one_content_share_a_template_with_their_link_as_a_variable() {
+        let a = email_to("a@x.test", "en", "Sale", Some("https://u/unsub?token=aaa"));
+        let b = email_to(
+            "b@x.test",
+            "en-GB",
+            "Sale",
+            Some("https://u/unsub?token=bbb"),
+        );
+        let (ta, tb) = (bulk_template(&a).unwrap(), bulk_template(&b).unwrap());
+        assert_eq!(ta, tb);
+        assert!(ta.unsubscribe);
+        for part in [&ta.text, &ta.html] {
+            assert!(part.contains("{{unsubscribe}}"), "{part}");
+            assert!(!part.contains("token=aaa"), "{part}");
+        }
+        // Another locale renders other words: another template.
+        let de = email_to("c@x.test", "de", "Sale", Some("https://u/unsub?token=ccc"));
+        assert_ne!(bulk_template(&de).unwrap(), ta);
+        // No link: no variable, and not the same template as one with links.
+        let plain = bulk_template(&email_to("d@x.test", "en", "Sale", None)).unwrap();
+        assert!(!plain.unsubscribe && !plain.text.contains("{{"));
+        assert_ne!(plain, ta);
+    }
+
+    #[test]
+    fn content_with_braces_of_its_own_is_never_a_template() {
+        let braces = email_to(
+            "a@x.test",
+            "en",
+            "Hi {{name}}",
+            Some("https://u/unsub?token=a"),
+        );
+        assert_eq!(bulk_template(&braces), None);
+        let mut body = email_to("a@x.test", "en", "Sale", None);
+        body.html.push_str("}}");
+        assert_eq!(bulk_template(&body), None);
     }
 }

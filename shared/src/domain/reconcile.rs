@@ -3,12 +3,13 @@
 //! Two ways to choose the users, both split into partitions that run concurrently and both
 //! resumable (a checkpoint is saved after every page, so a run that meets its deadline stops
 //! and the next one goes on where it stopped):
-//! - `Changed` (the hourly default): only users whose counters changed, found through a sparse
-//!   index. Every counter write stamps the user's TOTAL with the hour and a shard
-//!   (`change_mark`); each completed hour is read shard by shard, in parallel, and then the
-//!   hours still open (the current one, and the last one while in its grace) are read too,
-//!   without a checkpoint: a user written every hour before the run's minute always carries
-//!   an open hour's mark, and would otherwise never be visited.
+//! - `Changed` (the hourly default): only users whose counters changed, read from the change
+//!   log. A consumer of the inbox table's stream logs each batch's changed users (TOTAL
+//!   records) as one item in one of the hour's shards (`change_log_entries`), so the
+//!   writers' transactions carry no mark and no index is written per notification; each
+//!   completed hour is read shard by shard, in parallel, and then the hours still open (the
+//!   current one, and the last one while in its grace) are read too, without a checkpoint:
+//!   what is logged into an hour after its run is read when it is complete.
 //! - `Full`: a parallel Scan over every TOTAL item, segment by segment.
 
 use std::time::Instant;
@@ -21,25 +22,67 @@ use super::backoff::BackoffPolicy;
 use super::counters::UserKey;
 use super::mark_read::backoff_or_fail;
 use crate::error::StoreError;
-use crate::ports::{CounterStore, UserIndex, UserSet};
+use crate::ports::{ChangeLogEntry, CounterStore, UserIndex, UserSet};
 
-/// Shards of the changed-users index per hour: spreads a burst's index writes over this many
-/// index partitions, and lets reconcile read them in parallel.
+/// Shards of the change log per hour: partitions reconcile reads in parallel.
 pub const CHANGE_SHARDS: u32 = 16;
+/// Users one change-log item holds at most: with ids of 128 characters each, an item stays
+/// below DynamoDB's 400 KB.
+pub const CHANGE_LOG_ITEM_USERS: usize = 1_000;
 /// Segments of a full parallel Scan.
 pub const SCAN_SEGMENTS: u32 = 8;
 /// An hour is reconciled once it ended this long ago (late commits and clock skew settle).
 const HOUR_GRACE_SECONDS: i64 = 120;
 
-/// The value a counter write stores in the TOTAL item's `changed` attribute: the hour of the
-/// write and the user's shard. The sparse index on it lists who changed in an hour.
+/// The hour and shard a user changed at `at` is logged under (the in-memory store's model of
+/// the change log: one mark per user, its latest).
 pub fn change_mark(user: &UserKey, at: jiff::Timestamp) -> String {
-    shard_mark(&hour_of(at), shard_of(user))
+    logged_mark(user, &hour_of(at))
 }
 
-/// The `changed` value that one shard of one hour's users carry.
+/// `change_mark` of a user logged in `hour`.
+pub fn logged_mark(user: &UserKey, hour: &str) -> String {
+    shard_mark(hour, shard_of(user))
+}
+
+/// One shard of one hour of the change log: `<YYYYMMDDHH>#<shard>`.
 pub fn shard_mark(hour: &str, shard: u32) -> String {
     format!("{hour}#{shard}")
+}
+
+/// The change-log items for one batch of changed users, logged at `at`: the users once each,
+/// in items of at most [`CHANGE_LOG_ITEM_USERS`], in the shard `batch` hashes to. `batch`
+/// names the batch (its first stream record's sequence number), so the same batch logged
+/// again writes the same items, and batches spread over the shards.
+pub fn change_log_entries(
+    batch: &str,
+    users: impl IntoIterator<Item = UserKey>,
+    at: jiff::Timestamp,
+) -> Vec<ChangeLogEntry> {
+    let mut unique: Vec<UserKey> = Vec::new();
+    for user in users {
+        if !unique.contains(&user) {
+            unique.push(user);
+        }
+    }
+    let hour = hour_of(at);
+    let shard = (fnv1a(batch) % u64::from(CHANGE_SHARDS)) as u32;
+    unique
+        .chunks(CHANGE_LOG_ITEM_USERS)
+        .enumerate()
+        .map(|(part, users)| ChangeLogEntry {
+            hour: hour.clone(),
+            shard,
+            id: format!("{batch}#{part}"),
+            users: users.to_vec(),
+        })
+        .collect()
+}
+
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// `YYYYMMDDHH` in UTC.
@@ -48,11 +91,7 @@ pub fn hour_of(at: jiff::Timestamp) -> String {
 }
 
 fn shard_of(user: &UserKey) -> u32 {
-    let key = format!("{}#{}", user.tenant, user.user);
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % u64::from(CHANGE_SHARDS)) as u32
+    (fnv1a(&format!("{}#{}", user.tenant, user.user)) % u64::from(CHANGE_SHARDS)) as u32
 }
 
 fn next_hour(hour: &str) -> Option<String> {
@@ -683,6 +722,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_batch_is_logged_once_per_user_in_one_shard_the_same_way_every_time() {
+        let at: jiff::Timestamp = "2026-12-06T10:59:59Z".parse().unwrap();
+        let users: Vec<UserKey> = (0..2_500).map(user).chain((0..10).map(user)).collect();
+        let entries = change_log_entries("4100000000001234", users.clone(), at);
+        assert_eq!(entries.len(), 3, "1,000 users an item");
+        let logged: Vec<&UserKey> = entries.iter().flat_map(|e| &e.users).collect();
+        assert_eq!(logged.len(), 2_500, "each user once");
+        assert!(entries.iter().all(|e| e.hour == "2026120610"));
+        assert!(entries.iter().all(|e| e.shard == entries[0].shard));
+        assert_eq!(entries[2].id, "4100000000001234#2");
+        assert_eq!(change_log_entries("4100000000001234", users, at), entries);
+        let shards: std::collections::HashSet<u32> = (0..200)
+            .map(|b| change_log_entries(&b.to_string(), [user(1)], at)[0].shard)
+            .collect();
+        assert_eq!(shards.len(), CHANGE_SHARDS as usize, "batches spread");
     }
 
     #[test]

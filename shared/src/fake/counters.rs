@@ -43,7 +43,8 @@ pub(super) struct InboxState {
     pub(super) seen: HashSet<(UserKey, NotificationId)>,
     pub(super) archived: HashSet<(UserKey, NotificationId)>,
     pub(super) totals: BTreeMap<UserKey, Counter>,
-    /// The TOTAL item's change mark (`reconcile::change_mark`).
+    /// Each user's latest change-log mark (`reconcile::change_mark`): a counter write here
+    /// logs its user at once, as the stream's consumer does on AWS a moment later.
     pub(super) changed: BTreeMap<UserKey, String>,
     pub(super) checkpoints: HashMap<String, String>,
 }

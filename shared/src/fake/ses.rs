@@ -19,6 +19,11 @@ pub struct RecordingSender {
     pub lose_answers: std::sync::atomic::AtomicU32,
     /// SMS answer `OptedOut` (the number replied STOP).
     pub opted_out: std::sync::atomic::AtomicBool,
+    /// Each bulk send's size, in the order they were made (a call of one is a bulk send too).
+    pub bulk_calls: Mutex<Vec<usize>>,
+    /// Addresses whose entry in a bulk send comes back throttled once, as SES answers an
+    /// entry `ACCOUNT_THROTTLED` while the rest of the call goes out.
+    pub throttle_entries: Mutex<Vec<String>>,
 }
 
 impl RecordingSender {
@@ -52,5 +57,33 @@ impl EmailSender for RecordingSender {
         self.check()?;
         self.emails.lock().map(|mut e| e.push(email.clone())).ok();
         self.answer()
+    }
+
+    /// One call: each email recorded and answered as `send_email` would be, but an
+    /// address in `throttle_entries` is answered throttled (once) and not recorded.
+    async fn send_bulk(&self, emails: &[Email]) -> Vec<Result<String, SendError>> {
+        self.bulk_calls
+            .lock()
+            .map(|mut c| c.push(emails.len()))
+            .ok();
+        if let Err(e) = self.check() {
+            return emails.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut results = Vec::with_capacity(emails.len());
+        for email in emails {
+            let throttled = self.throttle_entries.lock().is_ok_and(|mut t| {
+                let at = t.iter().position(|a| *a == email.to);
+                at.map(|i| t.remove(i)).is_some()
+            });
+            if throttled {
+                results.push(Err(SendError::Throttled(CallError::message(
+                    "injected ACCOUNT_THROTTLED entry",
+                ))));
+                continue;
+            }
+            self.emails.lock().map(|mut e| e.push(email.clone())).ok();
+            results.push(self.answer());
+        }
+        results
     }
 }

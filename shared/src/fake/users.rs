@@ -4,9 +4,23 @@ use async_trait::async_trait;
 
 use super::counters::InMemoryInbox;
 use crate::domain::counters::UserKey;
-use crate::domain::reconcile::shard_mark;
+use crate::domain::reconcile::{logged_mark, shard_mark};
 use crate::error::StoreError;
 use crate::ports::*;
+
+#[async_trait]
+impl ChangeLog for InMemoryInbox {
+    async fn log_changes(&self, entry: &ChangeLogEntry) -> Result<(), StoreError> {
+        self.enter().await.map_err(StoreError::Transient)?;
+        let mut state = self.lock();
+        for user in &entry.users {
+            state
+                .changed
+                .insert(user.clone(), logged_mark(user, &entry.hour));
+        }
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl UserIndex for InMemoryInbox {

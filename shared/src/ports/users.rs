@@ -36,3 +36,21 @@ pub trait UserIndex: Send + Sync {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<String>, StoreError>;
     async fn save_checkpoint(&self, name: &str, json: &str) -> Result<(), StoreError>;
 }
+
+/// One item of the change log: users whose counters changed, logged in `hour`, in one of
+/// its shards. `id` names it within the shard (`domain::reconcile::change_log_entries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeLogEntry {
+    pub hour: String,
+    pub shard: u32,
+    pub id: String,
+    pub users: Vec<UserKey>,
+}
+
+/// Where the inbox stream's consumer logs the users whose counters changed; reconcile's
+/// `Changed` sets read it back.
+#[async_trait]
+pub trait ChangeLog: Send + Sync {
+    /// Writes `entry` (again: the same entry written twice is one item).
+    async fn log_changes(&self, entry: &ChangeLogEntry) -> Result<(), StoreError>;
+}

@@ -60,6 +60,10 @@ pub struct CampaignArgs {
     /// Recipients of an S3 campaign on the emulator that is cancelled half-way (0: skip).
     #[arg(long, default_value_t = 10_000)]
     cancel_users: usize,
+    /// Campaign emails sent through deliver and the SES adapter on a stubbed SDK client, to
+    /// count SES calls one by one and in bulk (0: skip).
+    #[arg(long, default_value_t = 1_000)]
+    email_recipients: usize,
 }
 
 pub fn run(args: &CampaignArgs) -> Result<()> {
@@ -85,10 +89,15 @@ pub fn run(args: &CampaignArgs) -> Result<()> {
     } else {
         None
     };
+    let email = if args.email_recipients > 0 {
+        Some(runtime.block_on(email_calls(args.email_recipients))?)
+    } else {
+        None
+    };
     let out_dir = super::out_dir();
     std::fs::create_dir_all(&out_dir)?;
     let result = json!({"faults": faults, "simulation": simulation, "emulator": emulator,
-        "cancel_on_emulator": cancelled});
+        "cancel_on_emulator": cancelled, "email": email});
     std::fs::write(
         out_dir.join("campaign.json"),
         serde_json::to_string_pretty(&result)?,
@@ -106,6 +115,20 @@ pub fn run(args: &CampaignArgs) -> Result<()> {
 }
 
 fn summarize(result: &Value) {
+    if let Some(e) = result["email"].as_object() {
+        eprintln!("\n== campaign email: SES calls (deliver + the SES adapter and SDK, against an HTTP stub of SES v2)");
+        for (label, how) in [
+            ("one_by_one", "one SendEmail each"),
+            ("bulk", "SendBulkEmail"),
+        ] {
+            let c = &e["calls"][label];
+            eprintln!(
+                "  {how:<20} {} recipients, batches of {}: {} SendEmail + {} SendBulkEmail = {:.0} calls per 1,000",
+                e["recipients"], e["batch"], c["send_email"], c["send_bulk_email"],
+                c["ses_calls_per_1000"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
     if let Some(f) = result["faults"].as_object() {
         let big = &f["run"];
         eprintln!(
@@ -681,4 +704,167 @@ fn progress_svg(simulation: &Value) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// SES calls per `recipients` campaign emails: the real deliver handler in batches of the
+/// template's email batch size (50), over in-memory stores, sending through the real SES
+/// adapter and SDK to an HTTP stub of SES v2 on 127.0.0.1 (the emulator has no
+/// `SendBulkEmail`) that answers every recipient `SUCCESS` and counts the calls. Once one
+/// `SendEmail` each (bulk off, as before and as the local stack still sends), once in bulk.
+async fn email_calls(recipients: usize) -> Result<Value> {
+    use herald::consumer::{BatchHandler, QueueMessage};
+    use herald::domain::campaign::CampaignRef;
+    use herald::domain::contact::Contact;
+    use herald::domain::delivery::DeliveryJob;
+    use herald::domain::notification::Category;
+    use herald::fake::{FixedClock, StaticKeys};
+    use herald::ports::{Directory, MAX_BULK_RECIPIENTS};
+    use herald::{Channel, UserId};
+
+    let stub = SesStub::start().await?;
+    let mut figures = serde_json::Map::new();
+    for bulk in [false, true] {
+        let before = stub.calls();
+        let client = aws_sdk_sesv2::Client::from_conf(
+            aws_sdk_sesv2::config::Builder::from(&local::emulator::sdk_config(&stub.url).await)
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let tenant = TenantId::parse("acme", "tenant")?;
+        let directory = Arc::new(InMemoryDirectory::default());
+        let campaigns = Arc::new(InMemoryCampaigns::default());
+        let request = CampaignRequest::parse(
+            &json!({"name": "sale", "title": "Sale", "body": "30% off", "channels": ["email"],
+                "audience": {"users": ["u0"]}, "send_at": "now"}),
+            jiff::Timestamp::now(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let mut campaign = Campaign::new(
+            tenant.clone(),
+            CampaignId::generate(),
+            &request,
+            AudienceSpec::Inline {
+                users: recipients as u64,
+                chunks: 1,
+            },
+            jiff::Timestamp::now(),
+        );
+        campaign.status = herald::domain::campaign::CampaignStatus::Running;
+        campaigns.create_campaign(&campaign, &[], None).await?;
+        let mut messages = Vec::with_capacity(recipients);
+        for slot in 0..recipients {
+            let user = UserId::parse(format!("u{slot}"), "user")?;
+            let contact = Contact {
+                email: Some(format!("u{slot}@example.com")),
+                ..Contact::default()
+            };
+            directory
+                .put_contact(&tenant, &user, &contact, &format!("v{slot}"), 0)
+                .await?;
+            let job = DeliveryJob {
+                tenant: tenant.clone(),
+                user_id: user,
+                campaign: Some(CampaignRef {
+                    id: campaign.id.clone(),
+                    page: 0,
+                    slot: slot as u32,
+                }),
+                record_per_user: true,
+                title: "Sale".into(),
+                body: "30% off".into(),
+                ..herald::fake::fixtures::delivery_job(Channel::Email, Category::Marketing)
+            };
+            messages.push(QueueMessage {
+                message_id: format!("m{slot}"),
+                receipt_handle: format!("r{slot}"),
+                body: serde_json::to_string(&job)?,
+                receive_count: 1,
+                trace_header: None,
+            });
+        }
+        let deliverer = deliver::Deliverer {
+            directory: directory.clone(),
+            email: Arc::new(
+                herald::aws::ses::SesEmail::new(client, "news@example.com", None).with_bulk(bulk),
+            ),
+            mobile: Arc::new(herald::fake::RecordingSender::default()),
+            requeue: Arc::new(RecordingQueue::default()),
+            unsubscribe: Some((
+                "https://example.com/v1/unsubscribe".into(),
+                Arc::new(StaticKeys::default()),
+            )),
+            clock: Arc::new(FixedClock(jiff::Timestamp::now())),
+            give_up_after: Duration::from_secs(24 * 3600),
+            batch_budget: Duration::from_secs(20),
+            campaigns: Some(Arc::new(CampaignGate::new(campaigns.clone()))),
+            devices: None,
+            inbox: None,
+            caps: None,
+            digests: None,
+        };
+        let mut sent = 0;
+        for batch in messages.chunks(MAX_BULK_RECIPIENTS) {
+            let done = deliverer.handle(batch).await;
+            sent += done
+                .iter()
+                .filter(|d| **d == herald::consumer::Disposition::Done)
+                .count();
+        }
+        if sent != recipients {
+            bail!("{sent} of {recipients} campaign emails settled");
+        }
+        let (single, many) = stub.calls();
+        let (single, many) = (single - before.0, many - before.1);
+        figures.insert(
+            if bulk { "bulk" } else { "one_by_one" }.into(),
+            json!({"send_email": single, "send_bulk_email": many,
+                "ses_calls_per_1000": (single + many) as f64 * 1000.0 / recipients as f64}),
+        );
+    }
+    Ok(json!({"recipients": recipients, "batch": MAX_BULK_RECIPIENTS, "calls": figures}))
+}
+
+/// SES v2 as far as sending goes, on 127.0.0.1: `SendEmail` and `SendBulkEmail` (REST-JSON)
+/// answered with success for every recipient, each call counted.
+struct SesStub {
+    url: String,
+    counts: Arc<[std::sync::atomic::AtomicUsize; 2]>,
+}
+
+impl SesStub {
+    async fn start() -> Result<Self> {
+        use axum::routing::post;
+        use std::sync::atomic::AtomicUsize;
+        let counts: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let (single, bulk) = (counts.clone(), counts.clone());
+        let app = axum::Router::new()
+            .route(
+                "/v2/email/outbound-emails",
+                post(move || async move {
+                    single[0].fetch_add(1, Ordering::Relaxed);
+                    axum::Json(json!({"MessageId": "stub"}))
+                }),
+            )
+            .route(
+                "/v2/email/outbound-bulk-emails",
+                post(move |axum::Json(request): axum::Json<Value>| async move {
+                    bulk[1].fetch_add(1, Ordering::Relaxed);
+                    let entries = request["BulkEmailEntries"].as_array().map_or(0, Vec::len);
+                    let ok = json!({"Status": "SUCCESS", "MessageId": "stub"});
+                    axum::Json(json!({"BulkEmailEntryResults": vec![ok; entries]}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { url, counts })
+    }
+
+    /// `SendEmail` and `SendBulkEmail` calls so far.
+    fn calls(&self) -> (usize, usize) {
+        (
+            self.counts[0].load(Ordering::Relaxed),
+            self.counts[1].load(Ordering::Relaxed),
+        )
+    }
 }

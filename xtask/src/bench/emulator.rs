@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Request;
@@ -280,6 +280,29 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
     }
     bar.finish_and_clear();
     let consume_counts = meter.counts();
+    // What reconcile needs of that burst: the change log's consumer on the table's stream,
+    // as its function reads it (the template's batch size and filter), its writes metered.
+    let log_meter = CallMeter::default();
+    let (table, source) = stack
+        .stream_event_source("ChangeLogFunction")?
+        .context("the template has no change log")?;
+    let stream_arn = stack
+        .streams
+        .get(&table)
+        .cloned()
+        .context("the inbox table has no stream locally")?;
+    let logger = reconcile::change_log::ChangeLogger {
+        log: Arc::new(DynamoInbox::new(
+            metered_dynamodb(&stack.sdk, &log_meter),
+            &config.inbox_table,
+            config.retention_days,
+        )),
+        clock: Arc::new(herald::ports::SystemClock),
+        backoff: herald::domain::backoff::BackoffPolicy::default(),
+    };
+    let (_, log_batches) =
+        local::live::drain_stream(&stack.sdk, &stream_arn, &source, &logger).await?;
+    let log_wru = log_meter.counts().dynamodb_standard_write_units;
 
     let per_1000 = |x: f64| x * 1000.0 / n as f64;
     let handler_cpu_ms = handler.nanos.load(Ordering::Relaxed) as f64 / 1e6;
@@ -303,7 +326,8 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
     let sqs_requests = consume_counts.attempts_of("SQS") as f64;
     // What the function itself sends: ReceiveMessage is the event source mapping's.
     let function_sqs = sqs_requests - consume_counts.operation("SQS.ReceiveMessage") as f64;
-    let wru = consume_counts.dynamodb_write_units + consume_counts.dynamodb_index_write_units;
+    let wru =
+        consume_counts.dynamodb_write_units + consume_counts.dynamodb_index_write_units + log_wru;
     Ok(json!({
         "label": run.label,
         "shape": format!("{:?}", run.shape).to_lowercase(),
@@ -322,7 +346,9 @@ pub(super) async fn against_emulator(endpoint: &str, run: &EmulatorRun) -> Resul
         "workers": EMULATOR_WORKERS,
         "consume_seconds": elapsed.as_secs_f64(),
         "dynamodb": {
-            "write_units_per_1000": per_1000(consume_counts.dynamodb_write_units + consume_counts.dynamodb_index_write_units),
+            "write_units_per_1000": per_1000(wru),
+            "change_log_write_units_per_1000": per_1000(log_wru),
+            "change_log_batches": log_batches,
             "table_write_units_per_1000": per_1000(consume_counts.dynamodb_write_units),
             "index_write_units_per_1000": per_1000(consume_counts.dynamodb_index_write_units),
             "transact_write_items_per_1000": per_1000(consume_counts.operation("DynamoDB.TransactWriteItems") as f64),

@@ -64,6 +64,10 @@ pub const FUNCTIONS: &[Function] = &[
         name: "reconcile",
     },
     Function {
+        logical: "ChangeLog",
+        name: "change-log",
+    },
+    Function {
         logical: "Feedback",
         name: "feedback",
     },

@@ -14,7 +14,6 @@ use crate::domain::counters::{
 };
 use crate::domain::ids::RoomId;
 use crate::domain::notification::{Channel, Notification};
-use crate::domain::reconcile::change_mark;
 use crate::error::StoreError;
 use crate::ports::{CommitError, CounterStore, MessageRef, UserWrites};
 
@@ -103,8 +102,8 @@ impl DynamoInbox {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// TOTAL's unread and unseen += the amounts (negative to subtract, never below 0 then),
-    /// marking the user as changed this hour.
+    /// TOTAL's unread and unseen += the amounts (negative to subtract, never below 0 then).
+    /// No change mark: the stream's consumer logs the user for reconcile (`ChangeLog`).
     fn add_to_total(
         &self,
         user: &UserKey,
@@ -115,11 +114,10 @@ impl DynamoInbox {
             .table_name(&self.table)
             .key("pk", s(user_pk(user)))
             .key("sk", s(TOTAL_SK))
-            .update_expression("ADD unread :n, unseen :u, version :one SET changed = :changed")
+            .update_expression("ADD unread :n, unseen :u, version :one")
             .expression_attribute_values(":n", n(unread))
             .expression_attribute_values(":u", n(unseen))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":changed", s(change_mark(user, self.clock.now())));
+            .expression_attribute_values(":one", n(1));
         let mut floors = Vec::new();
         if unread < 0 {
             floors.push("unread >= :floor");

@@ -7,10 +7,12 @@
 //! | `L#<log key>` | message for other channels only (log and idempotency record) |
 //! | `I#<id>` | idempotency record of a client-chosen id (its log key differs from the id) |
 //! | `R#<room>` | room counter: `unread`, `version`, `stamp`, `read_at` |
-//! | `TOTAL` | total counter: `unread`, `version`, `changed` (sparse index for reconcile) |
+//! | `TOTAL` | total counter: `unread`, `unseen`, `version` |
 //!
-//! No local secondary index: the sparse GSI `by_room` (`room_pk`, `sk`) lists one room, and
-//! `by_change` (`changed`, `pk`, keys only) lists the users whose counters changed in an hour.
+//! Outside the users' partitions: `CHANGED#<hour>#<shard>` items, the change log reconcile
+//! reads (`users.rs`), and `RECONCILE`, its checkpoints.
+//!
+//! No local secondary index: the sparse GSI `by_room` (`room_pk`, `sk`) lists one room.
 
 mod counters;
 mod messages;
@@ -32,7 +34,6 @@ use super::item::{decode_key, encode_key, n, number, s};
 
 pub const TOTAL_SK: &str = "TOTAL";
 pub const BY_ROOM_INDEX: &str = "by_room";
-pub const BY_CHANGE_INDEX: &str = "by_change";
 
 /// The partition key of one user.
 pub fn user_pk(user: &UserKey) -> String {

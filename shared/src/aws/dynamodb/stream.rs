@@ -54,6 +54,19 @@ pub fn item_change(record: &EventRecord) -> Option<ItemChange> {
     Some(ItemChange { user, change })
 }
 
+/// The user whose counters a record changed: a TOTAL item written (inserted or modified),
+/// which every counter change writes. The change log's consumer reads only these.
+pub fn changed_total(record: &EventRecord) -> Option<crate::domain::counters::UserKey> {
+    if record.event_name == "REMOVE" {
+        return None;
+    }
+    let keys = image(&record.change.keys);
+    if text(&keys, "sk") != TOTAL_SK {
+        return None;
+    }
+    parse_user_pk(&text(&keys, "pk"))
+}
+
 /// A record's image (DynamoDB JSON, as Lambda delivers it) as the SDK's attribute values.
 fn image(item: &serde_dynamo::Item) -> Item {
     item.clone().into()
