@@ -13,6 +13,7 @@ use herald::domain::backoff::BackoffPolicy;
 use herald::domain::reconcile::change_log_entries;
 use herald::ports::{ChangeLog, Clock, SystemClock};
 use herald::telemetry::Metric;
+use herald::StoreError;
 
 use crate::Config;
 
@@ -28,6 +29,20 @@ impl ChangeLogger {
             log: Arc::new(crate::store_from_aws(config, aws)),
             clock: Arc::new(SystemClock),
             backoff: BackoffPolicy::default(),
+        }
+    }
+
+    /// `handle` as the function answers Lambda: a batch not logged is a function error, not
+    /// only an item failure, so Lambda hands it over again (bisected) and the function's
+    /// error alarm sees it.
+    pub async fn invoke(&self, event: &Event) -> Result<DynamoDbEventResponse, StoreError> {
+        let (_, response) = self.handle(event).await;
+        if response.batch_item_failures.is_empty() {
+            Ok(response)
+        } else {
+            Err(StoreError::Transient(
+                "the change log was not written; the batch comes again".into(),
+            ))
         }
     }
 
@@ -86,7 +101,6 @@ mod tests {
     use herald::fake::FixedClock;
     use herald::ports::ChangeLogEntry;
     use herald::ports::UserSet;
-    use herald::StoreError;
     use std::sync::Mutex;
 
     /// Keeps what it is given; fails the first `failures` writes as throttled.
@@ -174,6 +188,10 @@ mod tests {
             .map(|f| f.item_identifier.clone())
             .collect();
         assert_eq!(failed, [Some("200".to_owned())]);
+        assert!(
+            logger(log.clone()).invoke(&batch).await.is_err(),
+            "a function error"
+        );
         // Throttled a few times only: backed off, then written.
         *log.failures.lock().unwrap() = 2;
         let (logged, response) = logger(log.clone()).handle(&batch).await;

@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         &reconcile::change_log::ChangeLogger::from_aws(&config, &herald::aws::sdk_config().await);
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
-            Ok::<_, lambda_runtime::Error>(logger.handle(&event.payload).await.1)
+            Ok::<_, lambda_runtime::Error>(logger.invoke(&event.payload).await?)
         },
     ))
     .await

@@ -44,7 +44,17 @@ impl UserIndex for DynamoInbox {
         set: &UserSet,
         cursor: Option<String>,
     ) -> Result<UsersPage, StoreError> {
-        let start = resume(cursor)?;
+        let mut start = resume(cursor)?;
+        // A cursor saved by a run before the change log (a `by_change` index key) cannot
+        // continue a change-log partition: that partition is read from its start instead.
+        if matches!(set, UserSet::Changed { .. })
+            && start.as_ref().is_some_and(|key| {
+                !matches!(key.get("pk"), Some(AttributeValue::S(pk)) if pk.starts_with("CHANGED#"))
+                    || key.contains_key("changed")
+            })
+        {
+            start = None;
+        }
         let (items, last) = match set {
             UserSet::Segment { segment, segments } => {
                 let page = self
