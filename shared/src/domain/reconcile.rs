@@ -379,6 +379,9 @@ async fn run_pass(
     report: &mut ReconcileReport,
 ) -> Result<Checkpoint, StoreError> {
     let shared = Mutex::new((checkpoint.clone(), ReconcileReport::default()));
+    // The change log lists a user once per stream batch that changed them, in any of the
+    // hour's shards: a busy user is in many items. One visit per pass is enough.
+    let visited = std::sync::Mutex::new(std::collections::HashSet::new());
     let parts = checkpoint
         .parts
         .iter()
@@ -387,11 +390,10 @@ async fn run_pass(
             PartState::Pending(cursor) => Some((i, set.clone(), cursor.clone())),
             PartState::Done => None,
         });
-    let results =
-        join_all(parts.map(|(i, set, cursor)| {
-            run_partition(store, index, name, &shared, i, set, cursor, run)
-        }))
-        .await;
+    let results = join_all(parts.map(|(i, set, cursor)| {
+        run_partition(store, index, name, &shared, &visited, i, set, cursor, run)
+    }))
+    .await;
     let (checkpoint, found) = shared.into_inner();
     report.add(&found);
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -405,6 +407,7 @@ async fn run_partition(
     index: &dyn UserIndex,
     name: Option<&str>,
     shared: &Mutex<(Checkpoint, ReconcileReport)>,
+    visited: &std::sync::Mutex<std::collections::HashSet<UserKey>>,
     part: usize,
     set: UserSet,
     mut cursor: Option<String>,
@@ -420,7 +423,15 @@ async fn run_partition(
             ..ReconcileReport::default()
         };
         for user in &page.users {
-            reconcile_counted(store, user, &run.policy, &mut found).await;
+            // A full Scan lists each user once; keeping them would only cost memory.
+            let first = matches!(set, UserSet::Segment { .. })
+                || visited
+                    .lock()
+                    .map(|mut v| v.insert(user.clone()))
+                    .unwrap_or(true);
+            if first {
+                reconcile_counted(store, user, &run.policy, &mut found).await;
+            }
         }
         cursor = page.next;
         let mut guard = shared.lock().await;
@@ -689,6 +700,48 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((r.users, r.complete), (0, true));
+    }
+
+    /// The change log lists a busy user in many items, across the hour's shards: one visit
+    /// per pass all the same.
+    #[tokio::test]
+    async fn a_user_logged_in_every_shard_is_visited_once_a_pass() {
+        struct EveryShard(InMemoryInbox);
+        #[async_trait::async_trait]
+        impl UserIndex for EveryShard {
+            async fn users_page(
+                &self,
+                set: &UserSet,
+                cursor: Option<String>,
+            ) -> Result<crate::ports::UsersPage, StoreError> {
+                match set {
+                    UserSet::Changed { .. } => Ok(crate::ports::UsersPage {
+                        users: vec![user(1), user(1)],
+                        next: None,
+                    }),
+                    other => self.0.users_page(other, cursor).await,
+                }
+            }
+            async fn load_checkpoint(&self, name: &str) -> Result<Option<String>, StoreError> {
+                self.0.load_checkpoint(name).await
+            }
+            async fn save_checkpoint(&self, name: &str, json: &str) -> Result<(), StoreError> {
+                self.0.save_checkpoint(name, json).await
+            }
+        }
+        let index = EveryShard(InMemoryInbox::default());
+        let store = InMemoryInbox::default();
+        seed(&store, 2).await;
+        let run = Run {
+            mode: Mode::Changed,
+            deadline: Instant::now() + Duration::from_secs(60),
+            now: "2026-11-29T11:30:00Z".parse().unwrap(),
+            policy: BackoffPolicy::default(),
+        };
+        let r = reconcile(&store, &index, run).await.unwrap();
+        // One completed hour and one open: two passes, one visit each.
+        assert_eq!((r.hours.len(), r.open_hours.len()), (1, 1));
+        assert_eq!(r.users, 2, "{r:?}");
     }
 
     /// Regression: every write moves the mark to the hour of the write, so a user written in
