@@ -49,6 +49,12 @@ pub struct Stack {
     pub streams: BTreeMap<String, String>,
 }
 
+/// The name prefix of the stack `cargo xtask dev` provisions (`herald-NotificationsQueue`, …).
+pub const DEV_PREFIX: &str = "herald";
+
+/// Variables that name the stack's Cognito user pool, which the local stack does not make.
+pub const COGNITO_VARS: &[&str] = &["CONSOLE_AUTH_DOMAIN", "CONSOLE_CLIENT_ID", "OPERATOR_GROUP"];
+
 impl Stack {
     /// Creates every resource of `template` in the emulator at `endpoint`, names prefixed.
     /// `overrides` replace parameter defaults (like `--parameter-overrides`).
@@ -123,10 +129,16 @@ impl Stack {
             .ok_or_else(|| anyhow!("{v:?} resolves to no value"))
     }
 
-    /// The environment the template gives a function, resolved to local resources.
+    /// The environment the template gives a function, resolved to local resources (but
+    /// [`COGNITO_VARS`]).
     pub fn function_vars(&self, logical_id: &str) -> Result<Vars> {
         let mut vars = BTreeMap::new();
         for (k, v) in self.template.function_env(logical_id)? {
+            // The local stack signs in with its own issuer, not a Cognito user pool: the
+            // console takes a local token, and no group grants scopes.
+            if COGNITO_VARS.contains(&k.as_str()) {
+                continue;
+            }
             // AWS::NoValue drops the variable, as CloudFormation does.
             let value = resolve(&self.template, &v, &|i| self.lookup(i))
                 .with_context(|| format!("{logical_id}: {k}"))?;

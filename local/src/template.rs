@@ -224,7 +224,7 @@ pub fn resolve(
 }
 
 /// The string of a `!Sub` in its one-argument form (short or long).
-fn sub_text(v: &Value) -> Option<String> {
+pub fn sub_text(v: &Value) -> Option<String> {
     match v {
         Value::Tagged(tagged) if tagged.tag.to_string().trim_start_matches('!') == "Sub" => {
             tagged.value.as_str().map(str::to_owned)

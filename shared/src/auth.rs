@@ -30,10 +30,20 @@ pub enum Scope {
     Contacts,
     /// Any user's inbox: unread counts, messages, read marks.
     Inbox,
+    /// The stack's dead-letter queues: list them, read their messages, redrive them. The
+    /// queues are the stack's, not a tenant's: an operator's scope, for nobody a tenant
+    /// controls.
+    DeadLetters,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Send, Scope::Campaigns, Scope::Contacts, Scope::Inbox];
+    pub const ALL: [Scope; 5] = [
+        Scope::Send,
+        Scope::Campaigns,
+        Scope::Contacts,
+        Scope::Inbox,
+        Scope::DeadLetters,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +51,7 @@ impl Scope {
             Scope::Campaigns => "herald/campaigns",
             Scope::Contacts => "herald/contacts",
             Scope::Inbox => "herald/inbox",
+            Scope::DeadLetters => "herald/dead-letters",
         }
     }
 }
@@ -55,7 +66,13 @@ pub struct AuthSettings {
     pub user_claim: String,
     /// `DEFAULT_TENANT`: the one tenant when `TENANT_CLAIM` is empty.
     pub default_tenant: TenantId,
+    /// `OPERATOR_GROUP`: members of this Cognito group (the `cognito:groups` claim of an ID
+    /// token, as the console's sign-in gets) hold every scope. Unset: no group grants any.
+    pub operator_group: Option<String>,
 }
+
+/// The claim Cognito lists a user's groups in.
+pub const GROUPS_CLAIM: &str = "cognito:groups";
 
 pub const DEFAULT_TENANT_CLAIM: &str = "custom:tenant";
 
@@ -70,6 +87,10 @@ impl AuthSettings {
             tenant_claim,
             user_claim: vars.optional("USER_CLAIM").unwrap_or_else(|| "sub".into()),
             default_tenant: vars.default_tenant()?,
+            operator_group: vars
+                .optional("OPERATOR_GROUP")
+                .map(|g| g.trim().to_owned())
+                .filter(|g| !g.is_empty()),
         })
     }
 
@@ -89,10 +110,20 @@ impl AuthSettings {
                 })?
             }
         };
+        let operator = self.operator_group.as_deref().is_some_and(|group| {
+            token
+                .claims
+                .get(GROUPS_CLAIM)
+                .is_some_and(|groups| claim_list(groups).any(|g| g == group))
+        });
         Ok(Caller {
             tenant,
             subject: token.claims.get(&self.user_claim).cloned(),
-            scopes: token.scopes(),
+            scopes: if operator {
+                Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect()
+            } else {
+                token.scopes()
+            },
         })
     }
 }
@@ -115,15 +146,17 @@ impl VerifiedToken {
         ["scope", "scp"]
             .iter()
             .filter_map(|name| self.claims.get(*name))
-            .flat_map(|raw| {
-                raw.split(|c: char| c.is_whitespace() || c == ',')
-                    .map(|s| s.trim_matches(|c| c == '[' || c == ']' || c == '"'))
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|raw| claim_list(raw).map(str::to_owned).collect::<Vec<_>>())
             .collect()
     }
+}
+
+/// The items of a list claim as API Gateway hands it over: space separated (OAuth 2.0's
+/// `scope`), or an array flattened to `[a b]` (or `["a","b"]`).
+fn claim_list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(|c: char| c.is_whitespace() || c == ',')
+        .map(|s| s.trim_matches(|c| c == '[' || c == ']' || c == '"'))
+        .filter(|s| !s.is_empty())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for VerifiedToken {
@@ -310,6 +343,39 @@ mod tests {
             ..token(&[("custom:tenant", "t")])
         };
         assert!(s.caller(&from_context).unwrap().has(Scope::Campaigns));
+    }
+
+    #[test]
+    fn members_of_the_operator_group_hold_every_scope_and_nobody_else_does() {
+        let mut vars = Vars::default();
+        vars.0
+            .insert("OPERATOR_GROUP".into(), "herald-operators".into());
+        let s = AuthSettings::from_vars(&vars).unwrap();
+        // Cognito's ID token lists groups as an array, which API Gateway flattens.
+        let operator = s
+            .caller(&token(&[
+                ("custom:tenant", "t"),
+                ("sub", "ops-1"),
+                ("cognito:groups", "[support herald-operators]"),
+            ]))
+            .unwrap();
+        assert!(Scope::ALL.iter().all(|scope| operator.has(*scope)));
+        assert_eq!(operator.tenant.as_str(), "t");
+        let other_group = s
+            .caller(&token(&[
+                ("custom:tenant", "t"),
+                ("cognito:groups", "[herald-operators-old]"),
+            ]))
+            .unwrap();
+        assert!(!other_group.has(Scope::DeadLetters));
+        // Without OPERATOR_GROUP, a group grants nothing.
+        let unset = settings(None)
+            .caller(&token(&[
+                ("custom:tenant", "t"),
+                ("cognito:groups", "[herald-operators]"),
+            ]))
+            .unwrap();
+        assert!(Scope::ALL.iter().all(|scope| !unset.has(*scope)));
     }
 
     #[test]

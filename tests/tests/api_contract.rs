@@ -63,6 +63,14 @@ async fn every_documented_route_is_served() {
         },
         workflows: Arc::new(herald::fake::InMemoryWorkflows::default()),
         caps: Arc::new(herald::fake::InMemoryWorkflows::default()),
+        dead_letters: inbox_api::dead_letters::DeadLetterQueues {
+            queues: vec![inbox_api::dead_letters::NamedDeadLetterQueue {
+                name: "notifications".into(),
+                queue: Arc::new(herald::fake::InMemoryDeadLetters::default()),
+            }],
+            clock: Arc::new(herald::ports::SystemClock),
+        },
+        console: Default::default(),
     });
     let ingest = Arc::new(ingest::Deps {
         queue: Arc::new(herald::fake::RecordingQueue::default()),

@@ -90,7 +90,8 @@ fn uri(op: &Operation) -> String {
         .replace("{room}", "r1")
         .replace("{id}", "victim-n1")
         .replace("{token}", "victim-device-token")
-        .replace("{name}", "victim-workflow");
+        .replace("{name}", "victim-workflow")
+        .replace("{queue}", "notifications");
     // Lifting names the address: the victim's, suppressed for t1.
     if (op.method.as_str(), op.path.as_str()) == ("DELETE", "/v1/suppressions") {
         return format!("{path}?address={}", VICTIM_EMAIL.replace('@', "%40"));
@@ -113,6 +114,9 @@ fn body(op: &Operation) -> Option<Value> {
         ("PUT" | "PATCH", _) => Some(json!({"email": "attacker@evil.example"})),
         ("POST", "/v1/campaigns") => Some(json!({"name": "phish", "title": "Pay here",
             "body": "phish", "channels": ["inbox"], "audience": {"users": ["u1"]}, "send_at": "now"})),
+        // An audience file of one user (the body as it is, here a line `"u1"`).
+        ("POST", "/v1/audiences") => Some(json!("u1")),
+        ("POST", "/v1/dead-letters/{queue}/redrive") => Some(json!({"all": true})),
         // One line of a Pinpoint export.
         ("POST", "/v1/contacts/import") => Some(json!({"ChannelType": "EMAIL",
             "Address": "attacker@evil.example", "User": {"UserId": "u1"}})),

@@ -68,7 +68,13 @@ async fn serve(
     chaos: Option<local::chaos::Chaos>,
 ) -> Result<()> {
     herald::telemetry::init_tracing();
-    let stack = Stack::provision(endpoint, "herald", Template::project()?, &[]).await?;
+    let stack = Stack::provision(
+        endpoint,
+        local::stack::DEV_PREFIX,
+        Template::project()?,
+        &[],
+    )
+    .await?;
     // After provisioning: faults meet herald's calls, not the setup's.
     if let Some(chaos) = &chaos {
         local::chaos::set(endpoint, chaos)?;
@@ -155,7 +161,9 @@ async fn serve(
          curl localhost:{http_port}/v1/users/u1/messages -H \"Authorization: Bearer $USER_TOKEN\"\n  \
          cargo xtask outbox{outbox_endpoint}   # what herald sent (or http://{addr}/outbox)\n\n\
          The live feed: ws://{addr}/live?token=$USER_TOKEN; a demo inbox that updates itself:\n  \
-         echo \"http://{addr}/demo#user=u1&token=$USER_TOKEN\"   # open it in a browser\n\nCtrl-C stops everything."
+         echo \"http://{addr}/demo#user=u1&token=$USER_TOKEN\"   # open it in a browser\n\n\
+         The operator console (campaigns, dead letters, look-ups), signed in with the service token:\n  \
+         echo \"http://{addr}/console#token=$SERVICE\"   # open it in a browser\n\nCtrl-C stops everything."
     );
     stop_requested().await?;
     eprintln!("\nstopping...");

@@ -81,11 +81,13 @@ pub fn run() -> Result<()> {
         "<== docs: {ran} block(s) ran as documented in {:.1?}",
         started_docs.elapsed()
     );
-    eprintln!("\n==> browser: the live feed's demo page in Chromium, on the same stack");
-    let started_browser = Instant::now();
-    crate::browser::run_against(&root, &stack, None)?;
     eprintln!(
-        "<== browser: the badge moved without a reload and agrees with the API in {:.1?}",
+        "\n==> browser: the live feed's demo page and the console in Chromium, on the same stack"
+    );
+    let started_browser = Instant::now();
+    crate::browser::run_against(&root, &stack, &crate::browser::Args::default())?;
+    eprintln!(
+        "<== browser: the badge moved without a reload; the console ran, cancelled, redrove and looked up, in {:.1?}",
         started_browser.elapsed()
     );
     eprintln!("\n==> contract: requests generated from openapi.yaml against the local stack");

@@ -108,11 +108,81 @@ pub fn routes(deps: Arc<CampaignDeps>) -> Router {
     Router::new()
         .route("/v1/campaigns", get(list).post(create))
         .route("/v1/campaigns/{id}", get(read).delete(cancel))
+        .route(
+            "/v1/audiences",
+            axum::routing::post(upload_audience)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
         .method_not_allowed_fallback(herald::http::method_not_allowed)
         // 10,000 inline ids of up to 128 characters, and the rest of the body.
         .layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024))
         .layer(axum::middleware::map_response(herald::http::problem_json))
         .with_state(deps)
+}
+
+/// The largest audience file the API takes (API Gateway and Lambda bound a request's body
+/// near 6 MB): about 400,000 user ids. Larger files go to the bucket directly.
+pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
+/// A file name as the upload keeps it: what a browser's file picker gives, within reason.
+const MAX_UPLOAD_NAME: usize = 100;
+
+/// `POST /v1/audiences?name=users.csv` with the file as the body (one user id a line, or a
+/// CSV with a `user_id` column): stores it under the tenant's prefix of the AudienceBucket
+/// and answers `201 {"s3", "bytes", "users_estimate"}`; `s3` is what a campaign's
+/// `audience.s3` takes. The console's upload, and any script's.
+async fn upload_audience(
+    State(deps): State<Arc<CampaignDeps>>,
+    token: VerifiedToken,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = deps.tenant(&token)?;
+    let name = query
+        .get("name")
+        .map(String::as_str)
+        .unwrap_or("audience.csv");
+    let plain = !name.is_empty()
+        && name.chars().count() <= MAX_UPLOAD_NAME
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !plain {
+        return Err(FieldError::new(
+            "invalid_value",
+            "name",
+            format!(
+                "name is 1-{MAX_UPLOAD_NAME} letters, digits, '.', '-' or '_', not starting with '.'"
+            ),
+        )
+        .into());
+    }
+    if body.is_empty() {
+        return Err(FieldError::body("invalid_body", "the file is empty").into());
+    }
+    // Upload order within the tenant's prefix, and never over another upload.
+    let key = format!(
+        "{tenant}/uploads/{}-{name}",
+        herald::domain::ids::NotificationId::generate()
+            .as_str()
+            .to_ascii_lowercase()
+    );
+    let bytes = body.len();
+    // Lines, less a CSV's header.
+    let header = u64::from(herald::domain::campaign::audience_header(&body).is_some());
+    let estimate = herald::domain::campaign::audience::estimate_users(&body, body.len() as u64)
+        .saturating_sub(header);
+    deps.audiences
+        .upload(&deps.audience_bucket, &key, body.to_vec())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "s3": format!("s3://{}/{key}", deps.audience_bucket),
+            "bytes": bytes,
+            "users_estimate": estimate,
+        })),
+    ))
 }
 
 /// `POST /v1/campaigns`: validates, stores the campaign (and an inline audience), then

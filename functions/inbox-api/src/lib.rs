@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 pub mod campaigns;
+pub mod console;
 pub mod contacts;
+pub mod dead_letters;
 pub mod devices;
 pub mod import;
 mod inbox;
@@ -74,6 +76,10 @@ pub struct Config {
     pub marketing_default: bool,
     /// The SNS platform applications devices are registered on.
     pub push_apps: devices::PushApps,
+    /// The stack's dead-letter queues and their sources.
+    pub dead_letters: dead_letters::DeadLetterConfig,
+    /// How the console signs operators in.
+    pub console: console::ConsoleConfig,
 }
 
 impl Config {
@@ -86,6 +92,8 @@ impl Config {
             unsubscribe_secret: vars.required("UNSUBSCRIBE_SECRET_ARN")?,
             marketing_default: marketing_default(vars)?,
             push_apps: devices::PushApps::from_vars(vars),
+            dead_letters: dead_letters::DeadLetterConfig::from_vars(vars)?,
+            console: console::ConsoleConfig::from_vars(vars),
         })
     }
 }
@@ -145,11 +153,16 @@ pub struct Deps {
     /// The tenant's named workflows and frequency caps (the directory table).
     pub workflows: Arc<dyn Workflows>,
     pub caps: Arc<dyn FrequencyCaps>,
+    /// The stack's dead-letter queues, for its operators.
+    pub dead_letters: dead_letters::DeadLetterQueues,
+    /// What the console's page is told about signing in.
+    pub console: console::ConsoleConfig,
 }
 
 impl Deps {
     pub fn from_aws(config: &Config, aws: &aws_config::SdkConfig) -> Self {
         let ddb = aws_sdk_dynamodb::Client::new(aws);
+        let sqs = aws_sdk_sqs::Client::new(aws);
         let rules = Arc::new(herald::aws::workflows::DynamoWorkflows::new(
             ddb.clone(),
             &config.directory_table,
@@ -187,6 +200,23 @@ impl Deps {
                 &config.unsubscribe_secret,
             )),
             marketing_default: config.marketing_default,
+            dead_letters: dead_letters::DeadLetterQueues {
+                queues: config
+                    .dead_letters
+                    .queues
+                    .iter()
+                    .map(|(name, dlq, source)| dead_letters::NamedDeadLetterQueue {
+                        name: name.clone(),
+                        queue: Arc::new(herald::aws::sqs::SqsDeadLetterQueue::new(
+                            sqs.clone(),
+                            dlq,
+                            source,
+                        )),
+                    })
+                    .collect(),
+                clock: Arc::new(herald::ports::SystemClock),
+            },
+            console: config.console.clone(),
         }
     }
 
@@ -203,15 +233,18 @@ pub fn app(deps: Arc<Deps>, campaign_deps: Arc<campaigns::CampaignDeps>) -> Rout
         .fallback(not_found)
 }
 
-/// The routes without a token: the signed unsubscribe link. `GET` shows a confirmation
-/// page (link scanners fetch links; a GET must change nothing), `POST` is RFC 8058's
-/// one-click unsubscribe that mail providers send.
+/// The routes without a token: the signed unsubscribe link (`GET` shows a confirmation
+/// page: link scanners fetch links, and a GET must change nothing; `POST` is RFC 8058's
+/// one-click unsubscribe that mail providers send), and the console's static page, which
+/// signs in and calls the API with the operator's token.
 pub fn public_routes(deps: Arc<Deps>) -> Router {
     Router::new()
         .route(
             "/v1/unsubscribe",
             get(unsubscribe::unsubscribe_page).post(unsubscribe::unsubscribe),
         )
+        .route("/console", get(console::index))
+        .route("/console/{file}", get(console::file))
         .method_not_allowed_fallback(herald::http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::map_response(herald::http::problem_json))
@@ -262,6 +295,12 @@ pub fn routes(deps: Arc<Deps>) -> Router {
         .route(
             "/v1/frequency-caps",
             get(workflows::get_caps).put(workflows::put_caps),
+        )
+        .route("/v1/dead-letters", get(dead_letters::list_queues))
+        .route("/v1/dead-letters/{queue}", get(dead_letters::list_messages))
+        .route(
+            "/v1/dead-letters/{queue}/redrive",
+            post(dead_letters::redrive),
         )
         .method_not_allowed_fallback(herald::http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(

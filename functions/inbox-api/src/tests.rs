@@ -25,6 +25,12 @@ fn test_push_apps() -> crate::devices::PushApps {
 }
 
 fn deps() -> (Arc<Deps>, Arc<InMemoryInbox>) {
+    deps_with(crate::dead_letters::DeadLetterQueues::none())
+}
+
+fn deps_with(
+    dead_letters: crate::dead_letters::DeadLetterQueues,
+) -> (Arc<Deps>, Arc<InMemoryInbox>) {
     let inbox = Arc::new(InMemoryInbox::default());
     let directory = Arc::new(InMemoryDirectory::default());
     let deps = Arc::new(Deps {
@@ -41,6 +47,8 @@ fn deps() -> (Arc<Deps>, Arc<InMemoryInbox>) {
         push_apps: test_push_apps(),
         workflows: Arc::new(herald::fake::InMemoryWorkflows::default()),
         caps: Arc::new(herald::fake::InMemoryWorkflows::default()),
+        dead_letters,
+        console: Default::default(),
     });
     (deps, inbox)
 }
@@ -265,6 +273,8 @@ async fn a_contact_write_that_meets_another_transaction_is_retried() {
             push_apps: test_push_apps(),
             workflows: Arc::new(herald::fake::InMemoryWorkflows::default()),
             caps: Arc::new(herald::fake::InMemoryWorkflows::default()),
+            dead_letters: crate::dead_letters::DeadLetterQueues::none(),
+            console: Default::default(),
         })
     };
     let body = json!({"email": "a@b.co"});
@@ -297,6 +307,8 @@ async fn a_concurrent_contact_write_is_not_lost() {
         push_apps: test_push_apps(),
         workflows: Arc::new(herald::fake::InMemoryWorkflows::default()),
         caps: Arc::new(herald::fake::InMemoryWorkflows::default()),
+        dead_letters: crate::dead_letters::DeadLetterQueues::none(),
+        console: Default::default(),
     });
     let (status, body) = call(
         &deps,
@@ -964,4 +976,252 @@ async fn a_tenant_sets_and_reads_its_frequency_caps() {
     let user = &[("custom:tenant", "t1"), ("sub", "u1")][..];
     let (status, _) = call_as(&deps, user, "PUT", "/v1/frequency-caps", Some(caps)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+fn dead_letter(
+    id: &str,
+    reason: Option<&str>,
+    sent_at: jiff::Timestamp,
+) -> herald::ports::DeadLetter {
+    herald::ports::DeadLetter {
+        message_id: id.into(),
+        body: format!("{{\"id\":\"{id}\"}}"),
+        reason: reason.map(str::to_owned),
+        sent_at: Some(sent_at),
+        receive_count: 1,
+        attributes: vec![("campaign".into(), "c1".into())],
+    }
+}
+
+/// Two DLQs, the first holding three messages sent 30, 20 and 10 minutes before the clock.
+fn dead_letter_deps() -> (Arc<Deps>, Arc<herald::fake::InMemoryDeadLetters>) {
+    let now: jiff::Timestamp = "2026-12-06T09:00:00Z".parse().unwrap();
+    let minutes = |m: i64| now - jiff::SignedDuration::from_mins(m);
+    let notifications = Arc::new(herald::fake::InMemoryDeadLetters::holding(vec![
+        dead_letter(
+            "m-1",
+            Some("invalid notification: missing field `user_id`"),
+            minutes(30),
+        ),
+        dead_letter("m-2", None, minutes(20)),
+        dead_letter("m-3", Some("unknown workflow"), minutes(10)),
+    ]));
+    let queues = crate::dead_letters::DeadLetterQueues {
+        queues: vec![
+            crate::dead_letters::NamedDeadLetterQueue {
+                name: "notifications".into(),
+                queue: notifications.clone(),
+            },
+            crate::dead_letters::NamedDeadLetterQueue {
+                name: "delivery".into(),
+                queue: Arc::new(herald::fake::InMemoryDeadLetters::default()),
+            },
+        ],
+        clock: Arc::new(herald::fake::FixedClock(now)),
+    };
+    (deps_with(queues).0, notifications)
+}
+
+const OPERATOR: &[(&str, &str)] = &[
+    ("custom:tenant", "t1"),
+    ("sub", "ops"),
+    ("scope", "herald/dead-letters"),
+];
+
+#[tokio::test]
+async fn dead_letter_queues_show_their_depth_and_oldest_age() {
+    let (deps, _) = dead_letter_deps();
+    let (status, answer) = call_as(&deps, OPERATOR, "GET", "/v1/dead-letters", None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["queues"][0]["queue"], "notifications");
+    assert_eq!(answer["queues"][0]["messages"], 3);
+    assert_eq!(answer["queues"][0]["oldest_age_seconds"], 1800);
+    assert_eq!(answer["queues"][1]["messages"], 0);
+    assert_eq!(answer["queues"][1]["oldest_age_seconds"], Value::Null);
+
+    let (status, answer) = call_as(
+        &deps,
+        OPERATOR,
+        "GET",
+        "/v1/dead-letters/notifications?limit=2",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let messages = answer["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["id"], "m-1");
+    assert_eq!(
+        messages[0]["reason"],
+        "invalid notification: missing field `user_id`"
+    );
+    assert_eq!(messages[0]["age_seconds"], 1800);
+    assert_eq!(messages[1]["reason"], Value::Null);
+    assert_eq!(answer["depth"]["messages"], 3);
+}
+
+#[tokio::test]
+async fn dead_letters_need_the_operator_scope_and_a_known_queue() {
+    let (deps, queue) = dead_letter_deps();
+    // Every other scope of a service token: still 403, and nothing moves.
+    let (status, answer) = call(&deps, "GET", "/v1/dead-letters", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, _) = call(
+        &deps,
+        "POST",
+        "/v1/dead-letters/notifications/redrive",
+        Some(json!({"all": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let user = &[("custom:tenant", "t1"), ("sub", "u1")];
+    let (status, _) = call_as(&deps, user, "GET", "/v1/dead-letters/notifications", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, answer) = call_as(&deps, OPERATOR, "GET", "/v1/dead-letters/nowhere", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let (status, answer) = call_as(
+        &deps,
+        OPERATOR,
+        "GET",
+        "/v1/dead-letters/notifications?limit=51",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["field"], "limit");
+    let (status, answer) = call_as(
+        &deps,
+        OPERATOR,
+        "POST",
+        "/v1/dead-letters/notifications/redrive",
+        Some(json!({"ids": ["m 1"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["field"], "ids[0]");
+    assert_eq!(queue.letters.lock().unwrap().len(), 3);
+    assert!(queue.source.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_redrive_moves_the_chosen_messages_back_with_their_attributes_but_not_the_reason() {
+    let (deps, queue) = dead_letter_deps();
+    let (status, answer) = call_as(
+        &deps,
+        OPERATOR,
+        "POST",
+        "/v1/dead-letters/notifications/redrive",
+        Some(json!({"ids": ["m-3", "m-9"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["moved"], json!(["m-3"]));
+    assert_eq!(answer["not_found"], json!(["m-9"]));
+    assert_eq!(answer["remaining"], 2);
+    let sent = queue.source.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body, "{\"id\":\"m-3\"}");
+    assert_eq!(
+        sent[0].attributes,
+        vec![("campaign".to_owned(), "c1".to_owned())]
+    );
+
+    let (status, answer) = call_as(
+        &deps,
+        OPERATOR,
+        "POST",
+        "/v1/dead-letters/notifications/redrive",
+        Some(json!({"all": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["moved"], json!(["m-1", "m-2"]));
+    assert_eq!(answer["remaining"], 0);
+    assert!(queue.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_console_is_served_without_a_token_and_says_how_to_sign_in() {
+    let (deps, _) = deps();
+    let router = crate::public_routes(deps);
+    let get = |uri: &str| {
+        router
+            .clone()
+            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+    };
+    let page = get("/console").await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    let html = axum::body::to_bytes(page.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&html).contains("/console/app.js"));
+    let script = get("/console/app.js").await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let config = get("/console/config.json").await.unwrap();
+    let config: Value = serde_json::from_slice(
+        &axum::body::to_bytes(config.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    // No hosted UI configured: the page asks for a token.
+    assert_eq!(config["sign_in"], Value::Null);
+    assert_eq!(
+        get("/console/secrets.txt").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/console/..%2Fmain.rs").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn with_the_stacks_user_pool_the_console_signs_in_through_its_hosted_ui() {
+    let (plain, _) = deps();
+    let mut deps = Arc::try_unwrap(plain).ok().unwrap();
+    let mut vars = Vars::default();
+    vars.0.insert(
+        "CONSOLE_AUTH_DOMAIN".into(),
+        "https://herald-1.auth.eu-west-1.amazoncognito.com/".into(),
+    );
+    vars.0.insert("CONSOLE_CLIENT_ID".into(), "client-1".into());
+    deps.console = crate::console::ConsoleConfig::from_vars(&vars);
+    let response = crate::public_routes(Arc::new(deps))
+        .oneshot(
+            Request::builder()
+                .uri("/console/config.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.contains("connect-src 'self' https://herald-1.auth.eu-west-1.amazoncognito.com;"),
+        "{policy}"
+    );
+    let config: Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["sign_in"]["authorize_url"],
+        "https://herald-1.auth.eu-west-1.amazoncognito.com/oauth2/authorize"
+    );
+    assert_eq!(config["sign_in"]["client_id"], "client-1");
 }

@@ -99,6 +99,20 @@ impl S3Audiences {
 
 #[async_trait]
 impl AudienceFiles for S3Audiences {
+    async fn upload(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("text/csv; charset=utf-8")
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
     async fn inspect(&self, bucket: &str, key: &str) -> Result<Option<AudienceFile>, StoreError> {
         let head = self
             .client

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
-    MessageSystemAttributeValue, SendMessageBatchRequestEntry,
+    MessageSystemAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 
@@ -18,7 +18,10 @@ use crate::consumer::{
     QueueBinding, QueueConfig, QueueMessage, DLQ_REASON_ATTRIBUTE, DLQ_SOURCE_ATTRIBUTE,
 };
 use crate::domain::backoff::BackoffPolicy;
-use crate::ports::{OutgoingMessage, QueueError, QueueSender, SourceQueue};
+use crate::ports::{
+    DeadLetter, DeadLetterDepth, DeadLetterQueue, OutgoingMessage, QueueError, QueueSender,
+    RedriveFailure, RedriveSelection, Redriven, SourceQueue,
+};
 
 /// SQS's limit on entries per batch call.
 pub const MAX_BATCH: usize = 10;
@@ -293,6 +296,193 @@ fn truncate(text: &str, max: usize) -> String {
         .take_while(|(i, c)| i + c.len_utf8() <= max)
         .map(|(_, c)| c)
         .collect()
+}
+
+/// Seconds a listing keeps the messages it read hidden, so that its next receive gives
+/// others; they are made visible again before the listing answers.
+const LIST_HOLD_SECONDS: i32 = 20;
+/// Seconds a redrive keeps the messages it read hidden while it moves them.
+const REDRIVE_HOLD_SECONDS: i32 = 60;
+/// How many messages a redrive of chosen ids looks through at most.
+pub const REDRIVE_SCAN: usize = 100;
+
+/// A dead-letter queue in SQS and the source queue its messages go back to.
+#[derive(Debug, Clone)]
+pub struct SqsDeadLetterQueue {
+    client: Client,
+    dlq_url: String,
+    source: SqsSender,
+}
+
+impl SqsDeadLetterQueue {
+    pub fn new(client: Client, dlq_url: impl Into<String>, source_url: impl Into<String>) -> Self {
+        Self {
+            source: SqsSender::new(client.clone(), source_url),
+            dlq_url: dlq_url.into(),
+            client,
+        }
+    }
+
+    /// Up to `max` messages, ten per call, each hidden for `hold` seconds; stops at the first
+    /// receive that gives nothing.
+    async fn take(&self, max: usize, hold: i32) -> Result<Vec<Message>, QueueError> {
+        let mut taken: Vec<Message> = Vec::new();
+        while taken.len() < max {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages((max - taken.len()).min(MAX_BATCH) as i32)
+                // A short wait asks every SQS server, so a nearly empty queue still answers.
+                .wait_time_seconds(1)
+                .visibility_timeout(hold)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(|e| QueueError::Call(call_error(e)))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            taken.extend(messages);
+        }
+        Ok(taken)
+    }
+
+    /// Makes messages taken and not moved visible again at once.
+    async fn release(&self, messages: &[&Message]) {
+        let handles: Vec<QueueMessage> = messages
+            .iter()
+            .map(|m| QueueMessage::from((*m).clone()))
+            .collect();
+        let retries: Vec<(&QueueMessage, Duration)> =
+            handles.iter().map(|m| (m, Duration::ZERO)).collect();
+        self.as_source().change_visibility(&retries).await;
+    }
+
+    /// The DLQ seen as a consumer's queue, for its acks.
+    fn as_source(&self) -> SqsSourceQueue {
+        SqsSourceQueue {
+            client: self.client.clone(),
+            queue_url: self.dlq_url.clone(),
+            dlq: self.source.clone(),
+        }
+    }
+}
+
+/// A received DLQ message as an operator sees it.
+fn as_dead_letter(m: &Message) -> DeadLetter {
+    let attributes: Vec<(String, String)> = m
+        .message_attributes()
+        .map(|attributes| {
+            attributes
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let system = m.attributes();
+    DeadLetter {
+        message_id: m.message_id().unwrap_or_default().to_owned(),
+        body: m.body().unwrap_or_default().to_owned(),
+        reason: attributes
+            .iter()
+            .find(|(name, _)| name == DLQ_REASON_ATTRIBUTE)
+            .map(|(_, value)| value.clone()),
+        sent_at: system
+            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
+        receive_count: system
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1),
+        attributes: crate::domain::dead_letter::carried_back(&attributes),
+    }
+}
+
+#[async_trait]
+impl DeadLetterQueue for SqsDeadLetterQueue {
+    async fn depth(&self) -> Result<DeadLetterDepth, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.dlq_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| QueueError::Call(call_error(e)))?;
+        let count = |name: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(DeadLetterDepth {
+            messages: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        })
+    }
+
+    async fn list(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let taken = self.take(max, LIST_HOLD_SECONDS).await?;
+        let listed = taken.iter().map(as_dead_letter).collect();
+        self.release(&taken.iter().collect::<Vec<_>>()).await;
+        Ok(listed)
+    }
+
+    async fn redrive(&self, selection: &RedriveSelection) -> Result<Redriven, QueueError> {
+        let scan = match selection {
+            RedriveSelection::All { max } => *max,
+            RedriveSelection::Chosen(_) => REDRIVE_SCAN,
+        };
+        let taken = self.take(scan, REDRIVE_HOLD_SECONDS).await?;
+        let letters: Vec<DeadLetter> = taken.iter().map(as_dead_letter).collect();
+        let plan = crate::domain::dead_letter::plan_redrive(&letters, selection);
+        let outgoing: Vec<OutgoingMessage> = plan
+            .moved
+            .iter()
+            .map(|&i| OutgoingMessage {
+                id: letters[i].message_id.clone(),
+                body: letters[i].body.clone(),
+                attributes: letters[i].attributes.clone(),
+                delay_seconds: None,
+                trace_header: None,
+            })
+            .collect();
+        let sent = self.source.send(&outgoing).await;
+        let mut done = Redriven {
+            not_found: plan.not_found,
+            ..Redriven::default()
+        };
+        let mut delete = Vec::new();
+        let mut release: Vec<&Message> = plan.left.iter().map(|&i| &taken[i]).collect();
+        for (&i, result) in plan.moved.iter().zip(sent) {
+            match result {
+                Ok(()) => {
+                    done.moved.push(letters[i].message_id.clone());
+                    delete.push(QueueMessage::from(taken[i].clone()));
+                }
+                Err(error) => {
+                    done.failed.push(RedriveFailure {
+                        id: letters[i].message_id.clone(),
+                        error: error.to_string(),
+                    });
+                    release.push(&taken[i]);
+                }
+            }
+        }
+        // Sent first, deleted after: a failed delete leaves a copy in the DLQ, visible again
+        // after the hold, never a message in neither queue.
+        self.as_source()
+            .delete(&delete.iter().collect::<Vec<_>>())
+            .await;
+        self.release(&release).await;
+        Ok(done)
+    }
 }
 
 /// A consumer's binding to its queue in SQS.

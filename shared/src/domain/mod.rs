@@ -6,6 +6,7 @@ pub mod caps;
 pub mod channel;
 pub mod contact;
 pub mod counters;
+pub mod dead_letter;
 pub mod delivery;
 pub mod device;
 pub mod digest;

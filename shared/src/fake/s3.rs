@@ -32,6 +32,15 @@ impl InMemoryAudiences {
 
 #[async_trait]
 impl AudienceFiles for InMemoryAudiences {
+    async fn upload(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
+        let etag = Self::etag(&bytes);
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((bucket.to_owned(), key.to_owned()), bytes);
+        Ok(etag)
+    }
+
     async fn inspect(&self, bucket: &str, key: &str) -> Result<Option<AudienceFile>, StoreError> {
         let at = (bucket.to_owned(), key.to_owned());
         let modified = self

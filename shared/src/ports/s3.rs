@@ -22,6 +22,8 @@ pub trait AudienceFiles: Send + Sync {
         cursor: u64,
         max: usize,
     ) -> Result<AudienceRead, AudienceError>;
+    /// Stores a file (the console's upload); returns its ETag.
+    async fn upload(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<String, StoreError>;
 }
 
 /// Reading an audience file failed.

@@ -78,3 +78,70 @@ pub trait SourceQueue: Send + Sync {
     /// Moves each message to the dead-letter queue with its reason; per message, in order.
     async fn dead_letter(&self, poison: &[(&QueueMessage, &str)]) -> Vec<Result<(), QueueError>>;
 }
+
+/// A message waiting in a dead-letter queue, as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message's id in the DLQ (what a redrive of chosen messages names).
+    pub message_id: String,
+    pub body: String,
+    /// `herald-reason`: why herald dead-lettered it. None: SQS moved it there itself, after
+    /// the source queue's `maxReceiveCount` receives (a consumer that kept failing or timing
+    /// out on it).
+    pub reason: Option<String>,
+    /// When it was sent to the DLQ (SQS's `SentTimestamp`; for a message SQS moved there,
+    /// when it was first sent to its source queue).
+    pub sent_at: Option<jiff::Timestamp>,
+    /// Receives of it in the DLQ (each listing counts one).
+    pub receive_count: u32,
+    /// Its message attributes but herald's own (what goes back with it on a redrive).
+    pub attributes: Vec<(String, String)>,
+}
+
+/// How many messages a DLQ holds (SQS's approximate counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct DeadLetterDepth {
+    /// Waiting to be read.
+    pub messages: u64,
+    /// Received by someone (a listing or a redrive) and not yet visible again.
+    pub in_flight: u64,
+}
+
+/// Which messages a redrive moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveSelection {
+    /// Whatever the DLQ gives, up to this many.
+    All { max: usize },
+    /// These messages, by id (looked for among the first messages the DLQ gives).
+    Chosen(Vec<String>),
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Redriven {
+    /// Ids of the messages now back on the source queue (and gone from the DLQ).
+    pub moved: Vec<String>,
+    /// Chosen ids the DLQ did not give: moved already, or beyond what one call looks at.
+    pub not_found: Vec<String>,
+    /// Messages the source queue refused, with why: left in the DLQ.
+    pub failed: Vec<RedriveFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RedriveFailure {
+    pub id: String,
+    pub error: String,
+}
+
+/// One dead-letter queue and the queue its messages came from. Every call does bounded work:
+/// a listing or a redrive looks at a fixed number of messages at most.
+#[async_trait]
+pub trait DeadLetterQueue: Send + Sync {
+    async fn depth(&self) -> Result<DeadLetterDepth, QueueError>;
+    /// Up to `max` messages, left where they are (visible again when the call returns).
+    async fn list(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+    /// Moves the selected messages back to the source queue: each is sent there first, then
+    /// deleted from the DLQ, so a crash between the two leaves a copy in both, never none
+    /// (herald's consumers take a message twice as once).
+    async fn redrive(&self, selection: &RedriveSelection) -> Result<Redriven, QueueError>;
+}

@@ -412,6 +412,35 @@ mod tests {
         assert_eq!(queues, listed);
     }
 
+    /// The dead-letter routes know every queue pair of the table (`DEAD_LETTER_QUEUES`: the
+    /// name, the DLQ, its source), and inbox-api's role may read each DLQ and send to each
+    /// source: a queue added to the table cannot be missing from the console.
+    #[test]
+    fn the_dead_letter_routes_know_every_queue_pair() {
+        let template = local::template::Template::project().unwrap();
+        let env = template.function_env("InboxApiFunction").unwrap();
+        let listed = local::template::sub_text(&env["DEAD_LETTER_QUEUES"]).unwrap();
+        let expected: Vec<String> = QUEUES
+            .iter()
+            .map(|q| format!("{} ${{{}DLQ}} ${{{}Queue}}", q.label, q.logical, q.logical))
+            .collect();
+        assert_eq!(listed, expected.join(","));
+        let text = std::fs::read_to_string(local::workspace_root().join("template.yaml")).unwrap();
+        let role = text
+            .split("\n  InboxApiRole:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .unwrap();
+        for q in QUEUES {
+            for needed in [
+                format!("!GetAtt {}DLQ.Arn", q.logical),
+                format!("!GetAtt {}Queue.Arn", q.logical),
+            ] {
+                assert!(role.contains(&needed), "InboxApiRole lacks {needed}");
+            }
+        }
+    }
+
     /// A stale section is found and rewritten; text outside the markers is kept.
     #[test]
     fn regenerating_rewrites_only_the_marked_sections() {
