@@ -9,9 +9,9 @@ import * as lookup from './lookup.js';
 
 const routes = [
   [/^#\/campaigns\/new$/, () => campaigns.create],
-  [/^#\/campaigns\/([^/?]+)$/, (m) => (main) => campaigns.detail(main, decodeURIComponent(m[1]))],
+  [/^#\/campaigns\/([^/?]+)$/, (m) => (main, current) => campaigns.detail(main, decodeURIComponent(m[1]), current)],
   [/^#\/campaigns$/, () => campaigns.list],
-  [/^#\/dead-letters\/([a-z-]+)$/, (m) => (main) => deadLetters.queue(main, m[1])],
+  [/^#\/dead-letters\/([a-z-]+)$/, (m) => (main, current) => deadLetters.queue(main, m[1], current)],
   [/^#\/dead-letters$/, () => deadLetters.overview],
   [/^#\/lookup(?:\?(.*))?$/, (m) => (main) => lookup.view(main, new URLSearchParams(m[1] ?? ''))],
 ];
@@ -20,6 +20,9 @@ const main = document.getElementById('main');
 const who = document.getElementById('who');
 let config = { sign_in: null };
 let stop = null;
+// Each render's number: a view that finishes after a newer render started stops what it
+// started and paints nothing.
+let renders = 0;
 // The first view leaves focus where the browser puts it (so Tab starts at the skip link);
 // every later one moves it to its heading, so screen readers announce the new view.
 let rendered = false;
@@ -29,6 +32,7 @@ const focusHeading = () => {
 };
 
 async function render(message) {
+  const mine = ++renders;
   if (stop) {
     stop();
     stop = null;
@@ -58,9 +62,17 @@ async function render(message) {
   }
   const view = route[1](hash.match(route[0]));
   main.replaceChildren(h('p', { text: 'Loading…' }));
+  const current = () => mine === renders;
   try {
-    stop = (await view(main)) ?? null;
+    const stopView = (await view(main, current)) ?? null;
+    if (!current()) {
+      stopView?.();
+      return;
+    }
+    stop = stopView;
   } catch (error) {
+    // A refused token has already brought the sign-in view (a newer render).
+    if (!current()) return;
     main.replaceChildren(h('h1', { tabindex: '-1', text: 'Something went wrong' }), errorBox(error));
   }
   focusHeading();

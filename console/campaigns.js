@@ -81,7 +81,7 @@ export async function create(main) {
     radio('audience', 'file', 'Upload a file', false),
     radio('audience', 's3', 'A file in the audience bucket', false));
   const usersField = field('User ids, one a line', users, { name: 'audience.users', hint: 'At most 10,000; upload a file for more.' });
-  const fileField = field('Audience file', file, { name: 'audience.s3', hint: 'One user id a line, or a CSV with a user_id column; up to 5 MiB.' });
+  const fileField = field('Audience file', file, { name: 'audience.s3', hint: 'One user id a line, or a CSV with a user_id column; up to 4 MiB.' });
   const s3Field = field('S3 URI', s3, { name: 'audience.s3', hint: 'A file under your tenant\'s prefix of the stack\'s AudienceBucket.' });
   const showAudience = () => {
     const kind = audienceKind.querySelector('input:checked').value;
@@ -189,7 +189,7 @@ function progressRows(progress) {
   return rows.map(([label, n]) => h('tr', {}, h('th', { scope: 'row', text: label }), h('td', { class: 'num', text: n ?? 0 })));
 }
 
-export async function detail(main, id) {
+export async function detail(main, id, current = () => true) {
   let campaign = await api('GET', path`/v1/campaigns/${id}`);
   const samples = JSON.parse(sessionStorage.getItem(samplesKey(id)) ?? '[]');
   const facts = h('dl', { class: 'facts' });
@@ -270,7 +270,7 @@ export async function detail(main, id) {
   );
 
   const timer = setInterval(async () => {
-    if (!LIVE.has(campaign.status)) return;
+    if (!LIVE.has(campaign.status) || !current()) return;
     try {
       campaign = await api('GET', path`/v1/campaigns/${id}`);
       record();

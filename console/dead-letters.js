@@ -27,7 +27,7 @@ export async function overview(main) {
   );
 }
 
-export async function queue(main, name) {
+export async function queue(main, name, current = () => true) {
   const answer = await api('GET', `${path`/v1/dead-letters/${name}`}?limit=50`);
   const result = h('p', { role: 'status', class: 'result' });
   const boxes = [];
@@ -37,7 +37,7 @@ export async function queue(main, name) {
     boxes.push(box);
     return h('tr', {},
       h('td', {}, box, h('label', { for: id, class: 'visually-hidden', text: `Select message ${m.id}` })),
-      h('td', { text: m.reason ?? `none: SQS moved it here after ${m.receive_count} receives or more` }),
+      h('td', { text: m.reason ?? 'none: SQS moved it here after its queue\'s MaxReceiveCount receives (a consumer kept failing or timing out on it)' }),
       h('td', { text: m.sent_at ? `${age(m.age_seconds)} ago` : '—' }),
       h('td', { class: 'num', text: m.receive_count }),
       h('td', {}, h('details', {}, h('summary', { text: `Body of ${m.id.slice(0, 8)}…` }),
@@ -65,7 +65,9 @@ export async function queue(main, name) {
     parts.push(`${remaining} remain.`);
     const text = parts.join(' ');
     announce(text);
-    await queue(main, name);
+    // The operator may have moved on to another page meanwhile: then only the announcement.
+    if (!current()) return;
+    await queue(main, name, current);
     main.querySelector('.result').textContent = text;
     main.querySelector('h1').focus();
   }

@@ -84,17 +84,22 @@ export async function finishSignIn(config) {
   if (!pending || pending.state !== query.get('state')) {
     return 'The sign-in came back without the state this tab sent: sign in again.';
   }
-  const response = await fetch(config.sign_in.token_url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'authorization_code',
-      client_id: config.sign_in.client_id,
-      code: query.get('code'),
-      redirect_uri: redirectUri(),
-      code_verifier: pending.verifier,
-    }),
-  });
+  let response;
+  try {
+    response = await fetch(config.sign_in.token_url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        client_id: config.sign_in.client_id,
+        code: query.get('code'),
+        redirect_uri: redirectUri(),
+        code_verifier: pending.verifier,
+      }),
+    });
+  } catch (error) {
+    return `The sign-in could not be finished (${error.message}): sign in again.`;
+  }
   const tokens = await response.json().catch(() => ({}));
   if (!response.ok || !tokens.id_token) {
     return `The sign-in could not be finished: ${tokens.error ?? response.status}.`;

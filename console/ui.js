@@ -67,7 +67,11 @@ export function markFieldError(form, error) {
   for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
   for (const el of form.querySelectorAll('.field-error')) el.remove();
   if (!error?.field) return false;
-  const controls = [...form.querySelectorAll('[data-field]')];
+  // Visible controls first (two may share a field: the uploaded file and the S3 URI), and
+  // those that take focus before a fieldset that only groups them.
+  const visible = (c) => c.getClientRects().length > 0;
+  const all = [...form.querySelectorAll('[data-field]')].filter(visible);
+  const controls = [...all.filter((c) => c.tagName !== 'FIELDSET'), ...all.filter((c) => c.tagName === 'FIELDSET')];
   const control = controls.find((c) => error.field === c.dataset.field)
     ?? controls.find((c) => error.field.startsWith(`${c.dataset.field}[`) || error.field.startsWith(`${c.dataset.field}.`));
   if (!control) return false;
@@ -76,7 +80,7 @@ export function markFieldError(form, error) {
   const described = control.getAttribute('aria-describedby');
   control.setAttribute('aria-describedby', described ? `${messageId} ${described}` : messageId);
   control.closest('.field, fieldset')?.append(h('span', { id: messageId, class: 'error field-error', text: error.message }));
-  control.focus();
+  (control.tagName === 'FIELDSET' ? control.querySelector('input') : control)?.focus();
   return true;
 }
 

@@ -53,7 +53,12 @@ pub struct Stack {
 pub const DEV_PREFIX: &str = "herald";
 
 /// Variables that name the stack's Cognito user pool, which the local stack does not make.
-pub const COGNITO_VARS: &[&str] = &["CONSOLE_AUTH_DOMAIN", "CONSOLE_CLIENT_ID", "OPERATOR_GROUP"];
+pub const COGNITO_VARS: &[&str] = &[
+    "CONSOLE_AUTH_DOMAIN",
+    "CONSOLE_CLIENT_ID",
+    "OPERATOR_GROUP",
+    "STACK_OPERATOR_GROUP",
+];
 
 impl Stack {
     /// Creates every resource of `template` in the emulator at `endpoint`, names prefixed.

@@ -287,6 +287,10 @@ impl Template {
             }
             _ => bail!("unsupported condition {expr:?}"),
         };
+        // `!Condition Name` (short form) and `{"Condition": "Name"}` name another condition.
+        if let ("Fn::Condition" | "Condition", Some(name)) = (op.as_str(), args.as_str()) {
+            return self.condition(name, lookup);
+        }
         let args = args.as_sequence().cloned().unwrap_or_default();
         match op.as_str() {
             "Fn::Equals" if args.len() == 2 => {
@@ -299,10 +303,6 @@ impl Template {
             "Fn::Or" => args
                 .iter()
                 .try_fold(false, |acc, a| Ok(acc || self.evaluate(a, lookup)?)),
-            "Condition" => self.condition(
-                args.first().and_then(Value::as_str).unwrap_or_default(),
-                lookup,
-            ),
             _ => bail!("unsupported condition {op}"),
         }
     }
@@ -311,6 +311,21 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_condition_may_name_other_conditions() {
+        let template = Template {
+            doc: serde_norway::from_str(
+                "Parameters: {}\nConditions:\n  Yes: !Equals [a, a]\n  No: !Equals [a, b]\n  \
+                 Both: !And [!Condition Yes, !Condition No]\n  \
+                 Either: !Or [!Condition Yes, {Condition: No}]\n",
+            )
+            .unwrap(),
+        };
+        let lookup = |_: &Intrinsic| None;
+        assert!(template.condition("Either", &lookup).unwrap());
+        assert!(!template.condition("Both", &lookup).unwrap());
+    }
 
     #[test]
     fn sub_replaces_refs_and_attributes_and_names_what_it_cannot() {

@@ -45,6 +45,9 @@ impl Scope {
         Scope::DeadLetters,
     ];
 
+    /// What a tenant's operator may hold: all but the stack's own dead letters.
+    pub const TENANT: [Scope; 4] = [Scope::Send, Scope::Campaigns, Scope::Contacts, Scope::Inbox];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Send => "herald/send",
@@ -67,8 +70,18 @@ pub struct AuthSettings {
     /// `DEFAULT_TENANT`: the one tenant when `TENANT_CLAIM` is empty.
     pub default_tenant: TenantId,
     /// `OPERATOR_GROUP`: members of this Cognito group (the `cognito:groups` claim of an ID
-    /// token, as the console's sign-in gets) hold every scope. Unset: no group grants any.
+    /// token, as the console's sign-in gets) hold the tenant scopes ([`Scope::TENANT`]).
+    /// Unset: no group grants any.
     pub operator_group: Option<String>,
+    /// `STACK_OPERATOR_GROUP`: members hold every scope, the stack's dead letters included.
+    pub stack_operator_group: Option<String>,
+}
+
+/// A group variable, unset when empty.
+fn group(vars: &Vars, name: &str) -> Option<String> {
+    vars.optional(name)
+        .map(|g| g.trim().to_owned())
+        .filter(|g| !g.is_empty())
 }
 
 /// The claim Cognito lists a user's groups in.
@@ -87,10 +100,8 @@ impl AuthSettings {
             tenant_claim,
             user_claim: vars.optional("USER_CLAIM").unwrap_or_else(|| "sub".into()),
             default_tenant: vars.default_tenant()?,
-            operator_group: vars
-                .optional("OPERATOR_GROUP")
-                .map(|g| g.trim().to_owned())
-                .filter(|g| !g.is_empty()),
+            operator_group: group(vars, "OPERATOR_GROUP"),
+            stack_operator_group: group(vars, "STACK_OPERATOR_GROUP"),
         })
     }
 
@@ -110,20 +121,31 @@ impl AuthSettings {
                 })?
             }
         };
-        let operator = self.operator_group.as_deref().is_some_and(|group| {
-            token
-                .claims
-                .get(GROUPS_CLAIM)
-                .is_some_and(|groups| claim_list(groups).any(|g| g == group))
-        });
+        let member = |group: &Option<String>| {
+            group.as_deref().is_some_and(|group| {
+                token
+                    .claims
+                    .get(GROUPS_CLAIM)
+                    .is_some_and(|groups| claim_list(groups).any(|g| g == group))
+            })
+        };
+        let granted: &[Scope] = if member(&self.stack_operator_group) {
+            &Scope::ALL
+        } else if member(&self.operator_group) {
+            &Scope::TENANT
+        } else {
+            &[]
+        };
+        let mut scopes = token.scopes();
+        for scope in granted {
+            if !scopes.iter().any(|s| s == scope.as_str()) {
+                scopes.push(scope.as_str().to_owned());
+            }
+        }
         Ok(Caller {
             tenant,
             subject: token.claims.get(&self.user_claim).cloned(),
-            scopes: if operator {
-                Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect()
-            } else {
-                token.scopes()
-            },
+            scopes,
         })
     }
 }
@@ -346,11 +368,22 @@ mod tests {
     }
 
     #[test]
-    fn members_of_the_operator_group_hold_every_scope_and_nobody_else_does() {
+    fn operators_hold_the_tenant_scopes_and_stack_operators_the_dead_letters_too() {
         let mut vars = Vars::default();
         vars.0
             .insert("OPERATOR_GROUP".into(), "herald-operators".into());
+        vars.0.insert(
+            "STACK_OPERATOR_GROUP".into(),
+            "herald-stack-operators".into(),
+        );
         let s = AuthSettings::from_vars(&vars).unwrap();
+        let stack_operator = s
+            .caller(&token(&[
+                ("custom:tenant", "t"),
+                ("cognito:groups", "[herald-stack-operators]"),
+            ]))
+            .unwrap();
+        assert!(Scope::ALL.iter().all(|scope| stack_operator.has(*scope)));
         // Cognito's ID token lists groups as an array, which API Gateway flattens.
         let operator = s
             .caller(&token(&[
@@ -359,7 +392,9 @@ mod tests {
                 ("cognito:groups", "[support herald-operators]"),
             ]))
             .unwrap();
-        assert!(Scope::ALL.iter().all(|scope| operator.has(*scope)));
+        assert!(Scope::TENANT.iter().all(|scope| operator.has(*scope)));
+        // The dead letters hold every tenant's messages: not a tenant operator's.
+        assert!(!operator.has(Scope::DeadLetters));
         assert_eq!(operator.tenant.as_str(), "t");
         let other_group = s
             .caller(&token(&[

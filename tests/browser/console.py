@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 from playwright.sync_api import sync_playwright
@@ -24,6 +25,7 @@ from playwright.sync_api import sync_playwright
 URL = os.environ["HERALD_URL"]
 TOKEN = os.environ["HERALD_SERVICE_TOKEN"]
 POISON = os.environ["HERALD_POISON"]
+SUPPRESSED = os.environ["HERALD_SUPPRESSED"]
 SHOTS = os.environ.get("HERALD_CONSOLE_SCREENSHOTS")
 # How long one step may take at most (a bound on the test's run, not a speed goal).
 BOUND_MS = 60_000
@@ -80,6 +82,8 @@ def main():
     # Two recipients with an address, so the campaign's email is sent and its chart moves.
     for user in ("ann", "bob"):
         api("PUT", f"/v1/users/{user}/contact", {"email": f"{user}@example.com"})
+    # A third, whose address SES hard-bounced (the xtask put the bounce on the feedback queue).
+    api("PUT", "/v1/users/cy/contact", {"email": SUPPRESSED})
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=os.environ["CHROMIUM"], args=["--no-sandbox"])
@@ -215,6 +219,24 @@ def main():
         check_labels(page, "look up")
         shot(page, "console-lookup.png")
         print("look up: ann's email for the campaign is sent; her contact is shown")
+
+        # cy's address bounced: the look-up shows the suppression, and Remove lifts it.
+        user_form = page.locator("form", has=page.get_by_role("button", name="Look up user"))
+        remove = page.get_by_role("button", name=f"Remove the suppression of {SUPPRESSED}")
+        deadline = time.monotonic() + BOUND_MS / 1000
+        while not remove.is_visible():
+            if time.monotonic() > deadline:
+                fail(f"the bounce of {SUPPRESSED} never shows as a suppression")
+            user_form.get_by_label("User id", exact=True).fill("cy")
+            user_form.get_by_role("button", name="Look up user").click()
+            time.sleep(1)
+        remove.click()
+        page.locator("#confirm-ok").click()
+        page.wait_for_selector("text=None of the user's addresses is suppressed.", timeout=BOUND_MS)
+        found = api("GET", "/v1/suppressions?address=" + urllib.parse.quote(SUPPRESSED))
+        if found["suppressed"] or not found["removals"]:
+            fail(f"the console's Remove did not lift the suppression: {found}")
+        print(f"look up: {SUPPRESSED}'s bounce was listed and removed, the removal on record")
 
         if errors:
             fail(f"the page logged errors: {errors}")

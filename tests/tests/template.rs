@@ -673,3 +673,163 @@ fn ses_events_and_sms_replies_can_reach_the_feedback_queue() {
         "FeedbackFunction consumes {feedback_queue}"
     );
 }
+
+/// The resources `v` names: `Ref`, `GetAtt` and `Sub`'s `${X}` / `${X.Attr}`, in either
+/// form, in every branch of an `If` (a cycle through either branch is refused on deploy).
+fn named_resources(v: &Value, out: &mut Vec<String>) {
+    let from_sub = |text: &str, out: &mut Vec<String>| {
+        for part in text.split("${").skip(1) {
+            if let Some(name) = part.split('}').next() {
+                if !name.starts_with('!') {
+                    out.push(name.split('.').next().unwrap_or(name).to_owned());
+                }
+            }
+        }
+    };
+    match v {
+        Value::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            match (tag.trim_start_matches('!'), &tagged.value) {
+                ("Ref" | "GetAtt", Value::String(target)) => {
+                    out.push(target.split('.').next().unwrap_or(target).to_owned())
+                }
+                ("GetAtt", Value::Sequence(seq)) => {
+                    out.extend(seq.first().and_then(Value::as_str).map(str::to_owned))
+                }
+                ("Sub", Value::String(text)) => from_sub(text, out),
+                ("Sub", Value::Sequence(seq)) => {
+                    if let Some(text) = seq.first().and_then(Value::as_str) {
+                        from_sub(text, out);
+                    }
+                    for rest in seq.iter().skip(1) {
+                        named_resources(rest, out);
+                    }
+                }
+                (_, inner) => named_resources(inner, out),
+            }
+        }
+        Value::Mapping(m) => {
+            for (key, value) in m {
+                match (key.as_str(), value) {
+                    (Some("Ref"), Value::String(target)) => out.push(target.clone()),
+                    (Some("Fn::GetAtt"), _) => match value {
+                        Value::String(s) => out.push(s.split('.').next().unwrap_or(s).to_owned()),
+                        Value::Sequence(seq) => {
+                            out.extend(seq.first().and_then(Value::as_str).map(str::to_owned))
+                        }
+                        _ => {}
+                    },
+                    (Some("Fn::Sub"), Value::String(text)) => from_sub(text, out),
+                    _ => named_resources(value, out),
+                }
+            }
+        }
+        Value::Sequence(seq) => seq.iter().for_each(|item| named_resources(item, out)),
+        _ => {}
+    }
+}
+
+/// The dependency graph of the template's resources as SAM's transform leaves them: what a
+/// resource references or `DependsOn`. A function's `DeploymentPreference` and `Events`
+/// become resources of their own (a deployment group, event source mappings, permissions),
+/// except that an `HttpApi` event puts the function into its API's definition: the API
+/// depends on the function.
+fn dependencies(template: &Template) -> std::collections::BTreeMap<String, Vec<String>> {
+    let resources = template.doc["Resources"].as_mapping().unwrap();
+    let names: std::collections::BTreeSet<String> = resources
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    let mut graph: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for (name, resource) in resources {
+        let name = name.as_str().unwrap().to_owned();
+        let mut named = Vec::new();
+        if let Some(properties) = resource.get("Properties") {
+            if resource.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function") {
+                for (key, value) in properties.as_mapping().unwrap() {
+                    match key.as_str() {
+                        Some("DeploymentPreference") => {}
+                        Some("Events") => {
+                            for event in value.as_mapping().into_iter().flat_map(|m| m.values()) {
+                                if event.get("Type").and_then(Value::as_str) == Some("HttpApi") {
+                                    let mut apis = Vec::new();
+                                    named_resources(&event["Properties"]["ApiId"], &mut apis);
+                                    for api in apis {
+                                        graph.entry(api).or_default().push(name.clone());
+                                    }
+                                }
+                            }
+                        }
+                        _ => named_resources(value, &mut named),
+                    }
+                }
+            } else {
+                named_resources(properties, &mut named);
+            }
+        }
+        match resource.get("DependsOn") {
+            Some(Value::String(one)) => named.push(one.clone()),
+            Some(Value::Sequence(many)) => {
+                named.extend(many.iter().filter_map(Value::as_str).map(str::to_owned))
+            }
+            _ => {}
+        }
+        graph.entry(name).or_default().extend(named);
+    }
+    for (name, named) in graph.iter_mut() {
+        named.retain(|n| names.contains(n) && n != name);
+        named.sort();
+        named.dedup();
+    }
+    graph
+}
+
+/// A cycle in `graph`, as the path that closes it, if there is one.
+fn find_cycle(graph: &std::collections::BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|p| p == node) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+/// CloudFormation refuses a template whose resources depend on each other in a circle
+/// (cfn-lint does not see one through the HTTP API's authorizer): the console's Cognito
+/// client, say, naming the API's URL while the API's authorizer names the client.
+#[test]
+fn no_resource_depends_on_itself_through_others() {
+    let graph = dependencies(&Template::project().unwrap());
+    assert!(graph.len() > 50, "{} resources", graph.len());
+    assert_eq!(find_cycle(&graph), None);
+    // The check sees one where there is one.
+    let mut circular = graph.clone();
+    circular
+        .get_mut("ServiceClient")
+        .unwrap()
+        .push("HeraldApi".into());
+    assert!(find_cycle(&circular).is_some());
+}

@@ -57,14 +57,16 @@ pub fn run_against(root: &Path, stack: &DevStack, args: &Args) -> Result<()> {
     }
 
     let poison = poison_a_notification(stack)?;
+    bounce_an_address(stack, CONSOLE_TENANT, SUPPRESSED_ADDRESS)?;
     let mut cmd = Command::new(venv.bin("python"));
     cmd.arg(root.join("tests/browser/console.py"))
         .env("HERALD_URL", stack.url())
         .env(
             "HERALD_SERVICE_TOKEN",
-            issuer.sign(&issuer.service("console")),
+            issuer.sign(&issuer.service(CONSOLE_TENANT)),
         )
         .env("HERALD_POISON", poison)
+        .env("HERALD_SUPPRESSED", SUPPRESSED_ADDRESS)
         .env("CHROMIUM", &chromium);
     if let Some(dir) = &args.console_screenshots {
         std::fs::create_dir_all(dir)?;
@@ -77,6 +79,10 @@ pub fn run_against(root: &Path, stack: &DevStack, args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The console test's tenant, and the address SES "bounced" for it.
+const CONSOLE_TENANT: &str = "console";
+const SUPPRESSED_ADDRESS: &str = "cy@example.com";
+
 /// Puts a message no consumer can take on the stack's notifications queue, as a bug in a
 /// sender would, for the console to find in the DLQ; returns its body.
 fn poison_a_notification(stack: &DevStack) -> Result<String> {
@@ -84,24 +90,46 @@ fn poison_a_notification(stack: &DevStack) -> Result<String> {
         "{{\"poisoned\": \"by the browser test at {}\"}}",
         jiff::Timestamp::now()
     );
+    send_to(stack, "NotificationsQueue", &body)?;
+    Ok(body)
+}
+
+/// A hard bounce of `address` for `tenant`, as SES reports it through the feedback topic,
+/// for the console to find as a suppression and remove.
+fn bounce_an_address(stack: &DevStack, tenant: &str, address: &str) -> Result<()> {
+    let tag: String = tenant.bytes().map(|b| format!("{b:02x}")).collect();
+    let event = serde_json::json!({
+        "eventType": "Bounce",
+        "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                   "bouncedRecipients": [{"emailAddress": address, "action": "failed",
+                                          "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}],
+                   "timestamp": jiff::Timestamp::now().to_string(), "feedbackId": "browser-test"},
+        "mail": {"timestamp": jiff::Timestamp::now().to_string(), "source": "notifications@example.com",
+                 "messageId": "browser-test", "destination": [address],
+                 "tags": {herald::domain::feedback::TENANT_TAG: [tag]}},
+    });
+    send_to(stack, "FeedbackQueue", &event.to_string())
+}
+
+/// One message on a queue of the dev stack, as its producer would send it.
+fn send_to(stack: &DevStack, queue: &str, body: &str) -> Result<()> {
     let endpoint = format!("http://127.0.0.1:{}", stack.emulator_port);
     tokio::runtime::Runtime::new()?.block_on(async {
         let sqs = aws_sdk_sqs::Client::new(&local::emulator::sdk_config(&endpoint).await);
         let url = sqs
             .get_queue_url()
-            .queue_name(format!("{}-NotificationsQueue", local::stack::DEV_PREFIX))
+            .queue_name(format!("{}-{queue}", local::stack::DEV_PREFIX))
             .send()
             .await
-            .context("the dev stack's notifications queue")?
+            .with_context(|| format!("the dev stack's {queue}"))?
             .queue_url
             .context("no queue url")?;
         sqs.send_message()
             .queue_url(url)
-            .message_body(&body)
+            .message_body(body)
             .send()
             .await
-            .context("poisoning the notifications queue")?;
+            .with_context(|| format!("sending to {queue}"))?;
         anyhow::Ok(())
-    })?;
-    Ok(body)
+    })
 }

@@ -209,6 +209,7 @@ pub(crate) async fn redrive(
         "moved": done.moved,
         "not_found": done.not_found,
         "failed": done.failed,
-        "remaining": depth.messages,
+        // In flight too: what a concurrent listing or redrive holds is still there.
+        "remaining": depth.messages + depth.in_flight,
     })))
 }

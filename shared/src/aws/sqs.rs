@@ -328,7 +328,7 @@ impl SqsDeadLetterQueue {
     async fn take(&self, max: usize, hold: i32) -> Result<Vec<Message>, QueueError> {
         let mut taken: Vec<Message> = Vec::new();
         while taken.len() < max {
-            let out = self
+            let received = self
                 .client
                 .receive_message()
                 .queue_url(&self.dlq_url)
@@ -340,8 +340,15 @@ impl SqsDeadLetterQueue {
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_attribute_names("All")
                 .send()
-                .await
-                .map_err(|e| QueueError::Call(call_error(e)))?;
+                .await;
+            let out = match received {
+                Ok(out) => out,
+                Err(e) => {
+                    // What this call already holds is made visible again, not left hidden.
+                    self.release(&taken.iter().collect::<Vec<_>>()).await;
+                    return Err(QueueError::Call(call_error(e)));
+                }
+            };
             let messages = out.messages.unwrap_or_default();
             if messages.is_empty() {
                 break;

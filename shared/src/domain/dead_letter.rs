@@ -42,8 +42,11 @@ pub fn plan_redrive(received: &[DeadLetter], selection: &RedriveSelection) -> Re
     let mut plan = RedrivePlan::default();
     match selection {
         RedriveSelection::All { max } => {
-            for i in 0..received.len() {
-                if plan.moved.len() < *max {
+            let mut seen: Vec<&str> = Vec::new();
+            for (i, letter) in received.iter().enumerate() {
+                // A message SQS gave twice in one scan is moved once.
+                if plan.moved.len() < *max && !seen.contains(&letter.message_id.as_str()) {
+                    seen.push(&letter.message_id);
                     plan.moved.push(i);
                 } else {
                     plan.left.push(i);
@@ -184,12 +187,15 @@ mod tests {
     }
 
     #[test]
-    fn all_moves_up_to_its_bound() {
-        let received = [letter("a"), letter("b"), letter("c")];
+    fn all_moves_up_to_its_bound_and_each_message_once() {
+        let received = [letter("a"), letter("b"), letter("a"), letter("c")];
         let plan = plan_redrive(&received, &RedriveSelection::All { max: 2 });
         assert_eq!(plan.moved, vec![0, 1]);
-        assert_eq!(plan.left, vec![2]);
+        assert_eq!(plan.left, vec![2, 3]);
         assert!(plan.not_found.is_empty());
+        let plan = plan_redrive(&received, &RedriveSelection::All { max: 10 });
+        assert_eq!(plan.moved, vec![0, 1, 3]);
+        assert_eq!(plan.left, vec![2]);
     }
 
     #[test]
