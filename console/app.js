@@ -63,13 +63,17 @@ async function render(message) {
   const view = route[1](hash.match(route[0]));
   main.replaceChildren(h('p', { text: 'Loading…' }));
   const current = () => mine === renders;
+  // The view paints into its own element, put into <main> only while it is the current
+  // one: a view that answers late (or repaints after an action) never covers a newer one.
+  const page = h('div', { class: 'view' });
   try {
-    const stopView = (await view(main, current)) ?? null;
+    const stopView = (await view(page, current)) ?? null;
     if (!current()) {
       stopView?.();
       return;
     }
     stop = stopView;
+    main.replaceChildren(page);
   } catch (error) {
     // A refused token has already brought the sign-in view (a newer render).
     if (!current()) return;

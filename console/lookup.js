@@ -16,8 +16,9 @@ export async function view(main, query) {
     field('User id', forUser, { name: 'user', hint: 'The recipient (needed for a campaign\'s notification).' }),
     h('div', { class: 'actions' }, h('button', { type: 'submit', text: 'Look up delivery' })),
     deliveryResult);
-  deliveryForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
+  let deliveries = 0;
+  async function showDelivery() {
+    const mine = ++deliveries;
     markFieldError(deliveryForm, null);
     deliveryResult.replaceChildren(h('p', { text: 'Looking…' }));
     try {
@@ -25,6 +26,7 @@ export async function view(main, query) {
       const user = forUser.value.trim();
       const url = path`/v1/notifications/${notification.value.trim()}` + (user ? `?user=${encodeURIComponent(user)}` : '');
       const status = await api('GET', url);
+      if (mine !== deliveries) return;
       const rows = Object.entries(status.channels ?? {}).map(([channel, record]) => h('tr', {},
         h('th', { scope: 'row', text: channel }),
         h('td', {}, badge(record.state)),
@@ -37,9 +39,14 @@ export async function view(main, query) {
           ? table('Delivery by channel', ['Channel', 'State', 'Reason', 'Detail', 'Updated'], rows)
           : h('p', { text: 'No channel has a record yet (inbox only, or not taken yet).' }));
     } catch (error) {
+      if (mine !== deliveries) return;
       deliveryResult.replaceChildren(errorBox(error));
       markFieldError(deliveryForm, error);
     }
+  }
+  deliveryForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    showDelivery();
   });
 
   const userId = h('input', { type: 'text', autocomplete: 'off', value: query.get('user') ?? '' });
@@ -48,7 +55,11 @@ export async function view(main, query) {
     field('User id', userId, { name: 'user' }),
     h('div', { class: 'actions' }, h('button', { type: 'submit', text: 'Look up user' })),
     userResult);
+  // Only the latest look-up paints: an earlier one answering late (say, from before a
+  // suppression was removed) would show what is no longer so.
+  let lookups = 0;
   async function showUser() {
+    const mine = ++lookups;
     markFieldError(userForm, null);
     const user = userId.value.trim();
     userResult.replaceChildren(h('p', { text: 'Looking…' }));
@@ -65,8 +76,10 @@ export async function view(main, query) {
         const found = await api('GET', `/v1/suppressions?address=${encodeURIComponent(address)}`);
         for (const entry of found.suppressions) suppressions.push(entry);
       }
+      if (mine !== lookups) return;
       userResult.replaceChildren(...userSections(user, contact, devices.devices, suppressions, showUser));
     } catch (error) {
+      if (mine !== lookups) return;
       userResult.replaceChildren(errorBox(error));
       markFieldError(userForm, error);
     }
@@ -83,7 +96,7 @@ export async function view(main, query) {
     h('h2', { text: 'A user' }),
     userForm,
   );
-  if (notification.value) deliveryForm.requestSubmit();
+  if (notification.value) showDelivery();
   if (userId.value) showUser();
 }
 

@@ -204,7 +204,8 @@ def main():
         shot(page, "console-dead-letters.png")
         page.get_by_role("button", name="Redrive 1 selected").click()
         page.locator("#confirm-ok").click()
-        page.wait_for_selector("text=Moved 1 message back to the notifications queue.", timeout=BOUND_MS)
+        page.wait_for_selector("p.result:has-text('Moved 1 message back to the notifications queue.')",
+                               timeout=BOUND_MS)
         print("dead letters: the poisoned message was listed with its reason and redriven")
 
         # Look up what the first campaign did for ann.
@@ -224,15 +225,24 @@ def main():
         user_form = page.locator("form", has=page.get_by_role("button", name="Look up user"))
         remove = page.get_by_role("button", name=f"Remove the suppression of {SUPPRESSED}")
         deadline = time.monotonic() + BOUND_MS / 1000
-        while not remove.is_visible():
-            if time.monotonic() > deadline:
-                fail(f"the bounce of {SUPPRESSED} never shows as a suppression")
+        while True:
             user_form.get_by_label("User id", exact=True).fill("cy")
             user_form.get_by_role("button", name="Look up user").click()
+            # This look-up answered (and no other is pending): then what it shows is current.
+            user_form.locator("h3, [role=alert]").first.wait_for(timeout=BOUND_MS)
+            if remove.is_visible():
+                break
+            if time.monotonic() > deadline:
+                fail(f"the bounce of {SUPPRESSED} never shows as a suppression")
             time.sleep(1)
+        shot(page, "console-suppression.png")
         remove.click()
         page.locator("#confirm-ok").click()
-        page.wait_for_selector("text=None of the user's addresses is suppressed.", timeout=BOUND_MS)
+        try:
+            page.wait_for_selector("text=None of the user's addresses is suppressed.", timeout=BOUND_MS)
+        except Exception:
+            fail("after Remove, the page shows: " + page.inner_text("main")[-600:]
+                 + " | status: " + page.inner_text("#status"))
         found = api("GET", "/v1/suppressions?address=" + urllib.parse.quote(SUPPRESSED))
         if found["suppressed"] or not found["removals"]:
             fail(f"the console's Remove did not lift the suppression: {found}")
