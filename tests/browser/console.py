@@ -13,14 +13,13 @@ HERALD_CONSOLE_SCREENSHOTS (a folder for the pictures in docs/console.md).
 """
 
 import datetime
-import json
 import os
-import sys
 import time
 import urllib.parse
-import urllib.request
 
 from playwright.sync_api import sync_playwright
+
+import browser_kit
 
 URL = os.environ["HERALD_URL"]
 TOKEN = os.environ["HERALD_SERVICE_TOKEN"]
@@ -43,18 +42,10 @@ UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, bu
 
 
 def api(method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(URL + path, data=data, method=method)
-    request.add_header("Authorization", "Bearer " + TOKEN)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read() or b"null")
+    return browser_kit.api(URL, method, path, TOKEN, body)
 
 
-def fail(message):
-    print("FAIL: " + message, file=sys.stderr)
-    sys.exit(1)
+fail = browser_kit.fail
 
 
 def check_labels(page, where):

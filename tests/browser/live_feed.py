@@ -8,13 +8,12 @@ HERALD_URL, HERALD_USER, HERALD_USER_TOKEN, HERALD_SERVICE_TOKEN, CHROMIUM and, 
 HERALD_SCREENSHOT (where to keep a picture of the page).
 """
 
-import json
 import os
-import sys
 import time
-import urllib.request
 
 from playwright.sync_api import sync_playwright
+
+import browser_kit
 
 URL = os.environ["HERALD_URL"]
 USER = os.environ["HERALD_USER"]
@@ -25,22 +24,14 @@ BOUND_MS = 30_000
 
 
 def api(method, path, token, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(URL + path, data=data, method=method)
-    request.add_header("Authorization", "Bearer " + token)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read() or b"null")
+    return browser_kit.api(URL, method, path, token, body)
 
 
 def badge(page):
     return int(page.get_attribute("herald-inbox", "data-count") or 0)
 
 
-def fail(message):
-    print("FAIL: " + message, file=sys.stderr)
-    sys.exit(1)
+fail = browser_kit.fail
 
 
 def main():

@@ -10,6 +10,8 @@ it cannot, each narrowly:
   merged onto the stored contact): a 400 naming the missing half;
 - the Pinpoint import's lines (NDJSON in Pinpoint's export format), which a schema sees as
   text: a body with nothing importable is a 400;
+- an audience file's upload is bytes: a body the spec's string schema calls the wrong type (an
+  object or a number, serialized as text) is a file all the same, and stored;
 - `If-Match` naming another version: a 412 (the request is valid; the version is stale);
 - `POST /v1/notifications` checks each item on its own: an invalid item is listed in
   `rejected` of a 202, and only a request whose envelope or every item is invalid is a 400;
@@ -148,3 +150,27 @@ def notifications_are_checked_item_by_item(ctx, response, case):
     if body_mode(case) == GenerationMode.NEGATIVE and not rejected:
         raise AssertionError("a body the spec forbids was accepted whole (202, nothing rejected)")
     return None
+
+
+@schemathesis.check
+def audience_uploads_are_bytes(ctx, response, case):
+    """POST /v1/audiences: stands in for negative_data_rejection (turned off for it in
+    schemathesis.toml). A file is bytes, so a body of the "wrong type" is a file all the
+    same; what a stored upload must have is what the spec says of the rest: a name of its
+    pattern and length, and a text media type (parameters the spec does not name are
+    ignored, as on every route)."""
+    if operation_id(case) != "uploadAudience" or response.status_code >= 400:
+        return None
+    name = (case.query or {}).get("name")
+    name_ok = name is None or (
+        isinstance(name, str)
+        and len(name) <= 100
+        and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name) is not None
+    )
+    media = (case.media_type or "").split(";")[0].strip().lower()
+    if name_ok and media in ("text/csv", "text/plain"):
+        return None
+    raise AssertionError(
+        f"an upload the spec forbids was stored ({response.status_code}, name {name!r}, "
+        f"{media}): {response.text[:300]}"
+    )

@@ -8,6 +8,7 @@ pub mod campaign_sim;
 pub mod contract;
 pub mod counters_kit;
 pub mod fixtures;
+pub mod graph;
 pub mod harness;
 pub mod meter;
 pub mod sim;

@@ -194,4 +194,19 @@ async fn an_uploaded_audience_file_is_one_a_campaign_reads() {
     assert_eq!(response.status(), 400);
     let response = upload("empty.csv", "").await.unwrap();
     assert_eq!(response.status(), 400);
+    // Another kind of file: 415 naming the header.
+    let response = router
+        .clone()
+        .oneshot(
+            axum::http::Request::builder()
+                .method("POST")
+                .uri("/v1/audiences?name=x.xlsx")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/vnd.ms-excel")
+                .body(Body::from("PK"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
 }

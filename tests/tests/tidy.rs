@@ -377,36 +377,7 @@ impl ModuleGraph {
 
     /// A circle of modules that use each other, if there is one.
     fn circle(&self) -> Option<Vec<Vec<String>>> {
-        let edges = self.edges();
-        // Depth-first; `path` is the current chain, `done` the modules proven circle-free.
-        fn visit(
-            node: &Vec<String>,
-            edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
-            path: &mut Vec<Vec<String>>,
-            done: &mut BTreeSet<Vec<String>>,
-        ) -> Option<Vec<Vec<String>>> {
-            if let Some(at) = path.iter().position(|n| n == node) {
-                let mut circle = path[at..].to_vec();
-                circle.push(node.clone());
-                return Some(circle);
-            }
-            if done.contains(node) {
-                return None;
-            }
-            path.push(node.clone());
-            for next in edges.get(node).into_iter().flatten() {
-                if let Some(circle) = visit(next, edges, path, done) {
-                    return Some(circle);
-                }
-            }
-            path.pop();
-            done.insert(node.clone());
-            None
-        }
-        let mut done = BTreeSet::new();
-        edges
-            .keys()
-            .find_map(|node| visit(node, &edges, &mut Vec::new(), &mut done))
+        testkit::graph::find_circle(&self.edges())
     }
 }
 

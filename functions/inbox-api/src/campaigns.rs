@@ -135,9 +135,34 @@ async fn upload_audience(
     State(deps): State<Arc<CampaignDeps>>,
     token: VerifiedToken,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = deps.tenant(&token)?;
+    // A list or a CSV is text: another declared type is another kind of file.
+    let media = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if let Some(media) = media.filter(|m| m != "text/csv" && m != "text/plain") {
+        return Ok((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(json!({"error": FieldError::new(
+                "unsupported_media_type",
+                "Content-Type",
+                format!(
+                    "an audience file is text/csv or text/plain, not {}",
+                    media.chars().take(64).collect::<String>()
+                ),
+            )})),
+        ));
+    }
     let name = query
         .get("name")
         .map(String::as_str)

@@ -449,17 +449,7 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
         let taken = self.take(scan, REDRIVE_HOLD_SECONDS).await?;
         let letters: Vec<DeadLetter> = taken.iter().map(as_dead_letter).collect();
         let plan = crate::domain::dead_letter::plan_redrive(&letters, selection);
-        let outgoing: Vec<OutgoingMessage> = plan
-            .moved
-            .iter()
-            .map(|&i| OutgoingMessage {
-                id: letters[i].message_id.clone(),
-                body: letters[i].body.clone(),
-                attributes: letters[i].attributes.clone(),
-                delay_seconds: None,
-                trace_header: None,
-            })
-            .collect();
+        let outgoing = crate::domain::dead_letter::redriven_messages(&letters, &plan.moved);
         let sent = self.source.send(&outgoing).await;
         let mut done = Redriven {
             not_found: plan.not_found,

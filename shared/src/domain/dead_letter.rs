@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::consumer::{DLQ_REASON_ATTRIBUTE, DLQ_SOURCE_ATTRIBUTE};
 use crate::error::FieldError;
-use crate::ports::{DeadLetter, RedriveSelection};
+use crate::ports::{DeadLetter, OutgoingMessage, RedriveSelection};
 
 /// Messages one listing shows at most (`?limit=`, default 20).
 pub const MAX_LIST: usize = 50;
@@ -72,6 +72,21 @@ pub fn plan_redrive(received: &[DeadLetter], selection: &RedriveSelection) -> Re
         }
     }
     plan
+}
+
+/// What goes back to the source queue for the `moved` letters: each body with the
+/// attributes it takes back, under its DLQ id (unique within one send).
+pub fn redriven_messages(letters: &[DeadLetter], moved: &[usize]) -> Vec<OutgoingMessage> {
+    moved
+        .iter()
+        .map(|&i| OutgoingMessage {
+            id: letters[i].message_id.clone(),
+            body: letters[i].body.clone(),
+            attributes: letters[i].attributes.clone(),
+            delay_seconds: None,
+            trace_header: None,
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]

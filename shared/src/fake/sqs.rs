@@ -80,17 +80,7 @@ impl DeadLetterQueue for InMemoryDeadLetters {
         };
         let received: Vec<DeadLetter> = self.snapshot().into_iter().take(scan).collect();
         let plan = crate::domain::dead_letter::plan_redrive(&received, selection);
-        let outgoing: Vec<OutgoingMessage> = plan
-            .moved
-            .iter()
-            .map(|&i| OutgoingMessage {
-                id: received[i].message_id.clone(),
-                body: received[i].body.clone(),
-                attributes: received[i].attributes.clone(),
-                delay_seconds: None,
-                trace_header: None,
-            })
-            .collect();
+        let outgoing = crate::domain::dead_letter::redriven_messages(&received, &plan.moved);
         let mut done = Redriven {
             not_found: plan.not_found,
             ..Redriven::default()
