@@ -15,7 +15,6 @@ use herald::config::{ConfigError, Vars};
 use herald::domain::dead_letter::{parse_redrive, DEFAULT_LIST, MAX_LIST};
 use herald::http::{parse_json, ApiError};
 use herald::ports::{Clock, DeadLetter, DeadLetterQueue, QueueError};
-use herald::FieldError;
 use serde_json::{json, Value};
 
 use crate::Deps;
@@ -154,20 +153,7 @@ pub(crate) async fn list_messages(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     deps.caller(&token)?.require(Scope::DeadLetters)?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_LIST,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_LIST).contains(l))
-            .ok_or_else(|| {
-                FieldError::new(
-                    "invalid_value",
-                    "limit",
-                    format!("limit must be an integer 1-{MAX_LIST}"),
-                )
-            })?,
-    };
+    let limit = crate::limit_within(&query, DEFAULT_LIST, MAX_LIST)? as usize;
     let dlqs = &deps.dead_letters;
     let named = dlqs.named(&queue)?;
     let depth = named.queue.depth().await.map_err(unavailable)?;

@@ -39,17 +39,26 @@ pub const MAX_PAGE: u32 = 100;
 pub(crate) fn page_limit(
     query: &std::collections::HashMap<String, String>,
 ) -> Result<u32, herald::FieldError> {
+    limit_within(query, DEFAULT_PAGE, MAX_PAGE)
+}
+
+/// `?limit=`: `default` when absent, else 1-`max`.
+pub(crate) fn limit_within(
+    query: &std::collections::HashMap<String, String>,
+    default: u32,
+    max: u32,
+) -> Result<u32, herald::FieldError> {
     match query.get("limit") {
-        None => Ok(DEFAULT_PAGE),
+        None => Ok(default),
         Some(raw) => raw
             .parse::<u32>()
             .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .filter(|l| (1..=max).contains(l))
             .ok_or_else(|| {
                 herald::FieldError::new(
                     "invalid_value",
                     "limit",
-                    format!("limit must be an integer 1-{MAX_PAGE}"),
+                    format!("limit must be an integer 1-{max}"),
                 )
             }),
     }

@@ -303,8 +303,6 @@ fn truncate(text: &str, max: usize) -> String {
 const LIST_HOLD_SECONDS: i32 = 20;
 /// Seconds a redrive keeps the messages it read hidden while it moves them.
 const REDRIVE_HOLD_SECONDS: i32 = 60;
-/// How many messages a redrive of chosen ids looks through at most.
-pub const REDRIVE_SCAN: usize = 100;
 
 /// A dead-letter queue in SQS and the source queue its messages go back to.
 #[derive(Debug, Clone)]
@@ -442,10 +440,7 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
     }
 
     async fn redrive(&self, selection: &RedriveSelection) -> Result<Redriven, QueueError> {
-        let scan = match selection {
-            RedriveSelection::All { max } => *max,
-            RedriveSelection::Chosen(_) => REDRIVE_SCAN,
-        };
+        let scan = crate::domain::dead_letter::redrive_scan(selection);
         let taken = self.take(scan, REDRIVE_HOLD_SECONDS).await?;
         let letters: Vec<DeadLetter> = taken.iter().map(as_dead_letter).collect();
         let plan = crate::domain::dead_letter::plan_redrive(&letters, selection);

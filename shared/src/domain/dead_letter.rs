@@ -9,11 +9,13 @@ use crate::error::FieldError;
 use crate::ports::{DeadLetter, OutgoingMessage, RedriveSelection};
 
 /// Messages one listing shows at most (`?limit=`, default 20).
-pub const MAX_LIST: usize = 50;
-pub const DEFAULT_LIST: usize = 20;
+pub const MAX_LIST: u32 = 50;
+pub const DEFAULT_LIST: u32 = 20;
 /// Messages one `{"all": true}` redrive moves at most; the answer's `remaining` says
 /// whether to call again.
 pub const MAX_REDRIVE_ALL: usize = 100;
+/// How many messages a redrive of chosen ids looks through at most.
+pub const REDRIVE_SCAN: usize = 100;
 /// Ids one redrive of chosen messages names at most.
 pub const MAX_REDRIVE_IDS: usize = 50;
 /// An SQS message id is at most 100 characters.
@@ -36,6 +38,14 @@ pub struct RedrivePlan {
     pub moved: Vec<usize>,
     pub left: Vec<usize>,
     pub not_found: Vec<String>,
+}
+
+/// How many messages a redrive receives: up to its bound for all, the scan for chosen ids.
+pub fn redrive_scan(selection: &RedriveSelection) -> usize {
+    match selection {
+        RedriveSelection::All { max } => *max,
+        RedriveSelection::Chosen(_) => REDRIVE_SCAN,
+    }
 }
 
 pub fn plan_redrive(received: &[DeadLetter], selection: &RedriveSelection) -> RedrivePlan {

@@ -74,10 +74,7 @@ impl DeadLetterQueue for InMemoryDeadLetters {
 
     async fn redrive(&self, selection: &RedriveSelection) -> Result<Redriven, QueueError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let scan = match selection {
-            RedriveSelection::All { max } => *max,
-            RedriveSelection::Chosen(_) => 100,
-        };
+        let scan = crate::domain::dead_letter::redrive_scan(selection);
         let received: Vec<DeadLetter> = self.snapshot().into_iter().take(scan).collect();
         let plan = crate::domain::dead_letter::plan_redrive(&received, selection);
         let outgoing = crate::domain::dead_letter::redriven_messages(&received, &plan.moved);
